@@ -1,0 +1,51 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "mtl-model",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "MTLModel", targets: ["MTLModel"]),
+        .executable(name: "mtl-model", targets: ["mtl-model"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C stays in these small targets: two system libraries and the generated manifest code.
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(
+            name: "CMTLManifest",
+            dependencies: ["CProtobufC"]
+        ),
+        .target(
+            name: "MTLModel",
+            dependencies: ["CMTLManifest", "CProtobufC", "CZlib"]
+        ),
+        .target(
+            name: "MTLModelCLI",
+            dependencies: [
+                "MTLModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "mtl-model",
+            dependencies: ["MTLModelCLI"]
+        ),
+        .testTarget(
+            name: "MTLModelTests",
+            dependencies: ["MTLModel", "MTLModelCLI"],
+            resources: []
+        ),
+    ]
+)

@@ -1,0 +1,221 @@
+import Foundation
+
+extension Architecture {
+    /// Parses the architecture config JSON of MODEL.md, applying its defaults.
+    ///
+    /// - Throws: `MTLModelError` with code `.invalidConfig` naming the key path of the first
+    ///   problem (an unknown key, a wrong type, a value out of range, an inconsistency).
+    public init(configJSON data: Data) throws(MTLModelError) {
+        try self.init(config: try JSONValue.parse(data))
+    }
+
+    public init(config: JSONValue) throws(MTLModelError) {
+        var top = try ConfigObject(config, path: "")
+        let embeddingDim = try top.int("embedding_dim", default: nil, range: 1...Architecture.maxWidth)
+
+        var groups: [String] = []
+        let groupsListed = top.value("groups") != nil
+        if let items = try top.list("groups") {
+            for (index, item) in items.enumerated() {
+                guard case .string(let name) = item else {
+                    throw .config("groups[\(index)]", "expected a string, found \(item.typeName)")
+                }
+                groups.append(name)
+            }
+        }
+
+        guard let fieldItems = try top.list("fields") else { throw .config("fields", "missing (required)") }
+        var fields: [Field] = []
+        for (index, item) in fieldItems.enumerated() {
+            var object = try ConfigObject(item, path: "fields[\(index)]")
+            let name = try object.string("name", default: nil)
+            let vocabSize = try object.int("vocab_size", default: nil, range: 1...Architecture.maxVocabSize)
+            let mapping: Mapping = try object.choice("mapping", default: .modulo)
+            let combiner: Combiner = try object.choice("combiner", default: .sum)
+            let groupName = try object.string("group", default: name)
+            try object.rejectUnknownKeys()
+            let group: Int
+            if groupsListed {
+                guard let position = groups.firstIndex(of: groupName) else {
+                    throw .config(object.keyPath("group"), "group \"\(groupName)\" is not in the groups list")
+                }
+                group = position
+            } else {
+                if let position = groups.firstIndex(of: groupName) {
+                    group = position
+                } else {
+                    groups.append(groupName)
+                    group = groups.count - 1
+                }
+            }
+            fields.append(Field(name: name, vocabSize: vocabSize, mapping: mapping, combiner: combiner, group: group))
+        }
+
+        var interaction = Interaction()
+        if let value = top.value("interaction") {
+            var object = try ConfigObject(value, path: "interaction")
+            interaction.intra = try object.bool("intra", default: false)
+            interaction.halfFactor = try object.bool("half_factor", default: false)
+            interaction.fieldBias = try object.bool("field_bias", default: false)
+            interaction.diceScale = try object.double("dice_scale", default: 1)
+            try object.rejectUnknownKeys()
+        }
+
+        let linear = try top.bool("linear", default: false)
+        let bottomInput: BottomInput = try top.choice("bottom_input", default: .interaction)
+        let layerOrder: LayerOrder = try top.choice("layer_order", default: .linearBnAct)
+        let bnEps = try top.double("bn_eps", default: 1e-5)
+        let shared = try Self.denseLayers(try top.list("shared") ?? [], path: "shared")
+
+        guard let taskItems = try top.list("tasks") else { throw .config("tasks", "missing (required)") }
+        var tasks: [Task] = []
+        for (index, item) in taskItems.enumerated() {
+            var object = try ConfigObject(item, path: "tasks[\(index)]")
+            let name = try object.string("name", default: nil)
+            let tower = try Self.denseLayers(try object.list("tower") ?? [], path: object.keyPath("tower"))
+            let useLinear = try object.bool("use_linear", default: false)
+            let logitOffset = try object.double("logit_offset", default: 0)
+            try object.rejectUnknownKeys()
+            tasks.append(Task(name: name, tower: tower, useLinear: useLinear, logitOffset: logitOffset))
+        }
+        let taskCount = tasks.count
+
+        var fusion = Fusion(type: .weightedSum, weights: Array(repeating: 1, count: taskCount))
+        if let value = top.value("fusion") {
+            var object = try ConfigObject(value, path: "fusion")
+            fusion.type = try object.choice("type", default: .weightedSum)
+            switch fusion.type {
+            case .lexicographic:
+                fusion.bucket = try object.double("bucket", default: nil)
+                fusion.weights = []
+            case .weightedSum:
+                fusion.weights = try object.numbers("weights", count: taskCount) ?? Array(repeating: 1, count: taskCount)
+            case .weightedProduct:
+                fusion.weights = try object.numbers("weights", count: taskCount) ?? Array(repeating: 1, count: taskCount)
+                fusion.biases = try object.numbers("biases", count: taskCount) ?? Array(repeating: 0, count: taskCount)
+                fusion.exponents = try object.numbers("exponents", count: taskCount) ?? Array(repeating: 1, count: taskCount)
+            }
+            try object.rejectUnknownKeys()
+        }
+
+        var loss: LossWeighting?
+        if let value = top.value("loss") {
+            var object = try ConfigObject(value, path: "loss")
+            var section = LossWeighting(weighting: try object.string("weighting", default: nil))
+            section.parameterization = try object.string("parameterization", default: "")
+            section.convention = try object.string("convention", default: "")
+            section.frozen = try object.bool("frozen", default: false)
+            section.values = try object.numbers("values", count: taskCount) ?? []
+            section.weights = try object.numbers("weights", count: taskCount) ?? []
+            try object.rejectUnknownKeys()
+            loss = section
+        }
+
+        var reweight: Reweight?
+        if let value = top.value("reweight") {
+            var object = try ConfigObject(value, path: "reweight")
+            let scheme = try object.string("scheme", default: nil)
+            // Scheme parameters are scheme-specific: every other key must be a number.
+            var parameters: [NamedValue] = []
+            for key in object.unreadKeys {
+                parameters.append(NamedValue(name: key, value: try object.double(key, default: nil)))
+            }
+            reweight = Reweight(scheme: scheme, parameters: parameters)
+        }
+
+        var optimizer: Optimizer?
+        if let value = top.value("optimizer") {
+            var object = try ConfigObject(value, path: "optimizer")
+            let type: OptimizerType = try object.choice("type", default: .adagrad)
+            if object.value("type") == nil { throw .config("optimizer.type", "missing (required)") }
+            var parameters: [NamedValue] = []
+            for key in type.parameterNames where object.value(key) != nil {
+                parameters.append(NamedValue(name: key, value: try object.double(key, default: nil)))
+            }
+            try object.rejectUnknownKeys(allowed: ["type"] + type.parameterNames)
+            optimizer = Optimizer(type: type, parameters: parameters)
+        }
+        try top.rejectUnknownKeys()
+
+        self.init(embeddingDim: embeddingDim, groups: groups, groupsListed: groupsListed, fields: fields,
+                  interaction: interaction, linear: linear, bottomInput: bottomInput, layerOrder: layerOrder,
+                  bnEps: bnEps, shared: shared, tasks: tasks, fusion: fusion, loss: loss,
+                  reweight: reweight, optimizer: optimizer)
+        try validate()
+    }
+
+    private static func denseLayers(_ items: [JSONValue], path: String) throws(MTLModelError) -> [DenseLayer] {
+        var layers: [DenseLayer] = []
+        for (index, item) in items.enumerated() {
+            var object = try ConfigObject(item, path: "\(path)[\(index)]")
+            let units = try object.int("units", default: nil, range: 1...Architecture.maxWidth)
+            let activation: Activation = try object.choice("activation", default: .relu)
+            let batchNorm = try object.bool("batch_norm", default: false)
+            try object.rejectUnknownKeys()
+            layers.append(DenseLayer(units: units, activation: activation, batchNorm: batchNorm))
+        }
+        return layers
+    }
+
+    /// The config as JSON, every default explicit; parsing it gives back this architecture.
+    public var config: JSONValue {
+        func dense(_ layers: [DenseLayer]) -> JSONValue {
+            .array(layers.map { layer in
+                .object(["units": .number(Double(layer.units)),
+                         "activation": .string(layer.activation.configName),
+                         "batch_norm": .bool(layer.batchNorm)])
+            })
+        }
+        func numbers(_ values: [Double]) -> JSONValue { .array(values.map { .number($0) }) }
+
+        var top: [String: JSONValue] = [
+            "embedding_dim": .number(Double(embeddingDim)),
+            "fields": .array(fields.map { field in
+                .object(["name": .string(field.name), "vocab_size": .number(Double(field.vocabSize)),
+                         "mapping": .string(field.mapping.configName), "combiner": .string(field.combiner.configName),
+                         "group": .string(groups[field.group])])
+            }),
+            "interaction": .object(["intra": .bool(interaction.intra), "half_factor": .bool(interaction.halfFactor),
+                                    "field_bias": .bool(interaction.fieldBias), "dice_scale": .number(interaction.diceScale)]),
+            "linear": .bool(linear),
+            "bottom_input": .string(bottomInput.configName),
+            "layer_order": .string(layerOrder.configName),
+            "bn_eps": .number(bnEps),
+            "shared": dense(shared),
+            "tasks": .array(tasks.map { task in
+                .object(["name": .string(task.name), "tower": dense(task.tower),
+                         "use_linear": .bool(task.useLinear), "logit_offset": .number(task.logitOffset)])
+            }),
+        ]
+        if groupsListed { top["groups"] = .array(groups.map { .string($0) }) }
+        var fusionObject: [String: JSONValue] = ["type": .string(fusion.type.configName)]
+        switch fusion.type {
+        case .lexicographic: fusionObject["bucket"] = .number(fusion.bucket)
+        case .weightedSum: fusionObject["weights"] = numbers(fusion.weights)
+        case .weightedProduct:
+            fusionObject["weights"] = numbers(fusion.weights)
+            fusionObject["biases"] = numbers(fusion.biases)
+            fusionObject["exponents"] = numbers(fusion.exponents)
+        }
+        top["fusion"] = .object(fusionObject)
+        if let loss {
+            var object: [String: JSONValue] = ["weighting": .string(loss.weighting), "frozen": .bool(loss.frozen)]
+            if !loss.parameterization.isEmpty { object["parameterization"] = .string(loss.parameterization) }
+            if !loss.convention.isEmpty { object["convention"] = .string(loss.convention) }
+            if !loss.values.isEmpty { object["values"] = numbers(loss.values) }
+            if !loss.weights.isEmpty { object["weights"] = numbers(loss.weights) }
+            top["loss"] = .object(object)
+        }
+        if let reweight {
+            var object: [String: JSONValue] = ["scheme": .string(reweight.scheme)]
+            for parameter in reweight.parameters { object[parameter.name] = .number(parameter.value) }
+            top["reweight"] = .object(object)
+        }
+        if let optimizer {
+            var object: [String: JSONValue] = ["type": .string(optimizer.type.configName)]
+            for parameter in optimizer.parameters { object[parameter.name] = .number(parameter.value) }
+            top["optimizer"] = .object(object)
+        }
+        return .object(top)
+    }
+}

@@ -1,0 +1,357 @@
+import CMTLManifest
+import CProtobufC
+import Foundation
+
+// The only file that touches the protobuf-c structs of schema/mtl_model.proto: it turns a
+// Manifest into bytes and untrusted bytes back into a Manifest.
+
+extension Manifest {
+    /// The manifest serialized with protobuf-c.
+    func serialized() -> [UInt8] {
+        let arena = CArena()
+        let message = arena.message(mtlm__v1__manifest__init)
+        message.pointee.provenance = arena.message(mtlm__v1__provenance__init) { p in
+            p.producer = arena.string(provenance.producer)
+            p.producer_version = arena.string(provenance.producerVersion)
+            p.created_unix_seconds = provenance.createdUnixSeconds
+            p.source = arena.string(provenance.source)
+        }
+        message.pointee.architecture = architecture.cMessage(arena)
+        (message.pointee.n_tensors, message.pointee.tensors) = arena.messages(tensors) { tensor in
+            arena.message(mtlm__v1__tensor__init) { t in
+                t.name = arena.string(tensor.name)
+                t.dtype = Mtlm__V1__DType(rawValue: tensor.dtype.rawValue)
+                (t.n_shape, t.shape) = arena.array(tensor.shape)
+                t.role = Mtlm__V1__TensorRole(rawValue: tensor.role.rawValue)
+                t.offset = tensor.offset
+                t.stored_byte_count = tensor.storedByteCount
+                t.compression = Mtlm__V1__Compression(rawValue: tensor.compression.rawValue)
+                t.chunk_byte_count = tensor.chunkByteCount
+                (t.n_chunk_crc32, t.chunk_crc32) = arena.array(tensor.chunkCRC32)
+                (t.n_chunk_stored_byte_count, t.chunk_stored_byte_count) = arena.array(tensor.chunkStoredByteCounts)
+            }
+        }
+        (message.pointee.n_metadata, message.pointee.metadata) = arena.messages(metadata) { entry in
+            arena.message(mtlm__v1__metadata_entry__init) { m in
+                m.key = arena.string(entry.key)
+                m.value = arena.string(entry.value)
+            }
+        }
+        let size = mtlm__v1__manifest__get_packed_size(message)
+        var bytes = [UInt8](repeating: 0, count: size)
+        let written = bytes.withUnsafeMutableBufferPointer { mtlm__v1__manifest__pack(message, $0.baseAddress!) }
+        precondition(written == size, "protobuf-c packed \(written) of \(size) bytes")
+        return bytes
+    }
+
+    /// Decodes untrusted manifest bytes. Checks every string (UTF-8), enum value and count;
+    /// offsets and sizes are checked by the caller against the file.
+    ///
+    /// - Parameter baseOffset: the manifest's offset in the file, for error messages.
+    static func decode(_ bytes: UnsafeRawBufferPointer, baseOffset: UInt64, limits: ReadLimits) throws(MTLModelError) -> Manifest {
+        var capExceeded: Int32 = 0
+        guard let message = mtlm_manifest_unpack_capped(bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                                        limits.maxManifestAllocationByteCount, &capExceeded) else {
+            if capExceeded != 0 {
+                throw .malformed("manifest needs more than \(limits.maxManifestAllocationByteCount) bytes of memory to unpack", at: baseOffset)
+            }
+            throw .malformed("manifest is not a valid protobuf message", at: baseOffset)
+        }
+        defer { mtlm__v1__manifest__free_unpacked(message, nil) }
+        let m = message.pointee
+        let decoder = CDecoder(limits: limits, baseOffset: baseOffset)
+
+        guard let provenancePointer = m.provenance else { throw .malformed("manifest has no provenance", at: baseOffset) }
+        let p = provenancePointer.pointee
+        let provenance = Provenance(producer: try decoder.string(p.producer, "provenance.producer"),
+                                    producerVersion: try decoder.string(p.producer_version, "provenance.producer_version"),
+                                    createdUnixSeconds: p.created_unix_seconds,
+                                    source: try decoder.string(p.source, "provenance.source", maxBytes: limits.maxMetadataValueByteCount))
+
+        guard let architecturePointer = m.architecture else { throw .malformed("manifest has no architecture", at: baseOffset) }
+        let architecture = try Architecture(cMessage: architecturePointer.pointee, decoder: decoder)
+
+        guard m.n_tensors <= limits.maxTensorCount else {
+            throw .malformed("manifest lists \(m.n_tensors) tensors, more than the limit of \(limits.maxTensorCount)", at: baseOffset)
+        }
+        var tensors: [TensorEntry] = []
+        tensors.reserveCapacity(m.n_tensors)
+        for index in 0..<m.n_tensors {
+            let t = m.tensors[index]!.pointee
+            let name = try decoder.string(t.name, "tensors[\(index)].name")
+            func fail(_ message: String) -> MTLModelError { .malformed(message, at: baseOffset, tensor: name) }
+            guard let dtype = DType(rawValue: t.dtype.rawValue) else {
+                throw fail("unknown dtype \(t.dtype.rawValue) (this reader knows \(DType.allCases.map(\.description).joined(separator: ", ")); the file may need a newer mtl-model)")
+            }
+            guard let role = TensorRole(rawValue: t.role.rawValue) else { throw fail("unknown tensor role \(t.role.rawValue)") }
+            guard let compression = Compression(rawValue: t.compression.rawValue) else {
+                throw fail("unknown compression \(t.compression.rawValue)")
+            }
+            guard t.n_shape <= limits.maxRank else { throw fail("rank \(t.n_shape) exceeds the limit of \(limits.maxRank)") }
+            tensors.append(TensorEntry(
+                name: name, dtype: dtype, shape: CDecoder.array(t.shape, t.n_shape), role: role,
+                offset: t.offset, storedByteCount: t.stored_byte_count, compression: compression,
+                chunkByteCount: t.chunk_byte_count,
+                chunkCRC32: CDecoder.array(t.chunk_crc32, t.n_chunk_crc32),
+                chunkStoredByteCounts: CDecoder.array(t.chunk_stored_byte_count, t.n_chunk_stored_byte_count)))
+        }
+
+        var metadata: [MetadataEntry] = []
+        var keys = Set<String>()
+        for index in 0..<m.n_metadata {
+            let entry = m.metadata[index]!.pointee
+            let key = try decoder.string(entry.key, "metadata[\(index)].key")
+            guard keys.insert(key).inserted else { throw .malformed("metadata key \"\(key)\" appears twice", at: baseOffset) }
+            metadata.append(MetadataEntry(key: key, value: try decoder.string(entry.value, "metadata[\(index)].value", maxBytes: limits.maxMetadataValueByteCount)))
+        }
+        return Manifest(provenance: provenance, architecture: architecture, tensors: tensors, metadata: metadata)
+    }
+}
+
+extension Architecture {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Architecture> {
+        func dense(_ layers: [DenseLayer]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__DenseLayer>?>?) {
+            arena.messages(layers) { layer in
+                arena.message(mtlm__v1__dense_layer__init) { d in
+                    d.units = UInt64(layer.units)
+                    d.activation = Mtlm__V1__Activation(rawValue: layer.activation.rawValue)
+                    d.batch_norm = layer.batchNorm ? 1 : 0
+                }
+            }
+        }
+        func named(_ values: [NamedValue]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__NamedValue>?>?) {
+            arena.messages(values) { value in
+                arena.message(mtlm__v1__named_value__init) { n in
+                    n.name = arena.string(value.name)
+                    n.value = value.value
+                }
+            }
+        }
+        return arena.message(mtlm__v1__architecture__init) { a in
+            a.embedding_dim = UInt64(embeddingDim)
+            (a.n_groups, a.groups) = arena.strings(groups)
+            a.groups_listed = groupsListed ? 1 : 0
+            (a.n_fields, a.fields) = arena.messages(fields) { field in
+                arena.message(mtlm__v1__field__init) { f in
+                    f.name = arena.string(field.name)
+                    f.vocab_size = UInt64(field.vocabSize)
+                    f.mapping = Mtlm__V1__Mapping(rawValue: field.mapping.rawValue)
+                    f.combiner = Mtlm__V1__Combiner(rawValue: field.combiner.rawValue)
+                    f.group = UInt32(field.group)
+                }
+            }
+            a.interaction = arena.message(mtlm__v1__interaction__init) { i in
+                i.intra = interaction.intra ? 1 : 0
+                i.half_factor = interaction.halfFactor ? 1 : 0
+                i.field_bias = interaction.fieldBias ? 1 : 0
+                i.dice_scale = interaction.diceScale
+            }
+            a.linear = linear ? 1 : 0
+            a.bottom_input = Mtlm__V1__BottomInput(rawValue: bottomInput.rawValue)
+            a.layer_order = Mtlm__V1__LayerOrder(rawValue: layerOrder.rawValue)
+            a.bn_eps = bnEps
+            (a.n_shared, a.shared) = dense(shared)
+            (a.n_tasks, a.tasks) = arena.messages(tasks) { task in
+                arena.message(mtlm__v1__task__init) { t in
+                    t.name = arena.string(task.name)
+                    (t.n_tower, t.tower) = dense(task.tower)
+                    t.use_linear = task.useLinear ? 1 : 0
+                    t.logit_offset = task.logitOffset
+                }
+            }
+            a.fusion = arena.message(mtlm__v1__fusion__init) { f in
+                f.type = Mtlm__V1__FusionType(rawValue: fusion.type.rawValue)
+                f.bucket = fusion.bucket
+                (f.n_weights, f.weights) = arena.array(fusion.weights)
+                (f.n_biases, f.biases) = arena.array(fusion.biases)
+                (f.n_exponents, f.exponents) = arena.array(fusion.exponents)
+            }
+            if let loss {
+                a.loss = arena.message(mtlm__v1__loss_weighting__init) { l in
+                    l.weighting = arena.string(loss.weighting)
+                    l.parameterization = arena.string(loss.parameterization)
+                    l.convention = arena.string(loss.convention)
+                    l.frozen = loss.frozen ? 1 : 0
+                    (l.n_values, l.values) = arena.array(loss.values)
+                    (l.n_weights, l.weights) = arena.array(loss.weights)
+                }
+            }
+            if let reweight {
+                a.reweight = arena.message(mtlm__v1__reweight__init) { r in
+                    r.scheme = arena.string(reweight.scheme)
+                    (r.n_parameters, r.parameters) = named(reweight.parameters)
+                }
+            }
+            if let optimizer {
+                a.optimizer = arena.message(mtlm__v1__optimizer__init) { o in
+                    o.type = Mtlm__V1__OptimizerType(rawValue: optimizer.type.rawValue)
+                    (o.n_parameters, o.parameters) = named(optimizer.parameters)
+                }
+            }
+        }
+    }
+
+    fileprivate init(cMessage a: Mtlm__V1__Architecture, decoder: CDecoder) throws(MTLModelError) {
+        func dense(_ count: Int, _ items: UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__DenseLayer>?>?, _ path: String) throws(MTLModelError) -> [DenseLayer] {
+            var layers: [DenseLayer] = []
+            for index in 0..<count {
+                let d = items![index]!.pointee
+                layers.append(DenseLayer(units: try decoder.int(d.units, "\(path)[\(index)].units"),
+                                         activation: try decoder.enumValue(d.activation.rawValue, "\(path)[\(index)].activation"),
+                                         batchNorm: d.batch_norm != 0))
+            }
+            return layers
+        }
+        func named(_ count: Int, _ items: UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__NamedValue>?>?, _ path: String) throws(MTLModelError) -> [NamedValue] {
+            var values: [NamedValue] = []
+            for index in 0..<count {
+                let n = items![index]!.pointee
+                values.append(NamedValue(name: try decoder.string(n.name, "\(path).parameters[\(index)].name"), value: n.value))
+            }
+            return values
+        }
+
+        var groups: [String] = []
+        for index in 0..<a.n_groups { groups.append(try decoder.string(a.groups[index], "groups[\(index)]")) }
+        var fields: [Field] = []
+        for index in 0..<a.n_fields {
+            let f = a.fields[index]!.pointee
+            fields.append(Field(name: try decoder.string(f.name, "fields[\(index)].name"),
+                                vocabSize: try decoder.int(f.vocab_size, "fields[\(index)].vocab_size"),
+                                mapping: try decoder.enumValue(f.mapping.rawValue, "fields[\(index)].mapping"),
+                                combiner: try decoder.enumValue(f.combiner.rawValue, "fields[\(index)].combiner"),
+                                group: Int(f.group)))
+        }
+        guard let i = a.interaction?.pointee else { throw decoder.missing("interaction") }
+        var tasks: [Task] = []
+        for index in 0..<a.n_tasks {
+            let t = a.tasks[index]!.pointee
+            tasks.append(Task(name: try decoder.string(t.name, "tasks[\(index)].name"),
+                              tower: try dense(t.n_tower, t.tower, "tasks[\(index)].tower"),
+                              useLinear: t.use_linear != 0, logitOffset: t.logit_offset))
+        }
+        guard let f = a.fusion?.pointee else { throw decoder.missing("fusion") }
+        let fusion = Fusion(type: try decoder.enumValue(f.type.rawValue, "fusion.type"), bucket: f.bucket,
+                            weights: CDecoder.array(f.weights, f.n_weights), biases: CDecoder.array(f.biases, f.n_biases),
+                            exponents: CDecoder.array(f.exponents, f.n_exponents))
+        var loss: LossWeighting?
+        if let l = a.loss?.pointee {
+            loss = LossWeighting(weighting: try decoder.string(l.weighting, "loss.weighting"),
+                                 parameterization: try decoder.string(l.parameterization, "loss.parameterization"),
+                                 convention: try decoder.string(l.convention, "loss.convention"),
+                                 frozen: l.frozen != 0, values: CDecoder.array(l.values, l.n_values),
+                                 weights: CDecoder.array(l.weights, l.n_weights))
+        }
+        var reweight: Reweight?
+        if let r = a.reweight?.pointee {
+            reweight = Reweight(scheme: try decoder.string(r.scheme, "reweight.scheme"),
+                                parameters: try named(r.n_parameters, r.parameters, "reweight"))
+        }
+        var optimizer: Optimizer?
+        if let o = a.optimizer?.pointee {
+            optimizer = Optimizer(type: try decoder.enumValue(o.type.rawValue, "optimizer.type"),
+                                  parameters: try named(o.n_parameters, o.parameters, "optimizer"))
+        }
+        self.init(embeddingDim: try decoder.int(a.embedding_dim, "embedding_dim"), groups: groups,
+                  groupsListed: a.groups_listed != 0, fields: fields,
+                  interaction: Interaction(intra: i.intra != 0, halfFactor: i.half_factor != 0,
+                                           fieldBias: i.field_bias != 0, diceScale: i.dice_scale),
+                  linear: a.linear != 0,
+                  bottomInput: try decoder.enumValue(a.bottom_input.rawValue, "bottom_input"),
+                  layerOrder: try decoder.enumValue(a.layer_order.rawValue, "layer_order"),
+                  bnEps: a.bn_eps, shared: try dense(a.n_shared, a.shared, "shared"), tasks: tasks,
+                  fusion: fusion, loss: loss, reweight: reweight, optimizer: optimizer)
+        do {
+            try validate()
+        } catch {
+            throw MTLModelError(.malformed, "architecture in the manifest is invalid: \(error.message)",
+                                location: .init(byteOffset: decoder.baseOffset, key: error.location.key))
+        }
+    }
+}
+
+/// Checked reads out of an unpacked protobuf-c message.
+private struct CDecoder {
+    let limits: ReadLimits
+    let baseOffset: UInt64
+
+    func missing(_ key: String) -> MTLModelError {
+        MTLModelError(.malformed, "manifest has no \(key)", location: .init(byteOffset: baseOffset, key: key))
+    }
+
+    /// protobuf-c strings are C strings: no UTF-8 check is done by it, so it is done here.
+    func string(_ pointer: UnsafeMutablePointer<CChar>?, _ key: String, maxBytes: Int? = nil) throws(MTLModelError) -> String {
+        guard let pointer else { return "" }
+        let length = strlen(pointer)
+        guard length <= (maxBytes ?? limits.maxNameByteCount) else {
+            throw MTLModelError(.malformed, "string of \(length) bytes exceeds the limit of \(maxBytes ?? limits.maxNameByteCount)",
+                                location: .init(byteOffset: baseOffset, key: key))
+        }
+        guard let text = String(validatingCString: pointer) else {
+            throw MTLModelError(.malformed, "string is not valid UTF-8", location: .init(byteOffset: baseOffset, key: key))
+        }
+        return text
+    }
+
+    func int(_ value: UInt64, _ key: String) throws(MTLModelError) -> Int {
+        guard let result = Int(exactly: value) else {
+            throw MTLModelError(.malformed, "value \(value) is out of range", location: .init(byteOffset: baseOffset, key: key))
+        }
+        return result
+    }
+
+    /// Unknown enum values arrive from protobuf-c as plain integers: they are refused by name.
+    func enumValue<T: RawRepresentable<UInt32> & ConfigNamed>(_ raw: UInt32, _ key: String) throws(MTLModelError) -> T {
+        guard let value = T(rawValue: raw) else {
+            throw MTLModelError(.malformed, "unknown value \(raw) (this reader knows \(T.allCases.map { "\($0.rawValue) = \($0.configName)" }.joined(separator: ", ")))",
+                                location: .init(byteOffset: baseOffset, key: key))
+        }
+        return value
+    }
+
+    static func array<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int) -> [T] {
+        guard let pointer, count > 0 else { return [] }
+        return Array(UnsafeBufferPointer(start: pointer, count: count))
+    }
+}
+
+/// C memory for one message being packed, freed all at once.
+private final class CArena {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    deinit { allocations.forEach { free($0) } }
+
+    private func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+        let raw = calloc(max(count, 1), MemoryLayout<T>.stride)!
+        allocations.append(raw)
+        return raw.bindMemory(to: T.self, capacity: max(count, 1))
+    }
+
+    func message<T>(_ initialize: (UnsafeMutablePointer<T>) -> Void, _ fill: (inout T) -> Void = { _ in }) -> UnsafeMutablePointer<T> {
+        let pointer = allocate(T.self, count: 1)
+        initialize(pointer)
+        fill(&pointer.pointee)
+        return pointer
+    }
+
+    func string(_ text: String) -> UnsafeMutablePointer<CChar> {
+        let pointer = strdup(text)!
+        allocations.append(pointer)
+        return pointer
+    }
+
+    func array<T>(_ values: [T]) -> (Int, UnsafeMutablePointer<T>?) {
+        guard !values.isEmpty else { return (0, nil) }
+        let pointer = allocate(T.self, count: values.count)
+        pointer.initialize(from: values, count: values.count)
+        return (values.count, pointer)
+    }
+
+    func strings(_ values: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
+        array(values.map { Optional(string($0)) })
+    }
+
+    func messages<Item, T>(_ items: [Item], _ make: (Item) -> UnsafeMutablePointer<T>) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<T>?>?) {
+        array(items.map { Optional(make($0)) })
+    }
+}

@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file written under a temporary name in the target's directory and renamed over the
+/// target only when complete (after fsync), so that a crash, a kill or a full disk never
+/// leaves a partial file at the target path. Until `commit()`, `deinit` removes the
+/// temporary file.
+final class AtomicOutputFile {
+    let targetPath: String
+    let temporaryPath: String
+    private var fd: Int32
+    private var buffer: [UInt8] = []
+    private let bufferCapacity = 4 << 20
+    /// Bytes written so far (including buffered ones): the offset of the next byte.
+    private(set) var position: UInt64 = 0
+    private var committed = false
+
+    init(targetPath: String) throws(MTLModelError) {
+        self.targetPath = targetPath
+        let slash = targetPath.lastIndex(of: "/")
+        let directory = slash.map { String(targetPath[...$0]) } ?? ""
+        let base = slash.map { String(targetPath[targetPath.index(after: $0)...]) } ?? targetPath
+        guard !base.isEmpty else { throw MTLModelError(.invalidArgument, "output path names a directory", file: targetPath) }
+        temporaryPath = "\(directory).\(base).mtlm-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw MTLModelError(.io, "cannot create a temporary file beside it: \(String(cString: strerror(errno)))", file: targetPath)
+        }
+        buffer.reserveCapacity(bufferCapacity)
+    }
+
+    deinit {
+        if !committed {
+            if fd >= 0 { close(fd) }
+            unlink(temporaryPath)
+        }
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
+        if buffer.count + bytes.count > bufferCapacity { try flush() }
+        if bytes.count >= bufferCapacity {
+            try writeAll(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+        position += UInt64(bytes.count)
+    }
+
+    func append(_ bytes: [UInt8]) throws(MTLModelError) {
+        try withBytes(of: bytes) { raw throws(MTLModelError) in try append(raw) }
+    }
+
+    func appendZeros(_ count: Int) throws(MTLModelError) {
+        try append([UInt8](repeating: 0, count: count))
+    }
+
+    /// Overwrites bytes already written at `offset` (used for the header, written last).
+    func overwrite(_ bytes: [UInt8], at offset: UInt64) throws(MTLModelError) {
+        try flush()
+        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        guard written == bytes.count else { throw ioError("write failed") }
+    }
+
+    /// Flushes, fsyncs, renames over the target and fsyncs the directory.
+    func commit() throws(MTLModelError) {
+        try flush()
+        guard fsync(fd) == 0 else { throw ioError("fsync failed") }
+        guard close(fd) == 0 else { fd = -1; throw ioError("close failed") }
+        fd = -1
+        guard rename(temporaryPath, targetPath) == 0 else { throw ioError("cannot rename the temporary file into place") }
+        committed = true
+        let slash = targetPath.lastIndex(of: "/")
+        let directory = slash.map { String(targetPath[...$0]) } ?? "."
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directoryFD >= 0 {
+            fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+
+    private func flush() throws(MTLModelError) {
+        guard !buffer.isEmpty else { return }
+        try withBytes(of: buffer) { raw throws(MTLModelError) in try writeAll(raw) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
+        var done = 0
+        while done < bytes.count {
+            let result = write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw ioError("write failed")
+            }
+            done += result
+        }
+    }
+
+    private func ioError(_ what: String) -> MTLModelError {
+        MTLModelError(.io, "\(what): \(String(cString: strerror(errno)))", file: targetPath)
+    }
+}

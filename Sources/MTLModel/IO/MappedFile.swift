@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A whole file mapped read-only. Pages are read on first touch, so mapping a 2 GiB model
+/// costs nothing until tensors are used; `release(_:)` drops touched pages from this
+/// process's resident set after a streaming pass (the page cache keeps them).
+final class MappedFile: @unchecked Sendable {
+    let path: String
+    let byteCount: UInt64
+    private let base: UnsafeMutableRawPointer?
+
+    init(path: String) throws(MTLModelError) {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw MTLModelError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw MTLModelError(.io, "cannot stat: \(String(cString: strerror(errno)))", file: path) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw MTLModelError(.io, "not a regular file", file: path) }
+        byteCount = UInt64(info.st_size)
+        if byteCount == 0 {
+            base = nil
+            return
+        }
+        let mapped = mmap(nil, Int(byteCount), PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let mapped, mapped != MAP_FAILED else {
+            throw MTLModelError(.io, "cannot map \(byteCount) bytes: \(String(cString: strerror(errno)))", file: path)
+        }
+        base = mapped
+    }
+
+    deinit {
+        if let base { munmap(base, Int(byteCount)) }
+    }
+
+    /// The bytes `offset ..< offset + count`, which the caller has checked to be in bounds.
+    func bytes(_ offset: UInt64, _ count: UInt64) -> UnsafeRawBufferPointer {
+        precondition(offset <= byteCount && count <= byteCount - offset, "unchecked range")
+        guard let base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base + Int(offset), count: Int(count))
+    }
+
+    /// Copies `count` bytes at `offset` (bounds checked by the caller).
+    func copy(_ offset: UInt64, _ count: UInt64) -> [UInt8] { Array(bytes(offset, count)) }
+
+    /// Tells the kernel this process is done with the pages of `offset ..< offset + count`.
+    func release(_ offset: UInt64, _ count: UInt64) {
+        guard let base, count > 0 else { return }
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        let start = offset / page * page
+        let end = min(byteCount, offset + count)
+        madvise(base + Int(start), Int(end - start), MADV_DONTNEED)
+    }
+}

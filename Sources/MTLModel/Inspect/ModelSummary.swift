@@ -1,0 +1,101 @@
+import Foundation
+
+/// What `inspect` reports about a model: read from the manifest alone unless statistics are
+/// asked for.
+public struct ModelSummary: Sendable, Codable {
+    public struct Section: Sendable, Codable, Hashable {
+        public var section: ModelSection
+        public var tensorCount: Int
+        public var parameterCount: UInt64
+        public var byteCount: UInt64
+    }
+
+    public struct Tensor: Sendable, Codable, Hashable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [UInt64]
+        public var role: TensorRole
+        public var section: ModelSection
+        public var byteCount: UInt64
+        public var storedByteCount: UInt64
+        public var offset: UInt64
+        public var compression: Compression
+        public var chunkCount: Int
+        public var statistics: TensorStatistics?
+    }
+
+    public var file: String
+    public var fileByteCount: UInt64
+    public var formatVersion: String
+    public var requiredFeatures: [String]
+    public var producer: String
+    public var producerVersion: String
+    public var created: String
+    public var source: String
+    public var metadata: [MetadataEntry]
+    public var config: JSONValue
+    public var sections: [Section]
+    public var parameterCount: UInt64
+    public var tensorCount: Int
+    public var hasTrainingState: Bool
+    /// Present with `includeTensors` (or statistics).
+    public var tensors: [Tensor]?
+
+    /// Summarizes `model`.
+    ///
+    /// - Parameters:
+    ///   - includeTensors: list every tensor.
+    ///   - statistics: also compute per-tensor statistics (reads every payload; the only
+    ///     option whose cost grows with the weights).
+    public init(_ model: ModelFile, includeTensors: Bool, statistics: Bool) throws {
+        let manifest = model.manifest
+        file = model.path
+        fileByteCount = model.fileByteCount
+        formatVersion = model.version.description
+        requiredFeatures = model.requiredFeatures.names
+        producer = manifest.provenance.producer
+        producerVersion = manifest.provenance.producerVersion
+        created = Self.iso8601(manifest.provenance.createdUnixSeconds)
+        source = manifest.provenance.source
+        metadata = manifest.metadata
+        config = manifest.architecture.config
+        tensorCount = manifest.tensors.count
+        hasTrainingState = manifest.tensors.contains { $0.role.isTrainingState }
+
+        var bySection: [ModelSection: Section] = [:]
+        var rows: [Tensor] = []
+        for entry in manifest.tensors {
+            let section = Self.section(of: entry)
+            bySection[section, default: Section(section: section, tensorCount: 0, parameterCount: 0, byteCount: 0)].tensorCount += 1
+            bySection[section]!.parameterCount += entry.elementCount
+            bySection[section]!.byteCount += entry.storedByteCount
+            if includeTensors || statistics {
+                var row = Tensor(name: entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, section: section,
+                                 byteCount: entry.byteCount, storedByteCount: entry.storedByteCount, offset: entry.offset,
+                                 compression: entry.compression, chunkCount: entry.chunkCount)
+                if statistics {
+                    row.statistics = try model.withTensorBytes(entry.name) { TensorStatistics($0, dtype: entry.dtype) }
+                    model.file.release(entry.offset, entry.storedByteCount)
+                }
+                rows.append(row)
+            }
+        }
+        sections = ModelSection.allCases.compactMap { bySection[$0] }
+        parameterCount = sections.filter { $0.section != .trainingState }.reduce(0) { $0 + $1.parameterCount }
+        tensors = includeTensors || statistics ? rows : nil
+    }
+
+    static func section(of entry: TensorEntry) -> ModelSection {
+        if entry.role.isTrainingState { return .trainingState }
+        if entry.name.hasPrefix("embedding.") { return .embeddings }
+        if entry.name.hasPrefix("linear.") { return .linear }
+        if entry.name.hasPrefix("interaction.") { return .interaction }
+        return .dense
+    }
+
+    static func iso8601(_ seconds: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+    }
+}

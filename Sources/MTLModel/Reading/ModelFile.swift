@@ -1,0 +1,133 @@
+import Foundation
+
+/// An open `.mtlm` file: validated header, footer, manifest and tensor directory, with the
+/// payloads mapped (zero copy) and read on demand.
+///
+/// Opening reads only the header, footer and manifest, so its cost does not grow with the size
+/// of the weights. Every offset, size and count was checked before use (docs/FORMAT.md,
+/// "Reading untrusted files").
+public final class ModelFile: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// Check a tensor's chunk checksums the first time it is accessed.
+        public var verifyChecksumsOnAccess = true
+        public var limits = ReadLimits()
+        public init() {}
+    }
+
+    public let path: String
+    public let version: FormatVersion
+    public let requiredFeatures: FormatFeatures
+    public let manifest: Manifest
+    public let fileByteCount: UInt64
+    let footer: FileFooter
+    let file: MappedFile
+    private let options: Options
+    private let indexByName: [String: Int]
+    private var verified: [Bool]
+    private let lock = NSLock()
+
+    public var architecture: Architecture { manifest.architecture }
+    public var tensors: [TensorEntry] { manifest.tensors }
+
+    public convenience init(path: String) throws(MTLModelError) {
+        try self.init(path: path, options: Options())
+    }
+
+    public init(path: String, options: Options) throws(MTLModelError) {
+        do throws(MTLModelError) {
+            self.path = path
+            self.options = options
+            file = try MappedFile(path: path)
+            fileByteCount = file.byteCount
+            let minimum = FormatConstants.headerByteCount + FormatConstants.footerByteCount
+            guard fileByteCount >= minimum else {
+                if fileByteCount >= 8, file.copy(0, 8) != FormatConstants.headerMagic {
+                    throw MTLModelError.malformed("not an .mtlm file (bad magic bytes \(hex(file.copy(0, 8))))", at: 0)
+                }
+                throw MTLModelError.malformed("file is \(fileByteCount) bytes, shorter than the \(minimum) of header and footer (truncated?)", at: 0)
+            }
+            let header = try FileHeader.decode(file.copy(0, FormatConstants.headerByteCount))
+            version = header.version
+            requiredFeatures = header.requiredFeatures
+            let footerOffset = fileByteCount - FormatConstants.footerByteCount
+            footer = try FileFooter.decode(file.copy(footerOffset, FormatConstants.footerByteCount),
+                                           footerOffset: footerOffset, fileSize: fileByteCount, limits: options.limits)
+            let manifestBytes = file.bytes(footer.manifestOffset, footer.manifestByteCount)
+            let crc = CRC32.checksum(manifestBytes)
+            guard crc == footer.manifestCRC32 else {
+                throw MTLModelError.malformed("manifest checksum mismatch (stored \(hex32(footer.manifestCRC32)), computed \(hex32(crc)))", at: footer.manifestOffset)
+            }
+            manifest = try Manifest.decode(manifestBytes, baseOffset: footer.manifestOffset, limits: options.limits)
+            indexByName = try Self.validateDirectory(manifest.tensors, footer: footer, features: requiredFeatures, limits: options.limits)
+            verified = Array(repeating: false, count: manifest.tensors.count)
+        } catch {
+            throw error.inFile(path)
+        }
+    }
+
+    /// The directory entry of tensor `name`, or nil.
+    public func entry(named name: String) -> TensorEntry? {
+        indexByName[name].map { manifest.tensors[$0] }
+    }
+
+    /// Calls `body` with the logical bytes of tensor `name`: the mapped bytes themselves when
+    /// the tensor is stored uncompressed (zero copy, 64-byte aligned), or an inflated copy.
+    /// Checksums are verified on first access unless `Options.verifyChecksumsOnAccess` is off.
+    public func withTensorBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard let index = indexByName[name] else {
+            throw MTLModelError(.invalidArgument, "no tensor named \"\(name)\"", file: path, location: .init(tensor: name))
+        }
+        let entry = manifest.tensors[index]
+        if options.verifyChecksumsOnAccess && !isVerified(index) {
+            if let problem = checksumProblems(of: entry).first { throw problem }
+            lock.withLock { verified[index] = true }
+        }
+        let stored = file.bytes(entry.offset, entry.storedByteCount)
+        if entry.compression == .none { return try body(stored) }
+        var logical = [UInt8](repeating: 0, count: Int(entry.byteCount))
+        try logical.withUnsafeMutableBytes { output in
+            for (chunk, range) in entry.storedRanges().enumerated() {
+                let target = entry.logicalRange(ofChunk: chunk)
+                let input = UnsafeRawBufferPointer(rebasing: stored[Int(range.lowerBound)..<Int(range.upperBound)])
+                let slice = UnsafeMutableRawBufferPointer(rebasing: output[Int(target.lowerBound)..<Int(target.upperBound)])
+                guard ZlibChunk.decompress(input, into: slice) else {
+                    throw MTLModelError(.malformed, "chunk \(chunk) does not inflate to \(target.count) bytes", file: path,
+                                        location: .init(byteOffset: entry.offset + range.lowerBound, tensor: name))
+                }
+            }
+        }
+        return try logical.withUnsafeBytes(body)
+    }
+
+    /// The elements of float tensor `name` as Float (float16 and bfloat16 widened).
+    public func floats(_ name: String) throws -> [Float] {
+        guard let entry = entry(named: name) else {
+            throw MTLModelError(.invalidArgument, "no tensor named \"\(name)\"", file: path, location: .init(tensor: name))
+        }
+        guard entry.dtype.isFloatingPoint else {
+            throw MTLModelError(.invalidArgument, "tensor is \(entry.dtype), not a float type", file: path, location: .init(tensor: name))
+        }
+        return try withTensorBytes(name) { bytes in ElementDecoding.floats(bytes, dtype: entry.dtype) }
+    }
+
+    private func isVerified(_ index: Int) -> Bool { lock.withLock { verified[index] } }
+
+    /// Records that the chunks of `name` were checked (by a full pass), so access skips it.
+    func markChecksumsVerified(_ name: String) {
+        if let index = indexByName[name] { lock.withLock { verified[index] = true } }
+    }
+
+    /// Problems with the stored chunks of `entry`: each chunk whose CRC does not match.
+    func checksumProblems(of entry: TensorEntry) -> [MTLModelError] {
+        var problems: [MTLModelError] = []
+        for (chunk, range) in entry.storedRanges().enumerated() {
+            let offset = entry.offset + range.lowerBound
+            let crc = CRC32.checksum(file.bytes(offset, UInt64(range.count)))
+            if crc != entry.chunkCRC32[chunk] {
+                problems.append(MTLModelError(.malformed, "chunk \(chunk) checksum mismatch (stored \(hex32(entry.chunkCRC32[chunk])), computed \(hex32(crc)))",
+                                              file: path, location: .init(byteOffset: offset, tensor: entry.name)))
+            }
+        }
+        return problems
+    }
+}

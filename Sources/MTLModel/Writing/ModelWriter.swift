@@ -1,0 +1,182 @@
+/// Writes an `.mtlm` file tensor by tensor, in bounded memory: payloads stream to disk as they
+/// come (checksummed chunk by chunk), the manifest and footer follow, the header is written
+/// last with the lowest format version the content needs, and the file appears at its path
+/// only when complete (atomic rename).
+///
+/// ```swift
+/// let writer = try ModelWriter(path: "model.mtlm")
+/// try writer.beginTensor("linear.bias", dtype: .float32, shape: [1], role: .parameter)
+/// try writer.write(bytes)            // any number of pieces
+/// try writer.endTensor()
+/// try writer.finish(architecture: arch, provenance: provenance)
+/// ```
+public final class ModelWriter {
+    public struct Options: Sendable {
+        /// Logical bytes per checksummed chunk.
+        public var chunkByteCount: UInt64 = FormatConstants.defaultChunkByteCount
+        /// Compression of every tensor written (off by default: serving files should mmap).
+        public var compression: Compression = .none
+        public init() {}
+    }
+
+    private struct OpenTensor {
+        var entry: TensorEntry
+        var byteCount: UInt64
+        var written: UInt64 = 0
+        var chunkCRC: UInt32 = 0
+        var chunkFill: UInt64 = 0
+        var pending: [UInt8] = []  // compressed tensors: the chunk being filled
+    }
+
+    private let output: AtomicOutputFile
+    private let options: Options
+    private var entries: [TensorEntry] = []
+    private var names = Set<String>()
+    private var current: OpenTensor?
+    private var finished = false
+
+    public var path: String { output.targetPath }
+
+    public init(path: String, options: Options = Options()) throws(MTLModelError) {
+        guard options.chunkByteCount >= 1, options.chunkByteCount <= ModelFile.maxChunkByteCount else {
+            throw MTLModelError(.invalidArgument, "chunk size must be in 1...\(ModelFile.maxChunkByteCount)")
+        }
+        self.options = options
+        output = try AtomicOutputFile(targetPath: path)
+        // Placeholder header: the real one is written by finish() once the content is known.
+        try output.appendZeros(Int(FormatConstants.headerByteCount))
+    }
+
+    public func beginTensor(_ name: String, dtype: DType, shape: [UInt64], role: TensorRole) throws(MTLModelError) {
+        guard current == nil else { throw invalid("tensor \"\(current!.entry.name)\" is still open") }
+        guard ModelFile.isValidTensorName(name, limit: ReadLimits().maxNameByteCount) else {
+            throw invalid("invalid tensor name \"\(name)\"")
+        }
+        guard !names.contains(name) else { throw invalid("tensor \"\(name)\" written twice") }
+        guard shape.count <= ReadLimits().maxRank, let elements = Checked.product(shape),
+              let byteCount = Checked.multiply(elements, UInt64(dtype.byteCount)) else {
+            throw invalid("shape \(shape) of tensor \"\(name)\" is too large")
+        }
+        names.insert(name)
+        let entry = TensorEntry(name: name, dtype: dtype, shape: shape, role: role, offset: output.position,
+                                storedByteCount: 0, compression: byteCount == 0 ? .none : options.compression,
+                                chunkByteCount: byteCount == 0 ? 0 : options.chunkByteCount,
+                                chunkCRC32: [], chunkStoredByteCounts: [])
+        current = OpenTensor(entry: entry, byteCount: byteCount)
+    }
+
+    /// Appends the next bytes of the open tensor (little-endian elements).
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
+        guard var tensor = current else { throw invalid("no tensor is open") }
+        guard UInt64(bytes.count) <= tensor.byteCount - tensor.written else {
+            throw invalid("more bytes than the shape of tensor \"\(tensor.entry.name)\" holds (\(tensor.byteCount))")
+        }
+        var rest = bytes
+        while !rest.isEmpty {
+            let take = Int(min(UInt64(rest.count), options.chunkByteCount - tensor.chunkFill))
+            let piece = UnsafeRawBufferPointer(rebasing: rest[..<take])
+            if tensor.entry.compression == .none {
+                tensor.chunkCRC = CRC32.checksum(piece, continuing: tensor.chunkCRC)
+                try output.append(piece)
+            } else {
+                tensor.pending.append(contentsOf: piece)
+            }
+            tensor.chunkFill += UInt64(take)
+            tensor.written += UInt64(take)
+            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+            if tensor.chunkFill == options.chunkByteCount || tensor.written == tensor.byteCount {
+                try closeChunk(&tensor)
+            }
+        }
+        current = tensor
+    }
+
+    public func write<T: BitwiseCopyable>(_ elements: ArraySlice<T>) throws(MTLModelError) {
+        try elements.withUnsafeBytes { raw in Result { () throws(MTLModelError) in try write(raw) } }.get()
+    }
+
+    private func closeChunk(_ tensor: inout OpenTensor) throws(MTLModelError) {
+        if tensor.entry.compression == .zlib {
+            let compressed = try withBytes(of: tensor.pending) { raw throws(MTLModelError) in try ZlibChunk.compress(raw) }
+            tensor.chunkCRC = CRC32.checksum(compressed)
+            try output.append(compressed)
+            tensor.entry.chunkStoredByteCounts.append(UInt64(compressed.count))
+            tensor.entry.storedByteCount += UInt64(compressed.count)
+            tensor.pending.removeAll(keepingCapacity: true)
+        } else {
+            tensor.entry.storedByteCount += tensor.chunkFill
+        }
+        tensor.entry.chunkCRC32.append(tensor.chunkCRC)
+        tensor.chunkCRC = 0
+        tensor.chunkFill = 0
+    }
+
+    public func endTensor() throws(MTLModelError) {
+        guard let tensor = current else { throw invalid("no tensor is open") }
+        guard tensor.written == tensor.byteCount else {
+            throw invalid("tensor \"\(tensor.entry.name)\" got \(tensor.written) of its \(tensor.byteCount) bytes")
+        }
+        try padToAlignment()
+        entries.append(tensor.entry)
+        current = nil
+    }
+
+    /// Writes a whole tensor at once.
+    public func writeTensor(_ name: String, dtype: DType, shape: [UInt64], role: TensorRole,
+                            bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
+        try beginTensor(name, dtype: dtype, shape: shape, role: role)
+        try write(bytes)
+        try endTensor()
+    }
+
+    /// Writes the manifest, footer and header, and moves the file into place.
+    public func finish(architecture: Architecture, provenance: Provenance, metadata: [MetadataEntry] = []) throws(MTLModelError) {
+        guard !finished else { throw invalid("finish() called twice") }
+        guard current == nil else { throw invalid("tensor \"\(current!.entry.name)\" is still open") }
+        try architecture.validate()
+        var keys = Set<String>()
+        for entry in metadata {
+            guard !entry.key.isEmpty, entry.key.utf8.count <= ReadLimits().maxNameByteCount, !entry.key.utf8.contains(0) else {
+                throw invalid("invalid metadata key \"\(entry.key)\"")
+            }
+            guard keys.insert(entry.key).inserted else { throw invalid("metadata key \"\(entry.key)\" given twice") }
+            guard !entry.value.utf8.contains(0), entry.value.utf8.count <= ReadLimits().maxMetadataValueByteCount else {
+                throw invalid("metadata value of \"\(entry.key)\" contains a NUL byte or is too long")
+            }
+        }
+        guard !provenance.source.utf8.contains(0), !provenance.producer.utf8.contains(0),
+              !provenance.producerVersion.utf8.contains(0) else {
+            throw invalid("provenance strings must not contain NUL bytes")
+        }
+        let manifest = Manifest(provenance: provenance, architecture: architecture, tensors: entries, metadata: metadata)
+        let manifestBytes = manifest.serialized()
+        let manifestOffset = output.position
+        try output.append(manifestBytes)
+        let footer = FileFooter(dataOffset: FormatConstants.headerByteCount,
+                                dataByteCount: manifestOffset - FormatConstants.headerByteCount,
+                                manifestOffset: manifestOffset, manifestByteCount: UInt64(manifestBytes.count),
+                                fileByteCount: output.position + FormatConstants.footerByteCount,
+                                manifestCRC32: CRC32.checksum(manifestBytes))
+        try output.append(footer.encoded())
+        let features: FormatFeatures = entries.contains { $0.compression == .zlib } ? [.zlibChunks] : []
+        let header = FileHeader(version: Self.minimumVersion(for: entries), requiredFeatures: features)
+        try output.overwrite(header.encoded(), at: 0)
+        try output.commit()
+        finished = true
+    }
+
+    /// The lowest format version that can hold `entries` (writers never stamp a newer one
+    /// than their content needs, so older readers keep working).
+    static func minimumVersion(for entries: [TensorEntry]) -> FormatVersion {
+        FormatVersion(major: 1, minor: 0)
+    }
+
+    private func padToAlignment() throws(MTLModelError) {
+        let remainder = output.position % FormatConstants.alignment
+        if remainder != 0 { try output.appendZeros(Int(FormatConstants.alignment - remainder)) }
+    }
+
+    private func invalid(_ message: String) -> MTLModelError {
+        MTLModelError(.invalidArgument, message, file: output.targetPath)
+    }
+}

@@ -1,0 +1,84 @@
+import ArgumentParser
+import MTLModel
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a model's format, provenance, metadata, architecture and sizes.",
+        discussion: "Reads only the manifest unless --stats is given."
+    )
+
+    @Argument(help: "The .mtlm file.")
+    var model: String
+
+    @Flag(help: "List every tensor: name, dtype, shape, bytes, offset, compression.")
+    var tensors = false
+
+    @Flag(help: "Per-tensor min, max, mean, std, fraction of zeros, NaN and Inf counts (reads all weights).")
+    var stats = false
+
+    @Flag(help: "Print one JSON document instead of text.")
+    var json = false
+
+    func run() throws {
+        let file = try ModelFile(path: model)
+        let summary = try ModelSummary(file, includeTensors: tensors, statistics: stats)
+        if json {
+            try Terminal.json(InspectOutput(summary: summary))
+            return
+        }
+        Terminal.output(render(summary, architecture: file.architecture))
+    }
+
+    struct InspectOutput: Encodable {
+        var schemaVersion = 1
+        var summary: ModelSummary
+
+        func encode(to encoder: any Encoder) throws {
+            // One flat document: schemaVersion beside the summary's keys.
+            try summary.encode(to: encoder)
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(schemaVersion, forKey: .schemaVersion)
+        }
+
+        enum Key: String, CodingKey { case schemaVersion }
+    }
+
+    private func render(_ summary: ModelSummary, architecture: Architecture) -> String {
+        let e = TerminalText.escaped
+        var lines: [String] = []
+        lines.append("file          \(e(summary.file)) (\(Format.bytes(summary.fileByteCount)))")
+        lines.append("format        \(summary.formatVersion)" + (summary.requiredFeatures.isEmpty ? "" : ", requires \(summary.requiredFeatures.joined(separator: ", "))"))
+        lines.append("producer      \(e(summary.producer)) \(e(summary.producerVersion)), created \(summary.created)")
+        lines.append("source        \(e(summary.source))")
+        lines.append("form          \(summary.hasTrainingState ? "training (with optimizer / loss / row-count state)" : "serving")")
+        for entry in summary.metadata {
+            lines.append("metadata      \(e(entry.key)) = \(e(entry.value))")
+        }
+        lines.append("")
+        lines.append("architecture")
+        lines += architecture.descriptionLines.map { "  " + $0 }
+        lines.append("")
+        let sectionRows = summary.sections.map { section in
+            [section.section.rawValue, "\(section.tensorCount)", "\(section.parameterCount)", Format.bytes(section.byteCount)]
+        }
+        lines.append(Format.table(["section", "tensors", "parameters", "bytes"], sectionRows))
+        lines.append("total model parameters \(summary.parameterCount) in \(summary.tensorCount) tensors")
+        if let rows = summary.tensors {
+            lines.append("")
+            if stats {
+                lines.append(Format.table(["tensor", "dtype", "min", "max", "mean", "std", "zeros", "nan", "inf"], rows.map { row in
+                    let s = row.statistics!
+                    return [e(row.name), row.dtype.description, Format.number(s.min), Format.number(s.max), Format.number(s.mean),
+                            Format.number(s.std), Format.number(s.zeroFraction), "\(s.nanCount)", "\(s.infCount)"]
+                }))
+            } else {
+                lines.append(Format.table(["tensor", "dtype", "shape", "role", "bytes", "offset", "compression"], rows.map { row in
+                    [e(row.name), row.dtype.description, "[" + row.shape.map(String.init).joined(separator: ", ") + "]",
+                     row.role.description, "\(row.storedByteCount)", "\(row.offset)", row.compression.description]
+                }))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

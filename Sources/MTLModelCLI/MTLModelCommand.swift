@@ -1,0 +1,41 @@
+import ArgumentParser
+import MTLModel
+
+/// The `mtl-model` root command.
+public struct MTLModelCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "mtl-model",
+        abstract: "Store, check and inspect multi-task NFwFM ranking models (.mtlm).",
+        discussion: """
+            Exit codes: 0 success; 1 a negative verdict (verify found problems); 2 an error \
+            (unreadable or malformed input, bad arguments, I/O).
+            """,
+        version: "mtl-model \(MTLModelVersion.tool) (reads .mtlm format \(FormatVersion.readable) through \(FormatVersion.current), writes \(FormatVersion.current))",
+        subcommands: [SynthCommand.self, InspectCommand.self, VerifyCommand.self]
+    )
+
+    public init() {}
+
+    /// Runs the tool with `arguments` (without the program name) and returns the exit code:
+    /// errors become one line on stderr.
+    public static func run(_ arguments: [String]) -> Int32 {
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            return 0
+        } catch let error as MTLModelError {
+            Terminal.error("mtl-model: error: \(error)")
+            return 2
+        } catch let exit as ExitCode {
+            return exit.rawValue
+        } catch {
+            let message = fullMessage(for: error)
+            if exitCode(for: error) == .success {
+                Terminal.output(message)
+                return 0
+            }
+            Terminal.error(message)
+            return 2
+        }
+    }
+}

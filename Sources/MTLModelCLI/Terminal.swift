@@ -1,0 +1,63 @@
+import Foundation
+import MTLModel
+
+/// Where commands print: results on stdout, diagnostics and progress on stderr.
+enum Terminal {
+    static func output(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    static func error(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    static var stderrIsTerminal: Bool { isatty(2) != 0 }
+
+    /// A progress callback that redraws one stderr line when stderr is a terminal, and does
+    /// nothing otherwise (logs stay clean).
+    static func progress(_ label: String) -> (UInt64, UInt64) -> Void {
+        guard stderrIsTerminal else { return { _, _ in } }
+        return { done, total in
+            let percent = total == 0 ? 100 : Int(Double(done) / Double(total) * 100)
+            FileHandle.standardError.write(Data("\r\(label) \(percent)% (\(Format.bytes(done)))\(done == total ? "\n" : "")".utf8))
+        }
+    }
+
+    /// Prints `value` as the one JSON document of a `--json` run.
+    static func json<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        output(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// Number formatting for human output.
+enum Format {
+    static func bytes(_ count: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func number(_ value: Double?) -> String {
+        guard let value else { return "-" }
+        return String(format: "%.6g", value)
+    }
+
+    /// A table with left-aligned columns separated by two spaces.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

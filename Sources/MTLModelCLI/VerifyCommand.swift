@@ -1,0 +1,69 @@
+import ArgumentParser
+import MTLModel
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check every checksum, the padding, the structure and the values of a model.",
+        discussion: "Exit 0 valid, 1 invalid (every problem listed), 2 unreadable."
+    )
+
+    @Argument(help: "The .mtlm file.")
+    var model: String
+
+    @Flag(help: "Print one JSON document instead of text.")
+    var json = false
+
+    func run() throws {
+        let file: ModelFile
+        do {
+            file = try ModelFile(path: model)
+        } catch {
+            if json { try Terminal.json(Unreadable(file: model, error: error.description)) }
+            throw error
+        }
+        let report = ModelVerifier().verify(file)
+        if json {
+            try Terminal.json(Output(report: report))
+        } else {
+            for problem in report.problems {
+                var place: [String] = []
+                if let tensor = problem.tensor { place.append("tensor \"\(TerminalText.escaped(tensor))\"") }
+                if let offset = problem.byteOffset { place.append("at byte \(offset)") }
+                Terminal.output("\(TerminalText.escaped(model)): \(problem.kind.rawValue): " + (place.isEmpty ? "" : place.joined(separator: ", ") + ": ") + problem.message)
+            }
+            Terminal.output("\(TerminalText.escaped(model)): " + (report.isValid
+                ? "valid (format \(report.formatVersion), \(report.tensorCount) tensors, \(report.checkedByteCount) payload bytes checked)"
+                : "INVALID: \(report.problems.count) problem\(report.problems.count == 1 ? "" : "s")"))
+        }
+        if !report.isValid { throw ExitCode(1) }
+    }
+
+    struct Output: Encodable {
+        var schemaVersion = 1
+        var file: String
+        var valid: Bool
+        var formatVersion: String
+        var tensorCount: Int
+        var checkedByteCount: UInt64
+        var problems: [VerificationProblem]
+
+        init(report: VerificationReport) {
+            file = report.file
+            valid = report.isValid
+            formatVersion = report.formatVersion
+            tensorCount = report.tensorCount
+            checkedByteCount = report.checkedByteCount
+            problems = report.problems
+        }
+    }
+
+    /// `--json` output when the file cannot be opened (exit 2): still one document.
+    struct Unreadable: Encodable {
+        var schemaVersion = 1
+        var file: String
+        var valid = false
+        var readable = false
+        var error: String
+    }
+}

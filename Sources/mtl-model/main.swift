@@ -1,0 +1,4 @@
+import Foundation
+import MTLModelCLI
+
+exit(MTLModelCommand.run(Array(CommandLine.arguments.dropFirst())))
