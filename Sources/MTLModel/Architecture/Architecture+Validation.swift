@@ -19,8 +19,8 @@ extension Architecture {
         }
         guard !fields.isEmpty else { throw .config("fields", "at least one field is required") }
         guard !groups.isEmpty else { throw .config("groups", "at least one group is required") }
-        try Self.checkNames(groups, path: "groups")
         try Self.checkNames(fields.map(\.name), path: "fields", suffix: ".name")
+        try Self.checkNames(groups, path: "groups")
         for (index, field) in fields.enumerated() {
             guard (1...Self.maxVocabSize).contains(field.vocabSize) else {
                 throw .config("fields[\(index)].vocab_size", "must be in 1...\(Self.maxVocabSize), found \(field.vocabSize)")

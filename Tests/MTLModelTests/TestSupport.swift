@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+@testable import MTLModel
+
+/// Paths and helpers shared by the test suites.
+enum TestPaths {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let fixtures = packageRoot.appendingPathComponent("fixtures")
+    static let configs = fixtures.appendingPathComponent("configs")
+
+    static func fixture(_ relative: String) -> String { fixtures.appendingPathComponent(relative).path }
+    static func config(_ name: String) -> String { configs.appendingPathComponent(name).path }
+
+    /// The `mtl-model` executable built beside the test bundle.
+    static var executable: String {
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = testBinary.deletingLastPathComponent()
+        // On Linux the tests run from `<bin>/mtl-modelPackageTests.xctest`; elsewhere from a bundle.
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("mtl-model").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return packageRoot.appendingPathComponent(".build/debug/mtl-model").path
+    }
+}
+
+/// A temporary directory removed when the value is dropped.
+final class TemporaryDirectory {
+    let url: URL
+
+    init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("mtlm-test-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+}
+
+/// The result of running the CLI as a separate process.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    var json: [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]
+    }
+}
+
+func runCLI(_ arguments: [String], stdin: String? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: TestPaths.executable)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes before waiting, so a large output cannot block the child.
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}
+
+func architecture(fromConfig name: String) throws -> Architecture {
+    try Architecture(configJSON: Data(contentsOf: URL(fileURLWithPath: TestPaths.config(name))))
+}
+
+func architecture(json: String) throws -> Architecture {
+    try Architecture(configJSON: Data(json.utf8))
+}
+
+/// Every tensor's logical bytes, by name.
+func tensorBytes(_ model: ModelFile) throws -> [String: [UInt8]] {
+    var result: [String: [UInt8]] = [:]
+    for entry in model.tensors {
+        result[entry.name] = try model.withTensorBytes(entry.name) { Array($0) }
+    }
+    return result
+}
+
+/// Opens and verifies `path`: nil when valid, else the first error or problem as text.
+func firstProblem(_ path: String) -> String? {
+    do {
+        let model = try ModelFile(path: path)
+        let report = ModelVerifier().verify(model)
+        return report.problems.first.map { "\($0.kind): \($0.message)" }
+    } catch {
+        return error.description
+    }
+}
