@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+@testable import MTLModel
+
+@Suite("Command line: exit codes and --json shapes")
+struct CLITests {
+    @Test("--version names the tool and the format versions")
+    func version() throws {
+        let result = try runCLI(["--version"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("mtl-model 0.1.0"))
+        #expect(result.stdout.contains("reads .mtlm format 1.0"))
+        #expect(result.stdout.contains("writes 1.0"))
+    }
+
+    @Test("Usage errors exit 2 with a message on stderr", arguments: [["synth"], ["inspect"], ["frobnicate"], ["inspect", "a", "--bogus"], ["synth", "c", "o", "--compression", "lzma"]])
+    func usage(arguments: [String]) throws {
+        let result = try runCLI(arguments)
+        #expect(result.status == 2)
+        #expect(!result.stderr.isEmpty)
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test("synth writes a valid model; --json reports it")
+    func synth() throws {
+        let directory = TemporaryDirectory()
+        let out = directory.path("m.mtlm")
+        let result = try runCLI(["synth", TestPaths.config("small.json"), out, "--seed", "3", "--training", "--metadata", "k=v=w", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try #require(result.json)
+        #expect(json["schemaVersion"] as? Int == 1)
+        #expect(json["tensorCount"] as? Int == 57)
+        #expect(json["parameterCount"] as? Int == 613)
+        #expect(json["output"] as? String == out)
+        let model = try ModelFile(path: out)
+        #expect(model.manifest.metadata == [.init(key: "k", value: "v=w")])
+        #expect(ModelVerifier().verify(model).isValid)
+        #expect(try runCLI(["synth", TestPaths.config("small.json"), directory.path("z.mtlm"), "--compression", "zlib"]).status == 0)
+        #expect(try ModelFile(path: directory.path("z.mtlm")).requiredFeatures == [.zlibChunks])
+    }
+
+    @Test("synth: a bad config exits 2 naming the file and key, and writes nothing")
+    func synthBadConfig() throws {
+        let directory = TemporaryDirectory()
+        let config = directory.path("bad.json")
+        try #"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 3, "mapping": "hash"}], "tasks": [{"name": "t"}]}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try runCLI(["synth", config, directory.path("m.mtlm")])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains(config))
+        #expect(result.stderr.contains("key \"fields[0].mapping\""))
+        #expect(result.stderr.split(separator: "\n").count == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path) == ["bad.json"])
+        let missing = try runCLI(["synth", directory.path("nope.json"), directory.path("m.mtlm")])
+        #expect(missing.status == 2 && missing.stderr.contains("cannot read"))
+        let badMetadata = try runCLI(["synth", TestPaths.config("small.json"), directory.path("m.mtlm"), "--metadata", "novalue"])
+        #expect(badMetadata.status == 2)
+    }
+
+    @Test("inspect prints the architecture in words and the sections")
+    func inspectText() throws {
+        let result = try runCLI(["inspect", TestPaths.fixture("v1.0/small-training.mtlm")])
+        #expect(result.status == 0)
+        for text in ["format        1.0", "form          training", "field item_id: vocab 12, keyed, sum, group item",
+                     "shared: 8 relu+bn → 6 tanh", "task follow: tower (none) → head logit offset -1.6",
+                     "fusion: lexicographic, bucket 0.01", "optimizer: adagrad", "training_state", "embeddings"] {
+            #expect(result.stdout.contains(text), "missing: \(text)")
+        }
+        let tensors = try runCLI(["inspect", TestPaths.fixture("v1.0/small.mtlm"), "--tensors"])
+        #expect(tensors.stdout.contains("embedding.item_id.keys    int64    [12]     keys       96     576     none"))
+    }
+
+    @Test("inspect --stats --json adds per-tensor statistics")
+    func inspectStats() throws {
+        let result = try runCLI(["inspect", TestPaths.fixture("v1.0/small-training.mtlm"), "--stats", "--json"])
+        #expect(result.status == 0)
+        let json = try #require(result.json)
+        let tensors = try #require(json["tensors"] as? [[String: Any]])
+        #expect(tensors.count == 57)
+        let bnVar = try #require(tensors.first { $0["name"] as? String == "shared.0.bn.running_var" })
+        let stats = try #require(bnVar["statistics"] as? [String: Any])
+        #expect(stats["min"] as? Double == 1 && stats["max"] as? Double == 1 && stats["std"] as? Double == 0)
+        #expect(stats["nanCount"] as? Int == 0 && stats["zeroFraction"] as? Double == 0)
+        let counts = try #require(tensors.first { $0["name"] as? String == "stats.hour.count" }?["statistics"] as? [String: Any])
+        #expect(counts["zeroFraction"] as? Double == 1)
+        let text = try runCLI(["inspect", TestPaths.fixture("v1.0/small.mtlm"), "--stats"])
+        #expect(text.stdout.contains("shared.0.bn.running_var   float32  1"))
+    }
+
+    @Test("inspect and verify of a missing or corrupt file exit 2 with one line")
+    func unreadable() throws {
+        for command in ["inspect", "verify"] {
+            let missing = try runCLI([command, "/nonexistent/m.mtlm"])
+            #expect(missing.status == 2)
+            #expect(missing.stderr == "mtl-model: error: /nonexistent/m.mtlm: cannot open: No such file or directory\n")
+        }
+        let json = try runCLI(["verify", TestPaths.fixture("corrupt/wrong-magic.mtlm"), "--json"])
+        #expect(json.status == 2)
+        let document = try #require(json.json)
+        #expect(document["valid"] as? Bool == false && document["readable"] as? Bool == false)
+        #expect((document["error"] as? String)?.contains("not an .mtlm file") == true)
+    }
+
+    @Test("verify: 0 valid, 1 invalid with every problem listed, in both output forms")
+    func verify() throws {
+        let valid = try runCLI(["verify", TestPaths.fixture("v1.0/small.mtlm"), "--json"])
+        #expect(valid.status == 0)
+        let validJSON = try #require(valid.json)
+        #expect(validJSON["schemaVersion"] as? Int == 1)
+        #expect(validJSON["valid"] as? Bool == true)
+        #expect((validJSON["problems"] as? [Any])?.isEmpty == true)
+        #expect(validJSON["checkedByteCount"] as? Int == 2500)
+
+        let directory = TemporaryDirectory()
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("v1.0/small.mtlm"))))
+        bytes[64 + 7] ^= 0xFF    // first tensor, chunk 0
+        bytes[1664 + 13] ^= 0x01 // padding after interaction.pair_weight (12 bytes at 1664)
+        try Data(bytes).write(to: URL(fileURLWithPath: directory.path("bad.mtlm")))
+        let invalid = try runCLI(["verify", directory.path("bad.mtlm"), "--json"])
+        #expect(invalid.status == 1)
+        let problems = try #require(invalid.json?["problems"] as? [[String: Any]])
+        #expect(problems.map { $0["kind"] as? String } == ["checksum", "padding"])
+        #expect(problems[0]["tensor"] as? String == "embedding.user_id.weight")
+        #expect(problems[1]["byteOffset"] as? Int == 1677)
+        let text = try runCLI(["verify", directory.path("bad.mtlm")])
+        #expect(text.status == 1)
+        #expect(text.stdout.contains("INVALID: 2 problems"))
+    }
+
+    @Test("Hostile names are escaped in human output")
+    func escaping() throws {
+        let result = try runCLI(["verify", TestPaths.fixture("corrupt/control-characters-in-name.mtlm")])
+        #expect(result.status == 2)
+        #expect(!result.stderr.contains("\u{1B}"))
+        #expect(result.stderr.contains("\\u{1b}[31mred"))
+    }
+}
