@@ -74,8 +74,7 @@ public struct ModelSummary: Sendable, Codable {
                                  byteCount: entry.byteCount, storedByteCount: entry.storedByteCount, offset: entry.offset,
                                  compression: entry.compression, chunkCount: entry.chunkCount)
                 if statistics {
-                    row.statistics = try model.withTensorBytes(entry.name) { TensorStatistics($0, dtype: entry.dtype) }
-                    model.file.release(entry.offset, entry.storedByteCount)
+                    row.statistics = try model.statistics(of: entry.name)
                 }
                 rows.append(row)
             }

@@ -1,4 +1,4 @@
-/// Summary statistics of one tensor's elements, computed in one pass in double precision.
+/// Summary statistics of one tensor's elements, in double precision.
 public struct TensorStatistics: Sendable, Hashable, Codable {
     public var elementCount: UInt64 = 0
     public var min: Double?
@@ -9,52 +9,78 @@ public struct TensorStatistics: Sendable, Hashable, Codable {
     public var nanCount: UInt64 = 0
     public var infCount: UInt64 = 0
 
-    /// Statistics of `bytes` holding elements of `dtype`; NaN and Inf are counted, not summed.
-    ///
-    /// - Complexity: O(n), one pass, switching on the dtype once.
+    /// Statistics of `bytes` holding elements of `dtype`.
     public init(_ bytes: UnsafeRawBufferPointer, dtype: DType) {
         var accumulator = Accumulator()
-        let count = bytes.count / dtype.byteCount
-        switch dtype {
-        case .float32:
-            for i in 0..<count { accumulator.add(Double(bytes.loadUnaligned(fromByteOffset: i * 4, as: Float.self))) }
-        case .float16:
-            for i in 0..<count { accumulator.add(Double(ElementDecoding.float(fromHalf: bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))) }
-        case .bfloat16:
-            for i in 0..<count { accumulator.add(Double(Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) << 16))) }
-        case .int64:
-            for i in 0..<count { accumulator.add(Double(bytes.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))) }
-        case .uint64:
-            for i in 0..<count { accumulator.add(Double(bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))) }
-        }
+        accumulator.add(bytes, dtype: dtype)
         self = accumulator.statistics
     }
 
     init() {}
 
-    /// Welford's running mean and variance (stable for millions of rows).
-    private struct Accumulator {
-        var count: UInt64 = 0
-        var finite: UInt64 = 0
-        var zeros: UInt64 = 0
-        var nan: UInt64 = 0
-        var inf: UInt64 = 0
-        var low = Double.infinity
-        var high = -Double.infinity
-        var mean = 0.0
-        var m2 = 0.0
+    /// Accumulates statistics over a tensor fed chunk by chunk: each chunk is reduced in two
+    /// passes (sum, then squared deviations, while it is in cache) and merged with Chan et
+    /// al.'s pairwise formula, which stays stable for billions of elements.
+    ///
+    /// - Complexity: O(n); the dtype is switched on once per chunk.
+    struct Accumulator {
+        private var count: UInt64 = 0
+        private var finite: UInt64 = 0
+        private var zeros: UInt64 = 0
+        private var nan: UInt64 = 0
+        private var inf: UInt64 = 0
+        private var low = Double.infinity
+        private var high = -Double.infinity
+        private var mean = 0.0
+        private var m2 = 0.0
 
-        mutating func add(_ x: Double) {
-            count += 1
-            if x.isNaN { nan += 1; return }
-            if x.isInfinite { inf += 1; return }
-            finite += 1
-            if x == 0 { zeros += 1 }
-            low = Swift.min(low, x)
-            high = Swift.max(high, x)
-            let delta = x - mean
-            mean += delta / Double(finite)
-            m2 += delta * (x - mean)
+        mutating func add(_ bytes: UnsafeRawBufferPointer, dtype: DType) {
+            let n = bytes.count / dtype.byteCount
+            switch dtype {
+            case .float32: add(n) { Double(bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) }
+            case .float16: add(n) { Double(ElementDecoding.float(fromHalf: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
+            case .bfloat16: add(n) { Double(Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)) << 16)) }
+            case .int64: add(n) { Double(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+            case .uint64: add(n) { Double(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+            }
+        }
+
+        @inline(__always)
+        private mutating func add(_ n: Int, _ value: (Int) -> Double) {
+            var sum = 0.0, chunkFinite: UInt64 = 0, chunkZeros: UInt64 = 0, chunkNaN: UInt64 = 0, chunkInf: UInt64 = 0
+            var chunkLow = Double.infinity, chunkHigh = -Double.infinity
+            for i in 0..<n {
+                let x = value(i)
+                if x.isFinite {
+                    sum += x
+                    chunkFinite += 1
+                    if x == 0 { chunkZeros += 1 }
+                    chunkLow = Swift.min(chunkLow, x)
+                    chunkHigh = Swift.max(chunkHigh, x)
+                } else if x.isNaN {
+                    chunkNaN += 1
+                } else {
+                    chunkInf += 1
+                }
+            }
+            count += UInt64(n)
+            nan += chunkNaN
+            inf += chunkInf
+            zeros += chunkZeros
+            guard chunkFinite > 0 else { return }
+            let chunkMean = sum / Double(chunkFinite)
+            var chunkM2 = 0.0
+            for i in 0..<n {
+                let x = value(i)
+                if x.isFinite { chunkM2 += (x - chunkMean) * (x - chunkMean) }
+            }
+            let total = Double(finite + chunkFinite)
+            let delta = chunkMean - mean
+            mean += delta * Double(chunkFinite) / total
+            m2 += chunkM2 + delta * delta * Double(finite) * Double(chunkFinite) / total
+            finite += chunkFinite
+            low = Swift.min(low, chunkLow)
+            high = Swift.max(high, chunkHigh)
         }
 
         var statistics: TensorStatistics {
@@ -71,5 +97,21 @@ public struct TensorStatistics: Sendable, Hashable, Codable {
             }
             return result
         }
+    }
+}
+
+extension ModelFile {
+    /// Statistics of tensor `name`, streamed chunk by chunk in bounded memory (checksums are
+    /// verified on the way unless `Options.verifyChecksumsOnAccess` is off).
+    public func statistics(of name: String) throws -> TensorStatistics {
+        guard let entry = entry(named: name) else {
+            throw MTLModelError(.invalidArgument, "no tensor named \"\(name)\"", file: path, location: .init(tensor: name))
+        }
+        var accumulator = TensorStatistics.Accumulator()
+        try visitChunks(of: entry, checkingChecksums: checksChecksumsOnAccess) { visit in
+            guard let chunk = visit.logical else { throw chunkError(visit, of: entry) }
+            accumulator.add(chunk, dtype: entry.dtype)
+        }
+        return accumulator.statistics
     }
 }

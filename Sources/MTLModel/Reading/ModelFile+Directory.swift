@@ -30,8 +30,8 @@ extension ModelFile {
                     throw fail("empty tensor with stored bytes or chunks")
                 }
             } else {
-                guard tensor.chunkByteCount >= 1, tensor.chunkByteCount <= maxChunkByteCount else {
-                    throw fail("chunk size \(tensor.chunkByteCount) is not in 1...\(maxChunkByteCount)")
+                guard isValidChunkByteCount(tensor.chunkByteCount) else {
+                    throw fail("chunk size \(tensor.chunkByteCount) is not a multiple of 64 in 64...\(maxChunkByteCount)")
                 }
                 let chunkCount = (byteCount - 1) / tensor.chunkByteCount + 1
                 guard UInt64(tensor.chunkCRC32.count) == chunkCount else {
@@ -86,6 +86,11 @@ extension ModelFile {
             throw .malformed("data region ends at \(dataEnd) but its payloads end at \(cursor) (payloads must tile the data region)", at: cursor)
         }
         return indexByName
+    }
+
+    /// Chunks are whole multiples of 64 bytes, so no element of any dtype straddles two chunks.
+    static func isValidChunkByteCount(_ count: UInt64) -> Bool {
+        count >= FormatConstants.alignment && count <= maxChunkByteCount && count % FormatConstants.alignment == 0
     }
 
     static func isValidTensorName(_ name: String, limit: Int) -> Bool {

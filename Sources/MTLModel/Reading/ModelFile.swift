@@ -86,14 +86,10 @@ public final class ModelFile: @unchecked Sendable {
         if entry.compression == .none { return try body(stored) }
         var logical = [UInt8](repeating: 0, count: Int(entry.byteCount))
         try logical.withUnsafeMutableBytes { output in
-            for (chunk, range) in entry.storedRanges().enumerated() {
-                let target = entry.logicalRange(ofChunk: chunk)
-                let input = UnsafeRawBufferPointer(rebasing: stored[Int(range.lowerBound)..<Int(range.upperBound)])
-                let slice = UnsafeMutableRawBufferPointer(rebasing: output[Int(target.lowerBound)..<Int(target.upperBound)])
-                guard ZlibChunk.decompress(input, into: slice) else {
-                    throw MTLModelError(.malformed, "chunk \(chunk) does not inflate to \(target.count) bytes", file: path,
-                                        location: .init(byteOffset: entry.offset + range.lowerBound, tensor: name))
-                }
+            try visitChunks(of: entry, checkingChecksums: false) { visit in
+                guard let chunk = visit.logical else { throw chunkError(visit, of: entry) }
+                let target = entry.logicalRange(ofChunk: visit.index)
+                UnsafeMutableRawBufferPointer(rebasing: output[Int(target.lowerBound)..<Int(target.upperBound)]).copyMemory(from: chunk)
             }
         }
         return try logical.withUnsafeBytes(body)
@@ -110,6 +106,8 @@ public final class ModelFile: @unchecked Sendable {
         return try withTensorBytes(name) { bytes in ElementDecoding.floats(bytes, dtype: entry.dtype) }
     }
 
+    var checksChecksumsOnAccess: Bool { options.verifyChecksumsOnAccess }
+
     private func isVerified(_ index: Int) -> Bool { lock.withLock { verified[index] } }
 
     /// Records that the chunks of `name` were checked (by a full pass), so access skips it.
@@ -124,8 +122,7 @@ public final class ModelFile: @unchecked Sendable {
             let offset = entry.offset + range.lowerBound
             let crc = CRC32.checksum(file.bytes(offset, UInt64(range.count)))
             if crc != entry.chunkCRC32[chunk] {
-                problems.append(MTLModelError(.malformed, "chunk \(chunk) checksum mismatch (stored \(hex32(entry.chunkCRC32[chunk])), computed \(hex32(crc)))",
-                                              file: path, location: .init(byteOffset: offset, tensor: entry.name)))
+                problems.append(chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry))
             }
         }
         return problems

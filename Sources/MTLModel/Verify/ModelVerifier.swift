@@ -26,8 +26,9 @@ public struct VerificationReport: Sendable, Hashable, Codable {
 public struct ModelVerifier {
     public init() {}
 
-    /// - Complexity: reads every byte once; memory stays bounded (pages are released after use)
-    ///   except for keyed tables, whose keys are copied to check them for duplicates.
+    /// - Complexity: reads every byte once, chunk by chunk; memory stays bounded (mapped pages
+    ///   are released every 64 MiB) except for keyed tables, whose keys are copied (8 bytes a
+    ///   row) to check them for duplicates.
     public func verify(_ model: ModelFile) -> VerificationReport {
         var problems: [VerificationProblem] = []
         var checked: UInt64 = 0
@@ -35,15 +36,21 @@ public struct ModelVerifier {
         var cursor = model.footer.dataOffset
         for entry in ordered {
             problems += paddingProblems(model, from: cursor, to: entry.offset)
-            let checksumErrors = model.checksumProblems(of: entry)
-            for error in checksumErrors {
-                problems.append(.init(kind: .checksum, tensor: entry.name, byteOffset: error.location.byteOffset, message: error.message))
+            var scanner = ValueScanner(entry)
+            var intact = true
+            model.visitChunks(of: entry, checkingChecksums: true) { visit in
+                if let chunk = visit.logical {
+                    if intact { scanner.add(chunk) }
+                } else {
+                    intact = false
+                    let error = model.chunkError(visit, of: entry)
+                    problems.append(.init(kind: .checksum, tensor: entry.name, byteOffset: visit.storedOffset, message: error.message))
+                }
             }
-            if checksumErrors.isEmpty {
+            if intact {
                 model.markChecksumsVerified(entry.name)
-                problems += valueProblems(model, entry)
+                problems += scanner.finish()
             }
-            model.file.release(entry.offset, entry.storedByteCount)
             checked += entry.storedByteCount
             cursor = entry.offset + entry.storedByteCount
         }
@@ -58,39 +65,6 @@ public struct ModelVerifier {
         let bytes = model.file.bytes(start, end - start)
         guard let bad = bytes.firstIndex(where: { $0 != 0 }) else { return [] }
         return [.init(kind: .padding, tensor: nil, byteOffset: start + UInt64(bad), message: "padding byte is not zero")]
-    }
-
-    private func valueProblems(_ model: ModelFile, _ entry: TensorEntry) -> [VerificationProblem] {
-        let needsValues = entry.dtype.isFloatingPoint || entry.role == .keys || entry.role == .rowCount || entry.role == .optimizerStep
-        guard needsValues, entry.byteCount > 0 else { return [] }
-        do {
-            return try model.withTensorBytes(entry.name) { bytes -> [VerificationProblem] in
-                if entry.dtype.isFloatingPoint {
-                    let stats = TensorStatistics(bytes, dtype: entry.dtype)
-                    guard stats.nanCount + stats.infCount > 0 else { return [] }
-                    return [.init(kind: .values, tensor: entry.name, byteOffset: nil,
-                                  message: "\(stats.nanCount) NaN and \(stats.infCount) Inf values")]
-                }
-                if entry.role == .keys {
-                    var keys = (0..<Int(entry.elementCount)).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) }
-                    keys.sort()
-                    if let index = keys.indices.dropFirst().first(where: { keys[$0] == keys[$0 - 1] }) {
-                        return [.init(kind: .keys, tensor: entry.name, byteOffset: nil, message: "duplicate key \(keys[index])")]
-                    }
-                    return []
-                }
-                // Counts and the step are int64 that must not be negative.
-                let count = Int(entry.elementCount)
-                if let bad = (0..<count).first(where: { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) < 0 }) {
-                    return [.init(kind: .values, tensor: entry.name, byteOffset: entry.offset + UInt64(bad * 8), message: "negative value at element \(bad)")]
-                }
-                return []
-            }
-        } catch let error as MTLModelError {
-            return [.init(kind: .values, tensor: entry.name, byteOffset: error.location.byteOffset, message: error.message)]
-        } catch {
-            return [.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "\(error)")]
-        }
     }
 
     /// Every tensor the architecture needs is present with its dtype, shape and role, and

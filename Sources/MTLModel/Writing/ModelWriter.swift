@@ -38,8 +38,8 @@ public final class ModelWriter {
     public var path: String { output.targetPath }
 
     public init(path: String, options: Options = Options()) throws(MTLModelError) {
-        guard options.chunkByteCount >= 1, options.chunkByteCount <= ModelFile.maxChunkByteCount else {
-            throw MTLModelError(.invalidArgument, "chunk size must be in 1...\(ModelFile.maxChunkByteCount)")
+        guard ModelFile.isValidChunkByteCount(options.chunkByteCount) else {
+            throw MTLModelError(.invalidArgument, "chunk size must be a multiple of 64 in 64...\(ModelFile.maxChunkByteCount)")
         }
         self.options = options
         output = try AtomicOutputFile(targetPath: path)

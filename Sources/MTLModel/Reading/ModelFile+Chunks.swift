@@ -1,0 +1,63 @@
+/// One chunk of a tensor as visited by `ModelFile.visitChunks`.
+struct ChunkVisit {
+    var index: Int
+    /// File offset of the chunk's stored bytes.
+    var storedOffset: UInt64
+    /// The stored and computed CRC when they differ (only when checksums are checked).
+    var checksumMismatch: (stored: UInt32, computed: UInt32)?
+    /// The chunk's logical bytes; nil when its checksum failed or it did not inflate.
+    var logical: UnsafeRawBufferPointer?
+}
+
+extension ModelFile {
+    /// Pages of the mapping released after each window of this many stored bytes, so a
+    /// streaming pass over a tensor of any size keeps a bounded resident set.
+    static let releaseWindowByteCount: UInt64 = 64 << 20
+
+    /// Visits every chunk of `entry` in order, in bounded memory: uncompressed chunks are the
+    /// mapped bytes, compressed ones are inflated into one reused buffer, and mapped pages
+    /// are released every 64 MiB.
+    func visitChunks(of entry: TensorEntry, checkingChecksums: Bool, _ body: (ChunkVisit) throws -> Void) rethrows {
+        var inflated = entry.compression == .zlib ? [UInt8](repeating: 0, count: Int(min(entry.chunkByteCount, entry.byteCount))) : []
+        var windowStart = entry.offset
+        for (index, range) in entry.storedRanges().enumerated() {
+            let offset = entry.offset + range.lowerBound
+            let stored = file.bytes(offset, UInt64(range.count))
+            var visit = ChunkVisit(index: index, storedOffset: offset)
+            if checkingChecksums {
+                let crc = CRC32.checksum(stored)
+                if crc != entry.chunkCRC32[index] { visit.checksumMismatch = (entry.chunkCRC32[index], crc) }
+            }
+            if visit.checksumMismatch == nil && entry.compression == .zlib {
+                let count = entry.logicalRange(ofChunk: index).count
+                let inflatedOK = inflated.withUnsafeMutableBytes { buffer in
+                    ZlibChunk.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<count]))
+                }
+                if inflatedOK {
+                    try inflated.withUnsafeBytes { buffer in
+                        visit.logical = UnsafeRawBufferPointer(rebasing: buffer[..<count])
+                        try body(visit)
+                    }
+                } else {
+                    try body(visit)
+                }
+            } else {
+                if visit.checksumMismatch == nil { visit.logical = stored }
+                try body(visit)
+            }
+            let end = offset + UInt64(range.count)
+            if end - windowStart >= Self.releaseWindowByteCount {
+                file.release(windowStart, end - windowStart)
+                windowStart = end
+            }
+        }
+        file.release(windowStart, entry.offset + entry.storedByteCount - windowStart)
+    }
+
+    /// The error for a chunk that failed its checksum or did not inflate.
+    func chunkError(_ visit: ChunkVisit, of entry: TensorEntry) -> MTLModelError {
+        let message = visit.checksumMismatch.map { "chunk \(visit.index) checksum mismatch (stored \(hex32($0.stored)), computed \(hex32($0.computed)))" }
+            ?? "chunk \(visit.index) does not inflate to its \(entry.logicalRange(ofChunk: visit.index).count) bytes"
+        return MTLModelError(.malformed, message, file: path, location: .init(byteOffset: visit.storedOffset, tensor: entry.name))
+    }
+}
