@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Write → read round trips")
 struct RoundTripTests {
-    static let configs = ["model-md-small.json", "small.json", "one-field.json", "edge-cases.json"]
+    static let configs = ["model-md-example.json", "model-md-small.json", "small.json", "one-field.json", "edge-cases.json"]
 
     @Test("synth → read gives back the config and a valid model", arguments: configs, [false, true])
     func synthRoundTrip(config: String, training: Bool) throws {
@@ -99,6 +99,17 @@ struct RoundTripTests {
         let keys = try model.withTensorBytes("embedding.item_id.keys") { raw in (0..<12).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) } }
         #expect(Set(keys).count == 12)
         #expect(keys.contains { $0 >= 1 << 63 })  // keys use the whole unsigned range
+    }
+
+    @Test("Tensors can be viewed as typed buffers of their dtype only")
+    func typedAccess() throws {
+        let model = try ModelFile(path: TestPaths.fixture("v1.0/small.mtlm"))
+        let sum = try model.withElements(of: "shared.0.bn.running_var", as: Float.self) { $0.reduce(0, +) }
+        #expect(sum == 8)
+        let keys = try model.withElements(of: "embedding.item_id.keys", as: UInt64.self) { Array($0) }
+        #expect(keys.count == 12 && Set(keys).count == 12)
+        #expect(throws: MTLModelError.self) { try model.withElements(of: "shared.0.weight", as: Int64.self) { _ in } }
+        #expect(throws: MTLModelError.self) { try model.withElements(of: "nope", as: Float.self) { _ in } }
     }
 
     @Test("Synth of training state without an optimizer section names the key")
