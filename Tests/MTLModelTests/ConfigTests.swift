@@ -59,6 +59,7 @@ struct ConfigTests {
         (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1}, {"name": "a", "vocab_size": 2}], "tasks": [{"name": "t"}]}"#, "fields[1].name", "duplicate"),
         (#"{"embedding_dim": 4, "fields": [{"name": "a.b", "vocab_size": 1}], "tasks": [{"name": "t"}]}"#, "fields[0].name", "invalid name"),
         (#"{"embedding_dim": 4, "groups": ["u"], "fields": [{"name": "a", "vocab_size": 1, "group": "i"}], "tasks": [{"name": "t"}]}"#, "fields[0].group", "not in the groups list"),
+        (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1, "group": "user"}], "tasks": [{"name": "t"}]}"#, "fields[0].group", "no groups list"),
         (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1}], "tasks": [{"name": "t"}], "interaction": {"intra": 1}}"#, "interaction.intra", "true or false"),
         (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1}], "tasks": [{"name": "t"}], "bottom_input": "fields"}"#, "bottom_input", "unknown value"),
         (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1}], "tasks": [{"name": "t"}], "shared": [{"activation": "relu"}]}"#, "shared[0].units", "missing"),

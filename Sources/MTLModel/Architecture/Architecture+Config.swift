@@ -41,12 +41,12 @@ extension Architecture {
                 }
                 group = position
             } else {
-                if let position = groups.firstIndex(of: groupName) {
-                    group = position
-                } else {
-                    groups.append(groupName)
-                    group = groups.count - 1
+                // Without a groups list each field is its own group (MODEL.md).
+                guard groupName == name else {
+                    throw .config(object.keyPath("group"), "group \"\(groupName)\" is not listed (the config has no groups list)")
                 }
+                groups.append(name)
+                group = groups.count - 1
             }
             fields.append(Field(name: name, vocabSize: vocabSize, mapping: mapping, combiner: combiner, group: group))
         }

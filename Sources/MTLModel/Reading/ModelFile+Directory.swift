@@ -48,8 +48,13 @@ extension ModelFile {
                         throw fail("\(tensor.chunkStoredByteCounts.count) stored chunk sizes for \(chunkCount) chunks")
                     }
                     var total: UInt64 = 0
-                    for size in tensor.chunkStoredByteCounts {
+                    for (chunk, size) in tensor.chunkStoredByteCounts.enumerated() {
                         guard size > 0, let next = Checked.add(total, size) else { throw fail("invalid stored chunk size \(size)") }
+                        // Bounds what inflating may allocate: deflate never beats 1032:1.
+                        let logical = min(tensor.chunkByteCount, byteCount - UInt64(chunk) * tensor.chunkByteCount)
+                        guard logical / 1032 <= size else {
+                            throw fail("chunk \(chunk) claims \(logical) bytes from \(size), beyond zlib's maximum ratio of 1032:1")
+                        }
                         total = next
                     }
                     guard total == tensor.storedByteCount else {
