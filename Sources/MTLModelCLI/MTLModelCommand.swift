@@ -11,7 +11,8 @@ public struct MTLModelCommand: ParsableCommand {
             (unreadable or malformed input, bad arguments, I/O).
             """,
         version: "mtl-model \(MTLModelVersion.tool) (reads .mtlm format \(FormatVersion.readable) through \(FormatVersion.current), writes \(FormatVersion.current))",
-        subcommands: [SynthCommand.self, InspectCommand.self, VerifyCommand.self]
+        subcommands: [SynthCommand.self, InspectCommand.self, VerifyCommand.self, ImportCommand.self, ExportCommand.self,
+                      PredictCommand.self, EvalCommand.self]
     )
 
     public init() {}

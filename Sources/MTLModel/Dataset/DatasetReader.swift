@@ -1,0 +1,267 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Streams the dataset text format of MODEL.md from a file or standard input, batch by batch,
+/// in constant memory:
+///
+///     1,0 user_id:123 item_id:98765 tags:5:0.5 tags:9:0.5 hour:14
+///
+/// A malformed line is an error naming the file, the line number and the token, unless
+/// `skipInvalid` is set: then the line is skipped and counted.
+public final class DatasetReader {
+    public let path: String
+    public let skipInvalid: Bool
+    /// Lines skipped because they were invalid (with `skipInvalid`).
+    public private(set) var skippedLineCount = 0
+    /// The first error met on a skipped line, for the report.
+    public private(set) var firstSkippedError: MTLModelError?
+
+    private let fieldIndex: FieldNameIndex
+    private let taskCount: Int
+    private let fd: Int32
+    private let ownsDescriptor: Bool
+    private var buffer: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private var start = 0      // first unconsumed byte
+    private var end = 0        // one past the last byte read
+    private var atEOF = false
+    private var lineNumber = 0
+    static let maxLineByteCount = 64 << 20
+
+    /// - Parameter path: a file, or `-` for standard input.
+    public init(path: String, architecture: Architecture, skipInvalid: Bool = false) throws(MTLModelError) {
+        self.path = path
+        self.skipInvalid = skipInvalid
+        fieldIndex = FieldNameIndex(architecture.fields.map(\.name))
+        taskCount = architecture.tasks.count
+        if path == "-" {
+            fd = 0
+            ownsDescriptor = false
+        } else {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw MTLModelError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
+            ownsDescriptor = true
+        }
+        capacity = 1 << 20
+        buffer = .allocate(capacity: capacity + 1)
+    }
+
+    deinit {
+        if ownsDescriptor { close(fd) }
+        buffer.deallocate()
+    }
+
+    private var displayPath: String { path == "-" ? "<stdin>" : path }
+
+    /// Replaces `batch`'s contents with up to `maxCount` samples.
+    ///
+    /// - Returns: false when the input is exhausted and no sample was read.
+    public func nextBatch(into batch: inout SampleBatch, maxCount: Int) throws(MTLModelError) -> Bool {
+        batch.removeAll()
+        while batch.count < maxCount {
+            guard let (lineStart, lineEnd) = try nextLine() else { break }
+            lineNumber += 1
+            do {
+                try parse(lineStart, lineEnd, into: &batch)
+            } catch {
+                batch.rollBackSample()
+                let located = MTLModelError(.malformed, error.message, file: displayPath, location: .init(line: lineNumber))
+                guard skipInvalid else { throw located }
+                skippedLineCount += 1
+                if firstSkippedError == nil { firstSkippedError = located }
+            }
+        }
+        return batch.count > 0
+    }
+
+    /// The next line as a byte range of the buffer (without its line end), or nil at the end.
+    private func nextLine() throws(MTLModelError) -> (Int, Int)? {
+        var scanned = start  // bytes before this hold no newline
+        while true {
+            if let newline = memchr(buffer + scanned, 0x0A, end - scanned) {
+                let position = buffer.distance(to: newline.assumingMemoryBound(to: UInt8.self))
+                let line = (start, position)
+                start = position + 1
+                return line
+            }
+            if atEOF {
+                guard start < end else { return nil }
+                let line = (start, end)  // a last line without a newline
+                start = end
+                return line
+            }
+            let pending = end - start
+            try refill()
+            scanned = pending
+        }
+    }
+
+    /// Moves the unconsumed bytes to the front and reads more, growing the buffer for a long line.
+    private func refill() throws(MTLModelError) {
+        let pending = end - start
+        if start > 0 && pending > 0 { memmove(buffer, buffer + start, pending) }
+        start = 0
+        end = pending
+        if end == capacity {
+            guard capacity < Self.maxLineByteCount else {
+                throw MTLModelError(.malformed, "line longer than \(Self.maxLineByteCount) bytes", file: displayPath, location: .init(line: lineNumber + 1))
+            }
+            let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity * 2 + 1)
+            bigger.update(from: buffer, count: end)
+            buffer.deallocate()
+            buffer = bigger
+            capacity *= 2
+        }
+        while true {
+            let count = read(fd, buffer + end, capacity - end)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw MTLModelError(.io, "read failed: \(String(cString: strerror(errno)))", file: displayPath)
+            }
+            if count == 0 { atEOF = true }
+            end += count
+            return
+        }
+    }
+
+    private struct LineError: Error {
+        var message: String
+    }
+
+    private func parse(_ lineStart: Int, _ lineEnd: Int, into batch: inout SampleBatch) throws(LineError) {
+        var stop = lineEnd
+        if stop > lineStart && buffer[stop - 1] == 0x0D { stop -= 1 }  // CRLF
+        var i = lineStart
+        func skipBlanks() { while i < stop && (buffer[i] == 0x20 || buffer[i] == 0x09) { i += 1 } }
+        func tokenEnd() -> Int {
+            var j = i
+            while j < stop && buffer[j] != 0x20 && buffer[j] != 0x09 { j += 1 }
+            return j
+        }
+        skipBlanks()
+        if i == stop || buffer[i] == 0x23 { return }  // blank or comment
+        batch.beginSample(line: lineNumber)
+        var first = true
+        while i < stop {
+            let tokenStop = tokenEnd()
+            if first {
+                first = false
+                if memchr(buffer + i, 0x3A, tokenStop - i) == nil {
+                    try parseLabels(i, tokenStop, into: &batch)
+                    i = tokenStop
+                    skipBlanks()
+                    continue
+                }
+                for _ in 0..<taskCount { batch.appendLabel(-1) }
+            }
+            try parseFeature(i, tokenStop, into: &batch)
+            i = tokenStop
+            skipBlanks()
+        }
+        if first { for _ in 0..<taskCount { batch.appendLabel(-1) } }
+        batch.commitSample()
+    }
+
+    private func text(_ from: Int, _ to: Int) -> String {
+        let raw = String(decoding: UnsafeBufferPointer(start: buffer + from, count: min(to - from, 200)), as: UTF8.self)
+        return TerminalText.escaped(raw) + (to - from > 200 ? "…" : "")
+    }
+
+    private func parseLabels(_ from: Int, _ to: Int, into batch: inout SampleBatch) throws(LineError) {
+        var count = 0
+        var i = from
+        while true {
+            let fieldEnd = (i..<to).first { buffer[$0] == 0x2C } ?? to
+            let label: Int8
+            if fieldEnd - i == 1 && buffer[i] == 0x30 { label = 0 }
+            else if fieldEnd - i == 1 && buffer[i] == 0x31 { label = 1 }
+            else if fieldEnd - i == 1 && buffer[i] == 0x2D { label = -1 }
+            else { throw LineError(message: "token \"\(text(from, to))\": labels must be 0, 1 or -, comma-separated") }
+            count += 1
+            if count <= taskCount { batch.appendLabel(label) }
+            if fieldEnd == to { break }
+            i = fieldEnd + 1
+        }
+        guard count == taskCount else {
+            throw LineError(message: "token \"\(text(from, to))\": \(count) labels, the model has \(taskCount) tasks")
+        }
+    }
+
+    private func parseFeature(_ from: Int, _ to: Int, into batch: inout SampleBatch) throws(LineError) {
+        guard let colon = (from..<to).first(where: { buffer[$0] == 0x3A }) else {
+            throw LineError(message: "token \"\(text(from, to))\": expected field:id or field:id:value")
+        }
+        guard let field = fieldIndex.lookup(UnsafeBufferPointer(start: buffer + from, count: colon - from)) else {
+            throw LineError(message: "token \"\(text(from, to))\": unknown field \"\(text(from, colon))\"")
+        }
+        let idStart = colon + 1
+        let idEnd = (idStart..<to).first { buffer[$0] == 0x3A } ?? to
+        guard idEnd > idStart else { throw LineError(message: "token \"\(text(from, to))\": missing id") }
+        var id: UInt64 = 0
+        for j in idStart..<idEnd {
+            let digit = buffer[j] &- 0x30
+            guard digit < 10 else { throw LineError(message: "token \"\(text(from, to))\": id is not a decimal unsigned integer") }
+            let (times10, o1) = id.multipliedReportingOverflow(by: 10)
+            let (next, o2) = times10.addingReportingOverflow(UInt64(digit))
+            guard !o1 && !o2 else { throw LineError(message: "token \"\(text(from, to))\": id does not fit in 64 bits") }
+            id = next
+        }
+        var value: Float = 1
+        if idEnd < to {
+            let valueStart = idEnd + 1
+            guard valueStart < to, (valueStart..<to).allSatisfy({ Self.isDecimalByte(buffer[$0]) }) else {
+                throw LineError(message: "token \"\(text(from, to))\": value is not a decimal number")
+            }
+            // strtod needs a terminator: borrow the separator byte after the token.
+            let saved = buffer[to]
+            buffer[to] = 0
+            var parsedEnd: UnsafeMutablePointer<CChar>?
+            let parsed = (buffer + valueStart).withMemoryRebound(to: CChar.self, capacity: to - valueStart + 1) { strtod($0, &parsedEnd) }
+            let consumed = parsedEnd.map { UnsafeMutableRawPointer($0) - UnsafeMutableRawPointer(buffer + valueStart) } ?? 0
+            buffer[to] = saved
+            value = Float(parsed)
+            guard consumed == to - valueStart, value.isFinite else {
+                throw LineError(message: "token \"\(text(from, to))\": value is not a finite decimal number")
+            }
+        }
+        batch.appendEntry(field: field, id: id, value: value)
+    }
+
+    private static func isDecimalByte(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || byte == 0x2E || byte == 0x2D || byte == 0x2B || byte == 0x65 || byte == 0x45
+    }
+}
+
+/// Field names → index without allocating: a hash of the bytes, confirmed by comparison.
+struct FieldNameIndex {
+    private let names: [[UInt8]]
+    private let byHash: [UInt64: Int]
+    /// Two names with one hash (never seen in practice): fall back to comparing them all.
+    private let hasCollision: Bool
+
+    init(_ fieldNames: [String]) {
+        names = fieldNames.map { Array($0.utf8) }
+        var table: [UInt64: Int] = [:]
+        var collision = false
+        for (index, name) in names.enumerated() {
+            if table.updateValue(index, forKey: name.withUnsafeBufferPointer { Self.hash($0) }) != nil { collision = true }
+        }
+        byHash = table
+        hasCollision = collision
+    }
+
+    func lookup(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        if hasCollision { return names.firstIndex { $0.elementsEqual(bytes) } }
+        guard let index = byHash[Self.hash(bytes)], names[index].elementsEqual(bytes) else { return nil }
+        return index
+    }
+
+    private static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return hash
+    }
+}

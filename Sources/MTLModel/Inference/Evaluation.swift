@@ -1,0 +1,99 @@
+import Foundation
+
+/// Metrics of one task on a labelled dataset.
+public struct TaskMetrics: Sendable, Codable, Hashable {
+    public var task: String
+    /// Samples with a known label for this task (`-` labels are left out).
+    public var samples: Int
+    public var positives: Int
+    /// Area under the ROC curve, ties counted as average ranks; nil without both classes.
+    public var auc: Double?
+    public var logloss: Double?
+    public var meanPrediction: Double?
+    public var meanLabel: Double?
+    /// Mean prediction / mean label; nil without positives.
+    public var calibration: Double?
+    /// AUC of the fused ranking score against this task's labels.
+    public var fusedAUC: Double?
+
+    public init(task: String, samples: Int, positives: Int) {
+        self.task = task
+        self.samples = samples
+        self.positives = positives
+    }
+}
+
+/// Accumulates predictions and labels batch by batch and computes per-task metrics.
+///
+/// - Complexity: keeps 12 bytes per labelled sample and task (the exact AUC needs a sort).
+public struct Evaluator: Sendable {
+    public let taskNames: [String]
+    private var probabilities: [[Float]]
+    private var fused: [[Double]]
+    private var labels: [[Bool]]
+    public private(set) var sampleCount = 0
+
+    public init(taskNames: [String]) {
+        self.taskNames = taskNames
+        probabilities = Array(repeating: [], count: taskNames.count)
+        fused = Array(repeating: [], count: taskNames.count)
+        labels = Array(repeating: [], count: taskNames.count)
+    }
+
+    public mutating func add(_ batch: SampleBatch, _ predictions: Predictions) {
+        let taskCount = taskNames.count
+        for sample in 0..<batch.count {
+            for t in 0..<taskCount {
+                let label = batch.labels[sample * taskCount + t]
+                guard label >= 0 else { continue }
+                probabilities[t].append(predictions.probabilities[sample * taskCount + t])
+                fused[t].append(predictions.fused[sample])
+                labels[t].append(label == 1)
+            }
+        }
+        sampleCount += batch.count
+    }
+
+    public func metrics() -> [TaskMetrics] {
+        taskNames.indices.map { t in
+            let n = labels[t].count
+            let positives = labels[t].reduce(0) { $0 + ($1 ? 1 : 0) }
+            var metrics = TaskMetrics(task: taskNames[t], samples: n, positives: positives)
+            guard n > 0 else { return metrics }
+            var loss = 0.0, sumPrediction = 0.0
+            for i in 0..<n {
+                // Clipped as scikit-learn does, so a saturated prediction gives a finite loss.
+                let p = min(max(Double(probabilities[t][i]), 1e-15), 1 - 1e-15)
+                loss -= labels[t][i] ? log(p) : log(1 - p)
+                sumPrediction += Double(probabilities[t][i])
+            }
+            metrics.logloss = loss / Double(n)
+            metrics.meanPrediction = sumPrediction / Double(n)
+            metrics.meanLabel = Double(positives) / Double(n)
+            if positives > 0 { metrics.calibration = metrics.meanPrediction! / metrics.meanLabel! }
+            metrics.auc = Self.auc(probabilities[t].map(Double.init), labels[t])
+            metrics.fusedAUC = Self.auc(fused[t], labels[t])
+            return metrics
+        }
+    }
+
+    /// The ROC AUC by the rank-sum (Mann–Whitney) formula, tied scores sharing their average
+    /// rank; nil unless both classes are present.
+    public static func auc(_ scores: [Double], _ labels: [Bool]) -> Double? {
+        let positives = labels.reduce(0) { $0 + ($1 ? 1 : 0) }
+        let negatives = labels.count - positives
+        guard positives > 0, negatives > 0 else { return nil }
+        let order = scores.indices.sorted { scores[$0] < scores[$1] }
+        var rankSum = 0.0
+        var i = 0
+        while i < order.count {
+            var j = i
+            while j + 1 < order.count && scores[order[j + 1]] == scores[order[i]] { j += 1 }
+            let averageRank = Double(i + j) / 2 + 1
+            for index in order[i...j] where labels[index] { rankSum += averageRank }
+            i = j + 1
+        }
+        let p = Double(positives)
+        return (rankSum - p * (p + 1) / 2) / (p * Double(negatives))
+    }
+}

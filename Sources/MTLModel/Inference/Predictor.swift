@@ -1,0 +1,75 @@
+import Foundation
+
+/// The outputs of a batch: per sample and task a logit and a probability, per sample the
+/// fused ranking score.
+public struct Predictions: Sendable {
+    public let taskCount: Int
+    public private(set) var count = 0
+    /// `count × taskCount`, sample-major.
+    public internal(set) var logits: [Float] = []
+    public internal(set) var probabilities: [Float] = []
+    public internal(set) var fused: [Double] = []
+
+    init(taskCount: Int, count: Int) {
+        self.taskCount = taskCount
+        self.count = count
+        logits = Array(repeating: 0, count: count * taskCount)
+        probabilities = Array(repeating: 0, count: count * taskCount)
+        fused = Array(repeating: 0, count: count)
+    }
+}
+
+/// Computes MODEL.md's forward pass for a model: the weights are used in place (mapped)
+/// when they are stored as uncompressed float32, keyed tables get an id → row index built
+/// once, dense layers are evaluated in batches, and a batch is split across threads.
+public final class Predictor: @unchecked Sendable {
+    public let architecture: Architecture
+    public let threadCount: Int
+    let weights: ModelWeights
+
+    /// - Parameters:
+    ///   - model: an open model; it must stay open while the predictor is used.
+    ///   - threadCount: threads a batch is split across (at least 1).
+    /// - Throws: when a tensor the forward pass needs is missing, has the wrong shape, fails
+    ///   its checksum, or a keyed table repeats a key.
+    public init(model: ModelFile, threadCount: Int = 1) throws {
+        architecture = model.architecture
+        self.threadCount = max(1, threadCount)
+        weights = try ModelWeights(model)
+    }
+
+    /// Predicts every sample of `batch`.
+    public func predict(_ batch: SampleBatch) -> Predictions {
+        var output = Predictions(taskCount: architecture.tasks.count, count: batch.count)
+        let slices = min(threadCount, max(1, batch.count / 64))
+        let perSlice = (batch.count + slices - 1) / max(slices, 1)
+        output.logits.withUnsafeMutableBufferPointer { logits in
+            output.probabilities.withUnsafeMutableBufferPointer { probabilities in
+                output.fused.withUnsafeMutableBufferPointer { fused in
+                    let sink = OutputPointers(logits: logits.baseAddress!, probabilities: probabilities.baseAddress!, fused: fused.baseAddress!)
+                    DispatchQueue.concurrentPerform(iterations: slices) { slice in
+                        let start = slice * perSlice
+                        let end = min(batch.count, start + perSlice)
+                        guard start < end else { return }
+                        let workspace = Workspace(weights, rows: ForwardPass.blockRows)
+                        var blockStart = start
+                        while blockStart < end {
+                            let blockEnd = min(end, blockStart + ForwardPass.blockRows)
+                            ForwardPass.run(weights, batch, blockStart..<blockEnd, workspace, sink)
+                            blockStart = blockEnd
+                        }
+                    }
+                }
+            }
+        }
+        return output
+    }
+}
+
+/// Where a forward pass writes its results (sample-major), shared across threads that
+/// write disjoint samples.
+struct OutputPointers: @unchecked Sendable {
+    let logits: UnsafeMutablePointer<Float>
+    let probabilities: UnsafeMutablePointer<Float>
+    let fused: UnsafeMutablePointer<Double>
+}

@@ -1,0 +1,44 @@
+import Foundation
+
+/// Writes a model as safetensors: every tensor under its MODEL.md name, the architecture
+/// config in `__metadata__["mtl_model.config"]` and the model's metadata beside it. Streams
+/// tensor by tensor (the header is computed from the manifest first) and writes atomically.
+public struct SafetensorsExporter {
+    public init() {}
+
+    public func export(_ model: ModelFile, to output: String) throws(MTLModelError) {
+        var metadata: [String: JSONValue] = [SafetensorsImporter.configKey: .string(model.architecture.config.serialized())]
+        for entry in model.manifest.metadata where entry.key != SafetensorsImporter.configKey {
+            metadata[entry.key] = .string(entry.value)
+        }
+        var header: [String: JSONValue] = ["__metadata__": .object(metadata)]
+        var offset: UInt64 = 0
+        for entry in model.tensors {
+            header[entry.name] = .object([
+                "dtype": .string(SafetensorsFile.name(of: entry.dtype)),
+                "shape": .array(entry.shape.map { .number(Double($0)) }),
+                "data_offsets": .array([.number(Double(offset)), .number(Double(offset + entry.byteCount))]),
+            ])
+            offset += entry.byteCount
+        }
+        var headerBytes = Array(JSONValue.object(header).serialized().utf8)
+        // Pad with spaces so the data buffer starts 8-byte aligned, as safetensors does.
+        while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(0x20) }
+        let file = try AtomicOutputFile(targetPath: output)
+        try file.append(withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { Array($0) })
+        try file.append(headerBytes)
+        for entry in model.tensors {
+            do {
+                try model.visitChunks(of: entry, checkingChecksums: model.checksChecksumsOnAccess) { visit in
+                    guard let chunk = visit.logical else { throw model.chunkError(visit, of: entry) }
+                    try file.append(chunk)
+                }
+            } catch let error as MTLModelError {
+                throw error
+            } catch {
+                throw MTLModelError(.io, "\(error)", file: output)
+            }
+        }
+        try file.commit()
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import MTLModel
+
+/// Options shared by the commands that read a dataset.
+struct DatasetOptions: ParsableArguments {
+    @Argument(help: "The .mtlm model.")
+    var model: String
+
+    @Argument(help: "The dataset in MODEL.md's text format; - reads standard input.")
+    var data: String
+
+    @Flag(help: "Skip malformed lines (and report how many) instead of stopping at the first.")
+    var skipInvalid = false
+
+    @Option(help: "Threads to compute with (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Samples read and computed at a time.")
+    var batchSize: Int = 4096
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+    }
+
+    /// Runs the model over the dataset batch by batch, in constant memory.
+    func forEachBatch(_ body: (SampleBatch, Predictions, Predictor) throws -> Void) throws -> DatasetReader {
+        let file = try ModelFile(path: model)
+        let predictor = try Predictor(model: file, threadCount: threads)
+        let reader = try DatasetReader(path: data, architecture: file.architecture, skipInvalid: skipInvalid)
+        var batch = SampleBatch(taskCount: file.architecture.tasks.count, capacity: batchSize)
+        while try reader.nextBatch(into: &batch, maxCount: batchSize) {
+            try body(batch, predictor.predict(batch), predictor)
+        }
+        if reader.skippedLineCount > 0 {
+            Terminal.error("skipped \(reader.skippedLineCount) invalid line\(reader.skippedLineCount == 1 ? "" : "s") (first: \(reader.firstSkippedError!))")
+        }
+        return reader
+    }
+}
+
+import Foundation

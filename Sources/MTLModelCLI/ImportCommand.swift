@@ -1,0 +1,65 @@
+import ArgumentParser
+import MTLModel
+
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import a PyTorch checkpoint saved as safetensors (MODEL.md names, config in its metadata)."
+    )
+
+    @Argument(help: "The .safetensors checkpoint.")
+    var checkpoint: String
+
+    @Argument(help: "The .mtlm file to write.")
+    var output: String
+
+    @Option(help: "Payload compression: none or zlib.")
+    var compression: CompressionOption = .none
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() throws {
+        var options = ModelWriter.Options()
+        options.compression = compression.value
+        let result = try SafetensorsImporter(writerOptions: options).importCheckpoint(checkpoint, to: output)
+        if json {
+            try Terminal.json(Output(checkpoint: checkpoint, output: output, result: result))
+        } else {
+            let training = result.trainingStateGroups.isEmpty ? "serving form" : "training state: " + result.trainingStateGroups.joined(separator: ", ")
+            Terminal.output("imported \(TerminalText.escaped(checkpoint)) → \(TerminalText.escaped(output)): \(result.tensorCount) tensors, \(result.parameterCount) parameters, \(training)")
+        }
+    }
+
+    struct Output: Encodable {
+        var schemaVersion = 1
+        var checkpoint: String
+        var output: String
+        var result: SafetensorsImporter.Result
+    }
+}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export a model as safetensors (readable by the Python safetensors package and PyTorch)."
+    )
+
+    @Argument(help: "The .mtlm model.")
+    var model: String
+
+    @Argument(help: "The file to write; its extension selects the format (.safetensors).")
+    var output: String
+
+    func validate() throws {
+        guard output.hasSuffix(".safetensors") else {
+            throw ValidationError("unsupported output format: '\(output)' (supported: .safetensors)")
+        }
+    }
+
+    func run() throws {
+        let file = try ModelFile(path: model)
+        try SafetensorsExporter().export(file, to: output)
+        Terminal.error("exported \(TerminalText.escaped(model)) → \(TerminalText.escaped(output)): \(file.tensors.count) tensors")
+    }
+}
