@@ -25,17 +25,21 @@ public struct TaskMetrics: Sendable, Codable, Hashable {
 
 /// Accumulates predictions and labels batch by batch and computes per-task metrics.
 ///
-/// - Complexity: keeps 12 bytes per labelled sample and task (the exact AUC needs a sort).
+/// Logloss and AUC are computed from the logits, in double precision: a probability rounded
+/// to float saturates at 0 or 1 (turning a finite loss into a clipped one) and ties samples
+/// whose scores differ.
+///
+/// - Complexity: keeps 13 bytes per labelled sample and task (the exact AUC needs a sort).
 public struct Evaluator: Sendable {
     public let taskNames: [String]
-    private var probabilities: [[Float]]
+    private var logits: [[Float]]
     private var fused: [[Double]]
     private var labels: [[Bool]]
     public private(set) var sampleCount = 0
 
     public init(taskNames: [String]) {
         self.taskNames = taskNames
-        probabilities = Array(repeating: [], count: taskNames.count)
+        logits = Array(repeating: [], count: taskNames.count)
         fused = Array(repeating: [], count: taskNames.count)
         labels = Array(repeating: [], count: taskNames.count)
     }
@@ -46,7 +50,7 @@ public struct Evaluator: Sendable {
             for t in 0..<taskCount {
                 let label = batch.labels[sample * taskCount + t]
                 guard label >= 0 else { continue }
-                probabilities[t].append(predictions.probabilities[sample * taskCount + t])
+                logits[t].append(predictions.logits[sample * taskCount + t])
                 fused[t].append(predictions.fused[sample])
                 labels[t].append(label == 1)
             }
@@ -62,19 +66,23 @@ public struct Evaluator: Sendable {
             guard n > 0 else { return metrics }
             var loss = 0.0, sumPrediction = 0.0
             for i in 0..<n {
-                // Clipped as scikit-learn does, so a saturated prediction gives a finite loss.
-                let p = min(max(Double(probabilities[t][i]), 1e-15), 1 - 1e-15)
-                loss -= labels[t][i] ? log(p) : log(1 - p)
-                sumPrediction += Double(probabilities[t][i])
+                // −log σ(x) = softplus(−x) and −log(1 − σ(x)) = softplus(x): exact for any logit.
+                let x = Double(logits[t][i])
+                loss += Self.softplus(labels[t][i] ? -x : x)
+                sumPrediction += 1 / (1 + exp(-x))
             }
             metrics.logloss = loss / Double(n)
             metrics.meanPrediction = sumPrediction / Double(n)
             metrics.meanLabel = Double(positives) / Double(n)
             if positives > 0 { metrics.calibration = metrics.meanPrediction! / metrics.meanLabel! }
-            metrics.auc = Self.auc(probabilities[t].map(Double.init), labels[t])
+            metrics.auc = Self.auc(logits[t].map(Double.init), labels[t])
             metrics.fusedAUC = Self.auc(fused[t], labels[t])
             return metrics
         }
+    }
+
+    static func softplus(_ x: Double) -> Double {
+        x > 0 ? x + log1p(exp(-x)) : log1p(exp(x))
     }
 
     /// The ROC AUC by the rank-sum (Mann–Whitney) formula, tied scores sharing their average
