@@ -14,3 +14,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# Python packages of the cross-check tests (an independent numpy implementation of MODEL.md
+# that writes its checkpoints with the safetensors package).
+if ! python3 -c "import numpy, safetensors" 2>/dev/null; then
+  echo "installing: numpy safetensors (pip)" >&2
+  python3 -m pip install -q --disable-pip-version-check numpy safetensors
+fi

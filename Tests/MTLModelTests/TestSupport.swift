@@ -51,19 +51,27 @@ struct CommandResult {
 }
 
 func runCLI(_ arguments: [String], stdin: String? = nil) throws -> CommandResult {
+    try runProcess(TestPaths.executable, arguments, stdin: stdin)
+}
+
+func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil) throws -> CommandResult {
+    // Files rather than pipes: no side can block on a full pipe, whatever the output size.
+    let directory = TemporaryDirectory()
+    let paths = (in: directory.path("stdin"), out: directory.path("stdout"), err: directory.path("stderr"))
+    try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: paths.in))
+    FileManager.default.createFile(atPath: paths.out, contents: nil)
+    FileManager.default.createFile(atPath: paths.err, contents: nil)
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: TestPaths.executable)
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
+    process.standardInput = FileHandle(forReadingAtPath: paths.in)
+    process.standardOutput = FileHandle(forWritingAtPath: paths.out)
+    process.standardError = FileHandle(forWritingAtPath: paths.err)
     try process.run()
-    // Read both pipes before waiting, so a large output cannot block the child.
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+    return CommandResult(status: process.terminationStatus,
+                         stdout: try String(contentsOfFile: paths.out, encoding: .utf8),
+                         stderr: try String(contentsOfFile: paths.err, encoding: .utf8))
 }
 
 func architecture(fromConfig name: String) throws -> Architecture {

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+@testable import MTLModel
+
+@Suite("predict and eval")
+struct PredictTests {
+    struct Row {
+        var values: [Double]
+    }
+
+    static func tsv(_ text: String) -> [[Double]] {
+        text.split(separator: "\n").dropFirst().map { $0.split(separator: "\t").map { Double($0)! } }
+    }
+
+    @Test("Golden: small.mtlm on small.txt gives the reference implementation's outputs")
+    func golden() throws {
+        let expected = Self.tsv(try String(contentsOfFile: TestPaths.fixture("predict/small.expected.tsv"), encoding: .utf8))
+        let probabilities = try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("predict/small.txt")])
+        let logits = try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("predict/small.txt"), "--logits", "--threads", "2", "--batch-size", "5"])
+        #expect(probabilities.status == 0 && logits.status == 0)
+        #expect(probabilities.stdout.hasPrefix("ctr\tfollow\tfused\n"))
+        let p = Self.tsv(probabilities.stdout), l = Self.tsv(logits.stdout)
+        try #require(p.count == expected.count && l.count == expected.count)
+        for (i, want) in expected.enumerated() {
+            #expect(abs(p[i][0] - want[1]) <= 1e-5 && abs(p[i][1] - want[2]) <= 1e-5, "line \(want[0])")
+            #expect(abs(p[i][2] - want[3]) <= 1e-4 * max(1, abs(want[3])), "line \(want[0])")
+            #expect(abs(l[i][0] - want[4]) <= 1e-4 * max(1, abs(want[4])) && abs(l[i][1] - want[5]) <= 1e-4 * max(1, abs(want[5])), "line \(want[0])")
+            #expect(l[i][2] == p[i][2])  // fused is the same score either way
+        }
+    }
+
+    @Test("The demo model from a PyTorch trainer predicts what PyTorch predicted, and scores its AUCs")
+    func demoMatchesPyTorch() throws {
+        let demo = TestPaths.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/demo")
+        guard FileManager.default.fileExists(atPath: demo.path) else {
+            #expect(ProcessInfo.processInfo.environment["CI"] == nil, "../shared/data/demo is missing")
+            return
+        }
+        let directory = TemporaryDirectory()
+        for name in ["test.txt", "expected.tsv"] {
+            let result = try runProcess("/bin/sh", ["-c", "gzip -dc '\(demo.path)/\(name).gz' > '\(directory.path(name))'"])
+            #expect(result.status == 0)
+        }
+        for form in ["serving", "training"] {
+            #expect(try runCLI(["import", demo.appendingPathComponent("\(form).safetensors").path, directory.path("\(form).mtlm")]).status == 0)
+        }
+        let training = try ModelFile(path: directory.path("training.mtlm"))
+        #expect(training.tensors.contains { $0.name == "optimizer.embedding.user_id.weight.sum" })
+        #expect(ModelVerifier().verify(training).isValid)
+        let expected = Self.tsv(try String(contentsOfFile: directory.path("expected.tsv"), encoding: .utf8))
+        let p = Self.tsv(try runCLI(["predict", directory.path("serving.mtlm"), directory.path("test.txt")]).stdout)
+        let logitText = try runCLI(["predict", directory.path("serving.mtlm"), directory.path("test.txt"), "--logits"]).stdout
+        let l = Self.tsv(logitText)
+        try #require(p.count == 20_000 && l.count == 20_000)
+        var worst = (p: 0.0, logit: 0.0)
+        for i in 0..<20_000 {
+            for t in 0..<2 {
+                worst.p = max(worst.p, abs(p[i][t] - expected[i][t]))
+                worst.logit = max(worst.logit, abs(l[i][t] - expected[i][3 + t]) / max(1, abs(expected[i][3 + t])))
+            }
+            let bucketEdge = abs(expected[i][0] * 100 - (expected[i][0] * 100).rounded()) < 1e-3
+            if !bucketEdge { #expect(abs(p[i][2] - expected[i][2]) <= 1e-4 * max(1, abs(expected[i][2]))) }
+        }
+        #expect(worst.p <= 1e-5 && worst.logit <= 1e-4, "\(worst)")
+        // The training checkpoint holds the same weights: the same predictions, to the bit.
+        let trainingLogits = try runCLI(["predict", directory.path("training.mtlm"), directory.path("test.txt"), "--logits"])
+        #expect(trainingLogits.stdout == logitText)
+        let eval = try runCLI(["eval", directory.path("serving.mtlm"), directory.path("test.txt"), "--json"])
+        let tasks = try #require(eval.json?["tasks"] as? [[String: Any]])
+        #expect(abs((tasks[0]["auc"] as! Double) - 0.6392) < 1e-4)
+        #expect(abs((tasks[1]["auc"] as! Double) - 0.6071) < 1e-4)
+        #expect(tasks[1]["samples"] as? Int == 20_000 - 20_000 / 97 - 1 || tasks[1]["samples"] as? Int == 19_793)
+    }
+
+    @Test("predict --json writes JSON lines; -o writes a file; - reads standard input")
+    func outputForms() throws {
+        let directory = TemporaryDirectory()
+        let data = "1,0 user_id:3 hour:4\n# c\n0,1 tags:2\n"
+        let json = try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), "-", "--json"], stdin: data)
+        #expect(json.status == 0)
+        let lines = json.stdout.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(lines.count == 2)
+        #expect(lines.map { $0["line"] as? Int } == [1, 3])
+        #expect(Set(lines[0].keys) == ["line", "ctr", "follow", "fused"])
+        let toFile = try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), "-", "-o", directory.path("out.tsv")], stdin: data)
+        #expect(toFile.status == 0 && toFile.stdout.isEmpty)
+        #expect(try String(contentsOfFile: directory.path("out.tsv"), encoding: .utf8).split(separator: "\n").count == 3)
+        let empty = try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), "-"], stdin: "# nothing\n")
+        #expect(empty.status == 0 && empty.stdout == "ctr\tfollow\tfused\n")
+    }
+
+    @Test("A malformed line exits 2 naming the line and token; --skip-invalid reports the count")
+    func invalidData() throws {
+        let directory = TemporaryDirectory()
+        let data = "1,0 user_id:3\n1,0 colour:3\n0,0 hour:2\n"
+        for command in ["predict", "eval"] {
+            let failed = try runCLI([command, TestPaths.fixture("v1.0/small.mtlm"), "-", "-o", directory.path("never.tsv")].filter { command == "predict" || !$0.hasSuffix(".tsv") && $0 != "-o" }, stdin: data)
+            #expect(failed.status == 2)
+            #expect(failed.stderr == "mtl-model: error: <stdin>: line 2: token \"colour:3\": unknown field \"colour\"\n")
+            let skipped = try runCLI([command, TestPaths.fixture("v1.0/small.mtlm"), "-", "--skip-invalid"], stdin: data)
+            #expect(skipped.status == 0)
+            #expect(skipped.stderr.contains("skipped 1 invalid line (first: <stdin>: line 2:"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.path("never.tsv")))
+        #expect(try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), directory.path("missing.txt")]).status == 2)
+        #expect(try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), "-", "--threads", "0"], stdin: "").status == 2)
+    }
+
+    @Test("eval --json: per task samples, positives, AUC, logloss, calibration, fused AUC")
+    func evalJSON() throws {
+        let result = try runCLI(["eval", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("predict/small.txt"), "--json"])
+        #expect(result.status == 0)
+        let json = try #require(result.json)
+        #expect(json["schemaVersion"] as? Int == 1)
+        #expect(json["sampleCount"] as? Int == 48)
+        let tasks = try #require(json["tasks"] as? [[String: Any]])
+        #expect(tasks.map { $0["task"] as? String } == ["ctr", "follow"])
+        for key in ["samples", "positives", "auc", "logloss", "meanPrediction", "meanLabel", "calibration", "fusedAUC"] {
+            #expect(tasks[0][key] != nil, "missing \(key)")
+        }
+        #expect(tasks[0]["samples"] as? Int == 46)  // a '-' label and an unlabelled line left out
+        let text = try runCLI(["eval", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("predict/small.txt")])
+        #expect(text.stdout.hasPrefix("48 samples\ntask"))
+    }
+
+    @Test("AUC counts ties as average ranks")
+    func auc() {
+        #expect(Evaluator.auc([0.1, 0.4, 0.35, 0.8], [false, false, true, true]) == 0.75)
+        #expect(Evaluator.auc([0.5, 0.5, 0.5, 0.5], [false, true, false, true]) == 0.5)
+        #expect(Evaluator.auc([0.2, 0.5, 0.5, 0.9], [false, true, false, true]) == 0.875)
+        #expect(Evaluator.auc([0.2, 0.3], [true, true]) == nil)
+    }
+
+    @Test("Threads and batch sizes do not change predictions")
+    func threadsAgree() throws {
+        let model = try ModelFile(path: TestPaths.fixture("v1.0/small.mtlm"))
+        let reader = try DatasetReader(path: TestPaths.fixture("predict/small.txt"), architecture: model.architecture)
+        var batch = SampleBatch(taskCount: 2)
+        _ = try reader.nextBatch(into: &batch, maxCount: 1000)
+        let one = try Predictor(model: model, threadCount: 1).predict(batch)
+        let two = try Predictor(model: model, threadCount: 2).predict(batch)
+        #expect(one.logits == two.logits && one.fused == two.fused)
+    }
+}
