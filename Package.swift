@@ -27,9 +27,11 @@ let package = Package(
             name: "CMTLManifest",
             dependencies: ["CProtobufC"]
         ),
+        // The dense-layer kernel, with an AVX2 + FMA version chosen at run time.
+        .target(name: "CKernels"),
         .target(
             name: "MTLModel",
-            dependencies: ["CMTLManifest", "CProtobufC", "CZlib"]
+            dependencies: ["CMTLManifest", "CProtobufC", "CZlib", "CKernels"]
         ),
         .target(
             name: "MTLModelCLI",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MTLModel
 
 /// Options shared by the commands that read a dataset.
@@ -28,8 +29,9 @@ struct DatasetOptions: ParsableArguments {
         let file = try ModelFile(path: model)
         let predictor = try Predictor(model: file, threadCount: threads)
         let reader = try DatasetReader(path: data, architecture: file.architecture, skipInvalid: skipInvalid)
-        var batch = SampleBatch(taskCount: file.architecture.tasks.count, capacity: batchSize)
-        while try reader.nextBatch(into: &batch, maxCount: batchSize) {
+        let batches = BatchPrefetcher(reader, taskCount: file.architecture.tasks.count, batchSize: batchSize)
+        defer { batches.cancel() }
+        while let batch = try batches.next() {
             try body(batch, predictor.predict(batch), predictor)
         }
         if reader.skippedLineCount > 0 {
@@ -38,5 +40,3 @@ struct DatasetOptions: ParsableArguments {
         return reader
     }
 }
-
-import Foundation

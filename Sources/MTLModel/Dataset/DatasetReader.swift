@@ -11,7 +11,8 @@ import Darwin
 ///
 /// A malformed line is an error naming the file, the line number and the token, unless
 /// `skipInvalid` is set: then the line is skipped and counted.
-public final class DatasetReader {
+/// Not thread-safe: one thread reads at a time (a `BatchPrefetcher` hands it to its own).
+public final class DatasetReader: @unchecked Sendable {
     public let path: String
     public let skipInvalid: Bool
     /// Lines skipped because they were invalid (with `skipInvalid`).

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CKernels
 
 /// A dense layer prepared for batched evaluation: the weight transposed to [in][out] with
 /// rows padded to a multiple of 16, batch norm reduced to a scale and a shift.
@@ -87,53 +88,9 @@ struct PreparedDenseLayer {
         }
     }
 
-    /// The matrix product with bias, 4 rows × 16 outputs at a time, accumulating in registers.
+    /// The matrix product with bias (the C kernel picks AVX2 + FMA when the CPU has it).
     private func multiply(_ x: UnsafePointer<Float>, inputStride: Int, rows: Int, into y: UnsafeMutablePointer<Float>) {
-        typealias V = SIMD16<Float>
-        let w = UnsafeRawPointer(transposedWeight.baseAddress!)
-        let b = UnsafeRawPointer(bias.baseAddress!)
-        let stride = paddedOutputCount
-        let vectorStride = stride * MemoryLayout<Float>.stride
-        var r = 0
-        while r + 4 <= rows {
-            let x0 = x + r * inputStride, x1 = x0 + inputStride, x2 = x1 + inputStride, x3 = x2 + inputStride
-            var o = 0
-            while o < stride {
-                let start = b.loadUnaligned(fromByteOffset: o * 4, as: V.self)
-                var a0 = start, a1 = start, a2 = start, a3 = start
-                var p = w + o * 4
-                for i in 0..<inputCount {
-                    let wv = p.loadUnaligned(as: V.self)
-                    a0 += wv * x0[i]
-                    a1 += wv * x1[i]
-                    a2 += wv * x2[i]
-                    a3 += wv * x3[i]
-                    p += vectorStride
-                }
-                let out = UnsafeMutableRawPointer(y + r * stride + o)
-                out.storeBytes(of: a0, as: V.self)
-                (out + vectorStride).storeBytes(of: a1, as: V.self)
-                (out + 2 * vectorStride).storeBytes(of: a2, as: V.self)
-                (out + 3 * vectorStride).storeBytes(of: a3, as: V.self)
-                o += Self.lanes
-            }
-            r += 4
-        }
-        while r < rows {
-            let x0 = x + r * inputStride
-            var o = 0
-            while o < stride {
-                var a0 = b.loadUnaligned(fromByteOffset: o * 4, as: V.self)
-                var p = w + o * 4
-                for i in 0..<inputCount {
-                    a0 += p.loadUnaligned(as: V.self) * x0[i]
-                    p += vectorStride
-                }
-                UnsafeMutableRawPointer(y + r * stride + o).storeBytes(of: a0, as: V.self)
-                o += Self.lanes
-            }
-            r += 1
-        }
+        mtlm_dense_forward(x, inputStride, rows, transposedWeight.baseAddress!, inputCount, paddedOutputCount, bias.baseAddress!, y)
     }
 }
 

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Scratch buffers of one thread, allocated once per `predict` call and slice.
@@ -12,6 +13,8 @@ final class Workspace {
     let bufferA: UnsafeMutablePointer<Float>      // rows × widest layer
     let bufferB: UnsafeMutablePointer<Float>
     let towerInput: UnsafeMutablePointer<Float>   // rows × shared output (kept for every task)
+    /// Row of each entry of the block (-1: out of vocabulary), grown as needed.
+    var entryRows: [Int] = []
     let width: Int
     private let allocations: [UnsafeMutablePointer<Float>]
 
@@ -62,6 +65,23 @@ enum ForwardPass {
         batch.entryField.withUnsafeBufferPointer { entryFields in
         batch.entryID.withUnsafeBufferPointer { ids in
         batch.entryValue.withUnsafeBufferPointer { values in
+            // First map every id of the block to its row and start loading the rows: the
+            // lookups are random accesses into large tables, and issuing them all before
+            // using any overlaps their memory latency.
+            let firstEntry = Int(starts[samples.lowerBound])
+            let entryCount = Int(starts[samples.upperBound]) - firstEntry
+            if ws.entryRows.count < entryCount { ws.entryRows = Array(repeating: 0, count: entryCount) }
+            ws.entryRows.withUnsafeMutableBufferPointer { rows in
+                for e in 0..<entryCount {
+                    let field = w.fields[Int(entryFields[firstEntry + e])]
+                    let row = field.row(of: ids[firstEntry + e])
+                    rows[e] = row
+                    if row >= 0 {
+                        mtlm_prefetch(field.embedding + row * k)
+                        if let linear = field.linear { mtlm_prefetch(linear + row) }
+                    }
+                }
+            }
             for (r, sample) in samples.enumerated() {
                 // Pool each field's bag: u_f = (1/Z_f) Σ value · V_f[row], OOV dropped.
                 ws.pooled.update(repeating: 0, count: fieldCount * k)
@@ -71,7 +91,7 @@ enum ForwardPass {
                 for e in Int(starts[sample])..<Int(starts[sample + 1]) {
                     let f = Int(entryFields[e])
                     let field = w.fields[f]
-                    let row = field.row(of: ids[e])
+                    let row = ws.entryRows[e - firstEntry]
                     if row < 0 { continue }
                     let value = values[e]
                     let vector = field.embedding + row * k

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// The outputs of a batch: per sample and task a logit and a probability, per sample the
@@ -26,6 +27,9 @@ public final class Predictor: @unchecked Sendable {
     public let architecture: Architecture
     public let threadCount: Int
     let weights: ModelWeights
+    /// Scratch buffers reused across calls (taken and given back, so concurrent calls are safe).
+    private var spareWorkspaces: [Workspace] = []
+    private let lock = NSLock()
 
     /// - Parameters:
     ///   - model: an open model; it must stay open while the predictor is used.
@@ -51,7 +55,8 @@ public final class Predictor: @unchecked Sendable {
                         let start = slice * perSlice
                         let end = min(batch.count, start + perSlice)
                         guard start < end else { return }
-                        let workspace = Workspace(weights, rows: ForwardPass.blockRows)
+                        let workspace = self.takeWorkspace()
+                        defer { self.giveBack(workspace) }
                         var blockStart = start
                         while blockStart < end {
                             let blockEnd = min(end, blockStart + ForwardPass.blockRows)
@@ -64,6 +69,17 @@ public final class Predictor: @unchecked Sendable {
         }
         return output
     }
+
+    private func takeWorkspace() -> Workspace {
+        lock.withLock { spareWorkspaces.popLast() } ?? Workspace(weights, rows: ForwardPass.blockRows)
+    }
+
+    private func giveBack(_ workspace: Workspace) {
+        lock.withLock { spareWorkspaces.append(workspace) }
+    }
+
+    /// The dense-layer kernel this CPU uses ("avx2-fma" or "portable").
+    public static var kernelName: String { String(cString: mtlm_dense_kernel_name()) }
 }
 
 /// Where a forward pass writes its results (sample-major), shared across threads that

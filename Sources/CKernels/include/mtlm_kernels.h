@@ -1,0 +1,21 @@
+#ifndef MTLM_KERNELS_H
+#define MTLM_KERNELS_H
+#include <stddef.h>
+
+// y[r][o] = bias[o] + sum_i x[r][i] * wt[i][o] for r < rows and o < out_padded.
+// wt is the transposed weight [in][out_padded]; out_padded is a multiple of 16; rows of x
+// are x_stride floats apart, rows of y out_padded floats apart.
+//
+// Dense layers dominate the forward pass, and Swift code is compiled for baseline x86-64
+// (SSE2): this is the one kernel worth an AVX2 + FMA version, chosen at run time so the
+// binary still runs on any x86-64 CPU.
+void mtlm_dense_forward(const float *x, size_t x_stride, size_t rows, const float *wt, size_t in,
+                        size_t out_padded, const float *bias, float *y);
+
+// Which implementation mtlm_dense_forward uses on this CPU: "avx2-fma" or "portable".
+const char *mtlm_dense_kernel_name(void);
+
+// Asks the CPU to start loading the cache line at p (embedding rows are random accesses into
+// tables far larger than the caches: issuing them early hides the memory latency).
+static inline void mtlm_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+#endif
