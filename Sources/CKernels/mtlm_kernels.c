@@ -117,3 +117,64 @@ const char *mtlm_dense_kernel_name(void) {
 #endif
     return "portable";
 }
+
+#include <math.h>
+#include <float.h>
+
+// The row-wise int8 scheme of RowQuantizer.encodeInt8 (Swift), as a tight loop: this is the
+// path that quantizes gigabytes of embedding tables. Must stay identical in results.
+long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_t *out,
+                                double *error_sum, double *error_max) {
+    const size_t row_bytes = cols + 8;
+    double sum = *error_sum, worst = *error_max;
+    for (size_t r = 0; r < rows; r++) {
+        const float *v = x + r * cols;
+        uint8_t *q = out + r * row_bytes;
+        float lo = v[0], hi = v[0];
+        int finite = 1;
+        for (size_t j = 0; j < cols; j++) {
+            float a = v[j];
+            finite &= (fabsf(a) <= FLT_MAX);
+            lo = a < lo ? a : lo;
+            hi = a > hi ? a : hi;
+        }
+        if (!finite) {
+            *error_sum = sum;
+            *error_max = worst;
+            return (long)r;
+        }
+        double scale = ((double)hi - (double)lo) / 255.0;
+        float stored_scale = (float)scale;
+        float bias = lo;
+        float d2 = 0, n2 = 0;
+        if (stored_scale == 0 || !isnormal(stored_scale)) {
+            stored_scale = 0;
+            for (size_t j = 0; j < cols; j++) {
+                q[j] = 0;
+                float d = bias - v[j];
+                d2 += d * d;
+                n2 += v[j] * v[j];
+            }
+        } else {
+            float inverse = (float)(1.0 / scale);
+            for (size_t j = 0; j < cols; j++) {
+                // (v - lo) * inverse ≥ 0: adding ½ and truncating rounds half up, without a
+                // libm call that would stop the loop from vectorizing.
+                float level = (float)(int)((v[j] - lo) * inverse + 0.5f);
+                level = level > 255 ? 255 : level;
+                q[j] = (uint8_t)level;
+                float d = stored_scale * level + bias - v[j];
+                d2 += d * d;
+                n2 += v[j] * v[j];
+            }
+        }
+        memcpy(q + cols, &stored_scale, 4);
+        memcpy(q + cols + 4, &bias, 4);
+        double relative = n2 == 0 ? (d2 == 0 ? 0 : INFINITY) : sqrt((double)d2 / (double)n2);
+        sum += relative;
+        worst = relative > worst ? relative : worst;
+    }
+    *error_sum = sum;
+    *error_max = worst;
+    return -1;
+}

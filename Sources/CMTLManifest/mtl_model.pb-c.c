@@ -2097,7 +2097,7 @@ const ProtobufCEnumDescriptor mtlm__v1__optimizer_type__descriptor =
   mtlm__v1__optimizer_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue mtlm__v1__dtype__enum_values_by_number[6] =
+static const ProtobufCEnumValue mtlm__v1__dtype__enum_values_by_number[9] =
 {
   { "DTYPE_UNSPECIFIED", "MTLM__V1__DTYPE__DTYPE_UNSPECIFIED", 0 },
   { "DTYPE_FLOAT32", "MTLM__V1__DTYPE__DTYPE_FLOAT32", 1 },
@@ -2105,16 +2105,22 @@ static const ProtobufCEnumValue mtlm__v1__dtype__enum_values_by_number[6] =
   { "DTYPE_BFLOAT16", "MTLM__V1__DTYPE__DTYPE_BFLOAT16", 3 },
   { "DTYPE_INT64", "MTLM__V1__DTYPE__DTYPE_INT64", 4 },
   { "DTYPE_UINT64", "MTLM__V1__DTYPE__DTYPE_UINT64", 5 },
+  { "DTYPE_INT8_ROWWISE", "MTLM__V1__DTYPE__DTYPE_INT8_ROWWISE", 6 },
+  { "DTYPE_INT4_ROWWISE", "MTLM__V1__DTYPE__DTYPE_INT4_ROWWISE", 7 },
+  { "DTYPE_INT8_SYMMETRIC", "MTLM__V1__DTYPE__DTYPE_INT8_SYMMETRIC", 8 },
 };
 static const ProtobufCIntRange mtlm__v1__dtype__value_ranges[] = {
-{0, 0},{0, 6}
+{0, 0},{0, 9}
 };
-static const ProtobufCEnumValueIndex mtlm__v1__dtype__enum_values_by_name[6] =
+static const ProtobufCEnumValueIndex mtlm__v1__dtype__enum_values_by_name[9] =
 {
   { "DTYPE_BFLOAT16", 3 },
   { "DTYPE_FLOAT16", 2 },
   { "DTYPE_FLOAT32", 1 },
+  { "DTYPE_INT4_ROWWISE", 7 },
   { "DTYPE_INT64", 4 },
+  { "DTYPE_INT8_ROWWISE", 6 },
+  { "DTYPE_INT8_SYMMETRIC", 8 },
   { "DTYPE_UINT64", 5 },
   { "DTYPE_UNSPECIFIED", 0 },
 };
@@ -2125,9 +2131,9 @@ const ProtobufCEnumDescriptor mtlm__v1__dtype__descriptor =
   "DType",
   "Mtlm__V1__DType",
   "mtlm.v1",
-  6,
+  9,
   mtlm__v1__dtype__enum_values_by_number,
-  6,
+  9,
   mtlm__v1__dtype__enum_values_by_name,
   1,
   mtlm__v1__dtype__value_ranges,

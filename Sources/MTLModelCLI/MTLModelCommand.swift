@@ -10,9 +10,9 @@ public struct MTLModelCommand: ParsableCommand {
             Exit codes: 0 success; 1 a negative verdict (verify found problems); 2 an error \
             (unreadable or malformed input, bad arguments, I/O).
             """,
-        version: "mtl-model \(MTLModelVersion.tool) (reads .mtlm format \(FormatVersion.readable) through \(FormatVersion.current), writes \(FormatVersion.current))",
+        version: "mtl-model \(MTLModelVersion.tool) (reads .mtlm format \(FormatVersion.readable) through \(FormatVersion.current), writes \(FormatVersion.readable) through \(FormatVersion.current): the lowest a model needs)",
         subcommands: [SynthCommand.self, InspectCommand.self, VerifyCommand.self, ImportCommand.self, ExportCommand.self,
-                      PredictCommand.self, EvalCommand.self]
+                      PredictCommand.self, EvalCommand.self, QuantizeCommand.self, DequantizeCommand.self]
     )
 
     public init() {}

@@ -110,7 +110,7 @@ struct CorruptFileTests {
         let writer = try ModelWriter(path: path)
         for spec in arch.servingTensors where spec.name != "linear.bias" {
             let shape = spec.name == "interaction.pair_weight" ? [UInt64(4)] : spec.shape
-            var bytes = [UInt8](repeating: 0, count: Int(shape.reduce(1, *)) * spec.dtype.byteCount)
+            var bytes = [UInt8](repeating: 0, count: Int(shape.reduce(1, *)) * spec.dtype.elementByteCount!)
             if spec.role == .keys {  // distinct keys, so only structure problems remain
                 bytes.withUnsafeMutableBytes { raw in for i in 0..<12 { raw.storeBytes(of: UInt64(i), toByteOffset: i * 8, as: UInt64.self) } }
             }
@@ -123,7 +123,7 @@ struct CorruptFileTests {
         let problems = ModelVerifier().verify(try ModelFile(path: path)).problems
         let byTensor = Dictionary(grouping: problems, by: { $0.tensor ?? "" })
         #expect(byTensor["linear.bias"]?.first?.message.contains("missing") == true)
-        #expect(byTensor["interaction.pair_weight"]?.first?.message.contains("the architecture needs float32 [3]") == true)
+        #expect(byTensor["interaction.pair_weight"]?.first?.message.contains("the architecture needs a float type [3]") == true)
         #expect(byTensor["extra.thing"]?.first?.message.contains("not part of the architecture") == true)
         #expect(byTensor["stats.item_id.count"]?.first?.message.contains("missing") == true)  // partial group
         #expect(byTensor["loss.log_var"] == nil)
@@ -138,7 +138,7 @@ struct CorruptFileTests {
         let path = directory.path("m.mtlm")
         let writer = try ModelWriter(path: path)
         for spec in arch.trainingTensors(.rowCounts) + arch.servingTensors {
-            var bytes = [UInt8](repeating: 0, count: Int(spec.elementCount) * spec.dtype.byteCount)
+            var bytes = [UInt8](repeating: 0, count: Int(spec.elementCount) * spec.dtype.elementByteCount!)
             bytes.withUnsafeMutableBytes { raw in
                 if spec.name == "shared.1.weight" {
                     raw.storeBytes(of: Float.nan, toByteOffset: 0, as: Float.self)

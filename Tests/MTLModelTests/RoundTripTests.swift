@@ -37,7 +37,7 @@ struct RoundTripTests {
         var random = SplitMix64(seed: 9)
         var written: [String: [UInt8]] = [:]
         for spec in arch.trainingFormTensors where spec.role != .optimizerSlot {
-            let count = Int(spec.elementCount) * spec.dtype.byteCount
+            let count = Int(spec.elementCount) * spec.dtype.elementByteCount!
             // Random bytes, with NaN payloads and all bit patterns: the format must not care.
             let bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
             try writer.beginTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role)

@@ -19,3 +19,14 @@ const char *mtlm_dense_kernel_name(void);
 // tables far larger than the caches: issuing them early hides the memory latency).
 static inline void mtlm_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 #endif
+
+#ifndef MTLM_KERNELS_QUANTIZE_H
+#define MTLM_KERNELS_QUANTIZE_H
+#include <stdint.h>
+// Quantizes `rows` rows of `cols` float32 values to the INT8_ROWWISE layout (per row: cols
+// uint8, float32 scale, float32 bias; docs/FORMAT.md) and measures each row's relative L2
+// reconstruction error (added to *error_sum, maximum kept in *error_max).
+// Returns -1, or the index of the first row holding NaN or Inf (nothing is written for it).
+long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_t *out,
+                                double *error_sum, double *error_max);
+#endif

@@ -84,7 +84,12 @@ typedef enum _Mtlm__V1__OptimizerType {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MTLM__V1__OPTIMIZER_TYPE)
 } Mtlm__V1__OptimizerType;
 /*
- * Values 6..15 are reserved for the quantized types of format 1.1 (int8 / int4 per row).
+ * Element types. The quantized types (format 1.1) store a tensor of logical shape
+ * [..., C] row by row: each row of C values is followed by its own scale (and bias):
+ *   INT8_ROWWISE:   C uint8 q, float32 scale, float32 bias     value = scale * q + bias
+ *   INT4_ROWWISE:   ceil(C/2) bytes of 4-bit q (low nibble first), float16 scale, float16 bias
+ *   INT8_SYMMETRIC: C int8 q, float32 scale                    value = scale * q
+ * Values 9..15 are reserved for more quantized types.
  */
 typedef enum _Mtlm__V1__DType {
   MTLM__V1__DTYPE__DTYPE_UNSPECIFIED = 0,
@@ -92,7 +97,10 @@ typedef enum _Mtlm__V1__DType {
   MTLM__V1__DTYPE__DTYPE_FLOAT16 = 2,
   MTLM__V1__DTYPE__DTYPE_BFLOAT16 = 3,
   MTLM__V1__DTYPE__DTYPE_INT64 = 4,
-  MTLM__V1__DTYPE__DTYPE_UINT64 = 5
+  MTLM__V1__DTYPE__DTYPE_UINT64 = 5,
+  MTLM__V1__DTYPE__DTYPE_INT8_ROWWISE = 6,
+  MTLM__V1__DTYPE__DTYPE_INT4_ROWWISE = 7,
+  MTLM__V1__DTYPE__DTYPE_INT8_SYMMETRIC = 8
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MTLM__V1__DTYPE)
 } Mtlm__V1__DType;
 typedef enum _Mtlm__V1__Compression {

@@ -18,8 +18,10 @@ public struct TensorEntry: Sendable, Hashable, Codable {
 
     /// Elements in the tensor (validated not to overflow when the file was opened).
     public var elementCount: UInt64 { shape.reduce(1, &*) }
-    /// Logical bytes: elementCount × dtype size.
-    public var byteCount: UInt64 { elementCount &* UInt64(dtype.byteCount) }
+    /// Logical (uncompressed) bytes (validated not to overflow when the file was opened).
+    public var byteCount: UInt64 { dtype.storedByteCount(shape: shape)! }
+    /// Values per row: the last dimension (1 for a rank-0 tensor).
+    public var columnCount: Int { Int(shape.last ?? 1) }
 
     public var chunkCount: Int { chunkCRC32.count }
 

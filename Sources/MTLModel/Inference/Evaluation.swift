@@ -58,6 +58,10 @@ public struct Evaluator: Sendable {
         sampleCount += batch.count
     }
 
+    /// The logits and labels kept for task `t`, in sample order.
+    func logits(task t: Int) -> [Float] { logits[t] }
+    func labels(task t: Int) -> [Bool] { labels[t] }
+
     public func metrics() -> [TaskMetrics] {
         taskNames.indices.map { t in
             let n = labels[t].count

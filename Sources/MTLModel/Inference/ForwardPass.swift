@@ -9,6 +9,7 @@ final class Workspace {
     let zWeight: UnsafeMutablePointer<Float>      // F: Σ value, then 1/Z_f
     let zSquares: UnsafeMutablePointer<Float>     // F: Σ value²
     let linear: UnsafeMutablePointer<Float>       // F: Σ value · w_f[row]
+    let decodedRow: UnsafeMutablePointer<Float>   // K: a quantized row, decoded
     let linearTerm: UnsafeMutablePointer<Float>   // rows: y_lin per sample
     let bufferA: UnsafeMutablePointer<Float>      // rows × widest layer
     let bufferB: UnsafeMutablePointer<Float>
@@ -36,11 +37,12 @@ final class Workspace {
         zWeight = make(arch.fields.count)
         zSquares = make(arch.fields.count)
         linear = make(arch.fields.count)
+        decodedRow = make(k)
         linearTerm = make(rows)
         bufferA = make(rows * widest)
         bufferB = make(rows * widest)
         towerInput = make(rows * widest)
-        allocations = [pooled, groupSum, groupSquares, zWeight, zSquares, linear, linearTerm, bufferA, bufferB, towerInput]
+        allocations = [pooled, groupSum, groupSquares, zWeight, zSquares, linear, decodedRow, linearTerm, bufferA, bufferB, towerInput]
     }
 
     deinit { allocations.forEach { $0.deallocate() } }
@@ -77,8 +79,8 @@ enum ForwardPass {
                     let row = field.row(of: ids[firstEntry + e])
                     rows[e] = row
                     if row >= 0 {
-                        mtlm_prefetch(field.embedding + row * k)
-                        if let linear = field.linear { mtlm_prefetch(linear + row) }
+                        mtlm_prefetch(field.embedding.row(row))
+                        if let linear = field.linear { mtlm_prefetch(linear.row(row)) }
                     }
                 }
             }
@@ -94,12 +96,23 @@ enum ForwardPass {
                     let row = ws.entryRows[e - firstEntry]
                     if row < 0 { continue }
                     let value = values[e]
-                    let vector = field.embedding + row * k
                     let target = ws.pooled + f * k
-                    for j in 0..<k { target[j] += value * vector[j] }
+                    let stored = field.embedding.row(row)
+                    if field.embedding.dtype == .float32 {
+                        let vector = stored.assumingMemoryBound(to: Float.self)
+                        for j in 0..<k { target[j] += value * vector[j] }
+                    } else {
+                        // Quantized or half-precision rows are decoded as they are read.
+                        RowCodec.decodeRow(stored, dtype: field.embedding.dtype, columns: k, into: ws.decodedRow)
+                        for j in 0..<k { target[j] += value * ws.decodedRow[j] }
+                    }
                     ws.zWeight[f] += value
                     ws.zSquares[f] += value * value
-                    if let linear = field.linear { ws.linear[f] += value * linear[row] }
+                    if let linear = field.linear {
+                        var weight: Float = 0
+                        RowCodec.decodeRow(linear.row(row), dtype: linear.dtype, columns: 1, into: &weight)
+                        ws.linear[f] += value * weight
+                    }
                 }
                 var linearTerm = w.linearBias
                 for f in 0..<fieldCount {

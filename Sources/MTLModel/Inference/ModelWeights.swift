@@ -2,13 +2,24 @@
 /// file where the tensor is stored as uncompressed float32 (zero copy), owned copies
 /// otherwise, keyed indexes, and prepared dense layers.
 final class ModelWeights: @unchecked Sendable {
+    /// A table used where it is stored: rows of any dtype, decoded as they are read.
+    struct TableView {
+        var base: UnsafeRawPointer
+        var dtype: DType
+        var rowByteCount: Int
+        var columns: Int
+
+        @inline(__always)
+        func row(_ index: Int) -> UnsafeRawPointer { base + index * rowByteCount }
+    }
+
     struct FieldWeights {
         var rowCount: Int
         var mapping: Architecture.Mapping
         var combiner: Architecture.Combiner
         var group: Int
-        var embedding: UnsafePointer<Float>
-        var linear: UnsafePointer<Float>?
+        var embedding: TableView
+        var linear: TableView?
         var keys: KeyedIndex?
 
         /// The row of `id`, or -1 when out of vocabulary.
@@ -45,6 +56,7 @@ final class ModelWeights: @unchecked Sendable {
     let bottomWidth: Int
     let towerInputWidth: Int
     private var owned: [UnsafeMutableBufferPointer<Float>] = []
+    private var ownedRaw: [UnsafeMutableRawBufferPointer] = []
 
     init(_ model: ModelFile) throws {
         self.model = model
@@ -58,6 +70,7 @@ final class ModelWeights: @unchecked Sendable {
             throw MTLModelError(.malformed, problem.message, file: model.path, location: .init(tensor: problem.tensor))
         }
         var owned: [UnsafeMutableBufferPointer<Float>] = []
+        var ownedRaw: [UnsafeMutableRawBufferPointer] = []
         func floats(_ name: String) throws -> UnsafeBufferPointer<Float> {
             let entry = model.entry(named: name)!
             if entry.dtype == .float32, entry.compression == .none {
@@ -70,6 +83,19 @@ final class ModelWeights: @unchecked Sendable {
             return UnsafeBufferPointer(copy)
         }
         func array(_ name: String) throws -> [Float] { Array(try floats(name)) }
+        /// A table in its stored dtype: mapped when uncompressed, else an owned copy.
+        func table(_ name: String) throws -> TableView {
+            let entry = model.entry(named: name)!
+            let columns = entry.columnCount
+            let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(columns)))
+            if let mapped = try model.mappedBytes(of: name) {
+                return TableView(base: mapped.baseAddress!, dtype: entry.dtype, rowByteCount: rowBytes, columns: columns)
+            }
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(entry.byteCount), 1), alignment: 64)
+            try model.withTensorBytes(name) { copy.copyMemory(from: $0) }
+            ownedRaw.append(copy)
+            return TableView(base: UnsafeRawPointer(copy.baseAddress!), dtype: entry.dtype, rowByteCount: rowBytes, columns: columns)
+        }
 
         var fields: [FieldWeights] = []
         for field in arch.fields {
@@ -80,8 +106,8 @@ final class ModelWeights: @unchecked Sendable {
                 }
             }
             fields.append(FieldWeights(rowCount: field.vocabSize, mapping: field.mapping, combiner: field.combiner, group: field.group,
-                                       embedding: try floats("embedding.\(field.name).weight").baseAddress!,
-                                       linear: arch.linear ? try floats("linear.\(field.name).weight").baseAddress! : nil,
+                                       embedding: try table("embedding.\(field.name).weight"),
+                                       linear: arch.linear ? try table("linear.\(field.name).weight") : nil,
                                        keys: keys))
         }
         self.fields = fields
@@ -124,10 +150,12 @@ final class ModelWeights: @unchecked Sendable {
         }
         self.tasks = tasks
         self.owned = owned
+        self.ownedRaw = ownedRaw
     }
 
     deinit {
         owned.forEach { $0.deallocate() }
+        ownedRaw.forEach { $0.deallocate() }
         shared.forEach { $0.deallocate() }
         tasks.forEach { $0.tower.forEach { $0.deallocate() } }
     }

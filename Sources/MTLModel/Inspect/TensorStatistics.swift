@@ -10,9 +10,9 @@ public struct TensorStatistics: Sendable, Hashable, Codable {
     public var infCount: UInt64 = 0
 
     /// Statistics of `bytes` holding elements of `dtype`.
-    public init(_ bytes: UnsafeRawBufferPointer, dtype: DType) {
+    public init(_ bytes: UnsafeRawBufferPointer, dtype: DType, columns: Int = 1) {
         var accumulator = Accumulator()
-        accumulator.add(bytes, dtype: dtype)
+        accumulator.add(bytes, dtype: dtype, columns: columns)
         self = accumulator.statistics
     }
 
@@ -34,14 +34,22 @@ public struct TensorStatistics: Sendable, Hashable, Codable {
         private var mean = 0.0
         private var m2 = 0.0
 
-        mutating func add(_ bytes: UnsafeRawBufferPointer, dtype: DType) {
-            let n = bytes.count / dtype.byteCount
+        /// Adds the values of `bytes`: any number of elements of a plain dtype, or whole rows of
+        /// `columns` values of a quantized one.
+        mutating func add(_ bytes: UnsafeRawBufferPointer, dtype: DType, columns: Int = 1) {
+            guard let size = dtype.elementByteCount else {
+                let values = ElementDecoding.floats(bytes, dtype: dtype, columns: columns)
+                values.withUnsafeBytes { add($0, dtype: .float32) }
+                return
+            }
+            let n = bytes.count / size
             switch dtype {
             case .float32: add(n) { Double(bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) }
-            case .float16: add(n) { Double(ElementDecoding.float(fromHalf: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
-            case .bfloat16: add(n) { Double(Float(bitPattern: UInt32(bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)) << 16)) }
+            case .float16: add(n) { Double(RowCodec.float(fromHalf: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
+            case .bfloat16: add(n) { Double(RowCodec.float(fromBFloat: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
             case .int64: add(n) { Double(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
             case .uint64: add(n) { Double(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+            case .int8Rowwise, .int4Rowwise, .int8Symmetric: break
             }
         }
 
@@ -108,6 +116,21 @@ extension ModelFile {
             throw MTLModelError(.invalidArgument, "no tensor named \"\(name)\"", file: path, location: .init(tensor: name))
         }
         var accumulator = TensorStatistics.Accumulator()
+        if entry.dtype.isQuantized {
+            // Rows straddle chunks: read the whole tensor (mapped) and feed it in windows of rows.
+            let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(entry.columnCount)))
+            try withTensorBytes(name) { bytes in
+                let window = max(1, (1 << 20) / rowBytes) * rowBytes
+                var start = 0
+                while start < bytes.count {
+                    let end = min(bytes.count, start + window)
+                    accumulator.add(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), dtype: entry.dtype, columns: entry.columnCount)
+                    start = end
+                }
+            }
+            file.release(entry.offset, entry.storedByteCount)
+            return accumulator.statistics
+        }
         try visitChunks(of: entry, checkingChecksums: checksChecksumsOnAccess) { visit in
             guard let chunk = visit.logical else { throw chunkError(visit, of: entry) }
             accumulator.add(chunk, dtype: entry.dtype)

@@ -54,6 +54,22 @@ extension ModelFile {
         file.release(windowStart, entry.offset + entry.storedByteCount - windowStart)
     }
 
+    /// Visits the stored bytes of each chunk (compressed or not), releasing mapped pages every
+    /// 64 MiB.
+    func visitStoredChunks(of entry: TensorEntry, _ body: (_ index: Int, _ offset: UInt64, _ stored: UnsafeRawBufferPointer) -> Void) {
+        var windowStart = entry.offset
+        for (index, range) in entry.storedRanges().enumerated() {
+            let offset = entry.offset + range.lowerBound
+            body(index, offset, file.bytes(offset, UInt64(range.count)))
+            let end = offset + UInt64(range.count)
+            if end - windowStart >= Self.releaseWindowByteCount {
+                file.release(windowStart, end - windowStart)
+                windowStart = end
+            }
+        }
+        file.release(windowStart, entry.offset + entry.storedByteCount - windowStart)
+    }
+
     /// The error for a chunk that failed its checksum or did not inflate.
     func chunkError(_ visit: ChunkVisit, of entry: TensorEntry) -> MTLModelError {
         let message = visit.checksumMismatch.map { "chunk \(visit.index) checksum mismatch (stored \(hex32($0.stored)), computed \(hex32($0.computed)))" }

@@ -21,9 +21,9 @@ extension ModelFile {
                 throw fail("invalid tensor name (1 to \(limits.maxNameByteCount) bytes of letters, digits, '_', '-', '.')")
             }
             guard indexByName.updateValue(index, forKey: tensor.name) == nil else { throw fail("duplicate tensor name") }
-            guard let elements = Checked.product(tensor.shape),
-                  let byteCount = Checked.multiply(elements, UInt64(tensor.dtype.byteCount)) else {
-                throw fail("shape \(tensor.shape) overflows 64 bits")
+            guard let byteCount = tensor.dtype.storedByteCount(shape: tensor.shape) else {
+                throw fail(Checked.product(tensor.shape) == nil ? "shape \(tensor.shape) overflows 64 bits"
+                           : "shape \(tensor.shape) does not suit \(tensor.dtype) (its byte size overflows, or it needs rank ≥ 2 and rows of 1 to 2^32 − 1 values)")
             }
             if byteCount == 0 {
                 guard tensor.chunkCRC32.isEmpty, tensor.storedByteCount == 0, tensor.chunkStoredByteCounts.isEmpty else {

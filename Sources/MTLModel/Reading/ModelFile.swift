@@ -95,7 +95,17 @@ public final class ModelFile: @unchecked Sendable {
         return try logical.withUnsafeBytes(body)
     }
 
-    /// The elements of float tensor `name` as Float (float16 and bfloat16 widened).
+    /// The stored bytes of tensor `name`, valid while this file is open: the mapped bytes of an
+    /// uncompressed tensor (checksums verified first, as on any access), or nil when the tensor
+    /// is compressed and has no stored form to point at.
+    func mappedBytes(of name: String) throws -> UnsafeRawBufferPointer? {
+        guard let entry = entry(named: name), entry.compression == .none else { return nil }
+        try withTensorBytes(name) { _ in }
+        return file.bytes(entry.offset, entry.storedByteCount)
+    }
+
+    /// The elements of float tensor `name` as Float (float16, bfloat16 and quantized types
+    /// decoded).
     public func floats(_ name: String) throws -> [Float] {
         guard let entry = entry(named: name) else {
             throw MTLModelError(.invalidArgument, "no tensor named \"\(name)\"", file: path, location: .init(tensor: name))
@@ -103,7 +113,7 @@ public final class ModelFile: @unchecked Sendable {
         guard entry.dtype.isFloatingPoint else {
             throw MTLModelError(.invalidArgument, "tensor is \(entry.dtype), not a float type", file: path, location: .init(tensor: name))
         }
-        return try withTensorBytes(name) { bytes in ElementDecoding.floats(bytes, dtype: entry.dtype) }
+        return try withTensorBytes(name) { bytes in ElementDecoding.floats(bytes, dtype: entry.dtype, columns: entry.columnCount) }
     }
 
     var checksChecksumsOnAccess: Bool { options.verifyChecksumsOnAccess }
@@ -116,13 +126,15 @@ public final class ModelFile: @unchecked Sendable {
     }
 
     /// Problems with the stored chunks of `entry`: each chunk whose CRC does not match.
+    ///
+    /// Pages are released as the pass goes (`visitChunks`), so checking a tensor larger than
+    /// memory keeps a bounded resident set; using it afterwards maps them back from the cache.
     func checksumProblems(of entry: TensorEntry) -> [MTLModelError] {
         var problems: [MTLModelError] = []
-        for (chunk, range) in entry.storedRanges().enumerated() {
-            let offset = entry.offset + range.lowerBound
-            let crc = CRC32.checksum(file.bytes(offset, UInt64(range.count)))
-            if crc != entry.chunkCRC32[chunk] {
-                problems.append(chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry))
+        visitStoredChunks(of: entry) { index, offset, stored in
+            let crc = CRC32.checksum(stored)
+            if crc != entry.chunkCRC32[index] {
+                problems.append(chunkError(ChunkVisit(index: index, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[index], crc)), of: entry))
             }
         }
         return problems

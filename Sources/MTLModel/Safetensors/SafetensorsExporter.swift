@@ -3,6 +3,8 @@ import Foundation
 /// Writes a model as safetensors: every tensor under its MODEL.md name, the architecture
 /// config in `__metadata__["mtl_model.config"]` and the model's metadata beside it. Streams
 /// tensor by tensor (the header is computed from the manifest first) and writes atomically.
+/// Tensors stored as float16, bfloat16 or a quantized type are written as float32 (their
+/// decoded values), the form trainers and MODEL.md use.
 public struct SafetensorsExporter {
     public init() {}
 
@@ -14,12 +16,14 @@ public struct SafetensorsExporter {
         var header: [String: JSONValue] = ["__metadata__": .object(metadata)]
         var offset: UInt64 = 0
         for entry in model.tensors {
+            let dtype = Self.exportedDType(entry.dtype)
+            let byteCount = dtype.storedByteCount(shape: entry.shape)!
             header[entry.name] = .object([
-                "dtype": .string(SafetensorsFile.name(of: entry.dtype)),
+                "dtype": .string(SafetensorsFile.name(of: dtype)),
                 "shape": .array(entry.shape.map { .number(Double($0)) }),
-                "data_offsets": .array([.number(Double(offset)), .number(Double(offset + entry.byteCount))]),
+                "data_offsets": .array([.number(Double(offset)), .number(Double(offset + byteCount))]),
             ])
-            offset += entry.byteCount
+            offset += byteCount
         }
         var headerBytes = Array(JSONValue.object(header).serialized().utf8)
         // Pad with spaces so the data buffer starts 8-byte aligned, as safetensors does.
@@ -29,6 +33,11 @@ public struct SafetensorsExporter {
         try file.append(headerBytes)
         for entry in model.tensors {
             do {
+                if Self.exportedDType(entry.dtype) != entry.dtype {
+                    let values = try model.floats(entry.name)
+                    try values.withUnsafeBytes { try file.append($0) }
+                    continue
+                }
                 try model.visitChunks(of: entry, checkingChecksums: model.checksChecksumsOnAccess) { visit in
                     guard let chunk = visit.logical else { throw model.chunkError(visit, of: entry) }
                     try file.append(chunk)
@@ -40,5 +49,9 @@ public struct SafetensorsExporter {
             }
         }
         try file.commit()
+    }
+
+    static func exportedDType(_ dtype: DType) -> DType {
+        dtype.isFloatingPoint ? .float32 : dtype
     }
 }

@@ -96,7 +96,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         let shape = try dims.map { dim throws(MTLModelError) in try Self.integer(dim, "shape", name) }
         let begin = try Self.integer(offsets[0], "data_offsets", name)
         let end = try Self.integer(offsets[1], "data_offsets", name)
-        guard let elements = Checked.product(shape), let byteCount = Checked.multiply(elements, UInt64(dtype.byteCount)) else {
+        guard let byteCount = dtype.storedByteCount(shape: shape) else {
             throw fail("shape \(shape) overflows 64 bits")
         }
         guard begin <= end, end - begin == byteCount else {

@@ -78,7 +78,7 @@ public struct Synthesizer: Sendable {
                                 location: .init(key: "optimizer"))
         }
         let specs = training ? architecture.trainingFormTensors : architecture.servingTensors
-        let total = specs.reduce(UInt64(0)) { $0 &+ $1.elementCount &* UInt64($1.dtype.byteCount) }
+        let total = specs.reduce(UInt64(0)) { $0 &+ $1.dtype.storedByteCount(shape: $1.shape)! }
         let writer = try ModelWriter(path: path, options: writerOptions)
         var done: UInt64 = 0
         for spec in specs {
@@ -86,7 +86,7 @@ public struct Synthesizer: Sendable {
             try stream(fill(for: spec, in: architecture), count: spec.elementCount,
                        seed: seed ^ SplitMix64.hash(spec.name), into: writer)
             try writer.endTensor()
-            done &+= spec.elementCount &* UInt64(spec.dtype.byteCount)
+            done &+= spec.dtype.storedByteCount(shape: spec.shape)!
             progress(done, total)
         }
         let provenance = Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source)

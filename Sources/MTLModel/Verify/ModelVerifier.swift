@@ -82,9 +82,11 @@ public struct ModelVerifier {
                 problems.append(.init(kind: .structure, tensor: spec.name, byteOffset: nil, message: "missing (the architecture needs \(spec.dtype) \(spec.shape))"))
                 return
             }
-            if entry.dtype != spec.dtype || entry.shape != spec.shape {
+            // Parameters may be stored in any float or quantized type (quantize writes them so).
+            let dtypeFits = entry.dtype == spec.dtype || (spec.role == .parameter && spec.dtype == .float32 && entry.dtype.isFloatingPoint)
+            if !dtypeFits || entry.shape != spec.shape {
                 problems.append(.init(kind: .structure, tensor: spec.name, byteOffset: nil,
-                                      message: "is \(entry.dtype) \(entry.shape), the architecture needs \(spec.dtype) \(spec.shape)"))
+                                      message: "is \(entry.dtype) \(entry.shape), the architecture needs \(spec.role == .parameter && spec.dtype == .float32 ? "a float type" : spec.dtype.description) \(spec.shape)"))
             }
             if entry.role != spec.role {
                 problems.append(.init(kind: .structure, tensor: spec.name, byteOffset: nil, message: "has role \(entry.role), expected \(spec.role)"))

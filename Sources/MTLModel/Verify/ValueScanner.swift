@@ -13,8 +13,14 @@ struct ValueScanner {
         if entry.role == .keys { keys.reserveCapacity(Int(entry.elementCount)) }
     }
 
+    /// Quantized tensors: bytes of a row split across two chunks.
+    private var partialRow: [UInt8] = []
+    private var badParameterRow: Int?
+    private var rowsSeen = 0
+
     mutating func add(_ bytes: UnsafeRawBufferPointer) {
-        let n = bytes.count / entry.dtype.byteCount
+        guard let size = entry.dtype.elementByteCount else { return addQuantized(bytes) }
+        let n = bytes.count / size
         defer { elementsSeen += n }
         switch entry.dtype {
         case .float32:
@@ -45,7 +51,33 @@ struct ValueScanner {
                     firstNegative = elementsSeen + bad
                 }
             }
+        case .int8Rowwise, .int4Rowwise, .int8Symmetric:
+            break
         }
+    }
+
+    /// Checks that each row's scale and bias are finite (the quantized values always are).
+    private mutating func addQuantized(_ bytes: UnsafeRawBufferPointer) {
+        let columns = entry.columnCount
+        let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(columns)))
+        var rest = bytes
+        if !partialRow.isEmpty {
+            let take = min(rowBytes - partialRow.count, rest.count)
+            partialRow += rest[..<take]
+            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+            guard partialRow.count == rowBytes else { return }
+            partialRow.withUnsafeBytes { checkRow($0.baseAddress!, columns: columns) }
+            partialRow.removeAll(keepingCapacity: true)
+        }
+        let rows = rest.count / rowBytes
+        for r in 0..<rows { checkRow(rest.baseAddress! + r * rowBytes, columns: columns) }
+        partialRow += rest[(rows * rowBytes)...]
+    }
+
+    private mutating func checkRow(_ row: UnsafeRawPointer, columns: Int) {
+        let (scale, bias) = RowCodec.parameters(row, dtype: entry.dtype, columns: columns)
+        if badParameterRow == nil && !(scale.isFinite && bias.isFinite) { badParameterRow = rowsSeen }
+        rowsSeen += 1
     }
 
     /// The problems found, once every chunk was added.
@@ -53,6 +85,9 @@ struct ValueScanner {
         var problems: [VerificationProblem] = []
         if nanCount + infCount > 0 {
             problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "\(nanCount) NaN and \(infCount) Inf values"))
+        }
+        if let badParameterRow {
+            problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "row \(badParameterRow) has a scale or bias that is NaN or Inf"))
         }
         if let firstNegative {
             problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "negative value at element \(firstNegative)"))

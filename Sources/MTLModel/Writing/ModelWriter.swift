@@ -53,8 +53,7 @@ public final class ModelWriter {
             throw invalid("invalid tensor name \"\(name)\"")
         }
         guard !names.contains(name) else { throw invalid("tensor \"\(name)\" written twice") }
-        guard shape.count <= ReadLimits().maxRank, let elements = Checked.product(shape),
-              let byteCount = Checked.multiply(elements, UInt64(dtype.byteCount)) else {
+        guard shape.count <= ReadLimits().maxRank, let byteCount = dtype.storedByteCount(shape: shape) else {
             throw invalid("shape \(shape) of tensor \"\(name)\" is too large")
         }
         names.insert(name)
@@ -168,7 +167,7 @@ public final class ModelWriter {
     /// The lowest format version that can hold `entries` (writers never stamp a newer one
     /// than their content needs, so older readers keep working).
     static func minimumVersion(for entries: [TensorEntry]) -> FormatVersion {
-        FormatVersion(major: 1, minor: 0)
+        entries.map(\.dtype.minimumVersion).max() ?? FormatVersion(major: 1, minor: 0)
     }
 
     private func padToAlignment() throws(MTLModelError) {

@@ -1,0 +1,56 @@
+/// Which dtype each tensor gets.
+public struct QuantizationPlan: Sendable, Hashable {
+    /// Embedding tables and first-order tables.
+    public var embeddings: DType
+    /// Dense weights of shared layers, towers and heads.
+    public var dense: DType
+    /// Per-field overrides of `embeddings`.
+    public var fields: [String: DType]
+    /// Decode every other float tensor stored in another type back to float32 (dequantize).
+    public var decodeOthers = false
+
+    public init(embeddings: DType = .int8Rowwise, dense: DType = .float16, fields: [String: DType] = [:]) {
+        self.embeddings = embeddings
+        self.dense = dense
+        self.fields = fields
+    }
+
+    /// Everything back to float32.
+    public static var float32: QuantizationPlan {
+        var plan = QuantizationPlan(embeddings: .float32, dense: .float32)
+        plan.decodeOthers = true
+        return plan
+    }
+
+    /// Names accepted for embedding tables: fp32, fp16, bf16, int8, int4.
+    public static func embeddingType(named name: String) -> DType? {
+        ["fp32": .float32, "fp16": .float16, "bf16": .bfloat16, "int8": .int8Rowwise, "int4": .int4Rowwise][name]
+    }
+
+    /// Names accepted for dense layers: fp32, fp16, bf16, int8 (symmetric per output channel).
+    public static func denseType(named name: String) -> DType? {
+        ["fp32": .float32, "fp16": .float16, "bf16": .bfloat16, "int8": .int8Symmetric][name]
+    }
+
+    /// The dtype `entry` gets, or nil to keep it as stored.
+    ///
+    /// First-order tables hold one value per row: a per-row scale and bias would cost more
+    /// than they save (9 or 5 bytes against 4), so int8 and int4 requests store them as float16.
+    /// Biases, batch norm, interaction weights, keys and training state are kept.
+    func target(for entry: TensorEntry) -> DType? {
+        guard entry.dtype.isFloatingPoint else { return nil }
+        let parts = entry.name.split(separator: ".").map(String.init)
+        if entry.role == .parameter, parts.count == 3, parts[2] == "weight" {
+            if parts[0] == "embedding" { return fields[parts[1]] ?? embeddings }
+            if parts[0] == "linear" {
+                let type = fields[parts[1]] ?? embeddings
+                return type.isQuantized ? .float16 : type
+            }
+        }
+        if entry.role == .parameter, entry.shape.count == 2, parts.last == "weight", !entry.name.contains(".bn."),
+           ["shared", "tower", "head"].contains(parts[0]) {
+            return dense
+        }
+        return decodeOthers && entry.dtype != .float32 ? .float32 : nil
+    }
+}

@@ -1,0 +1,78 @@
+/// Encoding and decoding of one row of the row-wise quantized dtypes and of float16 /
+/// bfloat16, shared by the quantizer, the readers and the forward pass.
+enum RowCodec {
+    // MARK: float16 and bfloat16
+
+    /// float32 → float16 bits, round to nearest even (Float16 does the rounding).
+    @inline(__always)
+    static func half(_ x: Float) -> UInt16 { Float16(x).bitPattern }
+
+    @inline(__always)
+    static func float(fromHalf bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
+
+    /// float32 → bfloat16 bits, round to nearest even (inputs are finite).
+    @inline(__always)
+    static func bfloat(_ x: Float) -> UInt16 {
+        let bits = x.bitPattern
+        return UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+    }
+
+    @inline(__always)
+    static func float(fromBFloat bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
+
+    // MARK: decoding
+
+    /// Writes the `columns` values of the row at `row` (stored as `dtype`) to `output`.
+    @inline(__always)
+    static func decodeRow(_ row: UnsafeRawPointer, dtype: DType, columns: Int, into output: UnsafeMutablePointer<Float>) {
+        switch dtype {
+        case .float32:
+            for j in 0..<columns { output[j] = row.loadUnaligned(fromByteOffset: j * 4, as: Float.self) }
+        case .float16:
+            for j in 0..<columns { output[j] = float(fromHalf: row.loadUnaligned(fromByteOffset: j * 2, as: UInt16.self)) }
+        case .bfloat16:
+            for j in 0..<columns { output[j] = float(fromBFloat: row.loadUnaligned(fromByteOffset: j * 2, as: UInt16.self)) }
+        case .int64:
+            for j in 0..<columns { output[j] = Float(row.loadUnaligned(fromByteOffset: j * 8, as: Int64.self)) }
+        case .uint64:
+            for j in 0..<columns { output[j] = Float(row.loadUnaligned(fromByteOffset: j * 8, as: UInt64.self)) }
+        case .int8Rowwise:
+            let (scale, bias) = int8Parameters(row, columns: columns)
+            let q = row.assumingMemoryBound(to: UInt8.self)
+            for j in 0..<columns { output[j] = scale * Float(q[j]) + bias }
+        case .int4Rowwise:
+            let (scale, bias) = int4Parameters(row, columns: columns)
+            let q = row.assumingMemoryBound(to: UInt8.self)
+            for j in 0..<columns {
+                let nibble = (q[j >> 1] >> UInt8((j & 1) * 4)) & 0x0F
+                output[j] = scale * Float(nibble) + bias
+            }
+        case .int8Symmetric:
+            let scale = row.loadUnaligned(fromByteOffset: columns, as: Float.self)
+            let q = row.assumingMemoryBound(to: Int8.self)
+            for j in 0..<columns { output[j] = scale * Float(q[j]) }
+        }
+    }
+
+    @inline(__always)
+    static func int8Parameters(_ row: UnsafeRawPointer, columns: Int) -> (scale: Float, bias: Float) {
+        (row.loadUnaligned(fromByteOffset: columns, as: Float.self), row.loadUnaligned(fromByteOffset: columns + 4, as: Float.self))
+    }
+
+    @inline(__always)
+    static func int4Parameters(_ row: UnsafeRawPointer, columns: Int) -> (scale: Float, bias: Float) {
+        let offset = (columns + 1) / 2
+        return (float(fromHalf: row.loadUnaligned(fromByteOffset: offset, as: UInt16.self)),
+                float(fromHalf: row.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self)))
+    }
+
+    /// The scale and bias of a quantized row (bias 0 for symmetric rows), to check they are finite.
+    static func parameters(_ row: UnsafeRawPointer, dtype: DType, columns: Int) -> (scale: Float, bias: Float) {
+        switch dtype {
+        case .int8Rowwise: int8Parameters(row, columns: columns)
+        case .int4Rowwise: int4Parameters(row, columns: columns)
+        case .int8Symmetric: (row.loadUnaligned(fromByteOffset: columns, as: Float.self), 0)
+        default: (1, 0)
+        }
+    }
+}

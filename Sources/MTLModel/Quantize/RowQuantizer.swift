@@ -1,0 +1,147 @@
+/// Encodes rows of float32 values as the quantized and half-precision dtypes: the scheme of
+/// FBGEMM / TorchRec for embedding tables (asymmetric per row), symmetric per output channel
+/// for dense weights. Inputs are finite (the quantizer checks before calling).
+enum RowQuantizer {
+    /// float16's smallest normal number: int4 scales are never smaller (docs/FORMAT.md).
+    static let smallestNormalHalf = Float(sign: .plus, exponent: -14, significand: 1)
+    static let largestHalf: Float = 65504
+
+    enum Failure: Error {
+        /// A value beyond float16's range in a type whose values or parameters are float16.
+        case beyondHalfRange
+    }
+
+    /// Encodes `columns` values at `x` as one row of `dtype` at `out`.
+    static func encode(_ x: UnsafePointer<Float>, columns: Int, as dtype: DType, into out: UnsafeMutableRawPointer) throws(Failure) {
+        switch dtype {
+        case .float32:
+            out.copyMemory(from: x, byteCount: columns * 4)
+        case .float16:
+            for j in 0..<columns {
+                guard abs(x[j]) <= largestHalf else { throw .beyondHalfRange }
+                out.storeBytes(of: RowCodec.half(x[j]), toByteOffset: j * 2, as: UInt16.self)
+            }
+        case .bfloat16:
+            for j in 0..<columns { out.storeBytes(of: RowCodec.bfloat(x[j]), toByteOffset: j * 2, as: UInt16.self) }
+        case .int8Rowwise:
+            encodeInt8(x, columns: columns, into: out)
+        case .int4Rowwise:
+            try encodeInt4(x, columns: columns, into: out)
+        case .int8Symmetric:
+            encodeSymmetric(x, columns: columns, into: out)
+        case .int64, .uint64:
+            preconditionFailure("not a float type")
+        }
+    }
+
+    @inline(__always)
+    static func range(_ x: UnsafePointer<Float>, _ columns: Int) -> (Float, Float) {
+        var low = x[0], high = x[0]
+        for j in 1..<columns {
+            low = min(low, x[j])
+            high = max(high, x[j])
+        }
+        return (low, high)
+    }
+
+    /// Asymmetric 8-bit: bias = min, scale = (max − min) / 255; every value within scale / 2.
+    /// A row of equal values has scale 0 and decodes exactly to its bias.
+    static func encodeInt8(_ x: UnsafePointer<Float>, columns: Int, into out: UnsafeMutableRawPointer) {
+        let (low, high) = range(x, columns)
+        // In double: max − min of float32 values cannot overflow, nor can its reciprocal.
+        let scale = (Double(high) - Double(low)) / 255
+        let storedScale = Float(scale)
+        let q = out.assumingMemoryBound(to: UInt8.self)
+        if storedScale == 0 || !storedScale.isNormal {
+            // Equal values, or a spread too small for a normal float scale: store the exact
+            // minimum (when the spread is subnormal its error is below float's resolution).
+            for j in 0..<columns { q[j] = 0 }
+            out.storeBytes(of: Float(0), toByteOffset: columns, as: Float.self)
+            out.storeBytes(of: low, toByteOffset: columns + 4, as: Float.self)
+            return
+        }
+        let inverse = Float(1 / scale)
+        for j in 0..<columns {
+            // Rounds half up, exactly as the C kernel of the float32 path does.
+            let level = Float(Int32((x[j] - low) * inverse + 0.5))
+            q[j] = UInt8(min(level, 255))
+        }
+        out.storeBytes(of: storedScale, toByteOffset: columns, as: Float.self)
+        out.storeBytes(of: low, toByteOffset: columns + 4, as: Float.self)
+    }
+
+    /// Symmetric 8-bit: scale = max |x| / 127, q ∈ [−127, 127]; a zero row stays zero.
+    static func encodeSymmetric(_ x: UnsafePointer<Float>, columns: Int, into out: UnsafeMutableRawPointer) {
+        var peak: Float = 0
+        for j in 0..<columns { peak = max(peak, abs(x[j])) }
+        let scale = peak / 127
+        let q = out.assumingMemoryBound(to: Int8.self)
+        if scale == 0 || !scale.isNormal {
+            for j in 0..<columns { q[j] = 0 }
+            out.storeBytes(of: Float(0), toByteOffset: columns, as: Float.self)
+            return
+        }
+        let inverse = 1 / scale
+        for j in 0..<columns { q[j] = Int8(min(max((x[j] * inverse).rounded(.toNearestOrEven), -127), 127)) }
+        out.storeBytes(of: scale, toByteOffset: columns, as: Float.self)
+    }
+
+    /// 4-bit with float16 scale and bias, over a clipping range chosen by a greedy search
+    /// (FBGEMM's): starting from [min, max], repeatedly move whichever end lowers the squared
+    /// reconstruction error more, keeping the best range seen — never worse than min/max.
+    static func encodeInt4(_ x: UnsafePointer<Float>, columns: Int, into out: UnsafeMutableRawPointer, search: Bool = true) throws(Failure) {
+        let (low, high) = range(x, columns)
+        guard abs(low) <= largestHalf, abs(high) <= largestHalf else { throw .beyondHalfRange }
+        var best = (low: low, high: high, loss: int4Loss(x, columns, low, high))
+        if search && high > low {
+            let bins: Float = 200
+            let step = (high - low) / bins
+            var current = (low: low, high: high)
+            let minimumWidth = (high - low) * (1 - 0.16)
+            while current.high - current.low > minimumWidth {
+                let raiseLow = int4Loss(x, columns, current.low + step, current.high)
+                let lowerHigh = int4Loss(x, columns, current.low, current.high - step)
+                if raiseLow < lowerHigh {
+                    current.low += step
+                    if raiseLow < best.loss { best = (current.low, current.high, raiseLow) }
+                } else {
+                    current.high -= step
+                    if lowerHigh < best.loss { best = (current.low, current.high, lowerHigh) }
+                }
+            }
+        }
+        let (scale, bias) = int4Parameters(best.low, best.high)
+        let offset = (columns + 1) / 2
+        let q = out.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<offset { q[i] = 0 }
+        for j in 0..<columns {
+            let level = scale == 0 ? 0 : UInt8(min(max(((x[j] - bias) / scale).rounded(.toNearestOrEven), 0), 15))
+            q[j >> 1] |= level << UInt8((j & 1) * 4)
+        }
+        out.storeBytes(of: RowCodec.half(scale), toByteOffset: offset, as: UInt16.self)
+        out.storeBytes(of: RowCodec.half(bias), toByteOffset: offset + 2, as: UInt16.self)
+    }
+
+    /// The float16-representable scale and bias for range [low, high]: a scale that would be
+    /// subnormal in float16 is raised to its smallest normal (2^-14), so tiny spreads keep an
+    /// absolute error ≤ 2^-15 instead of losing their precision to subnormals.
+    @inline(__always)
+    static func int4Parameters(_ low: Float, _ high: Float) -> (scale: Float, bias: Float) {
+        let bias = RowCodec.float(fromHalf: RowCodec.half(low))
+        guard high > low else { return (0, bias) }
+        let scale = RowCodec.float(fromHalf: RowCodec.half(max((high - low) / 15, smallestNormalHalf)))
+        return (scale, bias)
+    }
+
+    /// Squared reconstruction error of the row with range [low, high], as it would be stored.
+    static func int4Loss(_ x: UnsafePointer<Float>, _ columns: Int, _ low: Float, _ high: Float) -> Float {
+        let (scale, bias) = int4Parameters(low, high)
+        var loss: Float = 0
+        for j in 0..<columns {
+            let level = scale == 0 ? 0 : min(max(((x[j] - bias) / scale).rounded(.toNearestOrEven), 0), 15)
+            let error = scale * level + bias - x[j]
+            loss += error * error
+        }
+        return loss
+    }
+}
