@@ -46,7 +46,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MTLModelTests",
-            dependencies: ["MTLModel", "MTLModelCLI"],
+            dependencies: ["MTLModel", "MTLModelCLI", "CKernels"],
             resources: []
         ),
     ]

@@ -2,18 +2,19 @@ import Foundation
 import Testing
 @testable import MTLModel
 
-/// The files in fixtures/v1.0 were written once by the first release and are never
-/// regenerated: every later reader must read them exactly as it did.
-@Suite("Golden fixtures of format 1.0")
+/// The files in fixtures/v1.0 and v1.1 were written once by the release that introduced
+/// their version and are never regenerated: every later reader must read them as it did.
+@Suite("Golden fixtures of every format version")
 struct GoldenFixtureTests {
-    static let fixtures = ["small", "small-training", "edge-cases-training-zlib"]
+    static let fixtures = ["v1.0/small", "v1.0/small-training", "v1.0/edge-cases-training-zlib",
+                           "v1.1/small-int8", "v1.1/small-int4-training"]
 
     @Test("inspect --json --tensors gives the recorded document", arguments: fixtures)
     func inspectOutput(name: String) throws {
-        let result = try runCLI(["inspect", TestPaths.fixture("v1.0/\(name).mtlm"), "--json", "--tensors"])
+        let result = try runCLI(["inspect", TestPaths.fixture("\(name).mtlm"), "--json", "--tensors"])
         #expect(result.status == 0)
         guard case .object(var actual) = try JSONValue.parse(Data(result.stdout.utf8)),
-              case .object(var expected) = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("v1.0/\(name).inspect.json")))) else {
+              case .object(var expected) = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("\(name).inspect.json")))) else {
             Issue.record("not JSON objects")
             return
         }
@@ -37,6 +38,28 @@ struct GoldenFixtureTests {
         let regenerated = TemporaryDirectory()
         try Synthesizer(seed: 7).write(serving.architecture, to: regenerated.path("m.mtlm"), source: "t")
         #expect(try tensorBytes(serving) == tensorBytes(ModelFile(path: regenerated.path("m.mtlm"))))
+    }
+
+    @Test("Quantized 1.1 files decode to the values they were written with")
+    func quantizedGolden() throws {
+        let int8 = try ModelFile(path: TestPaths.fixture("v1.1/small-int8.mtlm"))
+        let int4 = try ModelFile(path: TestPaths.fixture("v1.1/small-int4-training.mtlm"))
+        let original = try ModelFile(path: TestPaths.fixture("v1.0/small.mtlm"))
+        #expect(int8.version == FormatVersion(major: 1, minor: 1) && int4.version == FormatVersion(major: 1, minor: 1))
+        #expect(int8.entry(named: "embedding.user_id.weight")?.dtype == .int8Rowwise)
+        #expect(int4.entry(named: "embedding.user_id.weight")?.dtype == .int4Rowwise)
+        #expect(int4.entry(named: "embedding.hour.weight")?.dtype == .bfloat16)
+        #expect(int4.entry(named: "shared.0.weight")?.dtype == .int8Symmetric)
+        for model in [int8, int4] {
+            #expect(ModelVerifier().verify(model).isValid)
+            let decoded = try model.floats("embedding.user_id.weight"), exact = try original.floats("embedding.user_id.weight")
+            #expect(zip(decoded, exact).allSatisfy { abs($0 - $1) < 0.01 })
+        }
+        // The first row of the int8 table (q = 112, 204, 0, 255; scale 0.00025128724;
+        // bias −0.035393745), decoded as scale · q + bias in float32: pinned by an independent
+        // computation (numpy) so that decoding never changes.
+        let first = Array(try int8.floats("embedding.user_id.weight").prefix(4))
+        #expect(first == [Float(-0.007249573245644569), 0.01586885377764702, -0.035393744707107544, 0.028684504330158234])
     }
 
     @Test("Standard protobuf tooling decodes the manifest (protoc --decode)")

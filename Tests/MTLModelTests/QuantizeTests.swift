@@ -1,0 +1,237 @@
+import Foundation
+import Testing
+@testable import MTLModel
+import CKernels
+
+@Suite("Quantization")
+struct QuantizeTests {
+    /// Encodes `row` as `dtype` and decodes it back.
+    func roundTrip(_ row: [Float], _ dtype: DType) throws -> [Float] {
+        var bytes = [UInt8](repeating: 0, count: Int(dtype.rowByteCount(columns: UInt64(row.count))))
+        try row.withUnsafeBufferPointer { x in
+            try bytes.withUnsafeMutableBytes { out in try RowQuantizer.encode(x.baseAddress!, columns: row.count, as: dtype, into: out.baseAddress!) }
+        }
+        var decoded = [Float](repeating: .nan, count: row.count)
+        bytes.withUnsafeBytes { raw in decoded.withUnsafeMutableBufferPointer { RowCodec.decodeRow(raw.baseAddress!, dtype: dtype, columns: row.count, into: $0.baseAddress!) } }
+        return decoded
+    }
+
+    func randomRows(_ count: Int, columns: Int, seed: UInt64) -> [[Float]] {
+        var random = SplitMix64(seed: seed)
+        return (0..<count).map { _ in
+            let spread = Float(1 + random.next() % 100) / 50
+            return (0..<columns).map { _ in
+                // Roughly normal: the sum of uniforms, as trained embeddings look.
+                (0..<4).reduce(Float(0)) { sum, _ in sum + random.nextFloat(-spread, spread) } / 2
+            }
+        }
+    }
+
+    @Test("int8: every element within scale/2 of the original, for any row width", arguments: [1, 3, 16, 17, 64])
+    func int8Bound(columns: Int) throws {
+        for row in randomRows(300, columns: columns, seed: UInt64(columns)) {
+            let decoded = try roundTrip(row, .int8Rowwise)
+            let scale = (Double(row.max()!) - Double(row.min()!)) / 255
+            for (x, y) in zip(row, decoded) {
+                #expect(abs(Double(x) - Double(y)) <= scale / 2 + 1e-6 * Double(abs(x)) + 1e-12)
+            }
+        }
+    }
+
+    @Test("int8: the C kernel and the Swift encoder write the same bytes")
+    func int8KernelMatchesSwift() throws {
+        for columns in [8, 16, 24, 5] {
+            let rows = randomRows(200, columns: columns, seed: 99)
+            var flat = rows.flatMap { $0 }
+            flat[7] = 0; flat[columns] = flat[columns + 1]  // a few ties and zeros
+            let rowBytes = columns + 8
+            var kernel = [UInt8](repeating: 0, count: rows.count * rowBytes)
+            var sum = 0.0, worst = 0.0
+            let bad = flat.withUnsafeBufferPointer { x in
+                kernel.withUnsafeMutableBufferPointer { mtlm_quantize_int8_rowwise(x.baseAddress!, rows.count, columns, $0.baseAddress!, &sum, &worst) }
+            }
+            #expect(bad == -1)
+            var swift = [UInt8](repeating: 0, count: rows.count * rowBytes)
+            flat.withUnsafeBufferPointer { x in
+                swift.withUnsafeMutableBytes { out in
+                    for r in 0..<rows.count { RowQuantizer.encodeInt8(x.baseAddress! + r * columns, columns: columns, into: out.baseAddress! + r * rowBytes) }
+                }
+            }
+            #expect(kernel == swift)
+        }
+    }
+
+    @Test("int4: within scale/2 (plus float16 rounding of the bias) without clipping; the search beats min/max")
+    func int4() throws {
+        let rows = randomRows(500, columns: 16, seed: 4)
+        var plainError = 0.0, searchedError = 0.0
+        for row in rows {
+            var plain = [UInt8](repeating: 0, count: 12), searched = [UInt8](repeating: 0, count: 12)
+            try row.withUnsafeBufferPointer { x in
+                try plain.withUnsafeMutableBytes { try RowQuantizer.encodeInt4(x.baseAddress!, columns: 16, into: $0.baseAddress!, search: false) }
+                try searched.withUnsafeMutableBytes { try RowQuantizer.encodeInt4(x.baseAddress!, columns: 16, into: $0.baseAddress!, search: true) }
+            }
+            var a = [Float](repeating: 0, count: 16), b = [Float](repeating: 0, count: 16)
+            plain.withUnsafeBytes { RowCodec.decodeRow($0.baseAddress!, dtype: .int4Rowwise, columns: 16, into: &a) }
+            searched.withUnsafeBytes { RowCodec.decodeRow($0.baseAddress!, dtype: .int4Rowwise, columns: 16, into: &b) }
+            let (scale, bias) = plain.withUnsafeBytes { RowCodec.int4Parameters($0.baseAddress!, columns: 16) }
+            for (x, y) in zip(row, a) {
+                #expect(abs(x - y) <= scale / 2 + abs(bias - row.min()!) + 1e-6)
+            }
+            plainError += zip(row, a).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+            searchedError += zip(row, b).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) }
+        }
+        // Measured: the greedy clipping search removes about a fifth of the squared error.
+        #expect(searchedError < 0.9 * plainError, "searched \(searchedError) vs min/max \(plainError)")
+    }
+
+    @Test("Edge rows: equal values, zeros, tiny spread, huge magnitude")
+    func edgeRows() throws {
+        let equal: [Float] = Array(repeating: 0.1234567, count: 16)
+        #expect(try roundTrip(equal, .int8Rowwise) == equal)           // exact
+        #expect(try roundTrip(equal, .int4Rowwise) == equal.map { Float(Float16($0)) })  // float16 bias
+        #expect(try roundTrip(equal, .int8Symmetric).allSatisfy { abs($0 - 0.1234567) <= 0.1234567 / 254 })
+        let zeros = [Float](repeating: 0, count: 16)
+        for dtype in [DType.int8Rowwise, .int4Rowwise, .int8Symmetric, .float16, .bfloat16] {
+            #expect(try roundTrip(zeros, dtype) == zeros, "\(dtype)")
+        }
+        let tiny = (0..<16).map { 1 + Float($0) * 1e-7 }
+        #expect(try zip(roundTrip(tiny, .int8Rowwise), tiny).allSatisfy { abs($0 - $1) <= 1e-7 })
+        let tinyAroundZero = (0..<16).map { Float($0) * 1e-9 }
+        // float16 scales never go subnormal: the smallest normal keeps the error ≤ 2^-15.
+        #expect(try zip(roundTrip(tinyAroundZero, .int4Rowwise), tinyAroundZero).allSatisfy { abs($0 - $1) <= 3.1e-5 })
+        let huge = (0..<16).map { Float($0) * 1e30 - 8e30 }
+        let decoded = try roundTrip(huge, .int8Rowwise)
+        #expect(zip(decoded, huge).allSatisfy { abs($0 - $1) <= 1.6e30 / 255 / 2 * 1.0001 })
+        #expect(throws: RowQuantizer.Failure.self) { try roundTrip(huge, .int4Rowwise) }
+        #expect(throws: RowQuantizer.Failure.self) { try roundTrip(huge, .float16) }
+        #expect(try roundTrip(huge, .bfloat16).allSatisfy { $0.isFinite })
+        #expect(try roundTrip([1, 2.5, -3], .float16) == [1, 2.5, -3])
+        #expect(try roundTrip([1.00390625], .bfloat16) == [1])  // halfway: rounds to even
+    }
+
+    func demo() throws -> (TemporaryDirectory, String, String)? {
+        let demo = TestPaths.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/demo")
+        guard FileManager.default.fileExists(atPath: demo.path) else {
+            #expect(ProcessInfo.processInfo.environment["CI"] == nil, "../shared/data/demo is missing")
+            return nil
+        }
+        let directory = TemporaryDirectory()
+        _ = try runProcess("/bin/sh", ["-c", "gzip -dc '\(demo.path)/test.txt.gz' > '\(directory.path("test.txt"))'"])
+        try SafetensorsImporter().importCheckpoint(demo.appendingPathComponent("serving.safetensors").path, to: directory.path("serving.mtlm"))
+        return (directory, directory.path("serving.mtlm"), directory.path("test.txt"))
+    }
+
+    @Test("On the PyTorch-trained demo model: int8 + fp16 keeps |ΔAUC| ≤ 0.0003, int4 ≤ 0.002, at ≤ 0.38× / ≤ 0.19× the embedding bytes",
+          arguments: [("int8", "fp16", 0.0003, 0.38), ("int4", "fp32", 0.002, 0.19)])
+    func demoAccuracy(_ c: (embeddings: String, dense: String, maxDelta: Double, maxRatio: Double)) throws {
+        guard let (directory, model, data) = try demo() else { return }
+        let output = directory.path("q.mtlm")
+        let result = try runCLI(["quantize", model, output, "--embeddings", c.embeddings, "--dense", c.dense, "--eval", data, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(result.json?["report"] as? [String: Any])
+        let tasks = try #require((report["evaluation"] as? [String: Any])?["tasks"] as? [[String: Any]])
+        #expect(tasks.count == 2)
+        for task in tasks {
+            let delta = try #require(task["deltaAUC"] as? Double)
+            #expect(abs(delta) <= c.maxDelta, "\(task["task"]!): ΔAUC \(delta)")
+            #expect((task["deltaAUCLow"] as! Double) <= delta && delta <= (task["deltaAUCHigh"] as! Double))
+        }
+        // The embedding tables (keys aside): float32 [n, 16] rows of 64 bytes.
+        let quantized = try ModelFile(path: output), original = try ModelFile(path: model)
+        let tables = original.tensors.filter { $0.name.hasPrefix("embedding.") && $0.name.hasSuffix(".weight") }.map(\.name)
+        let before = tables.reduce(UInt64(0)) { $0 + original.entry(named: $1)!.byteCount }
+        let after = tables.reduce(UInt64(0)) { $0 + quantized.entry(named: $1)!.byteCount }
+        #expect(Double(after) / Double(before) <= c.maxRatio)
+        #expect(quantized.version == FormatVersion(major: 1, minor: 1))
+        #expect(ModelVerifier().verify(quantized).isValid)
+    }
+
+    @Test("A quantized model predicts, exports float32, and dequantizes to the same predictions")
+    func quantizedModelWorksEverywhere() throws {
+        let directory = TemporaryDirectory()
+        let q = directory.path("q.mtlm")
+        #expect(try runCLI(["quantize", TestPaths.fixture("v1.0/small-training.mtlm"), q, "--embeddings", "int4", "--dense", "int8", "--field", "hour=int8", "--field", "tags=bf16"]).status == 0)
+        let model = try ModelFile(path: q)
+        #expect(model.entry(named: "embedding.user_id.weight")?.dtype == .int4Rowwise)
+        #expect(model.entry(named: "embedding.hour.weight")?.dtype == .int8Rowwise)
+        #expect(model.entry(named: "embedding.tags.weight")?.dtype == .bfloat16)
+        #expect(model.entry(named: "linear.user_id.weight")?.dtype == .float16)
+        #expect(model.entry(named: "linear.tags.weight")?.dtype == .bfloat16)
+        #expect(model.entry(named: "shared.0.weight")?.dtype == .int8Symmetric)
+        #expect(model.entry(named: "shared.0.bias")?.dtype == .float32)
+        #expect(model.entry(named: "optimizer.embedding.user_id.weight.sum")?.dtype == .float32)
+        #expect(ModelVerifier().verify(model).isValid)
+        let inspect = try runCLI(["inspect", q, "--tensors", "--stats"])
+        #expect(inspect.status == 0 && inspect.stdout.contains("int4-rowwise"))
+
+        let predictQ = try runCLI(["predict", q, TestPaths.fixture("predict/small.txt"), "--logits"])
+        #expect(try runCLI(["dequantize", q, directory.path("d.mtlm")]).status == 0)
+        let dequantized = try ModelFile(path: directory.path("d.mtlm"))
+        #expect(dequantized.tensors.allSatisfy { !$0.dtype.isFloatingPoint || $0.dtype == .float32 })
+        #expect(dequantized.version == FormatVersion(major: 1, minor: 0))
+        let predictD = try runCLI(["predict", directory.path("d.mtlm"), TestPaths.fixture("predict/small.txt"), "--logits"])
+        #expect(predictQ.status == 0 && predictQ.stdout == predictD.stdout)
+        #expect(try model.floats("embedding.user_id.weight") == dequantized.floats("embedding.user_id.weight"))
+
+        #expect(try runCLI(["export", q, directory.path("q.safetensors")]).status == 0)
+        let exported = try SafetensorsFile(path: directory.path("q.safetensors"))
+        #expect(exported.tensor(named: "embedding.user_id.weight")?.dtype == .float32)
+        #expect(Array(exported.bytes(of: exported.tensor(named: "embedding.user_id.weight")!))
+                == (try dequantized.withTensorBytes("embedding.user_id.weight") { Array($0) }))
+    }
+
+    @Test("A failing gate writes nothing and exits 1; usage errors exit 2")
+    func gate() throws {
+        let directory = TemporaryDirectory()
+        let output = directory.path("q.mtlm")
+        let failed = try runCLI(["quantize", TestPaths.fixture("v1.0/small.mtlm"), output, "--embeddings", "int4", "--dense", "int8",
+                                 "--eval", TestPaths.fixture("predict/small.txt"), "--max-logloss-increase", "0", "--max-auc-drop=-1", "--json"])
+        #expect(failed.status == 1)
+        let json = try #require(failed.json)
+        #expect(json["written"] as? Bool == false)
+        #expect((json["gate"] as? [String: Any])?["passed"] as? Bool == false)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path) == [])
+        let passed = try runCLI(["quantize", TestPaths.fixture("v1.0/small.mtlm"), output, "--eval", TestPaths.fixture("predict/small.txt"), "--max-auc-drop", "1"])
+        #expect(passed.status == 0 && passed.stdout.contains("gate: passed"))
+        #expect(FileManager.default.fileExists(atPath: output))
+        for bad in [["--embeddings", "int2"], ["--dense", "int4"], ["--field", "tags"], ["--max-auc-drop", "0.1"]] {
+            #expect(try runCLI(["quantize", TestPaths.fixture("v1.0/small.mtlm"), directory.path("x.mtlm")] + bad).status == 2, "\(bad)")
+        }
+        let unknownField = try runCLI(["quantize", TestPaths.fixture("v1.0/small.mtlm"), directory.path("x.mtlm"), "--field", "colour=int8"])
+        #expect(unknownField.status == 2 && unknownField.stderr.contains("no field named \"colour\""))
+    }
+
+    @Test("NaN in a table is an error naming the tensor and the row")
+    func nanRow() throws {
+        let directory = TemporaryDirectory()
+        let arch = try architecture(fromConfig: "one-field.json")
+        let path = directory.path("nan.mtlm")
+        let writer = try ModelWriter(path: path)
+        for spec in arch.servingTensors {
+            var values = [Float](repeating: 0.5, count: Int(spec.elementCount))
+            if spec.name == "embedding.only.weight" { values[5 * 3 + 1] = .nan }
+            try values.withUnsafeBytes { try writer.writeTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role, bytes: $0) }
+        }
+        try writer.finish(architecture: arch, provenance: Provenance(createdUnixSeconds: 0, source: "t"))
+        for embeddings in ["int8", "int4"] {
+            let result = try runCLI(["quantize", path, directory.path("q.mtlm"), "--embeddings", embeddings])
+            #expect(result.status == 2)
+            #expect(result.stderr.contains("tensor \"embedding.only.weight\"") && result.stderr.contains("row 5"), "\(result.stderr)")
+        }
+    }
+
+    @Test("DeLong's paired test: identical models give 0 ± 0; a better model a positive interval")
+    func pairedAUC() throws {
+        var random = SplitMix64(seed: 1)
+        let labels = (0..<400).map { _ in random.next() % 3 == 0 }
+        let a = labels.map { ($0 ? 0.6 : 0.4) + Double(random.nextFloat(-0.5, 0.5)) }
+        let same = try #require(PairedAUC.compare(a, a, labels: labels))
+        #expect(same.delta == 0 && same.standardError == 0)
+        #expect(abs(same.aucA - Evaluator.auc(a, labels)!) < 1e-12)
+        let b = zip(a, labels).map { $0 + ($1 ? 0.3 : 0) }
+        let better = try #require(PairedAUC.compare(a, b, labels: labels))
+        #expect(better.delta > 0 && better.low > 0)
+        #expect(abs(better.aucB - Evaluator.auc(b, labels)!) < 1e-12)
+    }
+}
