@@ -183,3 +183,19 @@ public struct ModelQuantizer {
                      meanRelativeError: rows == 0 ? 0 : errorSum / Double(rows), maxRelativeError: errorMax)
     }
 }
+
+extension ModelQuantizer {
+    /// Quantizes rows of `columns` float32 values to the INT8_ROWWISE layout: the kernel of
+    /// `quantize` for embedding tables (AVX2 when the CPU has it).
+    ///
+    /// - Returns: the index of the first row holding NaN or Inf, or nil.
+    public static func quantizeInt8Rows(_ values: UnsafeBufferPointer<Float>, columns: Int,
+                                        into output: UnsafeMutableRawBufferPointer) -> Int? {
+        let rows = values.count / columns
+        precondition(output.count >= rows * (columns + 8))
+        var sum = 0.0, worst = 0.0
+        let bad = mtlm_quantize_int8_rowwise(values.baseAddress!, rows, columns,
+                                             output.baseAddress!.assumingMemoryBound(to: UInt8.self), &sum, &worst)
+        return bad >= 0 ? bad : nil
+    }
+}

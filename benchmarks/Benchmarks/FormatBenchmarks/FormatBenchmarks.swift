@@ -42,6 +42,7 @@ let large = 1 << 25   // 32 Mi rows ≈ 2 GiB
 
 let benchmarks: @Sendable () -> Void = {
     predictBenchmarks()
+    quantizeBenchmarks()
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .peakMemoryResident], maxDuration: .seconds(10), maxIterations: 1000)
 
     for (label, rows) in [("2 MiB", small), ("2 GiB", large)] {
