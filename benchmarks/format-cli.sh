@@ -4,13 +4,7 @@
 #   - peak memory (max RSS) and time of `synth` for both (must stay < 256 MiB at 2 GiB)
 #   - `verify` of the 2 GiB model: time, throughput, max RSS; and `cat` of the same bytes
 # Usage: benchmarks/format-cli.sh [WORK_DIR]   (needs ~2.2 GB free in WORK_DIR)
-set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$(mktemp -d)}
-mkdir -p "$work"
-cd "$root"
-swift build -c release --product mtl-model >/dev/null
-bin="$(swift build -c release --show-bin-path)/mtl-model"
+source "$(dirname "$0")/common.sh"
 
 config() {  # config ROWS: K = 16, three large fields (half, quarter, quarter of ROWS)
   cat <<JSON
@@ -33,7 +27,6 @@ measure() {  # measure LABEL COMMAND...: wall seconds and max RSS from /usr/bin/
   printf '%s\t%s s\t%s MiB\n' "$label" "${out% *}" "$(( ${out#* } / 1024 ))"
 }
 
-printf 'machine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 printf 'binary: %s\n\n' "$bin"
 for size in 2mib:32768 2gib:33554432; do
   name=${size%%:*}; rows=${size##*:}

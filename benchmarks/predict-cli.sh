@@ -5,13 +5,7 @@
 # (the worst case for caches). Reports the median of 5 runs at 1 and 2 threads, parsing,
 # model load and output included.
 # Usage: benchmarks/predict-cli.sh [WORK_DIR]   (needs ~400 MB free)
-set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$(mktemp -d)}
-mkdir -p "$work"
-cd "$root"
-swift build -c release --product mtl-model >/dev/null
-bin="$(swift build -c release --show-bin-path)/mtl-model"
+source "$(dirname "$0")/common.sh"
 python3 - "$work" <<'PY'
 import json, os, random, sys
 work = sys.argv[1]
@@ -34,7 +28,6 @@ if not os.path.exists(os.path.join(work, "p40.txt")):
             f.write(" ".join(tokens) + "\n")
 PY
 [ -f "$work/p40.mtlm" ] || "$bin" synth "$work/p40.json" "$work/p40.mtlm" --seed 3 >/dev/null
-printf 'machine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for threads in 1 2; do
   python3 - "$bin" "$work" "$threads" <<'PY'
 import statistics, subprocess, sys, time

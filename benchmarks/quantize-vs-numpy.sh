@@ -6,13 +6,7 @@
 #      its checksums, quantize, write + checksum + fsync the new file) against numpy reading the
 #      same tables through np.memmap and writing the same row layout to a file (fsync'd).
 # Usage: benchmarks/quantize-vs-numpy.sh [WORK_DIR]   (needs ~3 GB free)
-set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$(mktemp -d)}
-mkdir -p "$work"
-cd "$root"
-swift build -c release --product mtl-model >/dev/null
-bin="$(swift build -c release --show-bin-path)/mtl-model"
+source "$(dirname "$0")/common.sh"
 if [ ! -f "$work/2gib.mtlm" ]; then
   cat > "$work/2gib.json" <<'JSON'
 {"embedding_dim": 16, "groups": ["user", "item", "context"],
@@ -28,7 +22,7 @@ JSON
   "$bin" synth "$work/2gib.json" "$work/2gib.mtlm" --seed 1 >/dev/null
 fi
 "$bin" inspect "$work/2gib.mtlm" --json --tensors > "$work/2gib.tensors.json"
-printf 'machine: %s, %s cores, %s; numpy %s\n' "$(uname -m)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(python3 -c 'import numpy; print(numpy.__version__)')"
+printf 'numpy %s\n' "$(python3 -c 'import numpy; print(numpy.__version__)')"
 python3 - "$bin" "$work" <<'PY'
 import json, os, statistics, subprocess, sys, time
 import numpy as np

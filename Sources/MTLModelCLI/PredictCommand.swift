@@ -58,46 +58,23 @@ struct PredictCommand: ParsableCommand {
     }
 }
 
-/// Standard output, or a file written atomically.
+/// Standard output, or a file written atomically (complete, or not there at all).
 final class OutputSink {
-    private let handle: FileHandle
-    private let temporary: String?
-    private let target: String?
+    private let file: AtomicOutputFile?
 
     init(path: String?) throws {
-        guard let path else {
-            handle = FileHandle.standardOutput
-            temporary = nil
-            target = nil
-            return
-        }
-        let temporary = path + ".tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: temporary, contents: nil) , let handle = FileHandle(forWritingAtPath: temporary) else {
-            throw MTLModelError(.io, "cannot create the output file", file: path)
-        }
-        self.handle = handle
-        self.temporary = temporary
-        target = path
-    }
-
-    deinit {
-        if let temporary { unlink(temporary) }
+        file = try path.map { path throws(MTLModelError) in try AtomicOutputFile(targetPath: path) }
     }
 
     func write(_ text: String) throws {
-        do {
-            try handle.write(contentsOf: Data(text.utf8))
-        } catch {
-            throw MTLModelError(.io, "write failed: \(error.localizedDescription)", file: target ?? "<stdout>")
+        guard let file else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+            return
         }
+        try file.append(Array(text.utf8))
     }
 
     func finish() throws {
-        guard let temporary, let target else { return }
-        try handle.synchronize()
-        try handle.close()
-        guard rename(temporary, target) == 0 else {
-            throw MTLModelError(.io, "cannot move the output into place: \(String(cString: strerror(errno)))", file: target)
-        }
+        try file?.commit()
     }
 }

@@ -8,9 +8,9 @@ import Darwin
 /// target only when complete (after fsync), so that a crash, a kill or a full disk never
 /// leaves a partial file at the target path. Until `commit()`, `deinit` removes the
 /// temporary file.
-final class AtomicOutputFile {
-    let targetPath: String
-    let temporaryPath: String
+public final class AtomicOutputFile {
+    public let targetPath: String
+    public let temporaryPath: String
     private var fd: Int32
     private var buffer: [UInt8] = []
     private let bufferCapacity = 4 << 20
@@ -18,7 +18,7 @@ final class AtomicOutputFile {
     private(set) var position: UInt64 = 0
     private var committed = false
 
-    init(targetPath: String) throws(MTLModelError) {
+    public init(targetPath: String) throws(MTLModelError) {
         self.targetPath = targetPath
         let slash = targetPath.lastIndex(of: "/")
         let directory = slash.map { String(targetPath[...$0]) } ?? ""
@@ -39,7 +39,7 @@ final class AtomicOutputFile {
         }
     }
 
-    func append(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
+    public func append(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
         if buffer.count + bytes.count > bufferCapacity { try flush() }
         if bytes.count >= bufferCapacity {
             try writeAll(bytes)
@@ -49,7 +49,7 @@ final class AtomicOutputFile {
         position += UInt64(bytes.count)
     }
 
-    func append(_ bytes: [UInt8]) throws(MTLModelError) {
+    public func append(_ bytes: [UInt8]) throws(MTLModelError) {
         try withBytes(of: bytes) { raw throws(MTLModelError) in try append(raw) }
     }
 
@@ -65,7 +65,7 @@ final class AtomicOutputFile {
     }
 
     /// Flushes, fsyncs, renames over the target and fsyncs the directory.
-    func commit() throws(MTLModelError) {
+    public func commit() throws(MTLModelError) {
         try flush()
         guard fsync(fd) == 0 else { throw ioError("fsync failed") }
         guard close(fd) == 0 else { fd = -1; throw ioError("close failed") }
