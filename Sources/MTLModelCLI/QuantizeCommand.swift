@@ -175,6 +175,7 @@ final class PendingOutput {
     init(target: String) {
         self.target = target
         let url = URL(fileURLWithPath: target)
+        // The naming of the library's temporary files, so the next write cleans it up after a crash.
         path = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).mtlm-tmp-\(getpid())-pending").path
     }
 

@@ -7,31 +7,73 @@ struct AtomicWriteTests {
     /// A config whose model takes long enough to write (≈ 256 MB) to be killed mid-way.
     static let bigConfig = #"{"embedding_dim": 16, "fields": [{"name": "a", "vocab_size": 4000000}], "tasks": [{"name": "t"}]}"#
 
-    @Test("kill -9 during synth leaves the previous file at the target path, and no partial one")
-    func killedWriter() throws {
+    /// Runs `arguments`, kills it with SIGKILL after `delay` seconds (or lets it finish).
+    func runAndKill(_ arguments: [String], after delay: Double) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestPaths.executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: delay)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    @Test("kill -9 at 60 random moments of synth, import and quantize: the target is the previous file or a complete new one")
+    func killedWriters() throws {
         let directory = TemporaryDirectory()
         let config = directory.path("big.json")
         try Self.bigConfig.write(toFile: config, atomically: true, encoding: .utf8)
+        // Inputs for import and quantize, made once (not killed).
+        let source = directory.path("source.mtlm")
+        #expect(try runCLI(["synth", config, source]).status == 0)
+        #expect(try runCLI(["export", source, directory.path("source.safetensors")]).status == 0)
         let target = directory.path("model.mtlm")
         try FileManager.default.copyItem(atPath: TestPaths.fixture("v1.0/small.mtlm"), toPath: target)
-        let before = try Data(contentsOf: URL(fileURLWithPath: target))
-        for delay in [0.05, 0.1, 0.2] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: TestPaths.executable)
-            process.arguments = ["synth", config, target]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            Thread.sleep(forTimeInterval: delay)
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            // The kill came before the rename: the previous file, complete and untouched.
-            #expect(try Data(contentsOf: URL(fileURLWithPath: target)) == before)
+        var previous = try Data(contentsOf: URL(fileURLWithPath: target))
+        let commands = [["synth", config, target], ["import", directory.path("source.safetensors"), target],
+                        ["quantize", source, target, "--embeddings", "int4"]]
+        var random = SystemRandomNumberGenerator()
+        var replaced = 0
+        for round in 0..<60 {
+            try runAndKill(commands[round % 3], after: Double(random.next() % 600) / 1000)
+            let now = try Data(contentsOf: URL(fileURLWithPath: target))
+            if now != previous {
+                // The writer finished before the kill: then the file is whole and valid.
+                #expect(firstProblem(target) == nil, "round \(round)")
+                previous = now
+                replaced += 1
+            }
         }
-        // Each killed writer left only its temporary file, recognisable by name.
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { !["big.json", "model.mtlm"].contains($0) }
-        #expect(leftovers.count == 3)
-        #expect(leftovers.allSatisfy { $0.hasPrefix(".model.mtlm.mtlm-tmp-") })
+        #expect(replaced < 60, "no kill came before a writer finished: the test did not test")
+        // Killed writers leave only their temporary files, recognisable by name...
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.hasPrefix(".model.mtlm.mtlm-tmp-") }
+        #expect(!leftovers.isEmpty)
+        // ...and the next write of the same target removes them.
+        #expect(try runCLI(["synth", TestPaths.config("small.json"), target]).status == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.hasPrefix(".model.mtlm.") } == [])
+    }
+
+    @Test("A full disk (RLIMIT_FSIZE) gives a clear error and leaves no partial file", arguments: ["synth", "predict"])
+    func fileSizeLimit(command: String) throws {
+        let directory = TemporaryDirectory()
+        let config = directory.path("big.json")
+        try Self.bigConfig.write(toFile: config, atomically: true, encoding: .utf8)
+        let target = directory.path(command == "synth" ? "model.mtlm" : "out.tsv")
+        let data = directory.path("data.txt")
+        try String(repeating: "1,0 user_id:3 tags:1:0.5 hour:4\n", count: 20_000).write(toFile: data, atomically: true, encoding: .utf8)
+        let arguments = command == "synth" ? ["synth", config, target]
+            : ["predict", TestPaths.fixture("v1.0/small.mtlm"), data, "-o", target]
+        // ulimit -f counts blocks of 512 bytes (dash) or 1024 (bash): either way well below
+        // what the command writes.
+        let quoted = ([TestPaths.executable] + arguments).map { "'\($0)'" }.joined(separator: " ")
+        let result = try runProcess("/bin/sh", ["-c", "ulimit -f 256 && exec \(quoted)"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("File too large") && result.stderr.contains(target), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).sorted()
+        #expect(files == ["big.json", "data.txt"], "\(files)")
     }
 
     @Test("A failed write leaves the previous file untouched")

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 
 /// A file written under a temporary name in the target's directory and renamed over the
 /// target only when complete (after fsync), so that a crash, a kill or a full disk never
@@ -24,12 +25,27 @@ public final class AtomicOutputFile {
         let directory = slash.map { String(targetPath[...$0]) } ?? ""
         let base = slash.map { String(targetPath[targetPath.index(after: $0)...]) } ?? targetPath
         guard !base.isEmpty else { throw MTLModelError(.invalidArgument, "output path names a directory", file: targetPath) }
-        temporaryPath = "\(directory).\(base).mtlm-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        Self.removeLeftovers(directory: directory, base: base)
+        temporaryPath = "\(directory)\(Self.temporaryPrefix(base))\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw MTLModelError(.io, "cannot create a temporary file beside it: \(String(cString: strerror(errno)))", file: targetPath)
         }
         buffer.reserveCapacity(bufferCapacity)
+    }
+
+    /// Temporary files of a target named `base` start with this, then the writer's process id.
+    static func temporaryPrefix(_ base: String) -> String { ".\(base).mtlm-tmp-" }
+
+    /// Removes the temporary files that writers of the same target left when they were killed
+    /// (their process no longer exists), so that crashes do not accumulate garbage.
+    static func removeLeftovers(directory: String, base: String) {
+        let prefix = temporaryPrefix(base)
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory) else { return }
+        for name in entries where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count).prefix { $0 != "-" }), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + name) }
+        }
     }
 
     deinit {
