@@ -130,12 +130,12 @@ struct QuantizeCommand: ParsableCommand {
         if let evaluation = report.evaluation {
             lines.append("")
             lines.append("evaluated on \(evaluation.sampleCount) samples")
-            lines.append(Format.table(["task", "auc before", "auc after", "Δauc", "Δauc 95% CI", "logloss before", "logloss after", "Δlogloss", "calibration before", "after"],
+            lines.append(Format.table(["task", "auc before", "auc after", "Δauc", "Δauc 95% CI", "logloss before", "logloss after", "Δlogloss", "calibration before", "after", "Δcalibration"],
                                       evaluation.tasks.map { t in
                 [t.task, Format.number(t.before.auc), Format.number(t.after.auc), Format.number(t.deltaAUC),
                  t.deltaAUCLow.map { "[\(Format.number($0)), \(Format.number(t.deltaAUCHigh))]" } ?? "-",
                  Format.number(t.before.logloss), Format.number(t.after.logloss), Format.number(t.deltaLogloss),
-                 Format.number(t.before.calibration), Format.number(t.after.calibration)]
+                 Format.number(t.before.calibration), Format.number(t.after.calibration), Format.number(t.deltaCalibration)]
             }))
         }
         if let gate {

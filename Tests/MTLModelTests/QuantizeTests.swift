@@ -136,6 +136,8 @@ struct QuantizeTests {
             let delta = try #require(task["deltaAUC"] as? Double)
             #expect(abs(delta) <= c.maxDelta, "\(task["task"]!): ΔAUC \(delta)")
             #expect((task["deltaAUCLow"] as! Double) <= delta && delta <= (task["deltaAUCHigh"] as! Double))
+            #expect(task["deltaLogloss"] is Double && task["deltaCalibration"] is Double)
+            #expect(((task["before"] as? [String: Any])?["calibration"]) is Double)
         }
         // The embedding tables (keys aside): float32 [n, 16] rows of 64 bytes.
         let quantized = try ModelFile(path: output), original = try ModelFile(path: model)

@@ -10,6 +10,7 @@ public struct QualityComparison: Sendable, Codable {
         public var deltaAUCLow: Double?
         public var deltaAUCHigh: Double?
         public var deltaLogloss: Double?
+        public var deltaCalibration: Double?
     }
 
     public var sampleCount: Int
@@ -36,7 +37,8 @@ public struct QualityComparison: Sendable, Codable {
                                            labels: evaluatorA.labels(task: t))
             let a = metricsA[t], b = metricsB[t]
             return Task(task: names[t], before: a, after: b, deltaAUC: paired?.delta, deltaAUCLow: paired?.low, deltaAUCHigh: paired?.high,
-                        deltaLogloss: a.logloss.flatMap { la in b.logloss.map { $0 - la } })
+                        deltaLogloss: a.logloss.flatMap { la in b.logloss.map { $0 - la } },
+                        deltaCalibration: a.calibration.flatMap { ca in b.calibration.map { $0 - ca } })
         }
         return QualityComparison(sampleCount: evaluatorA.sampleCount, skippedLineCount: reader.skippedLineCount, tasks: tasks)
     }
