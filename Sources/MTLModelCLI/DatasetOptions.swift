@@ -19,6 +19,8 @@ struct DatasetOptions: ParsableArguments {
     @Option(help: "Samples read and computed at a time.")
     var batchSize: Int = 4096
 
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
@@ -26,7 +28,7 @@ struct DatasetOptions: ParsableArguments {
 
     /// Runs the model over the dataset batch by batch, in constant memory.
     func forEachBatch(_ body: (SampleBatch, Predictions, Predictor) throws -> Void) throws -> DatasetReader {
-        let file = try ModelFile(path: model)
+        let file = try limits.open(model)
         let predictor = try Predictor(model: file, threadCount: threads)
         let reader = try DatasetReader(path: data, architecture: file.architecture, skipInvalid: skipInvalid)
         let batches = BatchPrefetcher(reader, taskCount: file.architecture.tasks.count, batchSize: batchSize)

@@ -57,8 +57,10 @@ struct ExportCommand: ParsableCommand {
         }
     }
 
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
     func run() throws {
-        let file = try ModelFile(path: model)
+        let file = try limits.open(model)
         try SafetensorsExporter().export(file, to: output)
         Terminal.error("exported \(TerminalText.escaped(model)) → \(TerminalText.escaped(output)): \(file.tensors.count) tensors")
     }

@@ -20,8 +20,10 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
 
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
     func run() throws {
-        let file = try ModelFile(path: model)
+        let file = try limits.open(model)
         let summary = try ModelSummary(file, includeTensors: tensors, statistics: stats)
         if json {
             try Terminal.json(InspectOutput(summary: summary))

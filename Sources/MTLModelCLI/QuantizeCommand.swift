@@ -45,6 +45,8 @@ struct QuantizeCommand: ParsableCommand {
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
 
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
     func plan() throws -> QuantizationPlan {
         guard let embeddingType = QuantizationPlan.embeddingType(named: embeddings) else {
             throw ValidationError("--embeddings must be fp32, fp16, bf16, int8 or int4, got '\(embeddings)'")
@@ -72,7 +74,7 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let model = try ModelFile(path: input)
+        let model = try limits.open(input)
         // Written beside the target under a temporary name, moved into place only when every
         // gate passes: a failed gate leaves nothing at the output path.
         let pending = PendingOutput(target: output)
@@ -158,8 +160,10 @@ struct DequantizeCommand: ParsableCommand {
     @Argument(help: "The .mtlm file to write.")
     var output: String
 
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
     func run() throws {
-        let model = try ModelFile(path: input)
+        let model = try limits.open(input)
         let report = try ModelQuantizer(plan: .float32).quantize(model, to: output, source: "dequantize \(input)")
         Terminal.output("wrote \(TerminalText.escaped(output)): \(report.tensors.count) tensors decoded to float32, \(Format.bytes(report.total.byteCountBefore)) → \(Format.bytes(report.total.byteCountAfter))")
     }

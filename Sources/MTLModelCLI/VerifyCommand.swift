@@ -14,10 +14,12 @@ struct VerifyCommand: ParsableCommand {
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
 
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
     func run() throws {
         let file: ModelFile
         do {
-            file = try ModelFile(path: model)
+            file = try limits.open(model)
         } catch {
             if json { try Terminal.json(Unreadable(file: model, error: error.description)) }
             throw error

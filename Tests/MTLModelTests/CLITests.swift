@@ -127,6 +127,24 @@ struct CLITests {
         #expect(text.stdout.contains("INVALID: 2 problems"))
     }
 
+    @Test("Read limits are command options with documented defaults", arguments: [
+        (["--max-tensors", "10"], "manifest lists 27 tensors, more than the limit of 10"),
+        (["--max-manifest-bytes", "100"], "exceeds the limit of 100"),
+        (["--max-name-bytes", "10"], "exceeds the limit of 10"),
+        (["--max-rank", "1"], "rank 2 exceeds the limit of 1"),
+    ])
+    func readLimits(_ c: ([String], String)) throws {
+        for command in ["inspect", "verify"] {
+            let result = try runCLI([command, TestPaths.fixture("v1.0/small.mtlm")] + c.0)
+            #expect(result.status == 2)
+            #expect(result.stderr.contains(c.1), "\(result.stderr)")
+        }
+        let predict = try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), "-"] + c.0, stdin: "")
+        #expect(predict.status == 2 && predict.stderr.contains(c.1))
+        let help = try runCLI(["inspect", "--help"])
+        #expect(help.stdout.contains("--max-manifest-bytes") && help.stdout.contains("67108864"))
+    }
+
     @Test("Hostile names are escaped in human output")
     func escaping() throws {
         let result = try runCLI(["verify", TestPaths.fixture("corrupt/control-characters-in-name.mtlm")])
