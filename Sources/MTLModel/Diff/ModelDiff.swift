@@ -1,0 +1,236 @@
+import Foundation
+
+/// Tolerances of a diff: an element differs when |a − b| > atol + rtol · |a|.
+public struct DiffTolerance: Sendable, Hashable, Codable {
+    public var absolute: Double
+    public var relative: Double
+
+    public init(absolute: Double = 0, relative: Double = 0) {
+        self.absolute = absolute
+        self.relative = relative
+    }
+
+    @inline(__always)
+    func differs(_ a: Float, _ b: Float) -> Bool {
+        if a == b { return false }
+        return !(Double(abs(a - b)) <= absolute + relative * Double(abs(a)))
+    }
+}
+
+/// One tensor present in both models.
+public struct TensorComparison: Sendable, Codable, Hashable {
+    public var name: String
+    public var dtypeA: DType
+    public var dtypeB: DType
+    public var shapeA: [UInt64]
+    public var shapeB: [UInt64]
+    /// False when the shapes differ: then only that is reported.
+    public var sameShape: Bool
+    public var maxAbsoluteDifference: Double?
+    /// ‖b − a‖ / ‖a‖ (0 when both are zero).
+    public var relativeL2Change: Double?
+    public var cosineSimilarity: Double?
+    public var fractionBeyondTolerance: Double?
+    /// The dtypes differ (float32 against a quantized copy, say): the differences are then
+    /// quantization error as much as change.
+    public var quantizationError: Bool
+    public var equal: Bool
+}
+
+/// An embedding table compared row by row, keyed by feature id (keys for keyed tables,
+/// row numbers otherwise).
+public struct TableComparison: Sendable, Codable, Hashable {
+    public struct Row: Sendable, Codable, Hashable {
+        public var id: UInt64
+        public var relativeChange: Double
+    }
+
+    public var field: String
+    public var keyed: Bool
+    public var rowsA: Int
+    public var rowsB: Int
+    public var added: Int
+    public var removed: Int
+    public var changed: Int
+    public var unchanged: Int
+    /// Per-row ‖b − a‖ / ‖a‖ over the rows in both: p50, p99, max.
+    public var p50RelativeChange: Double?
+    public var p99RelativeChange: Double?
+    public var maxRelativeChange: Double?
+    /// The most changed ids (with `rows`).
+    public var topChanged: [Row]?
+}
+
+/// Everything that differs between two models.
+public struct ModelDiffReport: Sendable, Codable {
+    public var architecture: [String]
+    public var metadata: [String]
+    public var onlyInA: [String]
+    public var onlyInB: [String]
+    public var tensors: [TensorComparison]
+    public var tables: [TableComparison]
+    public var tolerance: DiffTolerance
+    /// Equal within tolerance: same architecture and metadata, the same tensors, none beyond
+    /// tolerance, no table row added, removed or changed.
+    public var equal: Bool {
+        architecture.isEmpty && metadata.isEmpty && onlyInA.isEmpty && onlyInB.isEmpty
+            && tensors.allSatisfy(\.equal) && tables.allSatisfy { $0.added == 0 && $0.removed == 0 && $0.changed == 0 }
+    }
+}
+
+/// Compares two models: architecture, metadata, every tensor, and embedding tables row by row.
+public struct ModelDiff {
+    public var tolerance: DiffTolerance
+    /// Report the most changed ids of each table.
+    public var topRowCount: Int?
+
+    public init(tolerance: DiffTolerance = .init(), topRowCount: Int? = nil) {
+        self.tolerance = tolerance
+        self.topRowCount = topRowCount
+    }
+
+    /// - Complexity: reads both models once, in windows of rows; keyed tables build an
+    ///   id → row index of the second model (12 bytes a slot).
+    public func compare(_ a: ModelFile, _ b: ModelFile) throws -> ModelDiffReport {
+        let metadataA = Dictionary(uniqueKeysWithValues: a.manifest.metadata.map { ($0.key, $0.value) })
+        let metadataB = Dictionary(uniqueKeysWithValues: b.manifest.metadata.map { ($0.key, $0.value) })
+        let metadata = ConfigDiff.differences(.object(metadataA.mapValues { .string($0) }), .object(metadataB.mapValues { .string($0) }))
+        let namesB = Set(b.tensors.map(\.name)), namesA = Set(a.tensors.map(\.name))
+        var report = ModelDiffReport(architecture: ConfigDiff.differences(a.architecture.config, b.architecture.config),
+                                     metadata: metadata, onlyInA: a.tensors.map(\.name).filter { !namesB.contains($0) },
+                                     onlyInB: b.tensors.map(\.name).filter { !namesA.contains($0) }, tensors: [], tables: [],
+                                     tolerance: tolerance)
+        for entry in a.tensors {
+            guard let other = b.entry(named: entry.name) else { continue }
+            report.tensors.append(try compareTensor(entry, other, a, b))
+        }
+        for field in a.architecture.fields {
+            guard let otherField = b.architecture.fields.first(where: { $0.name == field.name }),
+                  a.architecture.embeddingDim == b.architecture.embeddingDim else { continue }
+            report.tables.append(try compareTable(field, otherField, a, b))
+        }
+        return report
+    }
+
+    /// Visits both tensors' values in aligned windows of rows, decoded to float.
+    private func windows(_ x: TensorEntry, _ y: TensorEntry, _ a: ModelFile, _ b: ModelFile,
+                         _ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) -> Void) throws {
+        let columns = x.columnCount
+        let rows = columns == 0 ? 0 : Int(x.elementCount) / columns
+        let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(columns))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(columns)))
+        let window = max(1, 65_536 / max(columns, 1))
+        var valuesA = [Float](repeating: 0, count: window * columns), valuesB = valuesA
+        try a.withTensorBytes(x.name) { bytesA in
+            try b.withTensorBytes(y.name) { bytesB in
+                var start = 0
+                while start < rows {
+                    let count = min(window, rows - start)
+                    valuesA.withUnsafeMutableBufferPointer { va in
+                        valuesB.withUnsafeMutableBufferPointer { vb in
+                            for r in 0..<count {
+                                RowCodec.decodeRow(bytesA.baseAddress! + (start + r) * rowBytesA, dtype: x.dtype, columns: columns, into: va.baseAddress! + r * columns)
+                                RowCodec.decodeRow(bytesB.baseAddress! + (start + r) * rowBytesB, dtype: y.dtype, columns: columns, into: vb.baseAddress! + r * columns)
+                            }
+                            body(UnsafeBufferPointer(rebasing: va[..<(count * columns)]), UnsafeBufferPointer(rebasing: vb[..<(count * columns)]))
+                        }
+                    }
+                    start += count
+                }
+            }
+        }
+        a.file.release(x.offset, x.storedByteCount)
+        b.file.release(y.offset, y.storedByteCount)
+    }
+
+    private func compareTensor(_ x: TensorEntry, _ y: TensorEntry, _ a: ModelFile, _ b: ModelFile) throws -> TensorComparison {
+        var result = TensorComparison(name: x.name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
+                                      sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
+        guard result.sameShape else { return result }
+        if !x.dtype.isFloatingPoint || !y.dtype.isFloatingPoint {
+            // Keys, counts, the step: equal or not, element by element.
+            let same = try x.dtype == y.dtype && (a.withTensorBytes(x.name) { p in try b.withTensorBytes(y.name) { q in p.elementsEqual(q) } })
+            result.equal = same
+            result.fractionBeyondTolerance = same ? 0 : nil
+            return result
+        }
+        var maxDifference = 0.0, differenceNorm = 0.0, normA = 0.0, normB = 0.0, dot = 0.0
+        var beyond = 0, total = 0
+        try windows(x, y, a, b) { va, vb in
+            for i in 0..<va.count {
+                let p = Double(va[i]), q = Double(vb[i])
+                let d = q - p
+                maxDifference = max(maxDifference, abs(d))
+                differenceNorm += d * d
+                normA += p * p
+                normB += q * q
+                dot += p * q
+                if tolerance.differs(va[i], vb[i]) { beyond += 1 }
+            }
+            total += va.count
+        }
+        result.maxAbsoluteDifference = maxDifference
+        result.relativeL2Change = normA == 0 ? (differenceNorm == 0 ? 0 : .infinity) : (differenceNorm / normA).squareRoot()
+        result.cosineSimilarity = normA == 0 || normB == 0 ? (normA == normB ? 1 : 0) : dot / (normA.squareRoot() * normB.squareRoot())
+        result.fractionBeyondTolerance = total == 0 ? 0 : Double(beyond) / Double(total)
+        result.equal = beyond == 0
+        return result
+    }
+
+    private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile) throws -> TableComparison {
+        let name = "embedding.\(fieldA.name).weight"
+        let x = a.entry(named: name)!, y = b.entry(named: name)!
+        let k = x.columnCount
+        let keyed = fieldA.mapping == .keyed && fieldB.mapping == .keyed
+        var result = TableComparison(field: fieldA.name, keyed: keyed, rowsA: fieldA.vocabSize, rowsB: fieldB.vocabSize,
+                                     added: 0, removed: 0, changed: 0, unchanged: 0)
+        // Pairs (row in A, row in B, id) of the rows both tables hold.
+        var pairs: [(Int, Int, UInt64)] = []
+        if keyed {
+            let keysA = try a.withElements(of: "embedding.\(fieldA.name).keys", as: UInt64.self) { Array($0) }
+            let indexB = try b.withTensorBytes("embedding.\(fieldB.name).keys") { try KeyedIndex(keys: $0, tensor: "embedding.\(fieldB.name).keys") }
+            for (rowA, key) in keysA.enumerated() {
+                let rowB = indexB.row(of: key)
+                if rowB >= 0 { pairs.append((rowA, rowB, key)) } else { result.removed += 1 }
+            }
+            result.added = fieldB.vocabSize - pairs.count
+        } else {
+            let common = min(fieldA.vocabSize, fieldB.vocabSize)
+            pairs = (0..<common).map { ($0, $0, UInt64($0)) }
+            result.added = fieldB.vocabSize - common
+            result.removed = fieldA.vocabSize - common
+        }
+        let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(k))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(k)))
+        var changes = [Double](repeating: 0, count: pairs.count)
+        var rowA = [Float](repeating: 0, count: k), rowB = [Float](repeating: 0, count: k)
+        try a.withTensorBytes(name) { bytesA in
+            try b.withTensorBytes(name) { bytesB in
+                for (index, (ra, rb, _)) in pairs.enumerated() {
+                    RowCodec.decodeRow(bytesA.baseAddress! + ra * rowBytesA, dtype: x.dtype, columns: k, into: &rowA)
+                    RowCodec.decodeRow(bytesB.baseAddress! + rb * rowBytesB, dtype: y.dtype, columns: k, into: &rowB)
+                    var d2 = 0.0, n2 = 0.0, differs = false
+                    for j in 0..<k {
+                        let d = Double(rowB[j]) - Double(rowA[j])
+                        d2 += d * d
+                        n2 += Double(rowA[j]) * Double(rowA[j])
+                        differs = differs || tolerance.differs(rowA[j], rowB[j])
+                    }
+                    changes[index] = n2 == 0 ? (d2 == 0 ? 0 : .infinity) : (d2 / n2).squareRoot()
+                    if differs { result.changed += 1 } else { result.unchanged += 1 }
+                }
+            }
+        }
+        a.file.release(x.offset, x.storedByteCount)
+        b.file.release(y.offset, y.storedByteCount)
+        if !changes.isEmpty {
+            let sorted = changes.sorted()
+            result.p50RelativeChange = sorted[(sorted.count - 1) / 2]
+            result.p99RelativeChange = sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * 0.99).rounded(.up)))]
+            result.maxRelativeChange = sorted.last
+        }
+        if let top = topRowCount {
+            let order = changes.indices.sorted { changes[$0] > changes[$1] }.prefix(top).filter { changes[$0] > 0 }
+            result.topChanged = order.map { TableComparison.Row(id: pairs[$0].2, relativeChange: changes[$0]) }
+        }
+        return result
+    }
+}

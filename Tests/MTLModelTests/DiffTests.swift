@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+@testable import MTLModel
+
+@Suite("diff")
+struct DiffTests {
+    /// A copy of `source` at `path` with some tensors' bytes changed by `edit`.
+    func copy(_ source: String, to path: String, architecture: Architecture? = nil,
+              edit: (String, inout [UInt8]) -> Void = { _, _ in }) throws {
+        let model = try ModelFile(path: source)
+        let writer = try ModelWriter(path: path)
+        for entry in model.tensors {
+            var bytes = try model.withTensorBytes(entry.name) { Array($0) }
+            edit(entry.name, &bytes)
+            try bytes.withUnsafeBytes { try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: $0) }
+        }
+        try writer.finish(architecture: architecture ?? model.architecture, provenance: model.manifest.provenance, metadata: model.manifest.metadata)
+    }
+
+    func setFloat(_ bytes: inout [UInt8], _ index: Int, _ value: Float) {
+        bytes.withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: index * 4, as: Float.self) }
+    }
+
+    @Test("Identical models: equal, exit 0, in both forms")
+    func identical() throws {
+        let directory = TemporaryDirectory()
+        try copy(TestPaths.fixture("v1.0/small.mtlm"), to: directory.path("b.mtlm"))
+        let report = try ModelDiff().compare(ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), ModelFile(path: directory.path("b.mtlm")))
+        #expect(report.equal && report.architecture.isEmpty && report.tensors.count == 27)
+        let text = try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), directory.path("b.mtlm")])
+        #expect(text.status == 0 && text.stdout.contains("models are equal within tolerance"))
+        let json = try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), directory.path("b.mtlm"), "--json"])
+        #expect(json.status == 0 && json.json?["equal"] as? Bool == true && json.json?["schemaVersion"] as? Int == 1)
+    }
+
+    @Test("Changed rows are found by id, with their size of change; tolerances apply")
+    func changedRows() throws {
+        let directory = TemporaryDirectory()
+        let a = TestPaths.fixture("v1.0/small.mtlm"), b = directory.path("b.mtlm")
+        try copy(a, to: b) { name, bytes in
+            guard name == "embedding.user_id.weight" else { return }
+            setFloat(&bytes, 3 * 4 + 1, 0.5)      // row 3: a large change
+            setFloat(&bytes, 7 * 4 + 2, bytes.withUnsafeBytes { $0.load(fromByteOffset: (7 * 4 + 2) * 4, as: Float.self) } + 1e-4)  // row 7: small
+        }
+        let report = try ModelDiff(topRowCount: 5).compare(ModelFile(path: a), ModelFile(path: b))
+        let table = try #require(report.tables.first { $0.field == "user_id" })
+        #expect(table.changed == 2 && table.unchanged == 18 && table.added == 0 && table.removed == 0)
+        #expect(table.topChanged?.map(\.id) == [3, 7])
+        let tensor = try #require(report.tensors.first { $0.name == "embedding.user_id.weight" })
+        #expect(tensor.fractionBeyondTolerance == 2.0 / 80 && !tensor.equal && !tensor.quantizationError)
+        #expect(report.tensors.filter { !$0.equal }.count == 1)
+        // Within tolerance, the small change no longer counts.
+        let tolerant = try ModelDiff(tolerance: .init(absolute: 1e-3)).compare(ModelFile(path: a), ModelFile(path: b))
+        #expect(tolerant.tables.first { $0.field == "user_id" }?.changed == 1)
+        let cli = try runCLI(["diff", a, b, "--rows", "--top", "1", "--json"])
+        #expect(cli.status == 1)
+        let tables = try #require((cli.json?["report"] as? [String: Any])?["tables"] as? [[String: Any]])
+        let top = try #require(tables.first { $0["field"] as? String == "user_id" }?["topChanged"] as? [[String: Any]])
+        #expect(top.count == 1 && top[0]["id"] as? Int == 3)
+        #expect(try runCLI(["diff", a, b, "--atol", "1"]).status == 0)
+    }
+
+    @Test("Keys added to and removed from a keyed table are counted by key")
+    func keyedTable() throws {
+        let directory = TemporaryDirectory()
+        let a = TestPaths.fixture("v1.0/small.mtlm"), b = directory.path("b.mtlm")
+        try copy(a, to: b) { name, bytes in
+            guard name == "embedding.item_id.keys" else { return }
+            // Two rows get new ids; the other ten move nowhere.
+            bytes.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: UInt64(111), toByteOffset: 0, as: UInt64.self)
+                raw.storeBytes(of: UInt64(222), toByteOffset: 8, as: UInt64.self)
+            }
+        }
+        let report = try ModelDiff().compare(ModelFile(path: a), ModelFile(path: b))
+        let table = try #require(report.tables.first { $0.field == "item_id" })
+        #expect(table.keyed && table.added == 2 && table.removed == 2 && table.changed == 0 && table.unchanged == 10)
+        #expect(!report.equal)
+    }
+
+    @Test("Architecture changes are described in words; a resized layer is a shape change")
+    func architectureChanges() throws {
+        let directory = TemporaryDirectory()
+        var arch = try architecture(fromConfig: "small.json")
+        arch.shared[0].units = 10
+        arch.interaction.fieldBias = false
+        arch.fields[2].vocabSize = 9
+        try Synthesizer(seed: 7).write(arch, to: directory.path("b.mtlm"), source: "t")
+        let report = try ModelDiff().compare(ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), ModelFile(path: directory.path("b.mtlm")))
+        #expect(report.architecture.contains("shared[0].units: 8 → 10"))
+        #expect(report.architecture.contains("interaction.field_bias: true → false"))
+        #expect(report.architecture.contains("fields.tags.vocab_size: 8 → 9"))
+        #expect(report.onlyInA == ["interaction.field_bias"])
+        let resized = try #require(report.tensors.first { $0.name == "shared.0.weight" })
+        #expect(!resized.sameShape && resized.shapeB == [10, 16])
+        let tags = try #require(report.tables.first { $0.field == "tags" })
+        #expect(tags.added == 1 && tags.rowsB == 9)
+        let text = try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), directory.path("b.mtlm")])
+        #expect(text.status == 1 && text.stdout.contains("shape [8, 16] → [10, 16]") && text.stdout.contains("only in"))
+    }
+
+    @Test("A quantized copy is reported as quantization error")
+    func quantized() throws {
+        let report = try ModelDiff().compare(ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), ModelFile(path: TestPaths.fixture("v1.1/small-int8.mtlm")))
+        let table = try #require(report.tensors.first { $0.name == "embedding.user_id.weight" })
+        #expect(table.quantizationError && table.dtypeB == .int8Rowwise && (table.cosineSimilarity ?? 0) > 0.9999)
+        #expect(report.architecture.isEmpty && !report.equal)
+        #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("v1.1/small-int8.mtlm"), "--atol", "0.001"]).status == 0)
+    }
+
+    @Test("diff errors exit 2")
+    func errors() throws {
+        #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), "/nonexistent.mtlm"]).status == 2)
+        #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("corrupt/wrong-magic.mtlm")]).status == 2)
+        #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("v1.0/small.mtlm"), "--atol", "-1"]).status == 2)
+    }
+}
