@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MTLModel
 
 struct DiffCommand: ParsableCommand {
@@ -26,19 +27,30 @@ struct DiffCommand: ParsableCommand {
     @Option(help: "How many ids --rows lists per table.")
     var top: Int = 10
 
+    @Option(help: "Score this dataset with both models (same fields and tasks) and compare the predictions.")
+    var data: String?
+
+    @Option(help: "Threads for --data.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard atol >= 0, rtol >= 0, atol.isFinite, rtol.isFinite else { throw ValidationError("--atol and --rtol must be finite and not negative") }
         guard top >= 1 else { throw ValidationError("--top must be at least 1") }
     }
 
     func run() throws {
-        let report = try ModelDiff(tolerance: DiffTolerance(absolute: atol, relative: rtol), topRowCount: rows ? top : nil)
-            .compare(try limits.open(a), try limits.open(b))
+        let modelA = try limits.open(a), modelB = try limits.open(b)
+        var report = try ModelDiff(tolerance: DiffTolerance(absolute: atol, relative: rtol), topRowCount: rows ? top : nil)
+            .compare(modelA, modelB)
+        if let data {
+            report.predictions = try QualityComparison.compare(modelA, modelB, data: data, threadCount: threads)
+        }
         if json {
             try Terminal.json(Output(a: a, b: b, equal: report.equal, report: report))
         } else {
@@ -91,6 +103,18 @@ struct DiffCommand: ParsableCommand {
                 guard let top = table.topChanged, !top.isEmpty else { continue }
                 lines.append("most changed \(e(table.field)) ids: " + top.map { "\($0.id) (\(Format.number($0.relativeChange)))" }.joined(separator: ", "))
             }
+        }
+        if let predictions = report.predictions {
+            lines.append("")
+            lines.append("predictions on \(predictions.sampleCount) samples")
+            lines.append(Format.table(["task", "mean |Δp|", "p50", "p99", "max", "rank corr.", "top-k overlap", "auc a", "auc b", "Δauc 95% CI", "Δlogloss"],
+                                      predictions.tasks.map { t in
+                [t.task, Format.number(t.meanAbsoluteDeltaP), Format.number(t.p50AbsoluteDeltaP), Format.number(t.p99AbsoluteDeltaP),
+                 Format.number(t.maxAbsoluteDeltaP), Format.number(t.rankCorrelation),
+                 t.topK.map { "\(Format.number(t.topKOverlap)) (k = \($0))" } ?? "-", Format.number(t.before.auc), Format.number(t.after.auc),
+                 t.deltaAUCLow.map { "\(Format.number(t.deltaAUC)) [\(Format.number($0)), \(Format.number(t.deltaAUCHigh))]" } ?? "-",
+                 Format.number(t.deltaLogloss)]
+            }))
         }
         lines.append("")
         lines.append(report.equal ? "models are equal within tolerance" : "models differ")

@@ -108,6 +108,33 @@ struct DiffTests {
         #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("v1.1/small-int8.mtlm"), "--atol", "0.001"]).status == 0)
     }
 
+    @Test("--data compares predictions: |Δp| quantiles, rank correlation, top-k overlap, ΔAUC")
+    func predictions() throws {
+        let directory = TemporaryDirectory()
+        let a = TestPaths.fixture("v1.0/small.mtlm"), data = TestPaths.fixture("predict/small.txt")
+        let same = try runCLI(["diff", a, a, "--data", data, "--json"])
+        #expect(same.status == 0)
+        let sameTasks = try #require(((same.json?["report"] as? [String: Any])?["predictions"] as? [String: Any])?["tasks"] as? [[String: Any]])
+        for task in sameTasks {
+            #expect(task["maxAbsoluteDeltaP"] as? Double == 0 && task["rankCorrelation"] as? Double == 1)
+            #expect(task["topKOverlap"] as? Double == 1 && task["topK"] as? Int == 1 && task["deltaAUC"] as? Double == 0)
+        }
+        try copy(a, to: directory.path("b.mtlm")) { name, bytes in
+            if name == "head.ctr.bias" { setFloat(&bytes, 0, 0.7) }
+        }
+        let report = try ModelDiff().compare(ModelFile(path: a), ModelFile(path: directory.path("b.mtlm")))
+        #expect(report.tensors.filter { !$0.equal }.map(\.name) == ["head.ctr.bias"])
+        let moved = try QualityComparison.compare(ModelFile(path: a), ModelFile(path: directory.path("b.mtlm")), data: data)
+        #expect(moved.sampleCount == 48)
+        #expect((moved.tasks[0].meanAbsoluteDeltaP ?? 0) > 0.01 && moved.tasks[1].maxAbsoluteDeltaP == 0)
+        // A shifted bias moves every score alike: the ranking is unchanged.
+        #expect(moved.tasks[0].rankCorrelation! > 0.999 && moved.tasks[0].deltaAUC == 0)
+        let text = try runCLI(["diff", a, directory.path("b.mtlm"), "--data", data])
+        #expect(text.status == 1 && text.stdout.contains("predictions on 48 samples"))
+        let other = try runCLI(["diff", a, TestPaths.fixture("v1.0/edge-cases-training-zlib.mtlm"), "--data", data])
+        #expect(other.status == 2 && other.stderr.contains("same fields and tasks"))
+    }
+
     @Test("diff errors exit 2")
     func errors() throws {
         #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), "/nonexistent.mtlm"]).status == 2)

@@ -70,11 +70,14 @@ public struct ModelDiffReport: Sendable, Codable {
     public var tensors: [TensorComparison]
     public var tables: [TableComparison]
     public var tolerance: DiffTolerance
+    /// With evaluation data: how the predictions differ, per task.
+    public var predictions: QualityComparison?
     /// Equal within tolerance: same architecture and metadata, the same tensors, none beyond
     /// tolerance, no table row added, removed or changed.
     public var equal: Bool {
         architecture.isEmpty && metadata.isEmpty && onlyInA.isEmpty && onlyInB.isEmpty
             && tensors.allSatisfy(\.equal) && tables.allSatisfy { $0.added == 0 && $0.removed == 0 && $0.changed == 0 }
+            && (predictions?.tasks.allSatisfy { ($0.maxAbsoluteDeltaP ?? 0) <= tolerance.absolute } ?? true)
     }
 }
 
@@ -99,7 +102,7 @@ public struct ModelDiff {
         var report = ModelDiffReport(architecture: ConfigDiff.differences(a.architecture.config, b.architecture.config),
                                      metadata: metadata, onlyInA: a.tensors.map(\.name).filter { !namesB.contains($0) },
                                      onlyInB: b.tensors.map(\.name).filter { !namesA.contains($0) }, tensors: [], tables: [],
-                                     tolerance: tolerance)
+                                     tolerance: tolerance, predictions: nil)
         for entry in a.tensors {
             guard let other = b.entry(named: entry.name) else { continue }
             report.tensors.append(try compareTensor(entry, other, a, b))

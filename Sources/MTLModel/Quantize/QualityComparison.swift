@@ -11,6 +11,17 @@ public struct QualityComparison: Sendable, Codable {
         public var deltaAUCHigh: Double?
         public var deltaLogloss: Double?
         public var deltaCalibration: Double?
+        /// |p_after − p_before| over every sample (labelled or not): mean, quantiles, max.
+        public var meanAbsoluteDeltaP: Double?
+        public var p50AbsoluteDeltaP: Double?
+        public var p99AbsoluteDeltaP: Double?
+        public var maxAbsoluteDeltaP: Double?
+        /// Spearman's rank correlation of the two models' probabilities.
+        public var rankCorrelation: Double?
+        /// How many of each model's top-k samples (k = 1% of the samples, at least 1) the other
+        /// model also ranks in its top k, as a fraction of k.
+        public var topK: Int?
+        public var topKOverlap: Double?
     }
 
     public var sampleCount: Int
@@ -18,8 +29,16 @@ public struct QualityComparison: Sendable, Codable {
     public var tasks: [Task]
 
     /// Scores `data` with both models, batch by batch (each batch is read once).
+    ///
+    /// - Throws: when the models do not have the same fields and tasks (the data is read once,
+    ///   for both), or on any error of the data.
     public static func compare(_ before: ModelFile, _ after: ModelFile, data: String, skipInvalid: Bool = false,
                                threadCount: Int = 1, batchSize: Int = 4096) throws -> QualityComparison {
+        guard before.architecture.fields.map(\.name) == after.architecture.fields.map(\.name),
+              before.architecture.tasks.map(\.name) == after.architecture.tasks.map(\.name) else {
+            throw MTLModelError(.invalidArgument, "comparing predictions needs both models to have the same fields and tasks, in the same order",
+                                file: after.path)
+        }
         let predictorA = try Predictor(model: before, threadCount: threadCount)
         let predictorB = try Predictor(model: after, threadCount: threadCount)
         let names = before.architecture.tasks.map(\.name)
@@ -27,19 +46,54 @@ public struct QualityComparison: Sendable, Codable {
         let reader = try DatasetReader(path: data, architecture: before.architecture, skipInvalid: skipInvalid)
         let batches = BatchPrefetcher(reader, taskCount: names.count, batchSize: batchSize)
         defer { batches.cancel() }
+        var probabilitiesA: [[Float]] = Array(repeating: [], count: names.count), probabilitiesB = probabilitiesA
         while let batch = try batches.next() {
-            evaluatorA.add(batch, predictorA.predict(batch))
-            evaluatorB.add(batch, predictorB.predict(batch))
+            let a = predictorA.predict(batch), b = predictorB.predict(batch)
+            evaluatorA.add(batch, a)
+            evaluatorB.add(batch, b)
+            for sample in 0..<batch.count {
+                for t in names.indices {
+                    probabilitiesA[t].append(a.probabilities[sample * names.count + t])
+                    probabilitiesB[t].append(b.probabilities[sample * names.count + t])
+                }
+            }
         }
         let metricsA = evaluatorA.metrics(), metricsB = evaluatorB.metrics()
         let tasks = names.indices.map { t -> Task in
             let paired = PairedAUC.compare(evaluatorA.logits(task: t).map(Double.init), evaluatorB.logits(task: t).map(Double.init),
                                            labels: evaluatorA.labels(task: t))
             let a = metricsA[t], b = metricsB[t]
-            return Task(task: names[t], before: a, after: b, deltaAUC: paired?.delta, deltaAUCLow: paired?.low, deltaAUCHigh: paired?.high,
-                        deltaLogloss: a.logloss.flatMap { la in b.logloss.map { $0 - la } },
-                        deltaCalibration: a.calibration.flatMap { ca in b.calibration.map { $0 - ca } })
+            var task = Task(task: names[t], before: a, after: b, deltaAUC: paired?.delta, deltaAUCLow: paired?.low, deltaAUCHigh: paired?.high,
+                            deltaLogloss: a.logloss.flatMap { la in b.logloss.map { $0 - la } },
+                            deltaCalibration: a.calibration.flatMap { ca in b.calibration.map { $0 - ca } })
+            task.addShift(probabilitiesA[t], probabilitiesB[t])
+            return task
         }
         return QualityComparison(sampleCount: evaluatorA.sampleCount, skippedLineCount: reader.skippedLineCount, tasks: tasks)
+    }
+}
+
+extension QualityComparison.Task {
+    /// How far the predictions moved, sample by sample, and how much the rankings agree.
+    mutating func addShift(_ a: [Float], _ b: [Float]) {
+        guard !a.isEmpty else { return }
+        let deltas = zip(a, b).map { Double(abs($1 - $0)) }.sorted()
+        meanAbsoluteDeltaP = deltas.reduce(0, +) / Double(deltas.count)
+        p50AbsoluteDeltaP = deltas[(deltas.count - 1) / 2]
+        p99AbsoluteDeltaP = deltas[min(deltas.count - 1, Int((Double(deltas.count - 1) * 0.99).rounded(.up)))]
+        maxAbsoluteDeltaP = deltas.last
+        let ranksA = PairedAUC.midranks(a.map(Double.init)), ranksB = PairedAUC.midranks(b.map(Double.init))
+        let mean = Double(a.count + 1) / 2
+        var covariance = 0.0, varianceA = 0.0, varianceB = 0.0
+        for i in a.indices {
+            covariance += (ranksA[i] - mean) * (ranksB[i] - mean)
+            varianceA += (ranksA[i] - mean) * (ranksA[i] - mean)
+            varianceB += (ranksB[i] - mean) * (ranksB[i] - mean)
+        }
+        rankCorrelation = varianceA == 0 || varianceB == 0 ? (varianceA == varianceB ? 1 : 0) : covariance / (varianceA * varianceB).squareRoot()
+        let k = max(1, a.count / 100)
+        let topA = Set(a.indices.sorted { a[$0] > a[$1] }.prefix(k)), topB = Set(b.indices.sorted { b[$0] > b[$1] }.prefix(k))
+        topK = k
+        topKOverlap = Double(topA.intersection(topB).count) / Double(k)
     }
 }
