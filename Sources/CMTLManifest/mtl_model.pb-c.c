@@ -52,6 +52,96 @@ void   mtlm__v1__manifest__free_unpacked
   assert(message->base.descriptor == &mtlm__v1__manifest__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mtlm__v1__delta_tensor__init
+                     (Mtlm__V1__DeltaTensor         *message)
+{
+  static const Mtlm__V1__DeltaTensor init_value = MTLM__V1__DELTA_TENSOR__INIT;
+  *message = init_value;
+}
+size_t mtlm__v1__delta_tensor__get_packed_size
+                     (const Mtlm__V1__DeltaTensor *message)
+{
+  assert(message->base.descriptor == &mtlm__v1__delta_tensor__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mtlm__v1__delta_tensor__pack
+                     (const Mtlm__V1__DeltaTensor *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mtlm__v1__delta_tensor__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mtlm__v1__delta_tensor__pack_to_buffer
+                     (const Mtlm__V1__DeltaTensor *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mtlm__v1__delta_tensor__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mtlm__V1__DeltaTensor *
+       mtlm__v1__delta_tensor__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mtlm__V1__DeltaTensor *)
+     protobuf_c_message_unpack (&mtlm__v1__delta_tensor__descriptor,
+                                allocator, len, data);
+}
+void   mtlm__v1__delta_tensor__free_unpacked
+                     (Mtlm__V1__DeltaTensor *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mtlm__v1__delta_tensor__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mtlm__v1__delta__init
+                     (Mtlm__V1__Delta         *message)
+{
+  static const Mtlm__V1__Delta init_value = MTLM__V1__DELTA__INIT;
+  *message = init_value;
+}
+size_t mtlm__v1__delta__get_packed_size
+                     (const Mtlm__V1__Delta *message)
+{
+  assert(message->base.descriptor == &mtlm__v1__delta__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mtlm__v1__delta__pack
+                     (const Mtlm__V1__Delta *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mtlm__v1__delta__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mtlm__v1__delta__pack_to_buffer
+                     (const Mtlm__V1__Delta *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mtlm__v1__delta__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mtlm__V1__Delta *
+       mtlm__v1__delta__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mtlm__V1__Delta *)
+     protobuf_c_message_unpack (&mtlm__v1__delta__descriptor,
+                                allocator, len, data);
+}
+void   mtlm__v1__delta__free_unpacked
+                     (Mtlm__V1__Delta *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mtlm__v1__delta__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mtlm__v1__provenance__init
                      (Mtlm__V1__Provenance         *message)
 {
@@ -637,7 +727,7 @@ void   mtlm__v1__tensor__free_unpacked
   assert(message->base.descriptor == &mtlm__v1__tensor__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor mtlm__v1__manifest__field_descriptors[4] =
+static const ProtobufCFieldDescriptor mtlm__v1__manifest__field_descriptors[5] =
 {
   {
     "provenance",
@@ -687,9 +777,22 @@ static const ProtobufCFieldDescriptor mtlm__v1__manifest__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "delta",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__Manifest, delta),
+    &mtlm__v1__delta__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mtlm__v1__manifest__field_indices_by_name[] = {
   1,   /* field[1] = architecture */
+  4,   /* field[4] = delta */
   3,   /* field[3] = metadata */
   0,   /* field[0] = provenance */
   2,   /* field[2] = tensors */
@@ -697,7 +800,7 @@ static const unsigned mtlm__v1__manifest__field_indices_by_name[] = {
 static const ProtobufCIntRange mtlm__v1__manifest__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor mtlm__v1__manifest__descriptor =
 {
@@ -707,11 +810,165 @@ const ProtobufCMessageDescriptor mtlm__v1__manifest__descriptor =
   "Mtlm__V1__Manifest",
   "mtlm.v1",
   sizeof(Mtlm__V1__Manifest),
-  4,
+  5,
   mtlm__v1__manifest__field_descriptors,
   mtlm__v1__manifest__field_indices_by_name,
   1,  mtlm__v1__manifest__number_ranges,
   (ProtobufCMessageInit) mtlm__v1__manifest__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mtlm__v1__delta_tensor__field_descriptors[5] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__DeltaTensor, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dtype",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__DeltaTensor, dtype),
+    &mtlm__v1__dtype__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shape",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Mtlm__V1__DeltaTensor, n_shape),
+    offsetof(Mtlm__V1__DeltaTensor, shape),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__DeltaTensor, role),
+    &mtlm__v1__tensor_role__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "source",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__DeltaTensor, source),
+    &mtlm__v1__delta_source__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mtlm__v1__delta_tensor__field_indices_by_name[] = {
+  1,   /* field[1] = dtype */
+  0,   /* field[0] = name */
+  3,   /* field[3] = role */
+  2,   /* field[2] = shape */
+  4,   /* field[4] = source */
+};
+static const ProtobufCIntRange mtlm__v1__delta_tensor__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor mtlm__v1__delta_tensor__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mtlm.v1.DeltaTensor",
+  "DeltaTensor",
+  "Mtlm__V1__DeltaTensor",
+  "mtlm.v1",
+  sizeof(Mtlm__V1__DeltaTensor),
+  5,
+  mtlm__v1__delta_tensor__field_descriptors,
+  mtlm__v1__delta_tensor__field_indices_by_name,
+  1,  mtlm__v1__delta_tensor__number_ranges,
+  (ProtobufCMessageInit) mtlm__v1__delta_tensor__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mtlm__v1__delta__field_descriptors[3] =
+{
+  {
+    "base_content_hash",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__Delta, base_content_hash),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tensors",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mtlm__V1__Delta, n_tensors),
+    offsetof(Mtlm__V1__Delta, tensors),
+    &mtlm__v1__delta_tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "new_provenance",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__Delta, new_provenance),
+    &mtlm__v1__provenance__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mtlm__v1__delta__field_indices_by_name[] = {
+  0,   /* field[0] = base_content_hash */
+  2,   /* field[2] = new_provenance */
+  1,   /* field[1] = tensors */
+};
+static const ProtobufCIntRange mtlm__v1__delta__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor mtlm__v1__delta__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mtlm.v1.Delta",
+  "Delta",
+  "Mtlm__V1__Delta",
+  "mtlm.v1",
+  sizeof(Mtlm__V1__Delta),
+  3,
+  mtlm__v1__delta__field_descriptors,
+  mtlm__v1__delta__field_indices_by_name,
+  1,  mtlm__v1__delta__number_ranges,
+  (ProtobufCMessageInit) mtlm__v1__delta__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mtlm__v1__provenance__field_descriptors[4] =
@@ -1870,6 +2127,38 @@ const ProtobufCMessageDescriptor mtlm__v1__tensor__descriptor =
   1,  mtlm__v1__tensor__number_ranges,
   (ProtobufCMessageInit) mtlm__v1__tensor__init,
   NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue mtlm__v1__delta_source__enum_values_by_number[4] =
+{
+  { "DELTA_SOURCE_UNSPECIFIED", "MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_UNSPECIFIED", 0 },
+  { "DELTA_SOURCE_BASE", "MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_BASE", 1 },
+  { "DELTA_SOURCE_FULL", "MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_FULL", 2 },
+  { "DELTA_SOURCE_ROWS", "MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_ROWS", 3 },
+};
+static const ProtobufCIntRange mtlm__v1__delta_source__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex mtlm__v1__delta_source__enum_values_by_name[4] =
+{
+  { "DELTA_SOURCE_BASE", 1 },
+  { "DELTA_SOURCE_FULL", 2 },
+  { "DELTA_SOURCE_ROWS", 3 },
+  { "DELTA_SOURCE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor mtlm__v1__delta_source__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "mtlm.v1.DeltaSource",
+  "DeltaSource",
+  "Mtlm__V1__DeltaSource",
+  "mtlm.v1",
+  4,
+  mtlm__v1__delta_source__enum_values_by_number,
+  4,
+  mtlm__v1__delta_source__enum_values_by_name,
+  1,
+  mtlm__v1__delta_source__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCEnumValue mtlm__v1__mapping__enum_values_by_number[4] =
 {

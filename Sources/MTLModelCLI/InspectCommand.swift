@@ -53,7 +53,11 @@ struct InspectCommand: ParsableCommand {
         lines.append("format        \(summary.formatVersion)" + (summary.requiredFeatures.isEmpty ? "" : ", requires \(summary.requiredFeatures.joined(separator: ", "))"))
         lines.append("producer      \(e(summary.producer)) \(e(summary.producerVersion)), created \(summary.created)")
         lines.append("source        \(e(summary.source))")
-        lines.append("form          \(summary.hasTrainingState ? "training (with optimizer / loss / row-count state)" : "serving")")
+        if let delta = summary.delta {
+            lines.append("form          delta for base \(delta.baseContentHash): \(delta.unchangedTensors) tensors from the base, \(delta.patchedTensors) patched by rows, \(delta.fullTensors) stored whole")
+        } else {
+            lines.append("form          \(summary.hasTrainingState ? "training (with optimizer / loss / row-count state)" : "serving")")
+        }
         for entry in summary.metadata {
             lines.append("metadata      \(e(entry.key)) = \(e(entry.value))")
         }

@@ -4,27 +4,10 @@ import Testing
 
 @Suite("diff")
 struct DiffTests {
-    /// A copy of `source` at `path` with some tensors' bytes changed by `edit`.
-    func copy(_ source: String, to path: String, architecture: Architecture? = nil,
-              edit: (String, inout [UInt8]) -> Void = { _, _ in }) throws {
-        let model = try ModelFile(path: source)
-        let writer = try ModelWriter(path: path)
-        for entry in model.tensors {
-            var bytes = try model.withTensorBytes(entry.name) { Array($0) }
-            edit(entry.name, &bytes)
-            try bytes.withUnsafeBytes { try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: $0) }
-        }
-        try writer.finish(architecture: architecture ?? model.architecture, provenance: model.manifest.provenance, metadata: model.manifest.metadata)
-    }
-
-    func setFloat(_ bytes: inout [UInt8], _ index: Int, _ value: Float) {
-        bytes.withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: index * 4, as: Float.self) }
-    }
-
     @Test("Identical models: equal, exit 0, in both forms")
     func identical() throws {
         let directory = TemporaryDirectory()
-        try copy(TestPaths.fixture("v1.0/small.mtlm"), to: directory.path("b.mtlm"))
+        try copyModel(TestPaths.fixture("v1.0/small.mtlm"), to: directory.path("b.mtlm"))
         let report = try ModelDiff().compare(ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), ModelFile(path: directory.path("b.mtlm")))
         #expect(report.equal && report.architecture.isEmpty && report.tensors.count == 27)
         let text = try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), directory.path("b.mtlm")])
@@ -37,7 +20,7 @@ struct DiffTests {
     func changedRows() throws {
         let directory = TemporaryDirectory()
         let a = TestPaths.fixture("v1.0/small.mtlm"), b = directory.path("b.mtlm")
-        try copy(a, to: b) { name, bytes in
+        try copyModel(a, to: b) { name, bytes in
             guard name == "embedding.user_id.weight" else { return }
             setFloat(&bytes, 3 * 4 + 1, 0.5)      // row 3: a large change
             setFloat(&bytes, 7 * 4 + 2, bytes.withUnsafeBytes { $0.load(fromByteOffset: (7 * 4 + 2) * 4, as: Float.self) } + 1e-4)  // row 7: small
@@ -64,7 +47,7 @@ struct DiffTests {
     func keyedTable() throws {
         let directory = TemporaryDirectory()
         let a = TestPaths.fixture("v1.0/small.mtlm"), b = directory.path("b.mtlm")
-        try copy(a, to: b) { name, bytes in
+        try copyModel(a, to: b) { name, bytes in
             guard name == "embedding.item_id.keys" else { return }
             // Two rows get new ids; the other ten move nowhere.
             bytes.withUnsafeMutableBytes { raw in
@@ -119,7 +102,7 @@ struct DiffTests {
             #expect(task["maxAbsoluteDeltaP"] as? Double == 0 && task["rankCorrelation"] as? Double == 1)
             #expect(task["topKOverlap"] as? Double == 1 && task["topK"] as? Int == 1 && task["deltaAUC"] as? Double == 0)
         }
-        try copy(a, to: directory.path("b.mtlm")) { name, bytes in
+        try copyModel(a, to: directory.path("b.mtlm")) { name, bytes in
             if name == "head.ctr.bias" { setFloat(&bytes, 0, 0.7) }
         }
         let report = try ModelDiff().compare(ModelFile(path: a), ModelFile(path: directory.path("b.mtlm")))

@@ -101,3 +101,21 @@ func firstProblem(_ path: String) -> String? {
         return error.description
     }
 }
+
+/// A copy of `source` at `path` with some tensors' bytes changed by `edit` (which may also
+/// change their shape through `shapes`).
+func copyModel(_ source: String, to path: String, architecture: Architecture? = nil, shapes: [String: [UInt64]] = [:],
+               edit: (String, inout [UInt8]) -> Void = { _, _ in }) throws {
+    let model = try ModelFile(path: source)
+    let writer = try ModelWriter(path: path)
+    for entry in model.tensors {
+        var bytes = try model.withTensorBytes(entry.name) { Array($0) }
+        edit(entry.name, &bytes)
+        try bytes.withUnsafeBytes { try writer.writeTensor(entry.name, dtype: entry.dtype, shape: shapes[entry.name] ?? entry.shape, role: entry.role, bytes: $0) }
+    }
+    try writer.finish(architecture: architecture ?? model.architecture, provenance: model.manifest.provenance, metadata: model.manifest.metadata)
+}
+
+func setFloat(_ bytes: inout [UInt8], _ index: Int, _ value: Float) {
+    bytes.withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: index * 4, as: Float.self) }
+}

@@ -16,6 +16,8 @@ PROTOBUF_C__BEGIN_DECLS
 
 
 typedef struct Mtlm__V1__Manifest Mtlm__V1__Manifest;
+typedef struct Mtlm__V1__DeltaTensor Mtlm__V1__DeltaTensor;
+typedef struct Mtlm__V1__Delta Mtlm__V1__Delta;
 typedef struct Mtlm__V1__Provenance Mtlm__V1__Provenance;
 typedef struct Mtlm__V1__MetadataEntry Mtlm__V1__MetadataEntry;
 typedef struct Mtlm__V1__Field Mtlm__V1__Field;
@@ -33,6 +35,22 @@ typedef struct Mtlm__V1__Tensor Mtlm__V1__Tensor;
 
 /* --- enums --- */
 
+typedef enum _Mtlm__V1__DeltaSource {
+  MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_UNSPECIFIED = 0,
+  /*
+   * the base's tensor of the same name, unchanged
+   */
+  MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_BASE = 1,
+  /*
+   * stored whole in the delta under its own name
+   */
+  MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_FULL = 2,
+  /*
+   * the base's rows (along the first dimension), with the rows listed in
+   */
+  MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_ROWS = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(MTLM__V1__DELTA_SOURCE)
+} Mtlm__V1__DeltaSource;
 typedef enum _Mtlm__V1__Mapping {
   MTLM__V1__MAPPING__MAPPING_UNSPECIFIED = 0,
   MTLM__V1__MAPPING__MAPPING_DIRECT = 1,
@@ -158,10 +176,54 @@ struct  Mtlm__V1__Manifest
    */
   size_t n_metadata;
   Mtlm__V1__MetadataEntry **metadata;
+  /*
+   * Present in a delta file only (format 1.2, required feature bit 1): how to rebuild the new
+   * model from its base. `architecture`, `metadata` are then the new model's.
+   */
+  Mtlm__V1__Delta *delta;
 };
 #define MTLM__V1__MANIFEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__manifest__descriptor) \
-    , NULL, NULL, 0,NULL, 0,NULL }
+    , NULL, NULL, 0,NULL, 0,NULL, NULL }
+
+
+struct  Mtlm__V1__DeltaTensor
+{
+  ProtobufCMessage base;
+  char *name;
+  Mtlm__V1__DType dtype;
+  size_t n_shape;
+  uint64_t *shape;
+  Mtlm__V1__TensorRole role;
+  Mtlm__V1__DeltaSource source;
+};
+#define MTLM__V1__DELTA_TENSOR__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__delta_tensor__descriptor) \
+    , (char *)protobuf_c_empty_string, MTLM__V1__DTYPE__DTYPE_UNSPECIFIED, 0,NULL, MTLM__V1__TENSOR_ROLE__TENSOR_ROLE_UNSPECIFIED, MTLM__V1__DELTA_SOURCE__DELTA_SOURCE_UNSPECIFIED }
+
+
+struct  Mtlm__V1__Delta
+{
+  ProtobufCMessage base;
+  /*
+   * Binds the delta to its base: FNV-1a 64 over the base's architecture config and tensor
+   * directory (names, dtypes, shapes, chunk checksums). A guard against the wrong base,
+   * not an authentication.
+   */
+  uint64_t base_content_hash;
+  /*
+   * One entry per tensor of the new model, in its order.
+   */
+  size_t n_tensors;
+  Mtlm__V1__DeltaTensor **tensors;
+  /*
+   * The new model's provenance, so that applying reproduces it.
+   */
+  Mtlm__V1__Provenance *new_provenance;
+};
+#define MTLM__V1__DELTA__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__delta__descriptor) \
+    , 0, 0,NULL, NULL }
 
 
 struct  Mtlm__V1__Provenance
@@ -449,6 +511,44 @@ Mtlm__V1__Manifest *
 void   mtlm__v1__manifest__free_unpacked
                      (Mtlm__V1__Manifest *message,
                       ProtobufCAllocator *allocator);
+/* Mtlm__V1__DeltaTensor methods */
+void   mtlm__v1__delta_tensor__init
+                     (Mtlm__V1__DeltaTensor         *message);
+size_t mtlm__v1__delta_tensor__get_packed_size
+                     (const Mtlm__V1__DeltaTensor   *message);
+size_t mtlm__v1__delta_tensor__pack
+                     (const Mtlm__V1__DeltaTensor   *message,
+                      uint8_t             *out);
+size_t mtlm__v1__delta_tensor__pack_to_buffer
+                     (const Mtlm__V1__DeltaTensor   *message,
+                      ProtobufCBuffer     *buffer);
+Mtlm__V1__DeltaTensor *
+       mtlm__v1__delta_tensor__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mtlm__v1__delta_tensor__free_unpacked
+                     (Mtlm__V1__DeltaTensor *message,
+                      ProtobufCAllocator *allocator);
+/* Mtlm__V1__Delta methods */
+void   mtlm__v1__delta__init
+                     (Mtlm__V1__Delta         *message);
+size_t mtlm__v1__delta__get_packed_size
+                     (const Mtlm__V1__Delta   *message);
+size_t mtlm__v1__delta__pack
+                     (const Mtlm__V1__Delta   *message,
+                      uint8_t             *out);
+size_t mtlm__v1__delta__pack_to_buffer
+                     (const Mtlm__V1__Delta   *message,
+                      ProtobufCBuffer     *buffer);
+Mtlm__V1__Delta *
+       mtlm__v1__delta__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mtlm__v1__delta__free_unpacked
+                     (Mtlm__V1__Delta *message,
+                      ProtobufCAllocator *allocator);
 /* Mtlm__V1__Provenance methods */
 void   mtlm__v1__provenance__init
                      (Mtlm__V1__Provenance         *message);
@@ -701,6 +801,12 @@ void   mtlm__v1__tensor__free_unpacked
 typedef void (*Mtlm__V1__Manifest_Closure)
                  (const Mtlm__V1__Manifest *message,
                   void *closure_data);
+typedef void (*Mtlm__V1__DeltaTensor_Closure)
+                 (const Mtlm__V1__DeltaTensor *message,
+                  void *closure_data);
+typedef void (*Mtlm__V1__Delta_Closure)
+                 (const Mtlm__V1__Delta *message,
+                  void *closure_data);
 typedef void (*Mtlm__V1__Provenance_Closure)
                  (const Mtlm__V1__Provenance *message,
                   void *closure_data);
@@ -746,6 +852,7 @@ typedef void (*Mtlm__V1__Tensor_Closure)
 
 /* --- descriptors --- */
 
+extern const ProtobufCEnumDescriptor    mtlm__v1__delta_source__descriptor;
 extern const ProtobufCEnumDescriptor    mtlm__v1__mapping__descriptor;
 extern const ProtobufCEnumDescriptor    mtlm__v1__combiner__descriptor;
 extern const ProtobufCEnumDescriptor    mtlm__v1__activation__descriptor;
@@ -757,6 +864,8 @@ extern const ProtobufCEnumDescriptor    mtlm__v1__dtype__descriptor;
 extern const ProtobufCEnumDescriptor    mtlm__v1__compression__descriptor;
 extern const ProtobufCEnumDescriptor    mtlm__v1__tensor_role__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__manifest__descriptor;
+extern const ProtobufCMessageDescriptor mtlm__v1__delta_tensor__descriptor;
+extern const ProtobufCMessageDescriptor mtlm__v1__delta__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__provenance__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__metadata_entry__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__field__descriptor;

@@ -95,6 +95,8 @@ public struct ModelDiff {
     /// - Complexity: reads both models once, in windows of rows; keyed tables build an
     ///   id → row index of the second model (12 bytes a slot).
     public func compare(_ a: ModelFile, _ b: ModelFile) throws -> ModelDiffReport {
+        try a.requireModel()
+        try b.requireModel()
         let metadataA = Dictionary(uniqueKeysWithValues: a.manifest.metadata.map { ($0.key, $0.value) })
         let metadataB = Dictionary(uniqueKeysWithValues: b.manifest.metadata.map { ($0.key, $0.value) })
         let metadata = ConfigDiff.differences(.object(metadataA.mapValues { .string($0) }), .object(metadataB.mapValues { .string($0) }))

@@ -10,7 +10,7 @@ public struct FormatVersion: Sendable, Hashable, Comparable, Codable, CustomStri
     }
 
     /// The newest version this build writes (writers stamp the lowest one their content needs).
-    public static let current = FormatVersion(major: 1, minor: 1)
+    public static let current = FormatVersion(major: 1, minor: 2)
     /// The versions this build reads: major 1, minor 0 through `current.minor`.
     public static let readable = "1.0"
 
@@ -29,13 +29,16 @@ public struct FormatFeatures: OptionSet, Sendable, Hashable, Codable {
 
     /// At least one tensor is stored as zlib-compressed chunks.
     public static let zlibChunks = FormatFeatures(rawValue: 1 << 0)
+    /// The file is a delta against a base model (format 1.2), not a model by itself.
+    public static let delta = FormatFeatures(rawValue: 1 << 1)
 
     /// Every required feature this build understands.
-    public static let known: FormatFeatures = [.zlibChunks]
+    public static let known: FormatFeatures = [.zlibChunks, .delta]
 
     public var names: [String] {
         var names: [String] = []
         if contains(.zlibChunks) { names.append("zlib-chunks") }
+        if contains(.delta) { names.append("delta") }
         let unknown = rawValue & ~FormatFeatures.known.rawValue
         if unknown != 0 { names.append("unknown(0x" + String(unknown, radix: 16) + ")") }
         return names

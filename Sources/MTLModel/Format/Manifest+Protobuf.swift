@@ -10,12 +10,7 @@ extension Manifest {
     func serialized() -> [UInt8] {
         let arena = CArena()
         let message = arena.message(mtlm__v1__manifest__init)
-        message.pointee.provenance = arena.message(mtlm__v1__provenance__init) { p in
-            p.producer = arena.string(provenance.producer)
-            p.producer_version = arena.string(provenance.producerVersion)
-            p.created_unix_seconds = provenance.createdUnixSeconds
-            p.source = arena.string(provenance.source)
-        }
+        message.pointee.provenance = Self.cProvenance(provenance, arena)
         message.pointee.architecture = architecture.cMessage(arena)
         (message.pointee.n_tensors, message.pointee.tensors) = arena.messages(tensors) { tensor in
             arena.message(mtlm__v1__tensor__init) { t in
@@ -37,11 +32,35 @@ extension Manifest {
                 m.value = arena.string(entry.value)
             }
         }
+        if let delta {
+            message.pointee.delta = arena.message(mtlm__v1__delta__init) { d in
+                d.base_content_hash = delta.baseContentHash
+                d.new_provenance = Self.cProvenance(delta.newProvenance, arena)
+                (d.n_tensors, d.tensors) = arena.messages(delta.tensors) { tensor in
+                    arena.message(mtlm__v1__delta_tensor__init) { t in
+                        t.name = arena.string(tensor.name)
+                        t.dtype = Mtlm__V1__DType(rawValue: tensor.dtype.rawValue)
+                        (t.n_shape, t.shape) = arena.array(tensor.shape)
+                        t.role = Mtlm__V1__TensorRole(rawValue: tensor.role.rawValue)
+                        t.source = Mtlm__V1__DeltaSource(rawValue: tensor.source.rawValue)
+                    }
+                }
+            }
+        }
         let size = mtlm__v1__manifest__get_packed_size(message)
         var bytes = [UInt8](repeating: 0, count: size)
         let written = bytes.withUnsafeMutableBufferPointer { mtlm__v1__manifest__pack(message, $0.baseAddress!) }
         precondition(written == size, "protobuf-c packed \(written) of \(size) bytes")
         return bytes
+    }
+
+    fileprivate static func cProvenance(_ provenance: Provenance, _ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Provenance> {
+        arena.message(mtlm__v1__provenance__init) { p in
+            p.producer = arena.string(provenance.producer)
+            p.producer_version = arena.string(provenance.producerVersion)
+            p.created_unix_seconds = provenance.createdUnixSeconds
+            p.source = arena.string(provenance.source)
+        }
     }
 
     /// Decodes untrusted manifest bytes. Checks every string (UTF-8), enum value and count;
@@ -62,11 +81,7 @@ extension Manifest {
         let decoder = CDecoder(limits: limits, baseOffset: baseOffset)
 
         guard let provenancePointer = m.provenance else { throw .malformed("manifest has no provenance", at: baseOffset) }
-        let p = provenancePointer.pointee
-        let provenance = Provenance(producer: try decoder.string(p.producer, "provenance.producer"),
-                                    producerVersion: try decoder.string(p.producer_version, "provenance.producer_version"),
-                                    createdUnixSeconds: p.created_unix_seconds,
-                                    source: try decoder.string(p.source, "provenance.source", maxBytes: limits.maxMetadataValueByteCount))
+        let provenance = try decoder.provenance(provenancePointer.pointee, "provenance")
 
         guard let architecturePointer = m.architecture else { throw .malformed("manifest has no architecture", at: baseOffset) }
         let architecture = try Architecture(cMessage: architecturePointer.pointee, decoder: decoder)
@@ -104,7 +119,27 @@ extension Manifest {
             guard keys.insert(key).inserted else { throw .malformed("metadata key \"\(key)\" appears twice", at: baseOffset) }
             metadata.append(MetadataEntry(key: key, value: try decoder.string(entry.value, "metadata[\(index)].value", maxBytes: limits.maxMetadataValueByteCount)))
         }
-        return Manifest(provenance: provenance, architecture: architecture, tensors: tensors, metadata: metadata)
+        var delta: DeltaManifest?
+        if let d = m.delta?.pointee {
+            guard let newProvenance = d.new_provenance?.pointee else { throw decoder.missing("delta.new_provenance") }
+            guard d.n_tensors <= limits.maxTensorCount else {
+                throw .malformed("delta lists \(d.n_tensors) tensors, more than the limit of \(limits.maxTensorCount)", at: baseOffset)
+            }
+            var entries: [DeltaManifest.Tensor] = []
+            for index in 0..<d.n_tensors {
+                let t = d.tensors[index]!.pointee
+                let name = try decoder.string(t.name, "delta.tensors[\(index)].name")
+                guard let dtype = DType(rawValue: t.dtype.rawValue), let role = TensorRole(rawValue: t.role.rawValue),
+                      let source = DeltaManifest.Source(rawValue: t.source.rawValue) else {
+                    throw .malformed("delta entry has an unknown dtype, role or source", at: baseOffset, tensor: name)
+                }
+                guard t.n_shape <= limits.maxRank else { throw .malformed("delta entry of rank \(t.n_shape)", at: baseOffset, tensor: name) }
+                entries.append(.init(name: name, dtype: dtype, shape: CDecoder.array(t.shape, t.n_shape), role: role, source: source))
+            }
+            delta = DeltaManifest(baseContentHash: d.base_content_hash, tensors: entries,
+                                  newProvenance: try decoder.provenance(newProvenance, "delta.new_provenance"))
+        }
+        return Manifest(provenance: provenance, architecture: architecture, tensors: tensors, metadata: metadata, delta: delta)
     }
 }
 
@@ -291,6 +326,13 @@ private struct CDecoder {
             throw MTLModelError(.malformed, "string is not valid UTF-8", location: .init(byteOffset: baseOffset, key: key))
         }
         return text
+    }
+
+    func provenance(_ p: Mtlm__V1__Provenance, _ key: String) throws(MTLModelError) -> Provenance {
+        Provenance(producer: try string(p.producer, "\(key).producer"),
+                   producerVersion: try string(p.producer_version, "\(key).producer_version"),
+                   createdUnixSeconds: p.created_unix_seconds,
+                   source: try string(p.source, "\(key).source", maxBytes: limits.maxMetadataValueByteCount))
     }
 
     func int(_ value: UInt64, _ key: String) throws(MTLModelError) -> Int {

@@ -5,13 +5,42 @@ public struct Manifest: Sendable, Hashable {
     public var tensors: [TensorEntry]
     /// Free-form metadata, keys unique, in the order written.
     public var metadata: [MetadataEntry]
+    /// Present in delta files only: how to rebuild the new model from its base.
+    public var delta: DeltaManifest?
 
-    public init(provenance: Provenance, architecture: Architecture, tensors: [TensorEntry], metadata: [MetadataEntry]) {
+    public init(provenance: Provenance, architecture: Architecture, tensors: [TensorEntry], metadata: [MetadataEntry],
+                delta: DeltaManifest? = nil) {
         self.provenance = provenance
         self.architecture = architecture
         self.tensors = tensors
         self.metadata = metadata
+        self.delta = delta
     }
+}
+
+/// The recipe of a delta file (format 1.2): one entry per tensor of the new model.
+public struct DeltaManifest: Sendable, Hashable {
+    public enum Source: UInt32, Sendable, Hashable, Codable {
+        /// The base's tensor, unchanged.
+        case base = 1
+        /// Stored whole in the delta under its own name.
+        case full = 2
+        /// The base's rows with those listed in `delta.rows.{name}` replaced or added by the
+        /// rows of `delta.values.{name}`.
+        case rows = 3
+    }
+
+    public struct Tensor: Sendable, Hashable {
+        public var name: String
+        public var dtype: DType
+        public var shape: [UInt64]
+        public var role: TensorRole
+        public var source: Source
+    }
+
+    public var baseContentHash: UInt64
+    public var tensors: [Tensor]
+    public var newProvenance: Provenance
 }
 
 public struct MetadataEntry: Sendable, Hashable, Codable {

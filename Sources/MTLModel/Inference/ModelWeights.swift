@@ -60,6 +60,7 @@ final class ModelWeights: @unchecked Sendable {
 
     init(_ model: ModelFile) throws {
         self.model = model
+        try model.requireModel()
         let arch = model.architecture
         architecture = arch
         k = arch.embeddingDim

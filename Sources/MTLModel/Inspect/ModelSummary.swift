@@ -40,6 +40,15 @@ public struct ModelSummary: Sendable, Codable {
     public var hasTrainingState: Bool
     /// Present with `includeTensors` (or statistics).
     public var tensors: [Tensor]?
+    /// Present for delta files: the base they apply to and where each new tensor comes from.
+    public var delta: DeltaSummary?
+
+    public struct DeltaSummary: Sendable, Codable {
+        public var baseContentHash: String
+        public var unchangedTensors: Int
+        public var patchedTensors: Int
+        public var fullTensors: Int
+    }
 
     /// Summarizes `model`.
     ///
@@ -82,13 +91,22 @@ public struct ModelSummary: Sendable, Codable {
         sections = ModelSection.allCases.compactMap { bySection[$0] }
         parameterCount = sections.filter { $0.section != .trainingState }.reduce(0) { $0 + $1.parameterCount }
         tensors = includeTensors || statistics ? rows : nil
+        if let recipe = manifest.delta {
+            delta = DeltaSummary(baseContentHash: String(format: "%016llx", recipe.baseContentHash),
+                                 unchangedTensors: recipe.tensors.filter { $0.source == .base }.count,
+                                 patchedTensors: recipe.tensors.filter { $0.source == .rows }.count,
+                                 fullTensors: recipe.tensors.filter { $0.source == .full }.count)
+        }
     }
 
     static func section(of entry: TensorEntry) -> ModelSection {
         if entry.role.isTrainingState { return .trainingState }
-        if entry.name.hasPrefix("embedding.") { return .embeddings }
-        if entry.name.hasPrefix("linear.") { return .linear }
-        if entry.name.hasPrefix("interaction.") { return .interaction }
+        // A delta's patches count in the section of the tensor they patch.
+        var name = Substring(entry.name)
+        for prefix in ["delta.rows.", "delta.values."] where name.hasPrefix(prefix) { name = name.dropFirst(prefix.count) }
+        if name.hasPrefix("embedding.") { return .embeddings }
+        if name.hasPrefix("linear.") { return .linear }
+        if name.hasPrefix("interaction.") { return .interaction }
         return .dense
     }
 

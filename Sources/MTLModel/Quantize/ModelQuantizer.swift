@@ -71,6 +71,7 @@ public struct ModelQuantizer {
     /// - Throws: on NaN or Inf in a tensor being quantized (naming the tensor and row), on a
     ///   value beyond float16's range where float16 is needed, or on I/O errors.
     public func quantize(_ model: ModelFile, to output: String, source: String) throws -> QuantizationReport {
+        try model.requireModel()
         for name in plan.fields.keys where !model.architecture.fields.contains(where: { $0.name == name }) {
             throw MTLModelError(.invalidArgument, "no field named \"\(name)\" (fields: \(model.architecture.fields.map(\.name).joined(separator: ", ")))")
         }

@@ -58,10 +58,20 @@ public final class ModelFile: @unchecked Sendable {
                 throw MTLModelError.malformed("manifest checksum mismatch (stored \(hex32(footer.manifestCRC32)), computed \(hex32(crc)))", at: footer.manifestOffset)
             }
             manifest = try Manifest.decode(manifestBytes, baseOffset: footer.manifestOffset, limits: options.limits)
+            guard requiredFeatures.contains(.delta) == (manifest.delta != nil) else {
+                throw MTLModelError.malformed("the header's delta feature bit and the manifest's delta section disagree", at: 16)
+            }
             indexByName = try Self.validateDirectory(manifest.tensors, footer: footer, features: requiredFeatures, limits: options.limits)
             verified = Array(repeating: false, count: manifest.tensors.count)
         } catch {
             throw error.inFile(path)
+        }
+    }
+
+    /// Throws unless this file is a model (a delta holds only the changes to its base).
+    public func requireModel() throws(MTLModelError) {
+        guard manifest.delta == nil else {
+            throw MTLModelError(.invalidArgument, "is a delta, not a model: apply it to its base first (mtl-model apply)", file: path)
         }
     }
 

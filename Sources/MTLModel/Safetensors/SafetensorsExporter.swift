@@ -9,6 +9,7 @@ public struct SafetensorsExporter {
     public init() {}
 
     public func export(_ model: ModelFile, to output: String) throws(MTLModelError) {
+        try model.requireModel()
         var metadata: [String: JSONValue] = [SafetensorsImporter.configKey: .string(model.architecture.config.serialized())]
         for entry in model.manifest.metadata where entry.key != SafetensorsImporter.configKey {
             metadata[entry.key] = .string(entry.value)

@@ -70,6 +70,7 @@ public struct ModelVerifier {
     /// Every tensor the architecture needs is present with its dtype, shape and role, and
     /// nothing else is there; each training-state group is complete or absent.
     public func structureProblems(_ manifest: Manifest) -> [VerificationProblem] {
+        if manifest.delta != nil { return ModelDelta.structureProblems(manifest) }
         let architecture = manifest.architecture
         var present: [String: TensorEntry] = [:]
         for entry in manifest.tensors { present[entry.name] = entry }

@@ -129,7 +129,8 @@ public final class ModelWriter {
     }
 
     /// Writes the manifest, footer and header, and moves the file into place.
-    public func finish(architecture: Architecture, provenance: Provenance, metadata: [MetadataEntry] = []) throws(MTLModelError) {
+    public func finish(architecture: Architecture, provenance: Provenance, metadata: [MetadataEntry] = [],
+                       delta: DeltaManifest? = nil) throws(MTLModelError) {
         guard !finished else { throw invalid("finish() called twice") }
         guard current == nil else { throw invalid("tensor \"\(current!.entry.name)\" is still open") }
         try architecture.validate()
@@ -147,7 +148,7 @@ public final class ModelWriter {
               !provenance.producerVersion.utf8.contains(0) else {
             throw invalid("provenance strings must not contain NUL bytes")
         }
-        let manifest = Manifest(provenance: provenance, architecture: architecture, tensors: entries, metadata: metadata)
+        let manifest = Manifest(provenance: provenance, architecture: architecture, tensors: entries, metadata: metadata, delta: delta)
         let manifestBytes = manifest.serialized()
         let manifestOffset = output.position
         try output.append(manifestBytes)
@@ -157,8 +158,13 @@ public final class ModelWriter {
                                 fileByteCount: output.position + FormatConstants.footerByteCount,
                                 manifestCRC32: CRC32.checksum(manifestBytes))
         try output.append(footer.encoded())
-        let features: FormatFeatures = entries.contains { $0.compression == .zlib } ? [.zlibChunks] : []
-        let header = FileHeader(version: Self.minimumVersion(for: entries), requiredFeatures: features)
+        var features: FormatFeatures = entries.contains { $0.compression == .zlib } ? [.zlibChunks] : []
+        var version = Self.minimumVersion(for: entries)
+        if delta != nil {
+            features.insert(.delta)
+            version = max(version, FormatVersion(major: 1, minor: 2))
+        }
+        let header = FileHeader(version: version, requiredFeatures: features)
         try output.overwrite(header.encoded(), at: 0)
         try output.commit()
         finished = true

@@ -1,0 +1,64 @@
+import ArgumentParser
+import MTLModel
+
+struct DeltaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "delta",
+        abstract: "Write only what changed from BASE to NEW (rows of tables, whole tensors), bound to BASE."
+    )
+
+    @Argument(help: "The base model.")
+    var base: String
+
+    @Argument(help: "The new model.")
+    var new: String
+
+    @Argument(help: "The delta file to write.")
+    var output: String
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
+    func run() throws {
+        let summary = try ModelDelta.make(base: try limits.open(base), new: try limits.open(new), to: output)
+        if json {
+            try Terminal.json(Output(base: base, new: new, output: output, summary: summary))
+        } else {
+            Terminal.output("wrote \(TerminalText.escaped(output)): \(Format.bytes(summary.deltaByteCount)) for a \(Format.bytes(summary.newByteCount)) model; "
+                + "\(summary.unchangedTensors) tensors unchanged, \(summary.patchedTensors) patched (\(summary.storedRowCount) rows), \(summary.fullTensors) stored whole")
+        }
+    }
+
+    struct Output: Encodable {
+        var schemaVersion = 1
+        var base: String
+        var new: String
+        var output: String
+        var summary: ModelDelta.Summary
+    }
+}
+
+struct ApplyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Rebuild the new model from BASE and a delta made for it (refused for any other base)."
+    )
+
+    @Argument(help: "The base model the delta was made from.")
+    var base: String
+
+    @Argument(help: "The delta file.")
+    var delta: String
+
+    @Argument(help: "The .mtlm file to write.")
+    var output: String
+
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
+    func run() throws {
+        try ModelDelta.apply(base: try limits.open(base), delta: try limits.open(delta), to: output)
+        Terminal.output("wrote \(TerminalText.escaped(output))")
+    }
+}
