@@ -105,14 +105,18 @@ public struct ModelDiff {
                                      metadata: metadata, onlyInA: a.tensors.map(\.name).filter { !namesB.contains($0) },
                                      onlyInB: b.tensors.map(\.name).filter { !namesA.contains($0) }, tensors: [], tables: [],
                                      tolerance: tolerance, predictions: nil)
-        for entry in a.tensors {
-            guard let other = b.entry(named: entry.name) else { continue }
-            report.tensors.append(try compareTensor(entry, other, a, b))
-        }
+        // Embedding tables are read once, row by row, for both their table and tensor figures.
+        var tables: [String: TensorComparison] = [:]
         for field in a.architecture.fields {
             guard let otherField = b.architecture.fields.first(where: { $0.name == field.name }),
                   a.architecture.embeddingDim == b.architecture.embeddingDim else { continue }
-            report.tables.append(try compareTable(field, otherField, a, b))
+            let (table, tensor) = try compareTable(field, otherField, a, b)
+            report.tables.append(table)
+            tables[tensor.name] = tensor
+        }
+        for entry in a.tensors {
+            guard let other = b.entry(named: entry.name) else { continue }
+            report.tensors.append(try tables[entry.name] ?? compareTensor(entry, other, a, b))
         }
         return report
     }
@@ -139,18 +143,22 @@ public struct ModelDiff {
                             body(UnsafeBufferPointer(rebasing: va[..<(count * columns)]), UnsafeBufferPointer(rebasing: vb[..<(count * columns)]))
                         }
                     }
+                    a.file.release(x.offset + UInt64(start * rowBytesA), UInt64(count * rowBytesA))
+                    b.file.release(y.offset + UInt64(start * rowBytesB), UInt64(count * rowBytesB))
                     start += count
                 }
             }
         }
-        a.file.release(x.offset, x.storedByteCount)
-        b.file.release(y.offset, y.storedByteCount)
     }
 
     private func compareTensor(_ x: TensorEntry, _ y: TensorEntry, _ a: ModelFile, _ b: ModelFile) throws -> TensorComparison {
         var result = TensorComparison(name: x.name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
                                       sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
         guard result.sameShape else { return result }
+        defer {
+            a.file.release(x.offset, x.storedByteCount)
+            b.file.release(y.offset, y.storedByteCount)
+        }
         if !x.dtype.isFloatingPoint || !y.dtype.isFloatingPoint {
             // Keys, counts, the step: equal or not, element by element.
             let same = try x.dtype == y.dtype && (a.withTensorBytes(x.name) { p in try b.withTensorBytes(y.name) { q in p.elementsEqual(q) } })
@@ -158,9 +166,18 @@ public struct ModelDiff {
             result.fractionBeyondTolerance = same ? 0 : nil
             return result
         }
+        var sums = DifferenceSums()
+        try windows(x, y, a, b) { va, vb in sums.add(va, vb, tolerance) }
+        sums.fill(&result)
+        return result
+    }
+
+    /// Running sums of an element-wise comparison (in double, per window).
+    struct DifferenceSums {
         var maxDifference = 0.0, differenceNorm = 0.0, normA = 0.0, normB = 0.0, dot = 0.0
         var beyond = 0, total = 0
-        try windows(x, y, a, b) { va, vb in
+
+        mutating func add(_ va: UnsafeBufferPointer<Float>, _ vb: UnsafeBufferPointer<Float>, _ tolerance: DiffTolerance) {
             for i in 0..<va.count {
                 let p = Double(va[i]), q = Double(vb[i])
                 let d = q - p
@@ -173,69 +190,92 @@ public struct ModelDiff {
             }
             total += va.count
         }
-        result.maxAbsoluteDifference = maxDifference
-        result.relativeL2Change = normA == 0 ? (differenceNorm == 0 ? 0 : .infinity) : (differenceNorm / normA).squareRoot()
-        result.cosineSimilarity = normA == 0 || normB == 0 ? (normA == normB ? 1 : 0) : dot / (normA.squareRoot() * normB.squareRoot())
-        result.fractionBeyondTolerance = total == 0 ? 0 : Double(beyond) / Double(total)
-        result.equal = beyond == 0
-        return result
+
+        func fill(_ result: inout TensorComparison) {
+            result.maxAbsoluteDifference = maxDifference
+            result.relativeL2Change = normA == 0 ? (differenceNorm == 0 ? 0 : .infinity) : (differenceNorm / normA).squareRoot()
+            result.cosineSimilarity = normA == 0 || normB == 0 ? (normA == normB ? 1 : 0) : dot / (normA.squareRoot() * normB.squareRoot())
+            result.fractionBeyondTolerance = total == 0 ? 0 : Double(beyond) / Double(total)
+            result.equal = beyond == 0
+        }
     }
 
-    private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile) throws -> TableComparison {
+    /// The table row by row (keyed by feature id), and from the same pass the figures of its
+    /// tensor over the rows both hold.
+    private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile) throws
+        -> (TableComparison, TensorComparison) {
         let name = "embedding.\(fieldA.name).weight"
         let x = a.entry(named: name)!, y = b.entry(named: name)!
         let k = x.columnCount
         let keyed = fieldA.mapping == .keyed && fieldB.mapping == .keyed
         var result = TableComparison(field: fieldA.name, keyed: keyed, rowsA: fieldA.vocabSize, rowsB: fieldB.vocabSize,
                                      added: 0, removed: 0, changed: 0, unchanged: 0)
-        // Pairs (row in A, row in B, id) of the rows both tables hold.
-        var pairs: [(Int, Int, UInt64)] = []
+        var tensor = TensorComparison(name: name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
+                                      sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
+        // For each row of A, its row in B (−1: removed), and its id.
+        var keysA: [UInt64] = []
+        var rowInB: [Int32] = []
         if keyed {
-            let keysA = try a.withElements(of: "embedding.\(fieldA.name).keys", as: UInt64.self) { Array($0) }
+            keysA = try a.withElements(of: "embedding.\(fieldA.name).keys", as: UInt64.self) { Array($0) }
             let indexB = try b.withTensorBytes("embedding.\(fieldB.name).keys") { try KeyedIndex(keys: $0, tensor: "embedding.\(fieldB.name).keys") }
-            for (rowA, key) in keysA.enumerated() {
-                let rowB = indexB.row(of: key)
-                if rowB >= 0 { pairs.append((rowA, rowB, key)) } else { result.removed += 1 }
-            }
-            result.added = fieldB.vocabSize - pairs.count
-        } else {
-            let common = min(fieldA.vocabSize, fieldB.vocabSize)
-            pairs = (0..<common).map { ($0, $0, UInt64($0)) }
-            result.added = fieldB.vocabSize - common
-            result.removed = fieldA.vocabSize - common
+            rowInB = keysA.map { Int32(indexB.row(of: $0)) }
         }
+        let common = keyed ? rowInB.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } : min(fieldA.vocabSize, fieldB.vocabSize)
+        result.removed = fieldA.vocabSize - common
+        result.added = fieldB.vocabSize - common
         let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(k))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(k)))
-        var changes = [Double](repeating: 0, count: pairs.count)
+        // Per-row relative change, in float: 4 bytes a row for the quantiles.
+        var changes: [Float] = []
+        changes.reserveCapacity(common)
+        var ids: [UInt64] = []
+        var sums = DifferenceSums()
         var rowA = [Float](repeating: 0, count: k), rowB = [Float](repeating: 0, count: k)
+        let window = 1 << 16
         try a.withTensorBytes(name) { bytesA in
             try b.withTensorBytes(name) { bytesB in
-                for (index, (ra, rb, _)) in pairs.enumerated() {
-                    RowCodec.decodeRow(bytesA.baseAddress! + ra * rowBytesA, dtype: x.dtype, columns: k, into: &rowA)
-                    RowCodec.decodeRow(bytesB.baseAddress! + rb * rowBytesB, dtype: y.dtype, columns: k, into: &rowB)
-                    var d2 = 0.0, n2 = 0.0, differs = false
-                    for j in 0..<k {
-                        let d = Double(rowB[j]) - Double(rowA[j])
-                        d2 += d * d
-                        n2 += Double(rowA[j]) * Double(rowA[j])
-                        differs = differs || tolerance.differs(rowA[j], rowB[j])
+                rowA.withUnsafeMutableBufferPointer { va in
+                    rowB.withUnsafeMutableBufferPointer { vb in
+                        for ra in 0..<fieldA.vocabSize {
+                            let rb = keyed ? Int(rowInB[ra]) : (ra < fieldB.vocabSize ? ra : -1)
+                            if rb >= 0 {
+                                RowCodec.decodeRow(bytesA.baseAddress! + ra * rowBytesA, dtype: x.dtype, columns: k, into: va.baseAddress!)
+                                RowCodec.decodeRow(bytesB.baseAddress! + rb * rowBytesB, dtype: y.dtype, columns: k, into: vb.baseAddress!)
+                                let before = sums
+                                sums.add(UnsafeBufferPointer(va), UnsafeBufferPointer(vb), tolerance)
+                                let d2 = sums.differenceNorm - before.differenceNorm, n2 = sums.normA - before.normA
+                                changes.append(Float(n2 == 0 ? (d2 == 0 ? 0 : .infinity) : (d2 / n2).squareRoot()))
+                                if topRowCount != nil { ids.append(keyed ? keysA[ra] : UInt64(ra)) }
+                                if sums.beyond > before.beyond { result.changed += 1 } else { result.unchanged += 1 }
+                            }
+                            if ra % window == window - 1 {
+                                // Done with these rows of A (B's rows of a keyed table come in any order).
+                                a.file.release(x.offset + UInt64((ra + 1 - window) * rowBytesA), UInt64(window * rowBytesA))
+                                if !keyed { b.file.release(y.offset + UInt64((ra + 1 - window) * rowBytesB), UInt64(window * rowBytesB)) }
+                            }
+                        }
                     }
-                    changes[index] = n2 == 0 ? (d2 == 0 ? 0 : .infinity) : (d2 / n2).squareRoot()
-                    if differs { result.changed += 1 } else { result.unchanged += 1 }
                 }
             }
         }
         a.file.release(x.offset, x.storedByteCount)
         b.file.release(y.offset, y.storedByteCount)
+        if tensor.sameShape {
+            // Over the rows both hold, matched by id; rows that moved with their keys show in
+            // the keys tensor, compared on its own.
+            sums.fill(&tensor)
+            if result.added + result.removed > 0 { tensor.equal = false }
+        }
         if !changes.isEmpty {
-            let sorted = changes.sorted()
-            result.p50RelativeChange = sorted[(sorted.count - 1) / 2]
-            result.p99RelativeChange = sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * 0.99).rounded(.up)))]
-            result.maxRelativeChange = sorted.last
+            var sorted = changes
+            sorted.sort()
+            result.p50RelativeChange = Double(sorted[(sorted.count - 1) / 2])
+            result.p99RelativeChange = Double(sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * 0.99).rounded(.up)))])
+            result.maxRelativeChange = Double(sorted.last!)
         }
         if let top = topRowCount {
             let order = changes.indices.sorted { changes[$0] > changes[$1] }.prefix(top).filter { changes[$0] > 0 }
-            result.topChanged = order.map { TableComparison.Row(id: pairs[$0].2, relativeChange: changes[$0]) }
+            result.topChanged = order.map { TableComparison.Row(id: ids[$0], relativeChange: Double(changes[$0])) }
         }
-        return result
+        return (result, tensor)
     }
 }
