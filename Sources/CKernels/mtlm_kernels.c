@@ -259,3 +259,49 @@ long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_
 #endif
     return quantize_int8_portable(x, rows, cols, out, error_sum, error_max);
 }
+
+int mtlm_compare_row(const float *a, const float *b, size_t n, float atol, float rtol,
+                     float *row_d2, float *row_a2, mtlm_diff_sums *sums) {
+    float d2[8] = {0}, a2[8] = {0}, b2[8] = {0}, dot[8] = {0}, peak[8] = {0};
+    uint32_t beyond[8] = {0};
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        for (int k = 0; k < 8; k++) {
+            float x = a[j + k], y = b[j + k], d = y - x, m = fabsf(d);
+            d2[k] += d * d;
+            a2[k] += x * x;
+            b2[k] += y * y;
+            dot[k] += x * y;
+            peak[k] = m > peak[k] ? m : peak[k];
+            beyond[k] += (m > atol + rtol * fabsf(x)) | (m != m);
+        }
+    }
+    for (; j < n; j++) {
+        float x = a[j], y = b[j], d = y - x, m = fabsf(d);
+        d2[0] += d * d;
+        a2[0] += x * x;
+        b2[0] += y * y;
+        dot[0] += x * y;
+        peak[0] = m > peak[0] ? m : peak[0];
+        beyond[0] += (m > atol + rtol * fabsf(x)) | (m != m);
+    }
+    float rd2 = 0, ra2 = 0, rb2 = 0, rdot = 0, rpeak = 0;
+    uint32_t rbeyond = 0;
+    for (int k = 0; k < 8; k++) {
+        rd2 += d2[k];
+        ra2 += a2[k];
+        rb2 += b2[k];
+        rdot += dot[k];
+        rpeak = peak[k] > rpeak ? peak[k] : rpeak;
+        rbeyond += beyond[k];
+    }
+    *row_d2 = rd2;
+    *row_a2 = ra2;
+    sums->d2 += rd2;
+    sums->a2 += ra2;
+    sums->b2 += rb2;
+    sums->dot += rdot;
+    sums->max_abs = rpeak > sums->max_abs ? rpeak : sums->max_abs;
+    sums->beyond += rbeyond;
+    return rbeyond != 0;
+}

@@ -118,6 +118,19 @@ struct DiffTests {
         #expect(other.status == 2 && other.stderr.contains("same fields and tasks"))
     }
 
+    @Test("Quickselect gives the same quantiles as sorting")
+    func quickselect() {
+        var random = SplitMix64(seed: 5)
+        for count in [1, 2, 3, 10, 101, 1000] {
+            let values = (0..<count).map { _ in Float(random.next() % 50) / 7 }  // many ties
+            let sorted = values.sorted()
+            for rank in Set([0, count / 2, (count - 1) / 2, count - 1, Int(Double(count - 1) * 0.99)]) {
+                var scratch = values
+                #expect(ModelDiff.select(&scratch, rank: rank) == sorted[rank], "count \(count) rank \(rank)")
+            }
+        }
+    }
+
     @Test("diff errors exit 2")
     func errors() throws {
         #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), "/nonexistent.mtlm"]).status == 2)

@@ -30,3 +30,22 @@ static inline void mtlm_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_t *out,
                                 double *error_sum, double *error_max);
 #endif
+
+#ifndef MTLM_KERNELS_DIFF_H
+#define MTLM_KERNELS_DIFF_H
+// Running sums of a comparison of float32 values (diff).
+typedef struct {
+    double max_abs;   // max |b − a|
+    double d2;        // Σ (b − a)²
+    double a2;        // Σ a²
+    double b2;        // Σ b²
+    double dot;       // Σ a·b
+    uint64_t beyond;  // elements with |b − a| > atol + rtol·|a|
+} mtlm_diff_sums;
+
+// Compares one row of n values and adds it to *sums; the row's own Σ(b − a)² and Σa² go to
+// *row_d2 and *row_a2. Sums within the row are in float, 8 lanes apart (so the loop vectorizes
+// without reassociation); totals are in double. Returns whether any element is beyond tolerance.
+int mtlm_compare_row(const float *a, const float *b, size_t n, float atol, float rtol,
+                     float *row_d2, float *row_a2, mtlm_diff_sums *sums);
+#endif

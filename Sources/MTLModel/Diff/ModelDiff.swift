@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Tolerances of a diff: an element differs when |a − b| > atol + rtol · |a|.
@@ -200,6 +201,29 @@ public struct ModelDiff {
         }
     }
 
+    /// The value of rank `rank` (0-based) in ascending order: quickselect, O(n) expected, where
+    /// a full sort of millions of per-row changes cost more than the comparison itself.
+    static func select(_ values: inout [Float], rank: Int) -> Float {
+        values.withUnsafeMutableBufferPointer { v in
+            var low = 0, high = v.count - 1
+            while low < high {
+                let pivot = v[(low + high) / 2]
+                var i = low, j = high
+                while i <= j {
+                    while v[i] < pivot { i += 1 }
+                    while v[j] > pivot { j -= 1 }
+                    if i <= j {
+                        v.swapAt(i, j)
+                        i += 1
+                        j -= 1
+                    }
+                }
+                if rank <= j { high = j } else if rank >= i { low = i } else { return v[rank] }
+            }
+            return v[rank]
+        }
+    }
+
     /// The table row by row (keyed by feature id), and from the same pass the figures of its
     /// tensor over the rows both hold.
     private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile) throws
@@ -228,9 +252,13 @@ public struct ModelDiff {
         var changes: [Float] = []
         changes.reserveCapacity(common)
         var ids: [UInt64] = []
-        var sums = DifferenceSums()
+        var kernelSums = mtlm_diff_sums()
         var rowA = [Float](repeating: 0, count: k), rowB = [Float](repeating: 0, count: k)
         let window = 1 << 16
+        func decoded(_ row: UnsafeRawPointer, _ dtype: DType, _ columns: Int, _ into: UnsafeMutableBufferPointer<Float>) -> UnsafeMutablePointer<Float> {
+            RowCodec.decodeRow(row, dtype: dtype, columns: columns, into: into.baseAddress!)
+            return into.baseAddress!
+        }
         try a.withTensorBytes(name) { bytesA in
             try b.withTensorBytes(name) { bytesB in
                 rowA.withUnsafeMutableBufferPointer { va in
@@ -238,14 +266,16 @@ public struct ModelDiff {
                         for ra in 0..<fieldA.vocabSize {
                             let rb = keyed ? Int(rowInB[ra]) : (ra < fieldB.vocabSize ? ra : -1)
                             if rb >= 0 {
-                                RowCodec.decodeRow(bytesA.baseAddress! + ra * rowBytesA, dtype: x.dtype, columns: k, into: va.baseAddress!)
-                                RowCodec.decodeRow(bytesB.baseAddress! + rb * rowBytesB, dtype: y.dtype, columns: k, into: vb.baseAddress!)
-                                let before = sums
-                                sums.add(UnsafeBufferPointer(va), UnsafeBufferPointer(vb), tolerance)
-                                let d2 = sums.differenceNorm - before.differenceNorm, n2 = sums.normA - before.normA
-                                changes.append(Float(n2 == 0 ? (d2 == 0 ? 0 : .infinity) : (d2 / n2).squareRoot()))
+                                // float32 rows are compared where they are mapped; others decoded first.
+                                let pa = x.dtype == .float32 ? (bytesA.baseAddress! + ra * rowBytesA).assumingMemoryBound(to: Float.self)
+                                    : UnsafePointer(decoded(bytesA.baseAddress! + ra * rowBytesA, x.dtype, k, va))
+                                let pb = y.dtype == .float32 ? (bytesB.baseAddress! + rb * rowBytesB).assumingMemoryBound(to: Float.self)
+                                    : UnsafePointer(decoded(bytesB.baseAddress! + rb * rowBytesB, y.dtype, k, vb))
+                                var d2: Float = 0, n2: Float = 0
+                                let differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &kernelSums) != 0
+                                changes.append(n2 == 0 ? (d2 == 0 ? 0 : .infinity) : (d2 / n2).squareRoot())
                                 if topRowCount != nil { ids.append(keyed ? keysA[ra] : UInt64(ra)) }
-                                if sums.beyond > before.beyond { result.changed += 1 } else { result.unchanged += 1 }
+                                if differs { result.changed += 1 } else { result.unchanged += 1 }
                             }
                             if ra % window == window - 1 {
                                 // Done with these rows of A (B's rows of a keyed table come in any order).
@@ -262,15 +292,16 @@ public struct ModelDiff {
         if tensor.sameShape {
             // Over the rows both hold, matched by id; rows that moved with their keys show in
             // the keys tensor, compared on its own.
-            sums.fill(&tensor)
+            DifferenceSums(maxDifference: kernelSums.max_abs, differenceNorm: kernelSums.d2, normA: kernelSums.a2, normB: kernelSums.b2,
+                           dot: kernelSums.dot, beyond: Int(kernelSums.beyond), total: common * k).fill(&tensor)
             if result.added + result.removed > 0 { tensor.equal = false }
         }
         if !changes.isEmpty {
-            var sorted = changes
-            sorted.sort()
-            result.p50RelativeChange = Double(sorted[(sorted.count - 1) / 2])
-            result.p99RelativeChange = Double(sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * 0.99).rounded(.up)))])
-            result.maxRelativeChange = Double(sorted.last!)
+            var scratch = changes
+            let last = changes.count - 1
+            result.p50RelativeChange = Double(Self.select(&scratch, rank: last / 2))
+            result.p99RelativeChange = Double(Self.select(&scratch, rank: min(last, Int((Double(last) * 0.99).rounded(.up)))))
+            result.maxRelativeChange = Double(changes.max()!)
         }
         if let top = topRowCount {
             let order = changes.indices.sorted { changes[$0] > changes[$1] }.prefix(top).filter { changes[$0] > 0 }
