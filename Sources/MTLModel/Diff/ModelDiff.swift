@@ -83,7 +83,7 @@ public struct ModelDiffReport: Sendable, Codable {
 }
 
 /// Compares two models: architecture, metadata, every tensor, and embedding tables row by row.
-public struct ModelDiff {
+public struct ModelDiff: Sendable {
     public var tolerance: DiffTolerance
     /// Report the most changed ids of each table.
     public var topRowCount: Int?
@@ -106,12 +106,18 @@ public struct ModelDiff {
                                      metadata: metadata, onlyInA: a.tensors.map(\.name).filter { !namesB.contains($0) },
                                      onlyInB: b.tensors.map(\.name).filter { !namesA.contains($0) }, tensors: [], tables: [],
                                      tolerance: tolerance, predictions: nil)
-        // Embedding tables are read once, row by row, for both their table and tensor figures.
+        // Embedding tables are read once, row by row, for both their table and tensor figures,
+        // several tables at a time (one per core).
+        let pairs = a.architecture.embeddingDim != b.architecture.embeddingDim ? [] : a.architecture.fields.compactMap { field in
+            b.architecture.fields.first { $0.name == field.name }.map { (field, $0) }
+        }
+        let results = TableResults(count: pairs.count)
+        DispatchQueue.concurrentPerform(iterations: pairs.count) { index in
+            results.set(index, Result { try compareTable(pairs[index].0, pairs[index].1, a, b) })
+        }
         var tables: [String: TensorComparison] = [:]
-        for field in a.architecture.fields {
-            guard let otherField = b.architecture.fields.first(where: { $0.name == field.name }),
-                  a.architecture.embeddingDim == b.architecture.embeddingDim else { continue }
-            let (table, tensor) = try compareTable(field, otherField, a, b)
+        for result in results.all {
+            let (table, tensor) = try result!.get()
             report.tables.append(table)
             tables[tensor.name] = tensor
         }
@@ -309,4 +315,18 @@ public struct ModelDiff {
         }
         return (result, tensor)
     }
+}
+
+/// Results of tables compared concurrently, one slot each.
+private final class TableResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<(TableComparison, TensorComparison), any Error>?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ result: Result<(TableComparison, TensorComparison), any Error>) {
+        lock.withLock { slots[index] = result }
+    }
+
+    var all: [Result<(TableComparison, TensorComparison), any Error>?] { lock.withLock { slots } }
 }
