@@ -20,7 +20,7 @@ struct AtomicWriteTests {
         process.waitUntilExit()
     }
 
-    @Test("kill -9 at 60 random moments of synth, import and quantize: the target is the previous file or a complete new one")
+    @Test("kill -9 at 64 random moments of synth, import, quantize and apply: the target is the previous file or a complete new one")
     func killedWriters() throws {
         let directory = TemporaryDirectory()
         let config = directory.path("big.json")
@@ -29,15 +29,17 @@ struct AtomicWriteTests {
         let source = directory.path("source.mtlm")
         #expect(try runCLI(["synth", config, source]).status == 0)
         #expect(try runCLI(["export", source, directory.path("source.safetensors")]).status == 0)
+        #expect(try runCLI(["synth", config, directory.path("other.mtlm"), "--seed", "2"]).status == 0)
+        #expect(try runCLI(["delta", source, directory.path("other.mtlm"), directory.path("d.mtlmd")]).status == 0)
         let target = directory.path("model.mtlm")
         try FileManager.default.copyItem(atPath: TestPaths.fixture("v1.0/small.mtlm"), toPath: target)
         var previous = try Data(contentsOf: URL(fileURLWithPath: target))
         let commands = [["synth", config, target], ["import", directory.path("source.safetensors"), target],
-                        ["quantize", source, target, "--embeddings", "int4"]]
+                        ["quantize", source, target, "--embeddings", "int4"], ["apply", source, directory.path("d.mtlmd"), target]]
         var random = SystemRandomNumberGenerator()
         var replaced = 0
-        for round in 0..<60 {
-            try runAndKill(commands[round % 3], after: Double(random.next() % 600) / 1000)
+        for round in 0..<64 {
+            try runAndKill(commands[round % 4], after: Double(random.next() % 600) / 1000)
             let now = try Data(contentsOf: URL(fileURLWithPath: target))
             if now != previous {
                 // The writer finished before the kill: then the file is whole and valid.
@@ -46,7 +48,7 @@ struct AtomicWriteTests {
                 replaced += 1
             }
         }
-        #expect(replaced < 60, "no kill came before a writer finished: the test did not test")
+        #expect(replaced < 64, "no kill came before a writer finished: the test did not test")
         // Killed writers leave only their temporary files, recognisable by name...
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.hasPrefix(".model.mtlm.mtlm-tmp-") }
         #expect(!leftovers.isEmpty)
