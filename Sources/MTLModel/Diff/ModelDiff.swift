@@ -243,12 +243,17 @@ public struct ModelDiff: Sendable {
         var tensor = TensorComparison(name: name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
                                       sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
         // For each row of A, its row in B (−1: removed), and its id.
-        var keysA: [UInt64] = []
         var rowInB: [Int32] = []
         if keyed {
-            keysA = try a.withElements(of: "embedding.\(fieldA.name).keys", as: UInt64.self) { Array($0) }
             let indexB = try b.withTensorBytes("embedding.\(fieldB.name).keys") { try KeyedIndex(keys: $0, tensor: "embedding.\(fieldB.name).keys") }
-            rowInB = keysA.map { Int32(indexB.row(of: $0)) }
+            rowInB = try a.withElements(of: "embedding.\(fieldA.name).keys", as: UInt64.self) { keys in keys.map { Int32(indexB.row(of: $0)) } }
+            for (model, field) in [(a, fieldA), (b, fieldB)] {
+                let keys = model.entry(named: "embedding.\(field.name).keys")!
+                model.file.release(keys.offset, keys.storedByteCount)
+            }
+        }
+        let keyOf: (Int) -> UInt64 = { row in
+            keyed ? ((try? a.withElements(of: "embedding.\(fieldA.name).keys", as: UInt64.self) { $0[row] }) ?? 0) : UInt64(row)
         }
         let common = keyed ? rowInB.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } : min(fieldA.vocabSize, fieldB.vocabSize)
         result.removed = fieldA.vocabSize - common
@@ -259,6 +264,7 @@ public struct ModelDiff: Sendable {
         changes.reserveCapacity(common)
         var ids: [UInt64] = []
         var kernelSums = mtlm_diff_sums()
+        var windowLow = Int.max, windowHigh = -1
         var rowA = [Float](repeating: 0, count: k), rowB = [Float](repeating: 0, count: k)
         let window = 1 << 16
         func decoded(_ row: UnsafeRawPointer, _ dtype: DType, _ columns: Int, _ into: UnsafeMutableBufferPointer<Float>) -> UnsafeMutablePointer<Float> {
@@ -280,13 +286,22 @@ public struct ModelDiff: Sendable {
                                 var d2: Float = 0, n2: Float = 0
                                 let differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &kernelSums) != 0
                                 changes.append(n2 == 0 ? (d2 == 0 ? 0 : .infinity) : (d2 / n2).squareRoot())
-                                if topRowCount != nil { ids.append(keyed ? keysA[ra] : UInt64(ra)) }
+                                if topRowCount != nil { ids.append(UInt64(ra)) }
+                                windowLow = min(windowLow, rb)
+                                windowHigh = max(windowHigh, rb)
                                 if differs { result.changed += 1 } else { result.unchanged += 1 }
                             }
                             if ra % window == window - 1 {
-                                // Done with these rows of A (B's rows of a keyed table come in any order).
+                                // Done with these rows of A, and with the rows of B they matched when
+                                // those are close together (keys kept in order, the usual case).
+                                // Releasing is only a hint: a row needed again is read back from the
+                                // page cache, so a wrong guess costs time, never correctness.
                                 a.file.release(x.offset + UInt64((ra + 1 - window) * rowBytesA), UInt64(window * rowBytesA))
-                                if !keyed { b.file.release(y.offset + UInt64((ra + 1 - window) * rowBytesB), UInt64(window * rowBytesB)) }
+                                if windowHigh >= windowLow && windowHigh - windowLow < 4 * window {
+                                    b.file.release(y.offset + UInt64(windowLow * rowBytesB), UInt64((windowHigh - windowLow + 1) * rowBytesB))
+                                }
+                                windowLow = Int.max
+                                windowHigh = -1
                             }
                         }
                     }
@@ -310,8 +325,14 @@ public struct ModelDiff: Sendable {
             result.maxRelativeChange = Double(changes.max()!)
         }
         if let top = topRowCount {
-            let order = changes.indices.sorted { changes[$0] > changes[$1] }.prefix(top).filter { changes[$0] > 0 }
-            result.topChanged = order.map { TableComparison.Row(id: ids[$0], relativeChange: Double(changes[$0])) }
+            // The `top` largest in one pass (a sort of millions of rows would cost more).
+            var order: [Int] = []
+            for index in changes.indices where changes[index] > 0 && (order.count < top || changes[index] > changes[order.last!]) {
+                let position = order.firstIndex { changes[$0] < changes[index] } ?? order.count
+                order.insert(index, at: position)
+                if order.count > top { order.removeLast() }
+            }
+            result.topChanged = order.map { TableComparison.Row(id: keyOf(Int(ids[$0])), relativeChange: Double(changes[$0])) }
         }
         return (result, tensor)
     }
