@@ -19,48 +19,37 @@ extension ModelFile {
     /// are released every 64 MiB.
     func visitChunks(of entry: TensorEntry, checkingChecksums: Bool, _ body: (ChunkVisit) throws -> Void) rethrows {
         var inflated = entry.compression == .zlib ? [UInt8](repeating: 0, count: Int(min(entry.chunkByteCount, entry.byteCount))) : []
-        var windowStart = entry.offset
-        for (index, range) in entry.storedRanges().enumerated() {
-            let offset = entry.offset + range.lowerBound
-            let stored = file.bytes(offset, UInt64(range.count))
+        try visitStoredChunks(of: entry) { index, offset, stored in
             var visit = ChunkVisit(index: index, storedOffset: offset)
             if checkingChecksums {
                 let crc = CRC32.checksum(stored)
                 if crc != entry.chunkCRC32[index] { visit.checksumMismatch = (entry.chunkCRC32[index], crc) }
             }
-            if visit.checksumMismatch == nil && entry.compression == .zlib {
-                let count = entry.logicalRange(ofChunk: index).count
-                let inflatedOK = inflated.withUnsafeMutableBytes { buffer in
-                    ZlibChunk.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<count]))
-                }
-                if inflatedOK {
-                    try inflated.withUnsafeBytes { buffer in
-                        visit.logical = UnsafeRawBufferPointer(rebasing: buffer[..<count])
-                        try body(visit)
-                    }
-                } else {
-                    try body(visit)
-                }
-            } else {
-                if visit.checksumMismatch == nil { visit.logical = stored }
+            guard visit.checksumMismatch == nil else { return try body(visit) }
+            guard entry.compression == .zlib else {
+                visit.logical = stored
+                return try body(visit)
+            }
+            let count = entry.logicalRange(ofChunk: index).count
+            let inflatedOK = inflated.withUnsafeMutableBytes { buffer in
+                ZlibChunk.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<count]))
+            }
+            guard inflatedOK else { return try body(visit) }
+            try inflated.withUnsafeBytes { buffer in
+                visit.logical = UnsafeRawBufferPointer(rebasing: buffer[..<count])
                 try body(visit)
             }
-            let end = offset + UInt64(range.count)
-            if end - windowStart >= Self.releaseWindowByteCount {
-                file.release(windowStart, end - windowStart)
-                windowStart = end
-            }
         }
-        file.release(windowStart, entry.offset + entry.storedByteCount - windowStart)
     }
 
     /// Visits the stored bytes of each chunk (compressed or not), releasing mapped pages every
     /// 64 MiB.
-    func visitStoredChunks(of entry: TensorEntry, _ body: (_ index: Int, _ offset: UInt64, _ stored: UnsafeRawBufferPointer) -> Void) {
+    func visitStoredChunks(of entry: TensorEntry,
+                           _ body: (_ index: Int, _ offset: UInt64, _ stored: UnsafeRawBufferPointer) throws -> Void) rethrows {
         var windowStart = entry.offset
         for (index, range) in entry.storedRanges().enumerated() {
             let offset = entry.offset + range.lowerBound
-            body(index, offset, file.bytes(offset, UInt64(range.count)))
+            try body(index, offset, file.bytes(offset, UInt64(range.count)))
             let end = offset + UInt64(range.count)
             if end - windowStart >= Self.releaseWindowByteCount {
                 file.release(windowStart, end - windowStart)
