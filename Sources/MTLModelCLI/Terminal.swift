@@ -60,4 +60,19 @@ enum Format {
             }.joined(separator: "  ")
         }.joined(separator: "\n")
     }
+
+    /// Sizes by section before and after a rewrite, with the total.
+    static func sizes(_ sections: [QuantizationReport.SectionSize], total: QuantizationReport.SectionSize) -> String {
+        table(["section", "before", "after", "ratio"], (sections + [total]).map {
+            [$0.section, bytes($0.byteCountBefore), bytes($0.byteCountAfter), String(format: "%.3f", $0.ratio)]
+        })
+    }
+
+    /// The tensors a rewrite stored in another dtype, with their reconstruction error.
+    static func dtypeChanges(_ changes: [QuantizationReport.TensorChange]) -> String {
+        table(["tensor", "from", "to", "bytes after", "mean rel. error", "max rel. error"], changes.map {
+            [TerminalText.escaped($0.name), $0.dtypeBefore.description, $0.dtypeAfter.description, bytes($0.byteCountAfter),
+             number($0.meanRelativeError), number($0.maxRelativeError)]
+        })
+    }
 }

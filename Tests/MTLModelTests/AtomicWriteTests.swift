@@ -20,7 +20,7 @@ struct AtomicWriteTests {
         process.waitUntilExit()
     }
 
-    @Test("kill -9 at 64 random moments of synth, import, quantize and apply: the target is the previous file or a complete new one")
+    @Test("kill -9 at 64 random moments of synth, import, quantize, apply and convert: the target is the previous file or a complete new one")
     func killedWriters() throws {
         let directory = TemporaryDirectory()
         let config = directory.path("big.json")
@@ -35,11 +35,12 @@ struct AtomicWriteTests {
         try FileManager.default.copyItem(atPath: TestPaths.fixture("v1.0/small.mtlm"), toPath: target)
         var previous = try Data(contentsOf: URL(fileURLWithPath: target))
         let commands = [["synth", config, target], ["import", directory.path("source.safetensors"), target],
-                        ["quantize", source, target, "--embeddings", "int4"], ["apply", source, directory.path("d.mtlmd"), target]]
+                        ["quantize", source, target, "--embeddings", "int4"], ["apply", source, directory.path("d.mtlmd"), target],
+                        ["convert", source, target, "--to", "serving", "--embeddings", "int8"]]
         var random = SystemRandomNumberGenerator()
         var replaced = 0
         for round in 0..<64 {
-            try runAndKill(commands[round % 4], after: Double(random.next() % 600) / 1000)
+            try runAndKill(commands[round % commands.count], after: Double(random.next() % 600) / 1000)
             let now = try Data(contentsOf: URL(fileURLWithPath: target))
             if now != previous {
                 // The writer finished before the kill: then the file is whole and valid.
@@ -52,12 +53,12 @@ struct AtomicWriteTests {
         // Killed writers leave only their temporary files, recognisable by name, and each
         // writer removes those of dead writers: at most the last round's remains. One more,
         // of a process that cannot exist, stands for a crash long ago...
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.hasPrefix(".model.mtlm.mtlm-tmp-") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.contains("model.mtlm.mtlm-tmp-") }
         #expect(leftovers.count <= 1, "\(leftovers)")
         FileManager.default.createFile(atPath: directory.path(".model.mtlm.mtlm-tmp-2147483646-1"), contents: Data([1, 2, 3]))
         // ...and the next write of the same target removes them all.
         #expect(try runCLI(["synth", TestPaths.config("small.json"), target]).status == 0)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.hasPrefix(".model.mtlm.") } == [])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.contains("model.mtlm.") } == [])
     }
 
     @Test("A full disk (RLIMIT_FSIZE) gives a clear error and leaves no partial file", arguments: ["synth", "predict"])

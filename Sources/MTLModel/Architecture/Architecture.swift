@@ -206,6 +206,9 @@ extension Architecture.FusionType: ConfigNamed {
 }
 
 extension Architecture.OptimizerType: ConfigNamed {
+    /// The optimizer of a config name (`adagrad`, `adam`, `ftrl`, `sgd`).
+    public init?(named name: String) { self.init(configName: name) }
+
     public var configName: String {
         switch self { case .adagrad: "adagrad"; case .adam: "adam"; case .ftrl: "ftrl"; case .sgd: "sgd" }
     }

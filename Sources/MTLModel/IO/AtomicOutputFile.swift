@@ -38,12 +38,15 @@ public final class AtomicOutputFile {
     static func temporaryPrefix(_ base: String) -> String { ".\(base).mtlm-tmp-" }
 
     /// Removes the temporary files that writers of the same target left when they were killed
-    /// (their process no longer exists), so that crashes do not accumulate garbage.
+    /// (their process no longer exists), so that crashes do not accumulate garbage. That
+    /// includes the temporary files of a temporary file: commands that check their output
+    /// before moving it into place (a quality gate) write it under a temporary name first.
     static func removeLeftovers(directory: String, base: String) {
         let prefix = temporaryPrefix(base)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory) else { return }
-        for name in entries where name.hasPrefix(prefix) {
-            guard let pid = Int32(name.dropFirst(prefix.count).prefix { $0 != "-" }), pid != getpid() else { continue }
+        for name in entries {
+            guard let start = [prefix, "." + prefix].first(where: { name.hasPrefix($0) }).map({ name.dropFirst($0.count) }),
+                  let pid = Int32(start.prefix { $0 != "-" }), pid != getpid() else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + name) }
         }
     }

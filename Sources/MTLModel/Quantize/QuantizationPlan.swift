@@ -1,15 +1,15 @@
 /// Which dtype each tensor gets.
 public struct QuantizationPlan: Sendable, Hashable {
-    /// Embedding tables and first-order tables.
-    public var embeddings: DType
-    /// Dense weights of shared layers, towers and heads.
-    public var dense: DType
+    /// Embedding tables and first-order tables (nil: as stored).
+    public var embeddings: DType?
+    /// Dense weights of shared layers, towers and heads (nil: as stored).
+    public var dense: DType?
     /// Per-field overrides of `embeddings`.
     public var fields: [String: DType]
     /// Decode every other float tensor stored in another type back to float32 (dequantize).
     public var decodeOthers = false
 
-    public init(embeddings: DType = .int8Rowwise, dense: DType = .float16, fields: [String: DType] = [:]) {
+    public init(embeddings: DType? = .int8Rowwise, dense: DType? = .float16, fields: [String: DType] = [:]) {
         self.embeddings = embeddings
         self.dense = dense
         self.fields = fields
@@ -32,6 +32,13 @@ public struct QuantizationPlan: Sendable, Hashable {
         ["fp32": .float32, "fp16": .float16, "bf16": .bfloat16, "int8": .int8Symmetric][name]
     }
 
+    /// Throws when a per-field override names no field of `architecture`.
+    func check(_ architecture: Architecture) throws(MTLModelError) {
+        for name in fields.keys.sorted() where !architecture.fields.contains(where: { $0.name == name }) {
+            throw MTLModelError(.invalidArgument, "no field named \"\(name)\" (fields: \(architecture.fields.map(\.name).joined(separator: ", ")))")
+        }
+    }
+
     /// The dtype `entry` gets, or nil to keep it as stored.
     ///
     /// First-order tables hold one value per row: a per-row scale and bias would cost more
@@ -44,7 +51,7 @@ public struct QuantizationPlan: Sendable, Hashable {
             if parts[0] == "embedding" { return fields[parts[1]] ?? embeddings }
             if parts[0] == "linear" {
                 let type = fields[parts[1]] ?? embeddings
-                return type.isQuantized ? .float16 : type
+                return type.map { $0.isQuantized ? .float16 : $0 }
             }
         }
         if entry.role == .parameter, entry.shape.count == 2, parts.last == "weight", !entry.name.contains(".bn."),

@@ -37,13 +37,8 @@ public struct Synthesizer: Sendable {
             if let values = architecture.loss?.values, !values.isEmpty { return .values(values.map(Float.init)) }
             return .constant(0)
         case .optimizerSlot:
-            let optimizer = architecture.optimizer
-            let initial = Float(optimizer?.parameter("initial_accumulator") ?? 0)
-            switch optimizer?.type {
-            case .adagrad: return .constant(initial)
-            case .ftrl: return .constant(name.hasSuffix(".n") ? initial : 0)
-            default: return .constant(0)
-            }
+            guard let optimizer = architecture.optimizer else { return .constant(0) }
+            return .constant(Float(optimizer.type.initialValue(ofSlot: String(name.split(separator: ".").last!), parameters: optimizer)))
         case .buffer:
             return .constant(name.hasSuffix(".running_var") ? 1 : 0)
         case .parameter:

@@ -1,0 +1,116 @@
+/// Folds inference-mode batch norm into dense layers, so serving runs one affine map per layer.
+///
+/// With `layer_order` `linear_bn_act` the norm follows the layer's own affine map and folds into
+/// it: `W' = diag(s)·W`, `b' = s⊙(b − μ) + β`, with `s = γ / sqrt(σ² + ε)`. With
+/// `linear_act_bn` the activation sits between, so the norm (`x ↦ s⊙x + t`, `t = β − s⊙μ`) folds
+/// into every layer that reads it instead: `W' = W·diag(s)`, `b' = b + W·t`. For the last shared
+/// layer those readers are each task's first tower layer (or head); for a tower's last layer, its
+/// head. Computed in double; the new weights are float32 values written in each tensor's dtype.
+struct BatchNormFolding {
+    /// One folded norm and the layers that absorbed it.
+    struct Fold: Sendable, Codable, Hashable {
+        var layer: String
+        var into: [String]
+    }
+
+    /// The architecture without batch norm.
+    var architecture: Architecture
+    /// New values of every weight and bias that changed, by tensor name.
+    var values: [String: [Float]] = [:]
+    var folds: [Fold] = []
+    /// The batch-norm tensors that are gone.
+    var removedTensors: [String] = []
+
+    /// - Parameter floats: the float32 values of a tensor of the model, by name.
+    init(_ source: Architecture, floats: (String) throws -> [Float]) throws {
+        architecture = source
+        var cache: [String: [Float]] = [:]
+        func load(_ name: String) throws -> [Float] {
+            if let cached = cache[name] { return cached }
+            let loaded = try floats(name)
+            cache[name] = loaded
+            return loaded
+        }
+
+        for layer in Self.layers(of: source) where layer.batchNorm {
+            let bn = "\(layer.name).bn"
+            let gamma = try load("\(bn).weight"), beta = try load("\(bn).bias")
+            let mean = try load("\(bn).running_mean"), variance = try load("\(bn).running_var")
+            var scale = [Double](repeating: 0, count: gamma.count), shift = scale
+            for o in gamma.indices {
+                let denominator = (Double(variance[o]) + source.bnEps).squareRoot()
+                guard denominator > 0, denominator.isFinite else {
+                    throw MTLModelError(.invalidArgument, "running_var + bn_eps is \(Double(variance[o]) + source.bnEps) at \(o): the norm cannot be folded",
+                                        location: .init(tensor: "\(bn).running_var"))
+                }
+                scale[o] = Double(gamma[o]) / denominator
+                shift[o] = Double(beta[o]) - Double(mean[o]) * scale[o]
+            }
+            var into: [String] = []
+            switch source.layerOrder {
+            case .linearBnAct:
+                // y = s⊙(Wx + b) + t: scale each output row of W and the bias.
+                var weight = try load("\(layer.name).weight"), bias = try load("\(layer.name).bias")
+                let inputs = weight.count / bias.count
+                for o in bias.indices {
+                    for i in 0..<inputs { weight[o * inputs + i] = Float(Double(weight[o * inputs + i]) * scale[o]) }
+                    bias[o] = Float(Double(bias[o]) * scale[o] + shift[o])
+                }
+                cache["\(layer.name).weight"] = weight
+                cache["\(layer.name).bias"] = bias
+                into = [layer.name]
+            case .linearActBn:
+                // Each reader computes W(s⊙x + t) + b = (W·diag(s))x + (b + W·t).
+                for reader in layer.readers {
+                    var weight = try load("\(reader).weight"), bias = try load("\(reader).bias")
+                    let inputs = scale.count
+                    for o in bias.indices {
+                        var added = 0.0
+                        for i in 0..<inputs {
+                            let w = Double(weight[o * inputs + i])
+                            added += w * shift[i]
+                            weight[o * inputs + i] = Float(w * scale[i])
+                        }
+                        bias[o] = Float(Double(bias[o]) + added)
+                    }
+                    cache["\(reader).weight"] = weight
+                    cache["\(reader).bias"] = bias
+                    into.append(reader)
+                }
+            }
+            for name in into { for suffix in [".weight", ".bias"] { values[name + suffix] = cache[name + suffix] } }
+            removedTensors += ["weight", "bias", "running_mean", "running_var"].map { "\(bn).\($0)" }
+            folds.append(Fold(layer: layer.name, into: into))
+        }
+        for index in architecture.shared.indices { architecture.shared[index].batchNorm = false }
+        for task in architecture.tasks.indices {
+            for index in architecture.tasks[task].tower.indices { architecture.tasks[task].tower[index].batchNorm = false }
+        }
+    }
+
+    /// A dense layer by tensor prefix, with the prefixes of the layers (or heads) reading its output.
+    struct LayerReference {
+        var name: String
+        var batchNorm: Bool
+        var readers: [String]
+    }
+
+    /// Every dense layer in forward order: the shared stack, then each task's tower.
+    static func layers(of architecture: Architecture) -> [LayerReference] {
+        func firstOfTask(_ task: Architecture.Task) -> String {
+            task.tower.isEmpty ? "head.\(task.name)" : "tower.\(task.name).0"
+        }
+        var layers: [LayerReference] = []
+        for (index, layer) in architecture.shared.enumerated() {
+            let readers = index + 1 < architecture.shared.count ? ["shared.\(index + 1)"] : architecture.tasks.map(firstOfTask)
+            layers.append(.init(name: "shared.\(index)", batchNorm: layer.batchNorm, readers: readers))
+        }
+        for task in architecture.tasks {
+            for (index, layer) in task.tower.enumerated() {
+                let reader = index + 1 < task.tower.count ? "tower.\(task.name).\(index + 1)" : "head.\(task.name)"
+                layers.append(.init(name: "tower.\(task.name).\(index)", batchNorm: layer.batchNorm, readers: [reader]))
+            }
+        }
+        return layers
+    }
+}

@@ -1,0 +1,210 @@
+import CKernels
+
+/// Which rows of a table a rewrite keeps (pruning), decided row by row as the rewrite streams.
+struct RowFilter {
+    /// Rows kept in all: the first dimension of the written tensor.
+    var keptCount: Int
+    var isKept: (Int) -> Bool
+}
+
+/// Streams tensors of one model into a writer, window by window of rows: copied as stored,
+/// re-encoded as another dtype (measuring the error), or with only some rows kept. Shared by
+/// `quantize`, `dequantize` and `convert`, so every rewrite has the same bounded memory and the
+/// same checks (NaN / Inf, float16 range).
+struct TensorRewriter {
+    /// Rows per window: bounds the memory of the float and encoded buffers.
+    static let windowRowCount = 16_384
+
+    let model: ModelFile
+    let writer: ModelWriter
+
+    /// Writes `entry` as `target`, keeping the rows `filter` keeps (all without one).
+    ///
+    /// - Returns: the change, when the dtype changed (nil for a copy).
+    @discardableResult
+    func write(_ entry: TensorEntry, as target: DType, keeping filter: RowFilter? = nil) throws -> QuantizationReport.TensorChange? {
+        var shape = entry.shape
+        if let filter { shape[0] = UInt64(filter.keptCount) }
+        if target == entry.dtype {
+            try copy(entry, shape: shape, filter: filter)
+            return nil
+        }
+        return try convert(entry, to: target, shape: shape, filter: filter)
+    }
+
+    /// Writes the values `floats` (row-major, `entry`'s shape) as `target`.
+    func write(_ entry: TensorEntry, values floats: [Float], as target: DType) throws {
+        let columns = entry.columnCount
+        let rowBytes = Int(target.rowByteCount(columns: UInt64(columns)))
+        try writer.beginTensor(entry.name, dtype: target, shape: entry.shape, role: entry.role)
+        var encoded = [UInt8](repeating: 0, count: rowBytes)
+        for row in 0..<(columns == 0 ? 0 : floats.count / columns) {
+            try floats.withUnsafeBufferPointer { x in
+                try encoded.withUnsafeMutableBytes { out in
+                    try encode(x.baseAddress! + row * columns, columns: columns, as: target, into: out.baseAddress!, row: row, of: entry)
+                }
+            }
+            try writer.write(encoded[...])
+        }
+        try writer.endTensor()
+    }
+
+    private func copy(_ entry: TensorEntry, shape: [UInt64], filter: RowFilter?) throws {
+        try writer.beginTensor(entry.name, dtype: entry.dtype, shape: shape, role: entry.role)
+        guard let filter else {
+            try model.visitChunks(of: entry, checkingChecksums: true) { visit in
+                guard let chunk = visit.logical else { throw model.chunkError(visit, of: entry) }
+                try writer.write(chunk)
+            }
+            return try writer.endTensor()
+        }
+        let rows = Int(entry.shape[0])
+        let rowBytes = rows == 0 ? 0 : Int(entry.byteCount) / rows
+        try model.withTensorBytes(entry.name) { stored in
+            // Runs of kept rows are written as one piece.
+            var runStart = -1, released = 0
+            for row in 0...rows {
+                if row < rows && filter.isKept(row) {
+                    if runStart < 0 { runStart = row }
+                    continue
+                }
+                if runStart >= 0 {
+                    try writer.write(UnsafeRawBufferPointer(rebasing: stored[(runStart * rowBytes)..<(row * rowBytes)]))
+                    runStart = -1
+                }
+                if row - released >= Self.windowRowCount {
+                    release(entry, rows: released..<row, rowBytes: rowBytes)
+                    released = row
+                }
+            }
+        }
+        try writer.endTensor()
+    }
+
+    private func convert(_ entry: TensorEntry, to target: DType, shape: [UInt64], filter: RowFilter?) throws -> QuantizationReport.TensorChange {
+        let columns = entry.columnCount
+        let rows = columns == 0 ? 0 : Int(entry.elementCount) / columns
+        let sourceRowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(columns)))
+        let targetRowBytes = Int(target.rowByteCount(columns: UInt64(columns)))
+        let storedShape = shape.isEmpty ? [1] : shape
+        guard let byteCountAfter = target.storedByteCount(shape: storedShape) else {
+            throw MTLModelError(.invalidArgument, "shape \(entry.shape) cannot be stored as \(target)", file: model.path, location: .init(tensor: entry.name))
+        }
+        try writer.beginTensor(entry.name, dtype: target, shape: shape, role: entry.role)
+        let window = Self.windowRowCount
+        var values = [Float](repeating: 0, count: window * columns)
+        var encoded = [UInt8](repeating: 0, count: window * targetRowBytes)
+        var sourceRows = [Int](repeating: 0, count: window)
+        var errors = ErrorSums()
+        try model.withTensorBytes(entry.name) { stored in
+            var start = 0
+            while start < rows {
+                let end = min(start + window, rows)
+                if filter == nil && entry.dtype == .float32 && target == .int8Rowwise {
+                    // The hot path (gigabytes of embedding tables): the C kernel reads the mapped rows.
+                    try encodeInt8(stored.baseAddress! + start * sourceRowBytes, count: end - start, firstRow: { start + $0 },
+                                   into: &encoded, errors: &errors, entry: entry)
+                } else {
+                    // Gather the window's kept rows as float32, then encode them.
+                    var count = 0
+                    values.withUnsafeMutableBufferPointer { floats in
+                        for row in start..<end where filter?.isKept(row) ?? true {
+                            RowCodec.decodeRow(stored.baseAddress! + row * sourceRowBytes, dtype: entry.dtype, columns: columns,
+                                               into: floats.baseAddress! + count * columns)
+                            sourceRows[count] = row
+                            count += 1
+                        }
+                    }
+                    if target == .int8Rowwise {
+                        try values.withUnsafeBufferPointer { floats in
+                            try encodeInt8(UnsafeRawPointer(floats.baseAddress!), count: count, firstRow: { sourceRows[$0] },
+                                           into: &encoded, errors: &errors, entry: entry)
+                        }
+                    } else {
+                        try encodeRows(values, count: count, columns: columns, as: target, into: &encoded, rowBytes: targetRowBytes,
+                                       sourceRows: sourceRows, errors: &errors, entry: entry)
+                    }
+                    try withBytes(of: encoded) { raw throws(MTLModelError) in
+                        try writer.write(UnsafeRawBufferPointer(rebasing: raw[..<(count * targetRowBytes)]))
+                    }
+                }
+                release(entry, rows: start..<end, rowBytes: sourceRowBytes)
+                start = end
+            }
+        }
+        try writer.endTensor()
+        let written = filter?.keptCount ?? rows
+        return .init(name: entry.name, dtypeBefore: entry.dtype, dtypeAfter: target, byteCountBefore: entry.byteCount,
+                     byteCountAfter: byteCountAfter, rowCount: written,
+                     meanRelativeError: written == 0 ? 0 : errors.sum / Double(written), maxRelativeError: errors.max)
+    }
+
+    /// Per-row relative reconstruction errors ‖x − x̂‖ / ‖x‖: their sum and maximum.
+    private struct ErrorSums {
+        var sum = 0.0
+        var max = 0.0
+    }
+
+    /// Encodes `count` float32 rows at `rows` as INT8_ROWWISE with the C kernel and writes them.
+    private func encodeInt8(_ rows: UnsafeRawPointer, count: Int, firstRow sourceRow: (Int) -> Int,
+                            into encoded: inout [UInt8], errors: inout ErrorSums, entry: TensorEntry) throws {
+        let columns = entry.columnCount
+        let bad = encoded.withUnsafeMutableBufferPointer { out in
+            mtlm_quantize_int8_rowwise(rows.assumingMemoryBound(to: Float.self), count, columns, out.baseAddress!, &errors.sum, &errors.max)
+        }
+        if bad >= 0 {
+            throw MTLModelError(.invalidArgument, "row \(sourceRow(bad)) holds NaN or Inf: cannot quantize it",
+                                file: model.path, location: .init(tensor: entry.name))
+        }
+        let bytes = count * (columns + 8)
+        try withBytes(of: encoded) { raw throws(MTLModelError) in try writer.write(UnsafeRawBufferPointer(rebasing: raw[..<bytes])) }
+    }
+
+    private func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
+                            sourceRows: [Int], errors: inout ErrorSums, entry: TensorEntry) throws {
+        var decoded = [Float](repeating: 0, count: columns)
+        try values.withUnsafeBufferPointer { floats in
+            try encoded.withUnsafeMutableBytes { out in
+                try decoded.withUnsafeMutableBufferPointer { check in
+                    for r in 0..<count {
+                        let x = floats.baseAddress! + r * columns
+                        let row = out.baseAddress! + r * rowBytes
+                        try encode(x, columns: columns, as: target, into: row, row: sourceRows[r], of: entry)
+                        RowCodec.decodeRow(UnsafeRawPointer(row), dtype: target, columns: columns, into: check.baseAddress!)
+                        var difference = 0.0, norm = 0.0
+                        for j in 0..<columns {
+                            let d = Double(check[j]) - Double(x[j])
+                            difference += d * d
+                            norm += Double(x[j]) * Double(x[j])
+                        }
+                        let relative = norm == 0 ? (difference == 0 ? 0 : Double.infinity) : (difference / norm).squareRoot()
+                        errors.sum += relative
+                        errors.max = max(errors.max, relative)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Encodes one row, naming the tensor and row when its values cannot be stored as `target`.
+    private func encode(_ x: UnsafePointer<Float>, columns: Int, as target: DType, into row: UnsafeMutableRawPointer,
+                        row index: Int, of entry: TensorEntry) throws {
+        for j in 0..<columns where !x[j].isFinite {
+            throw MTLModelError(.invalidArgument, "row \(index) holds \(x[j]) at column \(j): cannot quantize NaN or Inf",
+                                file: model.path, location: .init(tensor: entry.name))
+        }
+        do {
+            try RowQuantizer.encode(x, columns: columns, as: target, into: row)
+        } catch {
+            throw MTLModelError(.invalidArgument, "row \(index) has values beyond float16's range (±65504), which \(target) cannot hold; use int8 or bf16 for it",
+                                file: model.path, location: .init(tensor: entry.name))
+        }
+    }
+
+    /// Releases the mapped pages of rows already read, so a pass over a table larger than
+    /// memory keeps a bounded resident set.
+    private func release(_ entry: TensorEntry, rows: Range<Int>, rowBytes: Int) {
+        guard entry.compression == .none else { return }
+        model.file.release(entry.offset + UInt64(rows.lowerBound * rowBytes), UInt64(rows.count * rowBytes))
+    }
+}

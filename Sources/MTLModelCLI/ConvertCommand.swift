@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import MTLModel
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert between the training form (optimizer state, learned loss weights) and the serving form.",
+        discussion: """
+            --to serving drops optimizer slots, step, row counts and loss.log_var, and freezes the loss \
+            weighting: the architecture's loss section records the learned log-variances and the per-task \
+            weights they imply, marked frozen. --to training writes float32 weights (dequantized), fresh \
+            optimizer slots (kept when the model has them for that optimizer), loss.log_var from the frozen \
+            values, and unfreezes the loss weighting. With --eval, both models score the data (and a gate \
+            option can refuse the output, exit 1).
+            """
+    )
+
+    enum Form: String, ExpressibleByArgument, CaseIterable { case serving, training }
+
+    @Argument(help: "The .mtlm model to convert.")
+    var input: String
+
+    @Argument(help: "The .mtlm file to write.")
+    var output: String
+
+    @Option(help: "The form to write: serving or training.")
+    var to: Form
+
+    @Flag(help: "Serving: fold batch norm into the dense layers (predictions unchanged within MODEL.md's tolerance).")
+    var foldBatchNorm = false
+
+    @Flag(help: "Serving: remove the rows of keyed tables that training never saw (row count 0; needs stats.{field}.count).")
+    var pruneUnseen = false
+
+    @OptionGroup(title: "Serving: types (unset: kept as stored)") var types: QuantizationOptions
+
+    @Option(help: "Training: the optimizer whose slots to create, adagrad, adam, ftrl or sgd (default: the one the model records).")
+    var optimizer: String?
+
+    @OptionGroup(title: "Checking predictions") var gate: QualityGateOptions
+
+    @Flag(help: "Print one JSON document instead of text.")
+    var json = false
+
+    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
+
+    func validate() throws {
+        switch to {
+        case .serving:
+            if optimizer != nil { throw ValidationError("--optimizer applies to --to training") }
+            _ = try types.plan()
+        case .training:
+            if foldBatchNorm || pruneUnseen || !types.isEmpty {
+                throw ValidationError("--fold-batch-norm, --prune-unseen, --embeddings, --dense and --field apply to --to serving")
+            }
+            if let optimizer, Architecture.OptimizerType(named: optimizer) == nil {
+                throw ValidationError("--optimizer must be adagrad, adam, ftrl or sgd, got '\(optimizer)'")
+            }
+        }
+    }
+
+    func run() throws {
+        let model = try limits.open(input)
+        let pending = PendingOutput(target: output)
+        let converter = ModelConverter()
+        let report: ConversionReport
+        switch to {
+        case .serving:
+            var options = ModelConverter.ServingOptions()
+            options.foldBatchNorm = foldBatchNorm
+            options.pruneUnseen = pruneUnseen
+            options.quantization = types.isEmpty ? nil : try types.plan()
+            report = try converter.toServing(model, output: pending.path, options: options)
+        case .training:
+            report = try converter.toTraining(model, output: pending.path, optimizer: optimizer.flatMap(Architecture.OptimizerType.init(named:)))
+        }
+        let outcome = try gate.check(model, against: pending)
+        if json {
+            try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report,
+                                     evaluation: outcome.comparison, gate: outcome.gate))
+        } else {
+            Terminal.output((render(report) + outcome.rendered).joined(separator: "\n"))
+        }
+        if !outcome.passed { throw ExitCode(1) }
+    }
+
+    struct Output: Encodable {
+        var schemaVersion = 1
+        var input: String
+        var output: String
+        var written: Bool
+        var report: ConversionReport
+        var evaluation: QualityComparison?
+        var gate: QualityGateOptions.Gate?
+    }
+
+    private func render(_ report: ConversionReport) -> [String] {
+        var lines = ["wrote the \(report.form) form to \(TerminalText.escaped(output))"]
+        if !report.removed.isEmpty {
+            let bytes = report.removed.reduce(UInt64(0)) { $0 + $1.byteCount }
+            lines.append("removed \(report.removed.count) tensors (\(Format.bytes(bytes))): "
+                         + report.removed.map { TerminalText.escaped($0.name) }.joined(separator: ", "))
+        }
+        if !report.added.isEmpty {
+            lines.append("added \(report.added.count) tensors: " + report.added.map { tensor in
+                TerminalText.escaped(tensor.name) + (tensor.initialValue.map { " = \(Format.number($0))" } ?? "")
+            }.joined(separator: ", "))
+        }
+        if !report.kept.isEmpty { lines.append("kept from the input: " + report.kept.joined(separator: ", ")) }
+        for fold in report.foldedBatchNorm { lines.append("folded the batch norm of \(fold.layer) into \(fold.into.joined(separator: ", "))") }
+        for table in report.prunedTables {
+            lines.append("pruned \(table.field): \(table.rowsBefore) → \(table.rowsAfter) rows (\(table.rowsBefore - table.rowsAfter) never seen)")
+        }
+        if let loss = report.loss {
+            var text = "loss weighting \(loss.weighting)\(loss.convention.isEmpty ? "" : " (\(loss.convention))"), \(loss.frozen ? "frozen" : "learned")"
+            if !loss.values.isEmpty { text += ": log-variances " + loss.values.map { Format.number($0) }.joined(separator: ", ") }
+            if !loss.weights.isEmpty { text += "; task weights " + loss.weights.map { Format.number($0) }.joined(separator: ", ") }
+            lines.append(text)
+        }
+        if let optimizer = report.optimizer { lines.append("optimizer: \(optimizer)") }
+        if !report.quantized.isEmpty {
+            lines.append("")
+            lines.append(Format.dtypeChanges(report.quantized))
+        }
+        lines.append("")
+        lines.append(Format.sizes(report.sections, total: report.total))
+        return lines
+    }
+}

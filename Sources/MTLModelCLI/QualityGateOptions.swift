@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import MTLModel
+
+/// `--eval DATA` and its gates, shared by the commands that rewrite a model (`quantize`,
+/// `convert`): both models score the data, and a failed gate leaves nothing at the output path.
+struct QualityGateOptions: ParsableArguments {
+    @Option(help: "Score this dataset with both models and compare (MODEL.md text format).")
+    var eval: String?
+
+    @Option(help: "Fail (exit 1, nothing written) if any task's AUC drops by more than this.")
+    var maxAUCDrop: Double?
+
+    @Option(help: "Fail (exit 1, nothing written) if any task's logloss grows by more than this.")
+    var maxLoglossIncrease: Double?
+
+    @Option(help: "Threads for --eval.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        if (maxAUCDrop != nil || maxLoglossIncrease != nil) && eval == nil {
+            throw ValidationError("--max-auc-drop and --max-logloss-increase need --eval DATA")
+        }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
+    struct Gate: Encodable {
+        var passed: Bool
+        var failures: [String]
+    }
+
+    struct Outcome {
+        var comparison: QualityComparison?
+        var gate: Gate?
+        var passed: Bool { gate?.passed ?? true }
+
+        /// The comparison table and the gate's verdict, for text output.
+        var rendered: [String] {
+            var lines: [String] = []
+            if let comparison {
+                lines.append("")
+                lines.append("evaluated on \(comparison.sampleCount) samples")
+                lines.append(Format.table(["task", "auc before", "auc after", "Δauc", "Δauc 95% CI", "logloss before", "logloss after", "Δlogloss", "calibration before", "after", "Δcalibration", "max |Δp|"],
+                                          comparison.tasks.map { t in
+                    [t.task, Format.number(t.before.auc), Format.number(t.after.auc), Format.number(t.deltaAUC),
+                     t.deltaAUCLow.map { "[\(Format.number($0)), \(Format.number(t.deltaAUCHigh))]" } ?? "-",
+                     Format.number(t.before.logloss), Format.number(t.after.logloss), Format.number(t.deltaLogloss),
+                     Format.number(t.before.calibration), Format.number(t.after.calibration), Format.number(t.deltaCalibration),
+                     Format.number(t.maxAbsoluteDeltaP)]
+                }))
+            }
+            if let gate {
+                lines.append("")
+                lines.append(gate.passed ? "gate: passed" : "gate: FAILED, nothing written: " + gate.failures.joined(separator: "; "))
+            }
+            return lines
+        }
+    }
+
+    /// Compares `before` with the model written at `pending` when `--eval` is given, and moves
+    /// `pending` into place unless a gate failed.
+    func check(_ before: ModelFile, against pending: PendingOutput) throws -> Outcome {
+        var outcome = Outcome()
+        var failures: [String] = []
+        if let eval {
+            let comparison = try QualityComparison.compare(before, try ModelFile(path: pending.path), data: eval, threadCount: threads)
+            outcome.comparison = comparison
+            for task in comparison.tasks {
+                if let limit = maxAUCDrop, let before = task.before.auc, let after = task.after.auc, before - after > limit {
+                    failures.append("\(task.task): AUC dropped by \(Format.number(before - after)) > \(Format.number(limit))")
+                }
+                if let limit = maxLoglossIncrease, let delta = task.deltaLogloss, delta > limit {
+                    failures.append("\(task.task): logloss grew by \(Format.number(delta)) > \(Format.number(limit))")
+                }
+            }
+        }
+        if maxAUCDrop != nil || maxLoglossIncrease != nil { outcome.gate = Gate(passed: failures.isEmpty, failures: failures) }
+        if failures.isEmpty { try pending.commit() }
+        return outcome
+    }
+}
