@@ -41,3 +41,29 @@ extension ModelFile {
         }
     }
 }
+
+extension ModelFile {
+    /// Calls `body` with the values of float tensor `entry` decoded to float32, a window of
+    /// whole rows at a time: bounded memory whatever the tensor's size, pages released behind.
+    func visitDecodedRows(of entry: TensorEntry, windowRowCount: Int = 16_384, _ body: (UnsafeBufferPointer<Float>) throws -> Void) throws {
+        let columns = entry.columnCount
+        let rows = columns == 0 ? 0 : Int(entry.elementCount) / columns
+        let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(columns)))
+        var values = [Float](repeating: 0, count: min(rows, windowRowCount) * columns)
+        try withTensorBytes(entry.name) { stored in
+            var start = 0
+            while start < rows {
+                let count = min(windowRowCount, rows - start)
+                try values.withUnsafeMutableBufferPointer { floats in
+                    for r in 0..<count {
+                        RowCodec.decodeRow(stored.baseAddress! + (start + r) * rowBytes, dtype: entry.dtype, columns: columns,
+                                           into: floats.baseAddress! + r * columns)
+                    }
+                    try body(UnsafeBufferPointer(rebasing: floats[..<(count * columns)]))
+                }
+                if entry.compression == .none { file.release(entry.offset + UInt64(start * rowBytes), UInt64(count * rowBytes)) }
+                start += count
+            }
+        }
+    }
+}

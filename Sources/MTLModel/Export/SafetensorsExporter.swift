@@ -35,8 +35,7 @@ public struct SafetensorsExporter {
         for entry in model.tensors {
             do {
                 if Self.exportedDType(entry.dtype) != entry.dtype {
-                    let values = try model.floats(entry.name)
-                    try values.withUnsafeBytes { try file.append($0) }
+                    try model.visitDecodedRows(of: entry) { floats in try file.append(UnsafeRawBufferPointer(floats)) }
                     continue
                 }
                 try model.visitChunks(of: entry, checkingChecksums: model.checksChecksumsOnAccess) { visit in
