@@ -27,11 +27,16 @@ let package = Package(
             name: "CMTLManifest",
             dependencies: ["CProtobufC"]
         ),
+        // protoc-c output of the ONNX schema (schema/onnx/onnx-ml.proto), for `export` to .onnx.
+        .target(
+            name: "CONNXProto",
+            dependencies: ["CProtobufC"]
+        ),
         // The dense-layer kernel, with an AVX2 + FMA version chosen at run time.
         .target(name: "CKernels"),
         .target(
             name: "MTLModel",
-            dependencies: ["CMTLManifest", "CProtobufC", "CZlib", "CKernels"]
+            dependencies: ["CMTLManifest", "CONNXProto", "CProtobufC", "CZlib", "CKernels"]
         ),
         .target(
             name: "MTLModelCLI",

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Regenerates the committed protobuf-c code from schema/mtl_model.proto.
-# Needs protoc-c (apt-get install protobuf-c-compiler). Run from anywhere.
+# Regenerates the committed protobuf-c code: the manifest (schema/mtl_model.proto) and the
+# ONNX model schema that `export` writes (schema/onnx/onnx-ml.proto, vendored unchanged from
+# onnx 1.23.2, Apache-2.0). Needs protoc-c (apt-get install protobuf-c-compiler).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out="$here/../Sources/CMTLManifest"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-protoc-c --proto_path="$here" --c_out="$tmp" "$here/mtl_model.proto"
-mv "$tmp/mtl_model.pb-c.c" "$out/mtl_model.pb-c.c"
-mv "$tmp/mtl_model.pb-c.h" "$out/include/mtl_model.pb-c.h"
-# The .c includes its header by the name protoc-c gave it; it lives in include/.
-echo "generated $out/mtl_model.pb-c.c and include/mtl_model.pb-c.h ($(protoc-c --version | head -1))"
+generate() {  # proto_path proto output_dir stem
+  protoc-c --proto_path="$1" --c_out="$tmp" "$1/$2"
+  mv "$tmp/$4.pb-c.c" "$3/$4.pb-c.c"
+  mv "$tmp/$4.pb-c.h" "$3/include/$4.pb-c.h"
+  echo "generated $3/$4.pb-c.c and include/$4.pb-c.h ($(protoc-c --version | head -1))"
+}
+generate "$here" mtl_model.proto "$here/../Sources/CMTLManifest" mtl_model
+generate "$here/onnx" onnx-ml.proto "$here/../Sources/CONNXProto" onnx-ml

@@ -15,9 +15,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python packages of the cross-check tests (an independent numpy implementation of MODEL.md
-# that writes its checkpoints with the safetensors package).
-if ! python3 -c "import numpy, safetensors" 2>/dev/null; then
-  echo "installing: numpy safetensors (pip)" >&2
-  python3 -m pip install -q --disable-pip-version-check numpy safetensors
+# Python packages of the cross-check tests: an independent numpy implementation of MODEL.md
+# that writes its checkpoints with the safetensors package, and onnx + onnxruntime to run the
+# ONNX exports (docs/ONNX.md).
+if ! python3 -c "import numpy, safetensors, onnx, onnxruntime" 2>/dev/null; then
+  echo "installing: numpy safetensors onnx onnxruntime (pip)" >&2
+  python3 -m pip install -q --disable-pip-version-check numpy safetensors onnx onnxruntime
 fi

@@ -61,14 +61,19 @@ struct ExportCommand: ParsableCommand {
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     func validate() throws {
-        guard [".safetensors", ".npz"].contains(where: output.hasSuffix) else {
-            throw ValidationError("unsupported output format: '\(output)' (supported: .safetensors, .npz)")
+        guard [".safetensors", ".npz", ".onnx"].contains(where: output.hasSuffix) else {
+            throw ValidationError("unsupported output format: '\(output)' (supported: .safetensors, .npz, .onnx)")
         }
     }
 
     func run() throws {
         let file = try limits.open(model)
-        if output.hasSuffix(".npz") {
+        if output.hasSuffix(".onnx") {
+            let report = try ONNXExporter().export(file, to: output)
+            let external = report.externalData.map { " + \(TerminalText.escaped($0)) (\(report.externalByteCount) bytes of tensors)" } ?? ""
+            Terminal.error("exported \(TerminalText.escaped(model)) → \(TerminalText.escaped(output))\(external): \(report.nodeCount) nodes, inputs \(report.inputs.count), outputs \(report.outputs.joined(separator: ", "))")
+            return
+        } else if output.hasSuffix(".npz") {
             try NumpyArchiveExporter().export(file, to: output)
         } else {
             try SafetensorsExporter().export(file, to: output)

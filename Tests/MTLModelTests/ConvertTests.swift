@@ -35,6 +35,8 @@ func randomDataset(for model: ModelFile, count: Int, seed: UInt64) throws -> Str
                 let id: UInt64
                 if let fieldKeys = keys[field.name], random.next() % 5 != 0 {
                     id = fieldKeys[Int(random.next() % UInt64(fieldKeys.count))]
+                } else if random.next() % 6 == 0 {
+                    id = random.next()  // anywhere in 64 bits: out of vocabulary, or wrapped by modulo
                 } else {
                     id = random.next() % UInt64(field.vocabSize + 3)
                 }
@@ -183,6 +185,15 @@ struct ConvertTests {
         let linear = try training.floats("linear.item_id.weight")
         #expect(try pruned.floats("linear.item_id.weight") == seen.map { linear[$0] })
         #expect(try pruned.floats("embedding.user_id.weight") == training.floats("embedding.user_id.weight"))
+
+        // Pruning and quantizing in one pass gives what quantizing the pruned model gives.
+        for plan in [QuantizationPlan(embeddings: .int8Rowwise, dense: nil), QuantizationPlan(embeddings: .int4Rowwise, dense: .int8Symmetric)] {
+            var both = options
+            both.quantization = plan
+            _ = try ModelConverter().toServing(training, output: directory.path("pq.mtlm"), options: both)
+            _ = try ModelQuantizer(plan: plan).quantize(pruned, to: directory.path("p-then-q.mtlm"), source: "t")
+            #expect(try tensorBytes(ModelFile(path: directory.path("pq.mtlm"))) == tensorBytes(ModelFile(path: directory.path("p-then-q.mtlm"))))
+        }
 
         // Without row counts, or with none seen, pruning is refused.
         let serving = try ModelFile(path: demo.serving)

@@ -52,3 +52,63 @@ struct NumpyExportTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).isEmpty)
     }
 }
+
+@Suite("export .onnx")
+struct ONNXExportTests {
+    /// Models covering every flag of MODEL.md and every stored type a table or layer can have.
+    static let cases: [(name: String, config: String, quantize: [String])] = [
+        ("small", "small.json", []),                                  // modulo / keyed / direct, mean, sqrtn, intra, field bias, groups, batch norm
+        ("edge-cases", "edge-cases.json", []),                        // linear_act_bn, interaction+fields, weighted product, half factor, 3 tasks
+        ("one-field", "one-field.json", []),                          // no pairs, no intra: h = 0
+        ("model-md-small", "model-md-small.json", []),                // lexicographic fusion
+        ("int8", "small.json", ["--embeddings", "int8", "--dense", "int8"]),
+        ("int4", "edge-cases.json", ["--embeddings", "int4", "--dense", "fp16"]),
+        ("bf16", "model-md-small.json", ["--embeddings", "bf16", "--dense", "bf16"]),
+        ("mixed", "small.json", ["--embeddings", "fp16", "--field", "item_id=int4", "--field", "user_id=int8", "--dense", "fp32"]),
+    ]
+
+    @Test("onnxruntime computes what predict computes (MODEL.md tolerance), through the documented example",
+          arguments: cases.map(\.name))
+    func matchesPredict(name: String) throws {
+        let c = Self.cases.first { $0.name == name }!
+        let directory = TemporaryDirectory()
+        var model = directory.path("\(name).mtlm")
+        #expect(try runCLI(["synth", TestPaths.config(c.config), model, "--seed", "9"]).status == 0)
+        if !c.quantize.isEmpty {
+            let quantized = directory.path("\(name)-q.mtlm")
+            #expect(try runCLI(["quantize", model, quantized] + c.quantize).status == 0)
+            model = quantized
+        }
+        let data = directory.path("data.txt")
+        try randomDataset(for: try ModelFile(path: model), count: 500, seed: 21).write(toFile: data, atomically: true, encoding: .utf8)
+        guard let check = try runPythonCheck("check_onnx.py", [TestPaths.executable, model, data, directory.url.path],
+                                             modules: "numpy, onnx, onnxruntime") else { return }
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+    }
+
+    @Test("The demo model, trained by PyTorch, exports with its large tables as external data and predicts as PyTorch did")
+    func demo() throws {
+        let directory = TemporaryDirectory()
+        guard let demo = try importedDemo(into: directory) else { return }
+        // Converted with every serving option: folded, pruned, quantized.
+        let serving = directory.path("serving.mtlm")
+        #expect(try runCLI(["convert", demo.training, serving, "--to", "serving", "--fold-batch-norm", "--prune-unseen", "--embeddings", "int8"]).status == 0)
+        for model in [demo.serving, serving] {
+            guard let check = try runPythonCheck("check_onnx.py", [TestPaths.executable, model, demo.data, directory.url.path],
+                                                 modules: "numpy, onnx, onnxruntime") else { return }
+            #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        }
+        let report = try ONNXExporter().export(try ModelFile(path: demo.serving), to: directory.path("m.onnx"))
+        #expect(report.externalData == directory.path("m.onnx.data") && report.externalByteCount > 1 << 20)
+        #expect(report.inputs.count == 8 && report.outputs == ["logits", "probabilities", "fused"])
+    }
+
+    @Test("A model whose tensors all fit inline is one file; a training model exports its serving graph")
+    func layout() throws {
+        let directory = TemporaryDirectory()
+        let report = try ONNXExporter().export(try ModelFile(path: TestPaths.fixture("v1.0/small-training.mtlm")), to: directory.path("m.onnx"))
+        #expect(report.externalData == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path) == ["m.onnx"])
+        #expect(report.initializerCount > 0 && report.nodeCount > 0)
+    }
+}

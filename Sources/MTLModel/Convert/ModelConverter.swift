@@ -71,7 +71,7 @@ public struct ModelConverter {
     /// weighting frozen at the learned `loss.log_var` (with the weights it implies), and
     /// optionally batch norm folded, unseen keyed rows pruned and tables quantized.
     public func toServing(_ model: ModelFile, output: String, options: ServingOptions) throws -> ConversionReport {
-        try Self.requireComplete(model)
+        try model.requireCompleteModel()
         try options.quantization?.check(model.architecture)
         let source = model.architecture
         var report = ConversionReport(form: "serving")
@@ -129,7 +129,7 @@ public struct ModelConverter {
     ///
     /// - Parameter optimizer: nil uses the optimizer the architecture records.
     public func toTraining(_ model: ModelFile, output: String, optimizer: Architecture.OptimizerType?) throws -> ConversionReport {
-        try Self.requireComplete(model)
+        try model.requireCompleteModel()
         let source = model.architecture
         guard let type = optimizer ?? source.optimizer?.type else {
             throw MTLModelError(.invalidArgument, "the model records no optimizer: name one (adagrad, adam, ftrl or sgd)", file: model.path)
@@ -199,15 +199,6 @@ public struct ModelConverter {
         try writer.finish(architecture: architecture,
                           provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "convert \(model.path) --to \(form)"),
                           metadata: model.manifest.metadata)
-    }
-
-    /// Converting needs every tensor the architecture names: a model with a structural problem
-    /// (which `verify` reports in full) is refused with the first one.
-    private static func requireComplete(_ model: ModelFile) throws {
-        try model.requireModel()
-        if let problem = ModelVerifier().structureProblems(model.manifest).first {
-            throw MTLModelError(.malformed, "\(problem.message) (run mtl-model verify)", file: model.path, location: .init(tensor: problem.tensor))
-        }
     }
 
     /// The rows of `field`'s table that training saw (row count > 0), as a bitmap (1 bit a row).

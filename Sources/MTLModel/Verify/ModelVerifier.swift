@@ -111,3 +111,15 @@ public struct ModelVerifier {
         return problems
     }
 }
+
+extension ModelFile {
+    /// Throws unless this file is a model with every tensor its architecture names (what
+    /// commands that rewrite or export a whole model need); the error names the first
+    /// structural problem, which `verify` reports in full.
+    public func requireCompleteModel() throws(MTLModelError) {
+        try requireModel()
+        if let problem = ModelVerifier().structureProblems(manifest).first {
+            throw MTLModelError(.malformed, "\(problem.message) (run mtl-model verify)", file: path, location: .init(tensor: problem.tensor))
+        }
+    }
+}

@@ -104,6 +104,7 @@ struct TensorRewriter {
                     // The hot path (gigabytes of embedding tables): the C kernel reads the mapped rows.
                     try encodeInt8(stored.baseAddress! + start * sourceRowBytes, count: end - start, firstRow: { start + $0 },
                                    into: &encoded, errors: &errors, entry: entry)
+                    try write(encoded, byteCount: (end - start) * targetRowBytes)
                 } else {
                     // Gather the window's kept rows as float32, then encode them.
                     var count = 0
@@ -124,9 +125,7 @@ struct TensorRewriter {
                         try encodeRows(values, count: count, columns: columns, as: target, into: &encoded, rowBytes: targetRowBytes,
                                        sourceRows: sourceRows, errors: &errors, entry: entry)
                     }
-                    try withBytes(of: encoded) { raw throws(MTLModelError) in
-                        try writer.write(UnsafeRawBufferPointer(rebasing: raw[..<(count * targetRowBytes)]))
-                    }
+                    try write(encoded, byteCount: count * targetRowBytes)
                 }
                 release(entry, rows: start..<end, rowBytes: sourceRowBytes)
                 start = end
@@ -145,7 +144,11 @@ struct TensorRewriter {
         var max = 0.0
     }
 
-    /// Encodes `count` float32 rows at `rows` as INT8_ROWWISE with the C kernel and writes them.
+    private func write(_ encoded: [UInt8], byteCount: Int) throws {
+        try withBytes(of: encoded) { raw throws(MTLModelError) in try writer.write(UnsafeRawBufferPointer(rebasing: raw[..<byteCount])) }
+    }
+
+    /// Encodes `count` float32 rows at `rows` as INT8_ROWWISE with the C kernel.
     private func encodeInt8(_ rows: UnsafeRawPointer, count: Int, firstRow sourceRow: (Int) -> Int,
                             into encoded: inout [UInt8], errors: inout ErrorSums, entry: TensorEntry) throws {
         let columns = entry.columnCount
@@ -156,8 +159,6 @@ struct TensorRewriter {
             throw MTLModelError(.invalidArgument, "row \(sourceRow(bad)) holds NaN or Inf: cannot quantize it",
                                 file: model.path, location: .init(tensor: entry.name))
         }
-        let bytes = count * (columns + 8)
-        try withBytes(of: encoded) { raw throws(MTLModelError) in try writer.write(UnsafeRawBufferPointer(rebasing: raw[..<bytes])) }
     }
 
     private func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
