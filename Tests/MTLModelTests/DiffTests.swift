@@ -137,4 +137,24 @@ struct DiffTests {
         #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("corrupt/wrong-magic.mtlm")]).status == 2)
         #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("v1.0/small.mtlm"), "--atol", "-1"]).status == 2)
     }
+
+    @Test("The quantile sketch is exact while small and within 2^-12 below the exact quantile once it switches to its histogram")
+    func quantileSketch() {
+        var random = SplitMix64(seed: 5)
+        let values = (0..<20_000).map { i in i % 97 == 0 ? 0 : random.nextFloat(0, 1) * random.nextFloat(0, 3) }
+        var small = QuantileSketch(exactLimit: 1 << 20), big = QuantileSketch(exactLimit: 1000)
+        for value in values { small.add(value); big.add(value) }
+        let sorted = values.sorted()
+        for rank in [0, 1, 9_999, 19_800, 19_999] {
+            #expect(small.value(atRank: rank) == sorted[rank])
+            let estimate = big.value(atRank: rank)
+            #expect(estimate <= sorted[rank] && Double(sorted[rank] - estimate) <= Double(sorted[rank]) / 4096, "rank \(rank)")
+            #expect(values.contains(estimate))
+        }
+        #expect(big.maximum == sorted.last && big.count == values.count)
+
+        var top = TopValues(limit: 3)
+        for (id, value) in [(1, 0.5), (2, 0), (3, 0.9), (4, 0.1), (5, 0.7), (6, 0.2)] as [(UInt64, Float)] { top.add(id: id, value) }
+        #expect(top.entries.map(\.id) == [3, 5, 1])
+    }
 }

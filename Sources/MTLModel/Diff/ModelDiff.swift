@@ -232,41 +232,50 @@ public struct ModelDiff: Sendable {
 
     /// The table row by row (keyed by feature id), and from the same pass the figures of its
     /// tensor over the rows both hold.
+    ///
+    /// - Complexity: one pass over both tables in row order of A, pages released behind it.
+    ///   Memory: 6 bytes a key of B's keyed table (`KeyRowIndex`), with B's keys mapped; the
+    ///   quantiles and the top rows in bounded memory (`QuantileSketch`, `TopValues`).
     private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile) throws
         -> (TableComparison, TensorComparison) {
+        guard fieldA.mapping == .keyed && fieldB.mapping == .keyed else {
+            let rowsB = fieldB.vocabSize
+            return try compareRows(fieldA, fieldB, a, b, keyed: false, id: { UInt64($0) }) { rows, matched in
+                for (i, row) in rows.enumerated() { matched[i] = row < rowsB ? Int32(row) : -1 }
+            }
+        }
+        let keysA = "embedding.\(fieldA.name).keys", keysB = "embedding.\(fieldB.name).keys"
+        return try b.withElements(of: keysB, as: UInt64.self) { keysOfB in
+            let index = try KeyRowIndex(keys: keysOfB, tensor: keysB)
+            return try a.withElements(of: keysA, as: UInt64.self) { keysOfA in
+                try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }) { rows, matched in
+                    for (i, row) in rows.enumerated() { matched[i] = Int32(index.row(of: keysOfA[row])) }
+                }
+            }
+        }
+    }
+
+    /// - Parameter match: writes for each row of A in the range its row in B (−1: none). Called
+    ///   for a block of rows before they are compared, so that the lookups' cache misses overlap.
+    private func compareRows(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile, keyed: Bool,
+                             id: (Int) -> UInt64, match: (Range<Int>, inout [Int32]) -> Void) throws -> (TableComparison, TensorComparison) {
         let name = "embedding.\(fieldA.name).weight"
         let x = a.entry(named: name)!, y = b.entry(named: name)!
         let k = x.columnCount
-        let keyed = fieldA.mapping == .keyed && fieldB.mapping == .keyed
         var result = TableComparison(field: fieldA.name, keyed: keyed, rowsA: fieldA.vocabSize, rowsB: fieldB.vocabSize,
                                      added: 0, removed: 0, changed: 0, unchanged: 0)
         var tensor = TensorComparison(name: name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
                                       sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
-        // For each row of A, its row in B (−1: removed), and its id.
-        var rowInB: [Int32] = []
-        if keyed {
-            let indexB = try b.withTensorBytes("embedding.\(fieldB.name).keys") { try KeyedIndex(keys: $0, tensor: "embedding.\(fieldB.name).keys") }
-            rowInB = try a.withElements(of: "embedding.\(fieldA.name).keys", as: UInt64.self) { keys in keys.map { Int32(indexB.row(of: $0)) } }
-            for (model, field) in [(a, fieldA), (b, fieldB)] {
-                let keys = model.entry(named: "embedding.\(field.name).keys")!
-                model.file.release(keys.offset, keys.storedByteCount)
-            }
-        }
-        let keyOf: (Int) -> UInt64 = { row in
-            keyed ? ((try? a.withElements(of: "embedding.\(fieldA.name).keys", as: UInt64.self) { $0[row] }) ?? 0) : UInt64(row)
-        }
-        let common = keyed ? rowInB.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } : min(fieldA.vocabSize, fieldB.vocabSize)
-        result.removed = fieldA.vocabSize - common
-        result.added = fieldB.vocabSize - common
+        let keysOfA = keyed ? a.entry(named: "embedding.\(fieldA.name).keys") : nil
         let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(k))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(k)))
-        // Per-row relative change, in float: 4 bytes a row for the quantiles.
-        var changes: [Float] = []
-        changes.reserveCapacity(common)
-        var ids: [UInt64] = []
+        // Per-row relative change ‖b − a‖ / ‖a‖ of the rows both hold.
+        var changes = QuantileSketch()
+        var top = TopValues(limit: topRowCount ?? 0)
         var kernelSums = mtlm_diff_sums()
         var windowLow = Int.max, windowHigh = -1
         var rowA = [Float](repeating: 0, count: k), rowB = [Float](repeating: 0, count: k)
-        let window = 1 << 16
+        let window = 1 << 16, block = 4096
+        var matched = [Int32](repeating: -1, count: block)
         func decoded(_ row: UnsafeRawPointer, _ dtype: DType, _ columns: Int, _ into: UnsafeMutableBufferPointer<Float>) -> UnsafeMutablePointer<Float> {
             RowCodec.decodeRow(row, dtype: dtype, columns: columns, into: into.baseAddress!)
             return into.baseAddress!
@@ -276,7 +285,8 @@ public struct ModelDiff: Sendable {
                 rowA.withUnsafeMutableBufferPointer { va in
                     rowB.withUnsafeMutableBufferPointer { vb in
                         for ra in 0..<fieldA.vocabSize {
-                            let rb = keyed ? Int(rowInB[ra]) : (ra < fieldB.vocabSize ? ra : -1)
+                            if ra % block == 0 { match(ra..<min(ra + block, fieldA.vocabSize), &matched) }
+                            let rb = Int(matched[ra % block])
                             if rb >= 0 {
                                 // float32 rows are compared where they are mapped; others decoded first.
                                 let pa = x.dtype == .float32 ? (bytesA.baseAddress! + ra * rowBytesA).assumingMemoryBound(to: Float.self)
@@ -285,18 +295,20 @@ public struct ModelDiff: Sendable {
                                     : UnsafePointer(decoded(bytesB.baseAddress! + rb * rowBytesB, y.dtype, k, vb))
                                 var d2: Float = 0, n2: Float = 0
                                 let differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &kernelSums) != 0
-                                changes.append(n2 == 0 ? (d2 == 0 ? 0 : .infinity) : (d2 / n2).squareRoot())
-                                if topRowCount != nil { ids.append(UInt64(ra)) }
+                                let change = n2 == 0 ? (d2 == 0 ? 0 : Float.infinity) : (d2 / n2).squareRoot()
+                                changes.add(change)
+                                if topRowCount != nil { top.add(id: id(ra), change) }
                                 windowLow = min(windowLow, rb)
                                 windowHigh = max(windowHigh, rb)
                                 if differs { result.changed += 1 } else { result.unchanged += 1 }
                             }
                             if ra % window == window - 1 {
-                                // Done with these rows of A, and with the rows of B they matched when
-                                // those are close together (keys kept in order, the usual case).
-                                // Releasing is only a hint: a row needed again is read back from the
-                                // page cache, so a wrong guess costs time, never correctness.
+                                // Done with these rows of A (and their keys), and with the rows of B they
+                                // matched when those are close together (keys kept in order, the usual
+                                // case). Releasing is only a hint: a row needed again is read back from
+                                // the page cache, so a wrong guess costs time, never correctness.
                                 a.file.release(x.offset + UInt64((ra + 1 - window) * rowBytesA), UInt64(window * rowBytesA))
+                                if let keysOfA { a.file.release(keysOfA.offset + UInt64((ra + 1 - window) * 8), UInt64(window * 8)) }
                                 if windowHigh >= windowLow && windowHigh - windowLow < 4 * window {
                                     b.file.release(y.offset + UInt64(windowLow * rowBytesB), UInt64((windowHigh - windowLow + 1) * rowBytesB))
                                 }
@@ -310,6 +322,9 @@ public struct ModelDiff: Sendable {
         }
         a.file.release(x.offset, x.storedByteCount)
         b.file.release(y.offset, y.storedByteCount)
+        let common = changes.count
+        result.removed = fieldA.vocabSize - common
+        result.added = fieldB.vocabSize - common
         if tensor.sameShape {
             // Over the rows both hold, matched by id; rows that moved with their keys show in
             // the keys tensor, compared on its own.
@@ -317,22 +332,14 @@ public struct ModelDiff: Sendable {
                            dot: kernelSums.dot, beyond: Int(kernelSums.beyond), total: common * k).fill(&tensor)
             if result.added + result.removed > 0 { tensor.equal = false }
         }
-        if !changes.isEmpty {
-            var scratch = changes
-            let last = changes.count - 1
-            result.p50RelativeChange = Double(Self.select(&scratch, rank: last / 2))
-            result.p99RelativeChange = Double(Self.select(&scratch, rank: min(last, Int((Double(last) * 0.99).rounded(.up)))))
-            result.maxRelativeChange = Double(changes.max()!)
+        if common > 0 {
+            let last = common - 1
+            result.p50RelativeChange = Double(changes.value(atRank: last / 2))
+            result.p99RelativeChange = Double(changes.value(atRank: min(last, Int((Double(last) * 0.99).rounded(.up)))))
+            result.maxRelativeChange = Double(changes.maximum)
         }
-        if let top = topRowCount {
-            // The `top` largest in one pass (a sort of millions of rows would cost more).
-            var order: [Int] = []
-            for index in changes.indices where changes[index] > 0 && (order.count < top || changes[index] > changes[order.last!]) {
-                let position = order.firstIndex { changes[$0] < changes[index] } ?? order.count
-                order.insert(index, at: position)
-                if order.count > top { order.removeLast() }
-            }
-            result.topChanged = order.map { TableComparison.Row(id: keyOf(Int(ids[$0])), relativeChange: Double(changes[$0])) }
+        if topRowCount != nil {
+            result.topChanged = top.entries.map { TableComparison.Row(id: $0.id, relativeChange: Double($0.value)) }
         }
         return (result, tensor)
     }
