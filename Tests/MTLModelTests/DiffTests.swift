@@ -157,4 +157,41 @@ struct DiffTests {
         for (id, value) in [(1, 0.5), (2, 0), (3, 0.9), (4, 0.1), (5, 0.7), (6, 0.2)] as [(UInt64, Float)] { top.add(id: id, value) }
         #expect(top.entries.map(\.id) == [3, 5, 1])
     }
+
+    @Test("Keys are matched exactly whatever the partitions, in memory or through a temporary file",
+          arguments: [(1 << 30, 1 << 30), (600, 1 << 30), (600, 0)])
+    func keyJoin(indexBudget: Int, memoryBudget: Int) throws {
+        var random = SplitMix64(seed: 8)
+        let keysB = (0..<3000).map { _ in random.next() }
+        // A: some of B's keys (shuffled), and keys B does not have.
+        var keysA = keysB.enumerated().filter { $0.offset % 3 != 0 }.map(\.element) + (0..<500).map { _ in random.next() }
+        keysA.shuffle(using: &random)
+        var released = 0
+        let join = try keysA.withUnsafeBufferPointer { a in
+            try keysB.withUnsafeBufferPointer { b in
+                try KeyJoin(keysA: a, keysB: b, tensorB: "k", indexBudget: indexBudget, memoryBudget: memoryBudget) { _, rows in released += rows.count }
+            }
+        }
+        let rowOfB = Dictionary(uniqueKeysWithValues: keysB.enumerated().map { ($0.element, Int32($0.offset)) })
+        for (row, key) in keysA.enumerated() { #expect(join[row] == rowOfB[key] ?? -1) }
+        join.release(0..<keysA.count)
+        #expect(released >= keysA.count + keysB.count)
+        let duplicated = keysB + [keysB[17]]
+        #expect(throws: MTLModelError.self) {
+            try keysA.withUnsafeBufferPointer { a in
+                try duplicated.withUnsafeBufferPointer { b in _ = try KeyJoin(keysA: a, keysB: b, tensorB: "k", indexBudget: 600) { _, _ in } }
+            }
+        }
+    }
+
+    @Test("One thread or several: the same report")
+    func threadsAgree() throws {
+        let a = try ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), b = try ModelFile(path: TestPaths.fixture("v1.2/small-edited.mtlm"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let one = try encoder.encode(ModelDiff(topRowCount: 3, threadCount: 1).compare(a, b))
+        let three = try encoder.encode(ModelDiff(topRowCount: 3, threadCount: 3).compare(a, b))
+        #expect(one == three)
+        #expect(try !ModelDiff(threadCount: 2).compare(a, b).equal)
+    }
 }

@@ -87,14 +87,18 @@ public struct ModelDiff: Sendable {
     public var tolerance: DiffTolerance
     /// Report the most changed ids of each table.
     public var topRowCount: Int?
+    /// Tables compared at once. Each takes up to about 80 MB (the key join's index and matches,
+    /// the quantile sketch, row windows), whatever its size.
+    public var threadCount: Int
 
-    public init(tolerance: DiffTolerance = .init(), topRowCount: Int? = nil) {
+    public init(tolerance: DiffTolerance = .init(), topRowCount: Int? = nil, threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.tolerance = tolerance
         self.topRowCount = topRowCount
+        self.threadCount = max(1, threadCount)
     }
 
-    /// - Complexity: reads both models once, in windows of rows; keyed tables build an
-    ///   id → row index of the second model (12 bytes a slot).
+    /// - Complexity: reads both models once, in windows of rows, in bounded memory (about
+    ///   80 MB a thread, `compareTable`).
     public func compare(_ a: ModelFile, _ b: ModelFile) throws -> ModelDiffReport {
         try a.requireModel()
         try b.requireModel()
@@ -107,13 +111,15 @@ public struct ModelDiff: Sendable {
                                      onlyInB: b.tensors.map(\.name).filter { !namesA.contains($0) }, tensors: [], tables: [],
                                      tolerance: tolerance, predictions: nil)
         // Embedding tables are read once, row by row, for both their table and tensor figures,
-        // several tables at a time (one per core).
+        // `threadCount` tables at a time.
         let pairs = a.architecture.embeddingDim != b.architecture.embeddingDim ? [] : a.architecture.fields.compactMap { field in
             b.architecture.fields.first { $0.name == field.name }.map { (field, $0) }
         }
         let results = TableResults(count: pairs.count)
-        DispatchQueue.concurrentPerform(iterations: pairs.count) { index in
-            results.set(index, Result { try compareTable(pairs[index].0, pairs[index].1, a, b) })
+        DispatchQueue.concurrentPerform(iterations: min(threadCount, pairs.count)) { _ in
+            while let index = results.claim() {
+                results.set(index, Result { try compareTable(pairs[index].0, pairs[index].1, a, b) })
+            }
         }
         var tables: [String: TensorComparison] = [:]
         for result in results.all {
@@ -234,8 +240,9 @@ public struct ModelDiff: Sendable {
     /// tensor over the rows both hold.
     ///
     /// - Complexity: one pass over both tables in row order of A, pages released behind it.
-    ///   Memory: 6 bytes a key of B's keyed table (`KeyRowIndex`), with B's keys mapped; the
-    ///   quantiles and the top rows in bounded memory (`QuantileSketch`, `TopValues`).
+    ///   Memory bounded whatever the tables' sizes: keys are matched by a partitioned hash join
+    ///   (`KeyJoin`), the quantiles and the top rows kept in bounded memory (`QuantileSketch`,
+    ///   `TopValues`).
     private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile) throws
         -> (TableComparison, TensorComparison) {
         guard fieldA.mapping == .keyed && fieldB.mapping == .keyed else {
@@ -245,12 +252,19 @@ public struct ModelDiff: Sendable {
             }
         }
         let keysA = "embedding.\(fieldA.name).keys", keysB = "embedding.\(fieldB.name).keys"
-        return try b.withElements(of: keysB, as: UInt64.self) { keysOfB in
-            let index = try KeyRowIndex(keys: keysOfB, tensor: keysB)
-            return try a.withElements(of: keysA, as: UInt64.self) { keysOfA in
-                try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }) { rows, matched in
-                    for (i, row) in rows.enumerated() { matched[i] = Int32(index.row(of: keysOfA[row])) }
+        let entryA = a.entry(named: keysA)!, entryB = b.entry(named: keysB)!
+        let join = try b.withElements(of: keysB, as: UInt64.self) { keysOfB in
+            try a.withElements(of: keysA, as: UInt64.self) { keysOfA in
+                try KeyJoin(keysA: keysOfA, keysB: keysOfB, tensorB: keysB) { table, rows in
+                    let (model, entry) = table == 0 ? (a, entryA) : (b, entryB)
+                    model.file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8))
                 }
+            }
+        }
+        return try a.withElements(of: keysA, as: UInt64.self) { keysOfA in
+            try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }) { rows, matched in
+                for (i, row) in rows.enumerated() { matched[i] = join[row] }
+                join.release(rows)
             }
         }
     }
@@ -350,7 +364,18 @@ private final class TableResults: @unchecked Sendable {
     private let lock = NSLock()
     private var slots: [Result<(TableComparison, TensorComparison), any Error>?]
 
+    private var next = 0
+
     init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    /// The next table to compare, or nil when all are taken.
+    func claim() -> Int? {
+        lock.withLock {
+            guard next < slots.count else { return nil }
+            next += 1
+            return next - 1
+        }
+    }
 
     func set(_ index: Int, _ result: Result<(TableComparison, TensorComparison), any Error>) {
         lock.withLock { slots[index] = result }

@@ -1,0 +1,185 @@
+import CKernels
+import Foundation
+
+/// For each row of keyed table A, the row of keyed table B that holds the same key (−1: none),
+/// in bounded memory whatever the tables' sizes: a hash join done one partition of the key
+/// space at a time.
+///
+/// B's keys of one partition go into an open-addressing index of at most `indexBudget` bytes
+/// (12 bytes a slot, 1.5 slots a key); one pass over A's keys then records the matches of A's
+/// keys in that partition. Keys are read sequentially from the mapped tables, their pages
+/// released behind. The matches take 4 bytes a row of A: in memory up to `memoryBudget`, in
+/// an unlinked temporary file mapped beside them past that (its pages released as they are
+/// read), so nothing is left behind even by a crash.
+final class KeyJoin {
+    private let storage: UnsafeMutablePointer<Int32>
+    let count: Int
+    private let mappedByteCount: Int
+    private var fileDescriptor: Int32 = -1
+
+    /// - Throws: on a duplicate key in B, or when the temporary file cannot be made.
+    init(keysA: UnsafeBufferPointer<UInt64>, keysB: UnsafeBufferPointer<UInt64>, tensorB: String,
+         indexBudget: Int = 40 << 20, memoryBudget: Int = 32 << 20, release: (_ table: Int, _ rows: Range<Int>) -> Void) throws {
+        count = keysA.count
+        let byteCount = max(count, 1) * 4
+        if byteCount <= memoryBudget {
+            storage = .allocate(capacity: max(count, 1))
+            mappedByteCount = 0
+        } else {
+            let directory = FileManager.default.temporaryDirectory.path
+            var template = Array("\(directory)/mtl-model-diff-XXXXXX".utf8CString)
+            let fd = mkstemp(&template)
+            guard fd >= 0 else {
+                throw MTLModelError(.io, "cannot create a temporary file in \(directory) for matching keys: \(String(cString: strerror(errno)))")
+            }
+            unlink(template)
+            guard ftruncate(fd, off_t(byteCount)) == 0,
+                  let base = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+                close(fd)
+                throw MTLModelError(.io, "cannot map \(byteCount) bytes of temporary file in \(directory) for matching keys: \(String(cString: strerror(errno)))")
+            }
+            fileDescriptor = fd
+            storage = base.bindMemory(to: Int32.self, capacity: count)
+            mappedByteCount = byteCount
+        }
+        let partitions = max(1, (keysB.count * 18 + indexBudget - 1) / indexBudget)
+        let window = 1 << 16
+        var sizes = [Int](repeating: 0, count: partitions)
+        for start in stride(from: 0, to: keysB.count, by: window) {
+            for key in keysB[start..<min(start + window, keysB.count)] { sizes[Self.partition(SplitMix64.mix(key), partitions)] += 1 }
+            release(1, start..<min(start + window, keysB.count))
+        }
+        // One index, sized for the largest partition and cleared for each (freeing and
+        // allocating tens of MB per partition would leave freed blocks in malloc's arenas).
+        let largest = sizes.max() ?? 0
+        let index = Index(capacity: largest + largest / 2 + 1)
+        // A window's keys of the partition are gathered first, then inserted or looked up in a
+        // loop that prefetches the slots a few keys ahead: the index is far larger than the
+        // caches, and overlapping its misses is what makes the join fast.
+        var members = [Int](repeating: 0, count: window + 1), hashes = [UInt64](repeating: 0, count: window + 1)
+        func gather(_ keys: UnsafeBufferPointer<UInt64>, _ rows: Range<Int>, _ partition: Int) -> Int {
+            // Branch-free: every key is written, and the count advances only for members
+            // (membership is a coin toss the branch predictor cannot learn).
+            members.withUnsafeMutableBufferPointer { members in
+                hashes.withUnsafeMutableBufferPointer { hashes in
+                    var found = 0
+                    for row in rows {
+                        let hash = SplitMix64.mix(keys[row])
+                        members[found] = row
+                        hashes[found] = hash
+                        found += Self.partition(hash, partitions) == partition ? 1 : 0
+                    }
+                    return found
+                }
+            }
+        }
+        let distance = 8
+        for partition in 0..<partitions {
+            index.clear(capacity: sizes[partition] + sizes[partition] / 2 + 1)
+            for start in stride(from: 0, to: keysB.count, by: window) {
+                let rows = start..<min(start + window, keysB.count)
+                let found = gather(keysB, rows, partition)
+                for i in 0..<found {
+                    if i + distance < found { index.prefetch(hashes[i + distance]) }
+                    try index.insert(keysB[members[i]], hash: hashes[i], row: Int32(members[i]), tensor: tensorB)
+                }
+                release(1, rows)
+            }
+            for start in stride(from: 0, to: count, by: window) {
+                let rows = start..<min(start + window, count)
+                let found = gather(keysA, rows, partition)
+                for i in 0..<found {
+                    if i + distance < found { index.prefetch(hashes[i + distance]) }
+                    storage[members[i]] = index.row(of: keysA[members[i]], hash: hashes[i])
+                }
+                release(0, rows)
+            }
+        }
+    }
+
+    deinit {
+        if fileDescriptor >= 0 {
+            munmap(storage, mappedByteCount)
+            close(fileDescriptor)
+        } else {
+            storage.deallocate()
+        }
+    }
+
+    /// The row of B matching row `row` of A, or −1.
+    subscript(row: Int) -> Int32 { storage[row] }
+
+    /// Drops the pages of matches already read (file-backed only).
+    func release(_ rows: Range<Int>) {
+        guard fileDescriptor >= 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = rows.lowerBound * 4 / page * page, end = rows.upperBound * 4 / page * page
+        if end > start { madvise(UnsafeMutableRawPointer(storage) + start, end - start, MADV_DONTNEED) }
+    }
+
+    /// The partition of a key from its hash's high bits (the index uses the low ones).
+    @inline(__always)
+    private static func partition(_ hash: UInt64, _ count: Int) -> Int {
+        Int(truncatingIfNeeded: ((hash >> 32) &* UInt64(count)) >> 32)
+    }
+
+    /// Open addressing with linear probing over (key, row) slots.
+    private final class Index {
+        private let keys: UnsafeMutableBufferPointer<UInt64>
+        private let rows: UnsafeMutableBufferPointer<Int32>
+        /// Slots in use: the first `capacity` of the allocation.
+        private var capacity = 0
+
+        init(capacity: Int) {
+            keys = .allocate(capacity: capacity)
+            rows = .allocate(capacity: capacity)
+            keys.initialize(repeating: 0)
+        }
+
+        deinit {
+            keys.deallocate()
+            rows.deallocate()
+        }
+
+        func clear(capacity: Int) {
+            self.capacity = capacity
+            UnsafeMutableBufferPointer(rebasing: rows[..<capacity]).initialize(repeating: -1)
+        }
+
+        /// Multiply-shift of the hash's low 32 bits onto the capacity (fewer than 2^32 slots:
+        /// the index budget bounds them).
+        @inline(__always)
+        private func home(_ hash: UInt64) -> Int {
+            Int(truncatingIfNeeded: ((hash & 0xFFFF_FFFF) &* UInt64(capacity)) >> 32)
+        }
+
+        @inline(__always)
+        func prefetch(_ hash: UInt64) {
+            let slot = home(hash)
+            mtlm_prefetch(rows.baseAddress! + slot)
+            mtlm_prefetch(keys.baseAddress! + slot)
+        }
+
+        func insert(_ key: UInt64, hash: UInt64, row: Int32, tensor: String) throws {
+            var slot = home(hash)
+            while rows[slot] >= 0 {
+                if keys[slot] == key {
+                    throw MTLModelError(.malformed, "duplicate key \(key) in a keyed table", location: .init(tensor: tensor))
+                }
+                slot = slot + 1 == capacity ? 0 : slot + 1
+            }
+            keys[slot] = key
+            rows[slot] = row
+        }
+
+        @inline(__always)
+        func row(of key: UInt64, hash: UInt64) -> Int32 {
+            var slot = home(hash)
+            while true {
+                let row = rows[slot]
+                if row < 0 || keys[slot] == key { return row }
+                slot = slot + 1 == capacity ? 0 : slot + 1
+            }
+        }
+    }
+}
