@@ -32,8 +32,9 @@ let package = Package(
             name: "CONNXProto",
             dependencies: ["CProtobufC"]
         ),
-        // The dense-layer kernel, with an AVX2 + FMA version chosen at run time.
-        .target(name: "CKernels"),
+        // Hot loops in C: the dense-layer kernel, int8 row quantization, row comparison, CRC-32
+        // and value scans, with AVX2 / PCLMUL versions chosen at run time.
+        .target(name: "CKernels", dependencies: ["CZlib"]),
         .target(
             name: "MTLModel",
             dependencies: ["CMTLManifest", "CONNXProto", "CProtobufC", "CZlib", "CKernels"]

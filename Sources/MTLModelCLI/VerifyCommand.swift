@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MTLModel
 
 struct VerifyCommand: ParsableCommand {
@@ -11,8 +12,15 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "The .mtlm file.")
     var model: String
 
+    @Option(help: "Threads reading chunks at once.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
@@ -24,7 +32,7 @@ struct VerifyCommand: ParsableCommand {
             if json { try Terminal.json(Unreadable(file: model, error: error.description)) }
             throw error
         }
-        let report = ModelVerifier().verify(file)
+        let report = ModelVerifier(threadCount: threads).verify(file)
         if json {
             try Terminal.json(Output(report: report))
         } else {

@@ -169,7 +169,7 @@ struct DiffTests {
         var released = 0
         let join = try keysA.withUnsafeBufferPointer { a in
             try keysB.withUnsafeBufferPointer { b in
-                try KeyJoin(keysA: a, keysB: b, tensorB: "k", indexBudget: indexBudget, memoryBudget: memoryBudget) { _, rows in released += rows.count }
+                try KeyJoin(keysA: KeyColumn(a), keysB: KeyColumn(b), tensorB: "k", indexBudget: indexBudget, memoryBudget: memoryBudget) { _, rows in released += rows.count }
             }
         }
         let rowOfB = Dictionary(uniqueKeysWithValues: keysB.enumerated().map { ($0.element, Int32($0.offset)) })
@@ -179,7 +179,7 @@ struct DiffTests {
         let duplicated = keysB + [keysB[17]]
         #expect(throws: MTLModelError.self) {
             try keysA.withUnsafeBufferPointer { a in
-                try duplicated.withUnsafeBufferPointer { b in _ = try KeyJoin(keysA: a, keysB: b, tensorB: "k", indexBudget: 600) { _, _ in } }
+                try duplicated.withUnsafeBufferPointer { b in _ = try KeyJoin(keysA: KeyColumn(a), keysB: KeyColumn(b), tensorB: "k", indexBudget: 600) { _, _ in } }
             }
         }
     }

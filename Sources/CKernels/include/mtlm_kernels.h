@@ -49,3 +49,16 @@ typedef struct {
 int mtlm_compare_row(const float *a, const float *b, size_t n, float atol, float rtol,
                      float *row_d2, float *row_a2, mtlm_diff_sums *sums);
 #endif
+
+#ifndef MTLM_KERNELS_SCAN_H
+#define MTLM_KERNELS_SCAN_H
+// CRC-32 of zlib (same value as crc32(crc, p, len)), with carry-less multiplication (PCLMUL)
+// when the CPU has it: several times zlib's table-driven speed.
+uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len);
+// "pclmul" or "zlib": what mtlm_crc32 uses on this CPU.
+const char *mtlm_crc32_name(void);
+// Adds to *nan and *inf the NaN and Inf among n float32 values given as bit patterns.
+void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf);
+// The same for 16-bit floats with the given exponent and mantissa masks (float16, bfloat16).
+void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint64_t *nan, uint64_t *inf);
+#endif

@@ -115,7 +115,7 @@ public struct ModelDiff: Sendable {
         let pairs = a.architecture.embeddingDim != b.architecture.embeddingDim ? [] : a.architecture.fields.compactMap { field in
             b.architecture.fields.first { $0.name == field.name }.map { (field, $0) }
         }
-        let results = TableResults(count: pairs.count)
+        let results = WorkResults<Result<(TableComparison, TensorComparison), any Error>>(count: pairs.count)
         DispatchQueue.concurrentPerform(iterations: min(threadCount, pairs.count)) { _ in
             while let index = results.claim() {
                 results.set(index, Result { try compareTable(pairs[index].0, pairs[index].1, a, b) })
@@ -255,7 +255,7 @@ public struct ModelDiff: Sendable {
         let entryA = a.entry(named: keysA)!, entryB = b.entry(named: keysB)!
         let join = try b.withElements(of: keysB, as: UInt64.self) { keysOfB in
             try a.withElements(of: keysA, as: UInt64.self) { keysOfA in
-                try KeyJoin(keysA: keysOfA, keysB: keysOfB, tensorB: keysB) { table, rows in
+                try KeyJoin(keysA: KeyColumn(keysOfA), keysB: KeyColumn(keysOfB), tensorB: keysB) { table, rows in
                     let (model, entry) = table == 0 ? (a, entryA) : (b, entryB)
                     model.file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8))
                 }
@@ -357,29 +357,4 @@ public struct ModelDiff: Sendable {
         }
         return (result, tensor)
     }
-}
-
-/// Results of tables compared concurrently, one slot each.
-private final class TableResults: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Result<(TableComparison, TensorComparison), any Error>?]
-
-    private var next = 0
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    /// The next table to compare, or nil when all are taken.
-    func claim() -> Int? {
-        lock.withLock {
-            guard next < slots.count else { return nil }
-            next += 1
-            return next - 1
-        }
-    }
-
-    func set(_ index: Int, _ result: Result<(TableComparison, TensorComparison), any Error>) {
-        lock.withLock { slots[index] = result }
-    }
-
-    var all: [Result<(TableComparison, TensorComparison), any Error>?] { lock.withLock { slots } }
 }

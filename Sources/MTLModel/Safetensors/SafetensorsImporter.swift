@@ -87,12 +87,11 @@ public struct SafetensorsImporter {
         }
     }
 
-    /// Keyed tables map each id to one row: a key stored twice is an error.
+    /// Keyed tables map each id to one row: a key stored twice is an error. Checked in bounded
+    /// memory (a partitioned hash, `KeyJoin.duplicateKey`).
     static func checkDistinct(_ bytes: UnsafeRawBufferPointer, tensor: String) throws(MTLModelError) {
-        var keys = (0..<bytes.count / 8).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) }
-        keys.sort()
-        if let index = keys.indices.dropFirst().first(where: { keys[$0] == keys[$0 - 1] }) {
-            throw MTLModelError(.malformed, "duplicate key \(keys[index]) in a keyed table", location: .init(tensor: tensor))
+        if let duplicate = KeyJoin.duplicateKey(in: KeyColumn(bytes), release: { _ in }) {
+            throw MTLModelError(.malformed, "duplicate key \(duplicate) in a keyed table", location: .init(tensor: tensor))
         }
     }
 }

@@ -1,14 +1,18 @@
-import CZlib
+import CKernels
 
 /// CRC-32 (the zlib / PNG polynomial), as stored for the header, manifest, footer and chunks.
+/// Computed with carry-less multiplication where the CPU has it (`mtlm_crc32`: several times
+/// zlib's speed, the same values; a test checks them against zlib).
 enum CRC32 {
     static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
-        // crc32_z takes a 64-bit length, so no 4 GiB splitting is needed.
-        return UInt32(truncatingIfNeeded: crc32_z(UInt(crc), base.assumingMemoryBound(to: UInt8.self), bytes.count))
+        return mtlm_crc32(crc, base.assumingMemoryBound(to: UInt8.self), bytes.count)
     }
 
     static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0) }
     }
+
+    /// "pclmul" or "zlib": the implementation used on this CPU.
+    static var implementation: String { String(cString: mtlm_crc32_name()) }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One thing wrong with a model file.
 public struct VerificationProblem: Sendable, Hashable, Codable {
     public enum Kind: String, Sendable, Hashable, Codable {
@@ -23,33 +25,73 @@ public struct VerificationReport: Sendable, Hashable, Codable {
 /// Checks everything a reader does not check on open: every chunk checksum, zero padding,
 /// the structure the architecture calls for, NaN / Inf in weights, distinct keys.
 /// Together with the checks of `ModelFile.init` this covers every byte of the file.
-public struct ModelVerifier {
-    public init() {}
+public struct ModelVerifier: Sendable {
+    /// Threads reading chunks at once (each holds at most a 16 MiB stretch of mapped pages).
+    public var threadCount: Int
 
-    /// - Complexity: reads every byte once, chunk by chunk; memory stays bounded (mapped pages
-    ///   are released every 64 MiB) except for keyed tables, whose keys are copied (8 bytes a
-    ///   row) to check them for duplicates.
+    public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.threadCount = max(1, threadCount)
+    }
+
+    /// A stretch of one tensor's chunks, checked by one thread: uncompressed tensors are split
+    /// into stretches of about 16 MiB; a compressed one is a single stretch, read in order.
+    private struct Stretch: Sendable {
+        var entry: TensorEntry
+        var chunks: Range<Int>
+    }
+
+    private struct StretchResult {
+        var checksumProblems: [VerificationProblem] = []
+        var counts = ValueCounts()
+    }
+
+    static let stretchByteCount: UInt64 = 16 << 20
+
+    /// - Complexity: reads every byte once, `threadCount` stretches at a time, releasing mapped
+    ///   pages behind; memory stays bounded whatever the model's size (keys are checked for
+    ///   duplicates by a partitioned hash, `KeyJoin.duplicateKey`), except that a compressed
+    ///   keys tensor is inflated whole for that check.
     public func verify(_ model: ModelFile) -> VerificationReport {
+        let ordered = model.tensors.sorted { ($0.offset, $0.storedByteCount) < ($1.offset, $1.storedByteCount) }
+        var stretches: [Stretch] = []
+        var stretchesOf: [Range<Int>] = []
+        for entry in ordered {
+            let first = stretches.count
+            if entry.compression == .zlib || entry.chunkCount == 0 {
+                stretches.append(Stretch(entry: entry, chunks: 0..<entry.chunkCount))
+            } else {
+                let perStretch = max(1, Int(Self.stretchByteCount / max(entry.chunkByteCount, 1)))
+                for start in stride(from: 0, to: entry.chunkCount, by: perStretch) {
+                    stretches.append(Stretch(entry: entry, chunks: start..<min(start + perStretch, entry.chunkCount)))
+                }
+            }
+            stretchesOf.append(first..<stretches.count)
+        }
+        let results = WorkResults<StretchResult>(count: stretches.count)
+        let work = stretches
+        DispatchQueue.concurrentPerform(iterations: min(threadCount, max(work.count, 1))) { _ in
+            while let index = results.claim() { results.set(index, check(work[index], in: model)) }
+        }
+        let done = results.all
+
         var problems: [VerificationProblem] = []
         var checked: UInt64 = 0
-        let ordered = model.tensors.sorted { ($0.offset, $0.storedByteCount) < ($1.offset, $1.storedByteCount) }
         var cursor = model.footer.dataOffset
-        for entry in ordered {
+        for (position, entry) in ordered.enumerated() {
             problems += paddingProblems(model, from: cursor, to: entry.offset)
-            var scanner = ValueScanner(entry)
+            var counts = ValueCounts()
             var intact = true
-            model.visitChunks(of: entry, checkingChecksums: true) { visit in
-                if let chunk = visit.logical {
-                    if intact { scanner.add(chunk) }
-                } else {
-                    intact = false
-                    let error = model.chunkError(visit, of: entry)
-                    problems.append(.init(kind: .checksum, tensor: entry.name, byteOffset: visit.storedOffset, message: error.message))
-                }
+            for index in stretchesOf[position] {
+                problems += done[index]!.checksumProblems
+                intact = intact && done[index]!.checksumProblems.isEmpty
+                counts.merge(done[index]!.counts)
             }
             if intact {
                 model.markChecksumsVerified(entry.name)
-                problems += scanner.finish()
+                problems += counts.problems(entry)
+                if entry.role == .keys, let duplicate = duplicateKey(entry, in: model) {
+                    problems.append(.init(kind: .keys, tensor: entry.name, byteOffset: nil, message: "duplicate key \(duplicate)"))
+                }
             }
             checked += entry.storedByteCount
             cursor = entry.offset + entry.storedByteCount
@@ -58,6 +100,62 @@ public struct ModelVerifier {
         problems += structureProblems(model.manifest)
         return VerificationReport(file: model.path, formatVersion: model.version.description,
                                   tensorCount: model.tensors.count, checkedByteCount: checked, problems: problems)
+    }
+
+    /// Checksums and values of one stretch.
+    private func check(_ stretch: Stretch, in model: ModelFile) -> StretchResult {
+        var result = StretchResult()
+        let entry = stretch.entry
+        func checksumProblem(_ visit: ChunkVisit) -> VerificationProblem {
+            .init(kind: .checksum, tensor: entry.name, byteOffset: visit.storedOffset, message: model.chunkError(visit, of: entry).message)
+        }
+        if entry.compression == .zlib {
+            var scanner = ValueScanner(entry)
+            model.visitChunks(of: entry, checkingChecksums: true) { visit in
+                if let chunk = visit.logical {
+                    if result.checksumProblems.isEmpty { scanner.add(chunk) }
+                } else {
+                    result.checksumProblems.append(checksumProblem(visit))
+                }
+            }
+            result.counts = scanner.counts
+            return result
+        }
+        let ranges = entry.storedRanges()
+        let tensor = model.file.bytes(entry.offset, entry.storedByteCount)
+        let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(entry.columnCount)))
+        let rows = rowBytes == 0 ? 0 : Int(entry.byteCount) / rowBytes
+        for index in stretch.chunks {
+            let range = ranges[index]
+            let stored = UnsafeRawBufferPointer(rebasing: tensor[Int(range.lowerBound)..<Int(range.upperBound)])
+            let crc = CRC32.checksum(stored)
+            guard crc == entry.chunkCRC32[index] else {
+                result.checksumProblems.append(checksumProblem(ChunkVisit(index: index, storedOffset: entry.offset + range.lowerBound,
+                                                                          checksumMismatch: (entry.chunkCRC32[index], crc))))
+                continue
+            }
+            if let size = entry.dtype.elementByteCount {
+                result.counts.scanElements(stored, of: entry, first: Int(range.lowerBound) / size)
+            } else if rowBytes > 0 {
+                // Rows that start in this chunk (one may end in the next: the tensor is mapped whole).
+                let first = (Int(range.lowerBound) + rowBytes - 1) / rowBytes
+                let end = min(rows, (Int(range.upperBound) + rowBytes - 1) / rowBytes)
+                for row in first..<max(first, end) { result.counts.scanRow(tensor.baseAddress! + row * rowBytes, index: row, of: entry) }
+            }
+        }
+        if let first = stretch.chunks.first, let last = stretch.chunks.last {
+            model.file.release(entry.offset + ranges[first].lowerBound, ranges[last].upperBound - ranges[first].lowerBound)
+        }
+        return result
+    }
+
+    /// A key of a keys tensor stored twice, found in bounded memory (its pages released behind).
+    private func duplicateKey(_ entry: TensorEntry, in model: ModelFile) -> UInt64? {
+        try? model.withElements(of: entry.name, as: UInt64.self) { keys in
+            KeyJoin.duplicateKey(in: KeyColumn(keys)) { rows in
+                if entry.compression == .none { model.file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8)) }
+            }
+        }
     }
 
     private func paddingProblems(_ model: ModelFile, from start: UInt64, to end: UInt64) -> [VerificationProblem] {

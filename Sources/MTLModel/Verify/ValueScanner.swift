@@ -1,87 +1,24 @@
-/// Checks a tensor's values chunk by chunk during `verify`: NaN and Inf in float tensors,
-/// negative row counts or step, duplicate keys.
-struct ValueScanner {
-    let entry: TensorEntry
-    private var nanCount: UInt64 = 0
-    private var infCount: UInt64 = 0
-    private var elementsSeen = 0
-    private var firstNegative: Int?
-    private var keys: [UInt64] = []
+import CKernels
 
-    init(_ entry: TensorEntry) {
-        self.entry = entry
-        if entry.role == .keys { keys.reserveCapacity(Int(entry.elementCount)) }
+/// What `verify` found in a tensor's values: NaN and Inf in float tensors, a negative row count
+/// or step, a quantized row whose scale or bias is not finite. Counted over any part of the
+/// tensor and merged, so chunks can be scanned on several threads.
+struct ValueCounts {
+    var nanCount: UInt64 = 0
+    var infCount: UInt64 = 0
+    /// Index of the first negative element (row counts and step).
+    var firstNegative: Int?
+    /// Index of the first quantized row with a non-finite scale or bias.
+    var badParameterRow: Int?
+
+    mutating func merge(_ other: ValueCounts) {
+        nanCount += other.nanCount
+        infCount += other.infCount
+        firstNegative = [firstNegative, other.firstNegative].compactMap { $0 }.min()
+        badParameterRow = [badParameterRow, other.badParameterRow].compactMap { $0 }.min()
     }
 
-    /// Quantized tensors: bytes of a row split across two chunks.
-    private var partialRow: [UInt8] = []
-    private var badParameterRow: Int?
-    private var rowsSeen = 0
-
-    mutating func add(_ bytes: UnsafeRawBufferPointer) {
-        guard let size = entry.dtype.elementByteCount else { return addQuantized(bytes) }
-        let n = bytes.count / size
-        defer { elementsSeen += n }
-        switch entry.dtype {
-        case .float32:
-            // Exponent all ones: Inf when the mantissa is zero, NaN otherwise. Branch-free so
-            // the loop vectorizes.
-            for i in 0..<n {
-                let bits = bytes.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)
-                let special: UInt64 = (bits & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
-                let isNaN: UInt64 = (bits & 0x007F_FFFF) != 0 ? special : 0
-                nanCount += isNaN
-                infCount += special - isNaN
-            }
-        case .float16, .bfloat16:
-            let exponentMask: UInt16 = entry.dtype == .float16 ? 0x7C00 : 0x7F80
-            let mantissaMask: UInt16 = entry.dtype == .float16 ? 0x03FF : 0x007F
-            for i in 0..<n {
-                let bits = bytes.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)
-                let special: UInt64 = (bits & exponentMask) == exponentMask ? 1 : 0
-                let isNaN: UInt64 = (bits & mantissaMask) != 0 ? special : 0
-                nanCount += isNaN
-                infCount += special - isNaN
-            }
-        case .int64, .uint64:
-            if entry.role == .keys {
-                for i in 0..<n { keys.append(bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
-            } else if entry.role == .rowCount || entry.role == .optimizerStep, firstNegative == nil, entry.dtype == .int64 {
-                if let bad = (0..<n).first(where: { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) < 0 }) {
-                    firstNegative = elementsSeen + bad
-                }
-            }
-        case .int8Rowwise, .int4Rowwise, .int8Symmetric:
-            break
-        }
-    }
-
-    /// Checks that each row's scale and bias are finite (the quantized values always are).
-    private mutating func addQuantized(_ bytes: UnsafeRawBufferPointer) {
-        let columns = entry.columnCount
-        let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(columns)))
-        var rest = bytes
-        if !partialRow.isEmpty {
-            let take = min(rowBytes - partialRow.count, rest.count)
-            partialRow += rest[..<take]
-            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
-            guard partialRow.count == rowBytes else { return }
-            partialRow.withUnsafeBytes { checkRow($0.baseAddress!, columns: columns) }
-            partialRow.removeAll(keepingCapacity: true)
-        }
-        let rows = rest.count / rowBytes
-        for r in 0..<rows { checkRow(rest.baseAddress! + r * rowBytes, columns: columns) }
-        partialRow += rest[(rows * rowBytes)...]
-    }
-
-    private mutating func checkRow(_ row: UnsafeRawPointer, columns: Int) {
-        let (scale, bias) = RowCodec.parameters(row, dtype: entry.dtype, columns: columns)
-        if badParameterRow == nil && !(scale.isFinite && bias.isFinite) { badParameterRow = rowsSeen }
-        rowsSeen += 1
-    }
-
-    /// The problems found, once every chunk was added.
-    mutating func finish() -> [VerificationProblem] {
+    func problems(_ entry: TensorEntry) -> [VerificationProblem] {
         var problems: [VerificationProblem] = []
         if nanCount + infCount > 0 {
             problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "\(nanCount) NaN and \(infCount) Inf values"))
@@ -92,14 +29,74 @@ struct ValueScanner {
         if let firstNegative {
             problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "negative value at element \(firstNegative)"))
         }
-        if !keys.isEmpty {
-            // Sorting a copy needs 8 bytes per key, far less than a hash set.
-            keys.sort()
-            if let index = keys.indices.dropFirst().first(where: { keys[$0] == keys[$0 - 1] }) {
-                problems.append(.init(kind: .keys, tensor: entry.name, byteOffset: nil, message: "duplicate key \(keys[index])"))
-            }
-            keys = []
-        }
         return problems
+    }
+
+    /// Scans whole elements of a non-quantized tensor, `bytes` starting at element `first`.
+    mutating func scanElements(_ bytes: UnsafeRawBufferPointer, of entry: TensorEntry, first: Int) {
+        guard let size = entry.dtype.elementByteCount else { return }
+        let n = bytes.count / size
+        switch entry.dtype {
+        case .float32:
+            mtlm_count_nonfinite_f32(bytes.baseAddress?.assumingMemoryBound(to: UInt32.self), n, &nanCount, &infCount)
+        case .float16, .bfloat16:
+            let exponentMask: UInt16 = entry.dtype == .float16 ? 0x7C00 : 0x7F80
+            let mantissaMask: UInt16 = entry.dtype == .float16 ? 0x03FF : 0x007F
+            mtlm_count_nonfinite_16(bytes.baseAddress?.assumingMemoryBound(to: UInt16.self), n, exponentMask, mantissaMask, &nanCount, &infCount)
+        case .int64 where entry.role == .rowCount || entry.role == .optimizerStep:
+            if firstNegative == nil, let bad = (0..<n).first(where: { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) < 0 }) {
+                firstNegative = first + bad
+            }
+        default:
+            break
+        }
+    }
+
+    /// Checks that each quantized row's scale and bias are finite (the codes always are).
+    mutating func scanRow(_ row: UnsafeRawPointer, index: Int, of entry: TensorEntry) {
+        let (scale, bias) = RowCodec.parameters(row, dtype: entry.dtype, columns: entry.columnCount)
+        if badParameterRow == nil && !(scale.isFinite && bias.isFinite) { badParameterRow = index }
+    }
+}
+
+/// Feeds a tensor's logical bytes, chunk by chunk in order, to `ValueCounts`: for tensors that
+/// must be read in order (compressed ones, inflated chunk by chunk), where a quantized row or
+/// an element can straddle two chunks.
+struct ValueScanner {
+    let entry: TensorEntry
+    private(set) var counts = ValueCounts()
+    private var partial: [UInt8] = []
+    private var unitsSeen = 0
+
+    init(_ entry: TensorEntry) {
+        self.entry = entry
+    }
+
+    mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        let unit = entry.dtype.elementByteCount ?? Int(entry.dtype.rowByteCount(columns: UInt64(entry.columnCount)))
+        guard unit > 0 else { return }
+        var rest = bytes
+        if !partial.isEmpty {
+            let take = min(unit - partial.count, rest.count)
+            partial += rest[..<take]
+            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+            guard partial.count == unit else { return }
+            partial.withUnsafeBytes { scan($0) }
+            partial.removeAll(keepingCapacity: true)
+        }
+        let whole = rest.count / unit * unit
+        scan(UnsafeRawBufferPointer(rebasing: rest[..<whole]))
+        partial += rest[whole...]
+    }
+
+    private mutating func scan(_ bytes: UnsafeRawBufferPointer) {
+        if entry.dtype.elementByteCount != nil {
+            counts.scanElements(bytes, of: entry, first: unitsSeen)
+            unitsSeen += bytes.count / entry.dtype.elementByteCount!
+        } else {
+            let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(entry.columnCount)))
+            for r in 0..<(bytes.count / rowBytes) { counts.scanRow(bytes.baseAddress! + r * rowBytes, index: unitsSeen + r, of: entry) }
+            unitsSeen += bytes.count / rowBytes
+        }
     }
 }

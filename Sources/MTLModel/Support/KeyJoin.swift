@@ -18,7 +18,7 @@ final class KeyJoin {
     private var fileDescriptor: Int32 = -1
 
     /// - Throws: on a duplicate key in B, or when the temporary file cannot be made.
-    init(keysA: UnsafeBufferPointer<UInt64>, keysB: UnsafeBufferPointer<UInt64>, tensorB: String,
+    init(keysA: KeyColumn, keysB: KeyColumn, tensorB: String,
          indexBudget: Int = 40 << 20, memoryBudget: Int = 32 << 20, release: (_ table: Int, _ rows: Range<Int>) -> Void) throws {
         count = keysA.count
         let byteCount = max(count, 1) * 4
@@ -42,12 +42,46 @@ final class KeyJoin {
             storage = base.bindMemory(to: Int32.self, capacity: count)
             mappedByteCount = byteCount
         }
-        let partitions = max(1, (keysB.count * 18 + indexBudget - 1) / indexBudget)
-        let window = 1 << 16
+        let window = Self.window
+        try Self.forEachPartition(of: keysB, indexBudget: indexBudget, release: { release(1, $0) }) { partition, partitions, index, gather in
+            if let duplicate = index.duplicate {
+                throw MTLModelError(.malformed, "duplicate key \(duplicate) in a keyed table", location: .init(tensor: tensorB))
+            }
+            for start in stride(from: 0, to: count, by: window) {
+                let rows = start..<min(start + window, count)
+                try gather(keysA, rows) { row, key, hash in storage[row] = index.row(of: key, hash: hash) }
+                release(0, rows)
+            }
+        }
+    }
+
+    /// The first key found twice in `keys` (not necessarily the first in order), or nil: the
+    /// duplicate check of `verify` and `import`, in the same bounded memory as the join.
+    static func duplicateKey(in keys: KeyColumn, indexBudget: Int = 40 << 20,
+                             release: (Range<Int>) -> Void) -> UInt64? {
+        var found: UInt64?
+        try? forEachPartition(of: keys, indexBudget: indexBudget, release: release) { _, _, index, _ in
+            if found == nil { found = index.duplicate }
+        }
+        return found
+    }
+
+    private static let window = 1 << 16
+
+    /// A window's keys of one partition, gathered then visited (row, key, hash), with the
+    /// index slots prefetched a few keys ahead.
+    typealias Gather = (_ keys: KeyColumn, _ rows: Range<Int>, _ visit: (Int, UInt64, UInt64) throws -> Void) throws -> Void
+
+    /// Calls `body` once per hash partition of `keys` with an index holding that partition's
+    /// keys (at most `indexBudget` bytes: 12 a slot, 1.5 slots a key), reading `keys`
+    /// sequentially and releasing them behind, once to size the partitions and once a partition.
+    private static func forEachPartition(of keys: KeyColumn, indexBudget: Int, release: (Range<Int>) -> Void,
+                                         _ body: (_ partition: Int, _ partitions: Int, _ index: Index, _ gather: Gather) throws -> Void) throws {
+        let partitions = max(1, (keys.count * 18 + indexBudget - 1) / indexBudget)
         var sizes = [Int](repeating: 0, count: partitions)
-        for start in stride(from: 0, to: keysB.count, by: window) {
-            for key in keysB[start..<min(start + window, keysB.count)] { sizes[Self.partition(SplitMix64.mix(key), partitions)] += 1 }
-            release(1, start..<min(start + window, keysB.count))
+        for start in stride(from: 0, to: keys.count, by: window) {
+            for row in start..<min(start + window, keys.count) { sizes[Self.partition(SplitMix64.mix(keys[row]), partitions)] += 1 }
+            release(start..<min(start + window, keys.count))
         }
         // One index, sized for the largest partition and cleared for each (freeing and
         // allocating tens of MB per partition would leave freed blocks in malloc's arenas).
@@ -57,43 +91,35 @@ final class KeyJoin {
         // loop that prefetches the slots a few keys ahead: the index is far larger than the
         // caches, and overlapping its misses is what makes the join fast.
         var members = [Int](repeating: 0, count: window + 1), hashes = [UInt64](repeating: 0, count: window + 1)
-        func gather(_ keys: UnsafeBufferPointer<UInt64>, _ rows: Range<Int>, _ partition: Int) -> Int {
-            // Branch-free: every key is written, and the count advances only for members
-            // (membership is a coin toss the branch predictor cannot learn).
-            members.withUnsafeMutableBufferPointer { members in
-                hashes.withUnsafeMutableBufferPointer { hashes in
-                    var found = 0
-                    for row in rows {
-                        let hash = SplitMix64.mix(keys[row])
-                        members[found] = row
-                        hashes[found] = hash
-                        found += Self.partition(hash, partitions) == partition ? 1 : 0
-                    }
-                    return found
-                }
-            }
-        }
         let distance = 8
         for partition in 0..<partitions {
+            let gather: Gather = { keys, rows, visit in
+                // Branch-free: every key is written, and the count advances only for members
+                // (membership is a coin toss the branch predictor cannot learn).
+                let found = members.withUnsafeMutableBufferPointer { members in
+                    hashes.withUnsafeMutableBufferPointer { hashes in
+                        var found = 0
+                        for row in rows {
+                            let hash = SplitMix64.mix(keys[row])
+                            members[found] = row
+                            hashes[found] = hash
+                            found += Self.partition(hash, partitions) == partition ? 1 : 0
+                        }
+                        return found
+                    }
+                }
+                for i in 0..<found {
+                    if i + distance < found { index.prefetch(hashes[i + distance]) }
+                    try visit(members[i], keys[members[i]], hashes[i])
+                }
+            }
             index.clear(capacity: sizes[partition] + sizes[partition] / 2 + 1)
-            for start in stride(from: 0, to: keysB.count, by: window) {
-                let rows = start..<min(start + window, keysB.count)
-                let found = gather(keysB, rows, partition)
-                for i in 0..<found {
-                    if i + distance < found { index.prefetch(hashes[i + distance]) }
-                    try index.insert(keysB[members[i]], hash: hashes[i], row: Int32(members[i]), tensor: tensorB)
-                }
-                release(1, rows)
+            for start in stride(from: 0, to: keys.count, by: window) {
+                let rows = start..<min(start + window, keys.count)
+                try gather(keys, rows) { row, key, hash in index.insert(key, hash: hash, row: Int32(row)) }
+                release(rows)
             }
-            for start in stride(from: 0, to: count, by: window) {
-                let rows = start..<min(start + window, count)
-                let found = gather(keysA, rows, partition)
-                for i in 0..<found {
-                    if i + distance < found { index.prefetch(hashes[i + distance]) }
-                    storage[members[i]] = index.row(of: keysA[members[i]], hash: hashes[i])
-                }
-                release(0, rows)
-            }
+            try body(partition, partitions, index, gather)
         }
     }
 
@@ -143,6 +169,7 @@ final class KeyJoin {
 
         func clear(capacity: Int) {
             self.capacity = capacity
+            duplicate = nil
             UnsafeMutableBufferPointer(rebasing: rows[..<capacity]).initialize(repeating: -1)
         }
 
@@ -160,11 +187,15 @@ final class KeyJoin {
             mtlm_prefetch(keys.baseAddress! + slot)
         }
 
-        func insert(_ key: UInt64, hash: UInt64, row: Int32, tensor: String) throws {
+        /// The first key inserted twice since the last `clear`.
+        private(set) var duplicate: UInt64?
+
+        func insert(_ key: UInt64, hash: UInt64, row: Int32) {
             var slot = home(hash)
             while rows[slot] >= 0 {
                 if keys[slot] == key {
-                    throw MTLModelError(.malformed, "duplicate key \(key) in a keyed table", location: .init(tensor: tensor))
+                    if duplicate == nil { duplicate = key }
+                    return
                 }
                 slot = slot + 1 == capacity ? 0 : slot + 1
             }
@@ -182,4 +213,18 @@ final class KeyJoin {
             }
         }
     }
+}
+
+/// The keys of a keyed table as stored: little-endian 64-bit values at any alignment (a
+/// safetensors checkpoint aligns tensors to their element size only), read as unsigned.
+struct KeyColumn {
+    let bytes: UnsafeRawBufferPointer
+
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    init(_ keys: UnsafeBufferPointer<UInt64>) { bytes = UnsafeRawBufferPointer(keys) }
+
+    var count: Int { bytes.count / 8 }
+
+    @inline(__always)
+    subscript(row: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: row * 8, as: UInt64.self)) }
 }

@@ -1,0 +1,126 @@
+// Scans of stored bytes: CRC-32 with carry-less multiplication, and counts of non-finite
+// floats. Both run over every byte `verify` reads (and the CRC over every byte any reader or
+// writer checksums), at memory speed rather than at the speed of a table-driven loop.
+#include <stdint.h>
+#include <string.h>
+#include <zlib.h>
+#include "include/mtlm_kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// CRC-32 (the zlib polynomial, bit-reflected) of a buffer of 64 bytes or more whose length is
+// a multiple of 16, folding 4 × 128 bits at a time: "Fast CRC Computation for Generic
+// Polynomials Using PCLMULQDQ" (Gopal et al., Intel, 2009), with the constants of the
+// reflected polynomial 0xEDB88320 (x^(4·128+32) mod P, x^(4·128−32) mod P, and so on, as in
+// Linux's crc32-pclmul). `crc` is the raw register (zlib's value, inverted).
+__attribute__((target("pclmul,sse4.1")))
+static uint32_t crc32_fold(const uint8_t *p, size_t len, uint32_t crc) {
+    const __m128i k1k2 = _mm_set_epi64x(0x1c6e41596, 0x154442bd4);
+    const __m128i k3k4 = _mm_set_epi64x(0x0ccaa009e, 0x1751997d0);
+    const __m128i k5 = _mm_set_epi64x(0, 0x163cd6124);
+    const __m128i poly = _mm_set_epi64x(0x1F7011641, 0x1DB710641);
+    const __m128i mask32 = _mm_set_epi32(0, 0, 0, -1);
+
+    __m128i x0 = _mm_loadu_si128((const __m128i *)(p + 0));
+    __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 32));
+    __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 48));
+    x0 = _mm_xor_si128(x0, _mm_cvtsi32_si128((int)crc));
+    p += 64;
+    len -= 64;
+    while (len >= 64) {
+        __m128i h0 = _mm_clmulepi64_si128(x0, k1k2, 0x11), h1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
+        __m128i h2 = _mm_clmulepi64_si128(x2, k1k2, 0x11), h3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
+        x0 = _mm_clmulepi64_si128(x0, k1k2, 0x00);
+        x1 = _mm_clmulepi64_si128(x1, k1k2, 0x00);
+        x2 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
+        x3 = _mm_clmulepi64_si128(x3, k1k2, 0x00);
+        x0 = _mm_xor_si128(_mm_xor_si128(x0, h0), _mm_loadu_si128((const __m128i *)(p + 0)));
+        x1 = _mm_xor_si128(_mm_xor_si128(x1, h1), _mm_loadu_si128((const __m128i *)(p + 16)));
+        x2 = _mm_xor_si128(_mm_xor_si128(x2, h2), _mm_loadu_si128((const __m128i *)(p + 32)));
+        x3 = _mm_xor_si128(_mm_xor_si128(x3, h3), _mm_loadu_si128((const __m128i *)(p + 48)));
+        p += 64;
+        len -= 64;
+    }
+    // Fold the four lanes into one, then the remaining 16-byte blocks.
+    #define FOLD(x, next) _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k3k4, 0x00), _mm_clmulepi64_si128(x, k3k4, 0x11)), next)
+    __m128i x = FOLD(x0, x1);
+    x = FOLD(x, x2);
+    x = FOLD(x, x3);
+    while (len >= 16) {
+        x = FOLD(x, _mm_loadu_si128((const __m128i *)p));
+        p += 16;
+        len -= 16;
+    }
+    #undef FOLD
+    // 128 → 64 bits (appending 32 zero bits), 64 → 32, then Barrett reduction.
+    x = _mm_xor_si128(_mm_srli_si128(x, 8), _mm_clmulepi64_si128(k3k4, x, 0x01));
+    __m128i t = _mm_clmulepi64_si128(_mm_and_si128(x, mask32), k5, 0x00);
+    x = _mm_xor_si128(_mm_srli_si128(x, 4), t);
+    t = _mm_clmulepi64_si128(_mm_and_si128(x, mask32), poly, 0x10);
+    t = _mm_clmulepi64_si128(_mm_and_si128(t, mask32), poly, 0x00);
+    x = _mm_xor_si128(x, t);
+    return (uint32_t)_mm_extract_epi32(x, 1);
+}
+
+static int has_pclmul(void) {
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+    return cached;
+}
+#endif
+
+uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len) {
+#if defined(__x86_64__)
+    if (len >= 64 && has_pclmul()) {
+        size_t body = len & ~(size_t)15;
+        crc = ~crc32_fold(p, body, ~crc);
+        p += body;
+        len -= body;
+    }
+#endif
+    return (uint32_t)crc32_z(crc, p, len);
+}
+
+const char *mtlm_crc32_name(void) {
+#if defined(__x86_64__)
+    if (has_pclmul()) return "pclmul";
+#endif
+    return "zlib";
+}
+
+// Counts NaN and Inf among n float32 bit patterns: exponent all ones, mantissa non-zero or
+// zero. Counted in 32-bit lanes over blocks (so the loop vectorizes), summed in 64 bits.
+#define COUNT_NONFINITE(T, EXP, MAN)                                                  \
+    for (size_t start = 0; start < n; start += 1u << 20) {                            \
+        size_t end = n - start < (1u << 20) ? n : start + (1u << 20);                 \
+        uint32_t special = 0, nans = 0;                                               \
+        for (size_t i = start; i < end; i++) {                                        \
+            T b = bits[i];                                                            \
+            uint32_t s = (b & (EXP)) == (EXP);                                        \
+            special += s;                                                             \
+            nans += s & ((b & (MAN)) != 0);                                           \
+        }                                                                             \
+        *nan += nans;                                                                 \
+        *inf += special - nans;                                                       \
+    }
+
+#if defined(__x86_64__)
+__attribute__((target("avx2")))
+static void count_f32_avx2(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf) { COUNT_NONFINITE(uint32_t, 0x7F800000u, 0x007FFFFFu) }
+#endif
+static void count_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf) { COUNT_NONFINITE(uint32_t, 0x7F800000u, 0x007FFFFFu) }
+
+void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf) {
+#if defined(__x86_64__)
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return count_f32_avx2(bits, n, nan, inf);
+#endif
+    count_f32(bits, n, nan, inf);
+}
+
+void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint64_t *nan, uint64_t *inf) {
+    COUNT_NONFINITE(uint16_t, exponent, mantissa)
+}

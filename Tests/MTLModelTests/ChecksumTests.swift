@@ -1,0 +1,49 @@
+import CKernels
+import CZlib
+import Foundation
+import Testing
+@testable import MTLModel
+
+@Suite("CRC-32 and value scans")
+struct ChecksumTests {
+    @Test("mtlm_crc32 equals zlib's crc32 for every length, alignment and starting value")
+    func crcMatchesZlib() {
+        var random = SplitMix64(seed: 42)
+        let bytes = (0..<5000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        bytes.withUnsafeBufferPointer { buffer in
+            for length in Array(0..<300) + [1023, 1024, 1025, 4095, 4096, 4097, 4900] {
+                for offset in [0, 1, 7, 16, 33] where offset + length <= buffer.count {
+                    for start: UInt32 in [0, 0xFFFF_FFFF, 0x1234_5678] {
+                        let p = buffer.baseAddress! + offset
+                        let expected = UInt32(crc32_z(UInt(start), p, length))
+                        #expect(mtlm_crc32(start, p, length) == expected, "length \(length) offset \(offset) start \(start)")
+                    }
+                }
+            }
+        }
+        // Known value: CRC-32 of "123456789".
+        #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
+        #expect(["pclmul", "zlib"].contains(CRC32.implementation))
+    }
+
+    @Test("NaN and Inf are counted in float32, float16 and bfloat16, at any count")
+    func nonFiniteCounts() {
+        for count in [0, 1, 7, 8, 9, 100, 3000] {
+            var floats = (0..<count).map { Float($0) - 50 }
+            var nan = 0, inf = 0
+            for i in stride(from: 3, to: count, by: 11) { floats[i] = .nan; nan += 1 }
+            for i in stride(from: 5, to: count, by: 13) where !floats[i].isNaN { floats[i] = i % 2 == 0 ? .infinity : -.infinity; inf += 1 }
+            var n32: UInt64 = 0, i32: UInt64 = 0
+            floats.withUnsafeBytes { mtlm_count_nonfinite_f32($0.baseAddress?.assumingMemoryBound(to: UInt32.self), count, &n32, &i32) }
+            #expect(n32 == UInt64(nan) && i32 == UInt64(inf), "float32, \(count)")
+            let halves = floats.map { Float16($0).bitPattern }
+            var n16: UInt64 = 0, i16: UInt64 = 0
+            halves.withUnsafeBufferPointer { mtlm_count_nonfinite_16($0.baseAddress, count, 0x7C00, 0x03FF, &n16, &i16) }
+            #expect(n16 == UInt64(nan) && i16 == UInt64(inf), "float16, \(count)")
+            let bfloats = floats.map { RowCodec.bfloat($0) }
+            var nb: UInt64 = 0, ib: UInt64 = 0
+            bfloats.withUnsafeBufferPointer { mtlm_count_nonfinite_16($0.baseAddress, count, 0x7F80, 0x007F, &nb, &ib) }
+            #expect(nb == UInt64(nan) && ib == UInt64(inf), "bfloat16, \(count)")
+        }
+    }
+}
