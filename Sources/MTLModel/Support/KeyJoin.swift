@@ -80,7 +80,7 @@ final class KeyJoin {
         let partitions = max(1, (keys.count * 18 + indexBudget - 1) / indexBudget)
         var sizes = [Int](repeating: 0, count: partitions)
         for start in stride(from: 0, to: keys.count, by: window) {
-            for row in start..<min(start + window, keys.count) { sizes[Self.partition(SplitMix64.mix(keys[row]), partitions)] += 1 }
+            for row in start..<min(start + window, keys.count) { sizes[Self.partition(keys[row], partitions)] += 1 }
             release(start..<min(start + window, keys.count))
         }
         // One index, sized for the largest partition and cleared for each (freeing and
@@ -91,6 +91,7 @@ final class KeyJoin {
         // loop that prefetches the slots a few keys ahead: the index is far larger than the
         // caches, and overlapping its misses is what makes the join fast.
         var members = [Int](repeating: 0, count: window + 1), hashes = [UInt64](repeating: 0, count: window + 1)
+        if partitions == 1 { members = Array(0..<(window + 1)) }
         let distance = 8
         for partition in 0..<partitions {
             let gather: Gather = { keys, rows, visit in
@@ -99,12 +100,16 @@ final class KeyJoin {
                 let found = members.withUnsafeMutableBufferPointer { members in
                     hashes.withUnsafeMutableBufferPointer { hashes in
                         var found = 0
-                        for row in rows {
-                            let hash = SplitMix64.mix(keys[row])
-                            members[found] = row
-                            hashes[found] = hash
-                            found += Self.partition(hash, partitions) == partition ? 1 : 0
+                        if partitions == 1 {
+                            for row in rows { members[found] = row; found += 1 }
+                        } else {
+                            for row in rows {
+                                members[found] = row
+                                found += Self.partition(keys[row], partitions) == partition ? 1 : 0
+                            }
                         }
+                        // The index's hash, for members only.
+                        for i in 0..<found { hashes[i] = SplitMix64.mix(keys[members[i]]) }
                         return found
                     }
                 }
@@ -143,10 +148,11 @@ final class KeyJoin {
         if end > start { madvise(UnsafeMutableRawPointer(storage) + start, end - start, MADV_DONTNEED) }
     }
 
-    /// The partition of a key from its hash's high bits (the index uses the low ones).
+    /// The partition of a key: a multiplicative hash (one multiplication, where the index's
+    /// hash takes several; skew only makes a partition's index larger, never wrong).
     @inline(__always)
-    private static func partition(_ hash: UInt64, _ count: Int) -> Int {
-        Int(truncatingIfNeeded: ((hash >> 32) &* UInt64(count)) >> 32)
+    private static func partition(_ key: UInt64, _ count: Int) -> Int {
+        Int(truncatingIfNeeded: (((key &* 0x9E37_79B9_7F4A_7C15) >> 32) &* UInt64(count)) >> 32)
     }
 
     /// Open addressing with linear probing over (key, row) slots.

@@ -43,6 +43,8 @@ public struct ModelVerifier: Sendable {
     private struct StretchResult {
         var checksumProblems: [VerificationProblem] = []
         var counts = ValueCounts()
+        /// Keys work: a key stored twice.
+        var duplicateKey: UInt64?
     }
 
     static let stretchByteCount: UInt64 = 16 << 20
@@ -67,12 +69,23 @@ public struct ModelVerifier: Sendable {
             }
             stretchesOf.append(first..<stretches.count)
         }
-        let results = WorkResults<StretchResult>(count: stretches.count)
+        // The duplicate checks of keys tensors come first: each is one long item, which the
+        // other threads overlap with checksum stretches.
+        let keysTensors = ordered.filter { $0.role == .keys }
+        let results = WorkResults<StretchResult>(count: keysTensors.count + stretches.count)
         let work = stretches
-        DispatchQueue.concurrentPerform(iterations: min(threadCount, max(work.count, 1))) { _ in
-            while let index = results.claim() { results.set(index, check(work[index], in: model)) }
+        DispatchQueue.concurrentPerform(iterations: min(threadCount, max(keysTensors.count + work.count, 1))) { _ in
+            while let index = results.claim() {
+                if index < keysTensors.count {
+                    results.set(index, StretchResult(duplicateKey: duplicateKey(keysTensors[index], in: model)))
+                } else {
+                    results.set(index, check(work[index - keysTensors.count], in: model))
+                }
+            }
         }
-        let done = results.all
+        let all = results.all
+        let done = Array(all[keysTensors.count...])
+        let duplicates = Dictionary(uniqueKeysWithValues: zip(keysTensors.map(\.name), all[..<keysTensors.count].map { $0?.duplicateKey }))
 
         var problems: [VerificationProblem] = []
         var checked: UInt64 = 0
@@ -89,7 +102,7 @@ public struct ModelVerifier: Sendable {
             if intact {
                 model.markChecksumsVerified(entry.name)
                 problems += counts.problems(entry)
-                if entry.role == .keys, let duplicate = duplicateKey(entry, in: model) {
+                if let duplicate = duplicates[entry.name] ?? nil {
                     problems.append(.init(kind: .keys, tensor: entry.name, byteOffset: nil, message: "duplicate key \(duplicate)"))
                 }
             }
@@ -149,7 +162,8 @@ public struct ModelVerifier: Sendable {
         return result
     }
 
-    /// A key of a keys tensor stored twice, found in bounded memory (its pages released behind).
+    /// A key of a keys tensor stored twice, found in bounded memory (its pages released behind);
+    /// nil also when the tensor fails its checksums (reported by the stretches).
     private func duplicateKey(_ entry: TensorEntry, in model: ModelFile) -> UInt64? {
         try? model.withElements(of: entry.name, as: UInt64.self) { keys in
             KeyJoin.duplicateKey(in: KeyColumn(keys)) { rows in
