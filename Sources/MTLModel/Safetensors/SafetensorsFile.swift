@@ -129,8 +129,10 @@ public final class SafetensorsFile: @unchecked Sendable {
         file.bytes(dataStart + tensor.begin, tensor.end - tensor.begin)
     }
 
-    /// Drops the pages of `tensor` from this process's resident set after a streaming pass.
-    func release(_ tensor: Tensor) {
-        file.release(dataStart + tensor.begin, tensor.end - tensor.begin)
+    /// Drops the pages of `tensor` (or of `range` of its bytes) from this process's resident
+    /// set after a streaming pass.
+    func release(_ tensor: Tensor, _ range: Range<Int>? = nil) {
+        let range = range ?? 0..<Int(tensor.end - tensor.begin)
+        file.release(dataStart + tensor.begin + UInt64(range.lowerBound), UInt64(range.count))
     }
 }

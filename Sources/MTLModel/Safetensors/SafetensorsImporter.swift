@@ -7,6 +7,7 @@ public struct SafetensorsImporter {
     public static let configKey = "mtl_model.config"
 
     public var writerOptions: ModelWriter.Options
+    static let pieceByteCount = 64 << 20
 
     public init(writerOptions: ModelWriter.Options = .init()) {
         self.writerOptions = writerOptions
@@ -71,9 +72,17 @@ public struct SafetensorsImporter {
 
             let writer = try ModelWriter(path: output, options: writerOptions)
             for spec in specs {
+                // Written 64 MiB at a time, each piece's pages released once written: the
+                // resident set stays bounded whatever the size of a table.
                 let tensor = byName[spec.name]!
-                try writer.writeTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role, bytes: checkpoint.bytes(of: tensor))
-                checkpoint.release(tensor)
+                let bytes = checkpoint.bytes(of: tensor)
+                try writer.beginTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role)
+                for start in stride(from: 0, to: bytes.count, by: Self.pieceByteCount) {
+                    let piece = start..<min(start + Self.pieceByteCount, bytes.count)
+                    try writer.write(UnsafeRawBufferPointer(rebasing: bytes[piece]))
+                    checkpoint.release(tensor, piece)
+                }
+                try writer.endTensor()
             }
             let metadata = checkpoint.metadata.filter { $0.key != Self.configKey }.sorted { $0.key < $1.key }
                 .map { MetadataEntry(key: $0.key, value: $0.value) }
