@@ -16,6 +16,12 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // In-process timings of mtl-model for the peer comparison (benchmarks/peers.py).
+        .executableTarget(
+            name: "PeerTimings",
+            dependencies: [.product(name: "MTLModel", package: mainPackage)],
+            path: "Benchmarks/PeerTimings"
+        ),
         .executableTarget(
             name: "FormatBenchmarks",
             dependencies: [

@@ -18,9 +18,12 @@ public final class AtomicOutputFile {
     /// Bytes written so far (including buffered ones): the offset of the next byte.
     private(set) var position: UInt64 = 0
     private var committed = false
+    private let synchronize: Bool
 
-    public init(targetPath: String) throws(MTLModelError) {
+    /// - Parameter synchronize: fsync before the rename (durable), or only rename (atomic).
+    public init(targetPath: String, synchronize: Bool = true) throws(MTLModelError) {
         self.targetPath = targetPath
+        self.synchronize = synchronize
         let slash = targetPath.lastIndex(of: "/")
         let directory = slash.map { String(targetPath[...$0]) } ?? ""
         let base = slash.map { String(targetPath[targetPath.index(after: $0)...]) } ?? targetPath
@@ -86,14 +89,14 @@ public final class AtomicOutputFile {
     /// Flushes, fsyncs, renames over the target and fsyncs the directory.
     public func commit() throws(MTLModelError) {
         try flush()
-        guard fsync(fd) == 0 else { throw ioError("fsync failed") }
+        if synchronize { guard fsync(fd) == 0 else { throw ioError("fsync failed") } }
         guard close(fd) == 0 else { fd = -1; throw ioError("close failed") }
         fd = -1
         guard rename(temporaryPath, targetPath) == 0 else { throw ioError("cannot rename the temporary file into place") }
         committed = true
         let slash = targetPath.lastIndex(of: "/")
         let directory = slash.map { String(targetPath[...$0]) } ?? "."
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let directoryFD = synchronize ? open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
         if directoryFD >= 0 {
             fsync(directoryFD)
             close(directoryFD)

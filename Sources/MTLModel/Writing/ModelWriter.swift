@@ -16,6 +16,10 @@ public final class ModelWriter {
         public var chunkByteCount: UInt64 = FormatConstants.defaultChunkByteCount
         /// Compression of every tensor written (off by default: serving files should mmap).
         public var compression: Compression = .none
+        /// fsync the file (and its directory) before it appears at its path, so that a power
+        /// loss cannot leave a renamed but empty file. Off, the write is still atomic (never a
+        /// partial file at the path) but not durable: for scratch files and benchmarks.
+        public var synchronize = true
         public init() {}
     }
 
@@ -42,7 +46,7 @@ public final class ModelWriter {
             throw MTLModelError(.invalidArgument, "chunk size must be a multiple of 64 in 64...\(ModelFile.maxChunkByteCount)")
         }
         self.options = options
-        output = try AtomicOutputFile(targetPath: path)
+        output = try AtomicOutputFile(targetPath: path, synchronize: options.synchronize)
         // Placeholder header: the real one is written by finish() once the content is known.
         try output.appendZeros(Int(FormatConstants.headerByteCount))
     }
