@@ -63,7 +63,7 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         let model = try limits.open(input)
         let pending = PendingOutput(target: output)
-        let converter = ModelConverter()
+        let converter = ModelConverter(threadCount: gate.threads)
         let report: ConversionReport
         switch to {
         case .serving:

@@ -14,7 +14,7 @@ struct QualityGateOptions: ParsableArguments {
     @Option(help: "Fail (exit 1, nothing written) if any task's logloss grows by more than this.")
     var maxLoglossIncrease: Double?
 
-    @Option(help: "Threads for --eval.")
+    @Option(help: "Threads: windows of rows encoded at once, and scoring --eval.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {

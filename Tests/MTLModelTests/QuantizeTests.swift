@@ -236,4 +236,20 @@ struct QuantizeTests {
         #expect(better.delta > 0 && better.low > 0)
         #expect(abs(better.aucB - Evaluator.auc(b, labels)!) < 1e-12)
     }
+
+    @Test("Several threads encode the same bytes as one, across many windows of rows", arguments: ["int8", "int4", "fp16"])
+    func threadsAgree(type: String) throws {
+        let directory = TemporaryDirectory()
+        let architecture = try MTLModelTests.architecture(json: """
+            {"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 70000}, {"name": "b", "vocab_size": 5}], "linear": true, "tasks": [{"name": "t"}]}
+            """)
+        try Synthesizer(seed: 4).write(architecture, to: directory.path("m.mtlm"), source: "t")
+        let model = try ModelFile(path: directory.path("m.mtlm"))
+        let plan = QuantizationPlan(embeddings: QuantizationPlan.embeddingType(named: type)!, dense: .int8Symmetric)
+        let one = try ModelQuantizer(plan: plan, threadCount: 1).quantize(model, to: directory.path("1.mtlm"), source: "t")
+        let three = try ModelQuantizer(plan: plan, threadCount: 3).quantize(model, to: directory.path("3.mtlm"), source: "t")
+        #expect(try tensorBytes(ModelFile(path: directory.path("1.mtlm"))) == tensorBytes(ModelFile(path: directory.path("3.mtlm"))))
+        #expect(one.tensors.map(\.meanRelativeError) == three.tensors.map(\.meanRelativeError))
+        #expect(one.tensors.map(\.maxRelativeError) == three.tensors.map(\.maxRelativeError))
+    }
 }

@@ -62,9 +62,12 @@ public struct ModelConverter {
     }
 
     public var writerOptions: ModelWriter.Options
+    /// Windows of rows encoded at once when quantizing or decoding.
+    public var threadCount: Int
 
-    public init(writerOptions: ModelWriter.Options = .init()) {
+    public init(writerOptions: ModelWriter.Options = .init(), threadCount: Int = 1) {
         self.writerOptions = writerOptions
+        self.threadCount = max(1, threadCount)
     }
 
     /// Writes the serving form of `model` to `output` (atomically): no training state, the loss
@@ -104,7 +107,7 @@ public struct ModelConverter {
         }
 
         let writer = try ModelWriter(path: output, options: writerOptions)
-        let rewriter = TensorRewriter(model: model, writer: writer)
+        let rewriter = TensorRewriter(model: model, writer: writer, threadCount: threadCount)
         let removed = Set(folding?.removedTensors ?? [])
         for entry in model.tensors {
             guard !entry.role.isTrainingState, !removed.contains(entry.name) else {
@@ -144,7 +147,7 @@ public struct ModelConverter {
         var report = ConversionReport(form: "training")
 
         let writer = try ModelWriter(path: output, options: writerOptions)
-        let rewriter = TensorRewriter(model: model, writer: writer)
+        let rewriter = TensorRewriter(model: model, writer: writer, threadCount: threadCount)
         var copied = Set(source.servingTensors.map(\.name))
         for spec in source.servingTensors {
             let entry = model.entry(named: spec.name)!
@@ -219,7 +222,8 @@ public struct ModelConverter {
             throw MTLModelError(.invalidArgument, "no row of keyed field \"\(field.name)\" was seen in training: pruning would leave an empty table",
                                 file: model.path, location: .init(tensor: name))
         }
-        return RowFilter(keptCount: kept) { row in bits[row >> 6] & (1 << UInt64(row & 63)) != 0 }
+        let seen = bits
+        return RowFilter(keptCount: kept) { row in seen[row >> 6] & (1 << UInt64(row & 63)) != 0 }
     }
 
     private static func write<T: BitwiseCopyable>(_ spec: TensorSpec, _ elements: [T], writer: ModelWriter) throws {

@@ -57,10 +57,13 @@ public struct QuantizationReport: Sendable, Codable {
 public struct ModelQuantizer {
     public var plan: QuantizationPlan
     public var writerOptions: ModelWriter.Options
+    /// Windows of rows encoded at once (one writer thread writes them in order).
+    public var threadCount: Int
 
-    public init(plan: QuantizationPlan, writerOptions: ModelWriter.Options = .init()) {
+    public init(plan: QuantizationPlan, writerOptions: ModelWriter.Options = .init(), threadCount: Int = 1) {
         self.plan = plan
         self.writerOptions = writerOptions
+        self.threadCount = max(1, threadCount)
     }
 
     /// Writes the quantized copy of `model` to `output` (atomically).
@@ -73,7 +76,7 @@ public struct ModelQuantizer {
         var report = QuantizationReport()
         var sizes: [String: (UInt64, UInt64)] = [:]
         let writer = try ModelWriter(path: output, options: writerOptions)
-        let rewriter = TensorRewriter(model: model, writer: writer)
+        let rewriter = TensorRewriter(model: model, writer: writer, threadCount: threadCount)
         for entry in model.tensors {
             let section = ModelSummary.section(of: entry).rawValue
             let change = try rewriter.write(entry, as: plan.target(for: entry) ?? entry.dtype)

@@ -1,10 +1,11 @@
 import CKernels
+import Foundation
 
 /// Which rows of a table a rewrite keeps (pruning), decided row by row as the rewrite streams.
-struct RowFilter {
+struct RowFilter: Sendable {
     /// Rows kept in all: the first dimension of the written tensor.
     var keptCount: Int
-    var isKept: (Int) -> Bool
+    var isKept: @Sendable (Int) -> Bool
 }
 
 /// Streams tensors of one model into a writer, window by window of rows: copied as stored,
@@ -17,6 +18,8 @@ struct TensorRewriter {
 
     let model: ModelFile
     let writer: ModelWriter
+    /// Windows encoded at once when the dtype changes (copies are bound by the disk).
+    var threadCount = 1
 
     /// Writes `entry` as `target`, keeping the rows `filter` keeps (all without one).
     ///
@@ -91,42 +94,29 @@ struct TensorRewriter {
             throw MTLModelError(.invalidArgument, "shape \(entry.shape) cannot be stored as \(target)", file: model.path, location: .init(tensor: entry.name))
         }
         try writer.beginTensor(entry.name, dtype: target, shape: shape, role: entry.role)
+        // Windows are encoded `threadCount` at a time, each into its own buffer, and written
+        // in order by this thread.
         let window = Self.windowRowCount
-        var values = [Float](repeating: 0, count: window * columns)
-        var encoded = [UInt8](repeating: 0, count: window * targetRowBytes)
-        var sourceRows = [Int](repeating: 0, count: window)
+        let buffers = (0..<threadCount).map { _ in WindowBuffer(rows: window, columns: columns, rowBytes: targetRowBytes) }
         var errors = ErrorSums()
         try model.withTensorBytes(entry.name) { stored in
+            nonisolated(unsafe) let base = stored.baseAddress!
+            nonisolated(unsafe) let rewriter = self
             var start = 0
             while start < rows {
-                let end = min(start + window, rows)
-                if filter == nil && entry.dtype == .float32 && target == .int8Rowwise {
-                    // The hot path (gigabytes of embedding tables): the C kernel reads the mapped rows.
-                    try encodeInt8(stored.baseAddress! + start * sourceRowBytes, count: end - start, firstRow: { start + $0 },
-                                   into: &encoded, errors: &errors, entry: entry)
-                    try write(encoded, byteCount: (end - start) * targetRowBytes)
-                } else {
-                    // Gather the window's kept rows as float32, then encode them.
-                    var count = 0
-                    values.withUnsafeMutableBufferPointer { floats in
-                        for row in start..<end where filter?.isKept(row) ?? true {
-                            RowCodec.decodeRow(stored.baseAddress! + row * sourceRowBytes, dtype: entry.dtype, columns: columns,
-                                               into: floats.baseAddress! + count * columns)
-                            sourceRows[count] = row
-                            count += 1
-                        }
-                    }
-                    if target == .int8Rowwise {
-                        try values.withUnsafeBufferPointer { floats in
-                            try encodeInt8(UnsafeRawPointer(floats.baseAddress!), count: count, firstRow: { sourceRows[$0] },
-                                           into: &encoded, errors: &errors, entry: entry)
-                        }
-                    } else {
-                        try encodeRows(values, count: count, columns: columns, as: target, into: &encoded, rowBytes: targetRowBytes,
-                                       sourceRows: sourceRows, errors: &errors, entry: entry)
-                    }
-                    try write(encoded, byteCount: count * targetRowBytes)
+                let batch = min(threadCount, (rows - start + window - 1) / window), batchStart = start
+                DispatchQueue.concurrentPerform(iterations: batch) { i in
+                    let first = batchStart + i * window
+                    buffers[i].encode(rows: first..<min(first + window, rows), from: base, sourceRowBytes: sourceRowBytes, entry: entry,
+                                      target: target, filter: filter, rewriter: rewriter)
                 }
+                for buffer in buffers[..<batch] {
+                    if let failure = buffer.failure { throw failure }
+                    try write(buffer.encoded, byteCount: buffer.count * targetRowBytes)
+                    errors.sum += buffer.errors.sum
+                    errors.max = max(errors.max, buffer.errors.max)
+                }
+                let end = min(start + batch * window, rows)
                 release(entry, rows: start..<end, rowBytes: sourceRowBytes)
                 start = end
             }
@@ -139,9 +129,65 @@ struct TensorRewriter {
     }
 
     /// Per-row relative reconstruction errors ‖x − x̂‖ / ‖x‖: their sum and maximum.
-    private struct ErrorSums {
+    fileprivate struct ErrorSums {
         var sum = 0.0
         var max = 0.0
+    }
+
+    /// One window's rows, gathered (as float32), encoded, and measured by one thread.
+    fileprivate final class WindowBuffer: @unchecked Sendable {
+        var values: [Float]
+        var encoded: [UInt8]
+        var sourceRows: [Int]
+        var errors = ErrorSums()
+        var count = 0
+        var failure: (any Error)?
+
+        init(rows: Int, columns: Int, rowBytes: Int) {
+            values = [Float](repeating: 0, count: rows * columns)
+            encoded = [UInt8](repeating: 0, count: rows * rowBytes)
+            sourceRows = [Int](repeating: 0, count: rows)
+        }
+
+        func encode(rows range: Range<Int>, from stored: UnsafeRawPointer, sourceRowBytes: Int, entry: TensorEntry, target: DType,
+                    filter: RowFilter?, rewriter: TensorRewriter) {
+            errors = ErrorSums()
+            failure = nil
+            do {
+                if filter == nil && entry.dtype == .float32 && target == .int8Rowwise {
+                    // The hot path (gigabytes of embedding tables): the C kernel reads the mapped rows.
+                    count = range.count
+                    let first = range.lowerBound
+                    try rewriter.encodeInt8(stored + first * sourceRowBytes, count: count, firstRow: { first + $0 },
+                                            into: &encoded, errors: &errors, entry: entry)
+                    return
+                }
+                // Gather the window's kept rows as float32, then encode them.
+                let columns = entry.columnCount
+                count = 0
+                values.withUnsafeMutableBufferPointer { floats in
+                    for row in range where filter?.isKept(row) ?? true {
+                        RowCodec.decodeRow(stored + row * sourceRowBytes, dtype: entry.dtype, columns: columns,
+                                           into: floats.baseAddress! + count * columns)
+                        sourceRows[count] = row
+                        count += 1
+                    }
+                }
+                if target == .int8Rowwise {
+                    let rows = sourceRows
+                    try values.withUnsafeBufferPointer { floats in
+                        try rewriter.encodeInt8(UnsafeRawPointer(floats.baseAddress!), count: count, firstRow: { rows[$0] },
+                                                into: &encoded, errors: &errors, entry: entry)
+                    }
+                } else {
+                    try rewriter.encodeRows(values, count: count, columns: columns, as: target, into: &encoded,
+                                            rowBytes: Int(target.rowByteCount(columns: UInt64(columns))),
+                                            sourceRows: sourceRows, errors: &errors, entry: entry)
+                }
+            } catch {
+                failure = error
+            }
+        }
     }
 
     private func write(_ encoded: [UInt8], byteCount: Int) throws {
@@ -149,7 +195,7 @@ struct TensorRewriter {
     }
 
     /// Encodes `count` float32 rows at `rows` as INT8_ROWWISE with the C kernel.
-    private func encodeInt8(_ rows: UnsafeRawPointer, count: Int, firstRow sourceRow: (Int) -> Int,
+    fileprivate func encodeInt8(_ rows: UnsafeRawPointer, count: Int, firstRow sourceRow: (Int) -> Int,
                             into encoded: inout [UInt8], errors: inout ErrorSums, entry: TensorEntry) throws {
         let columns = entry.columnCount
         let bad = encoded.withUnsafeMutableBufferPointer { out in
@@ -161,7 +207,7 @@ struct TensorRewriter {
         }
     }
 
-    private func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
+    fileprivate func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
                             sourceRows: [Int], errors: inout ErrorSums, entry: TensorEntry) throws {
         var decoded = [Float](repeating: 0, count: columns)
         try values.withUnsafeBufferPointer { floats in
