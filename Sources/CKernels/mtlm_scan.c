@@ -124,3 +124,50 @@ void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uin
 void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint64_t *nan, uint64_t *inf) {
     COUNT_NONFINITE(uint16_t, exponent, mantissa)
 }
+
+// Squared reconstruction error of n values stored as 4-bit levels with `scale` and `bias`
+// (the int4 clipping search evaluates it ~60 times a row). Levels are clamped to [0, 15] and
+// rounded half to even by adding and removing 2^23; errors are summed in 8 lanes, combined in
+// a fixed order, with no contraction into FMA: the same value on every CPU.
+#pragma STDC FP_CONTRACT OFF
+#define INT4_LOSS_BODY                                                                        \
+    float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                 \
+    size_t j = 0;                                                                             \
+    for (; j + 8 <= n; j += 8) {                                                              \
+        for (int k = 0; k < 8; k++) {                                                         \
+            float v = (x[j + k] - bias) / scale;                                              \
+            v = v > 0 ? v : 0;                                                                \
+            v = v < 15 ? v : 15;                                                              \
+            v = (v + 8388608.0f) - 8388608.0f;                                                \
+            float e = scale * v;                                                              \
+            e = e + bias;                                                                     \
+            e = e - x[j + k];                                                                 \
+            lane[k] += e * e;                                                                 \
+        }                                                                                     \
+    }                                                                                         \
+    for (int k = 0; j < n; j++, k++) {                                                        \
+        float v = (x[j] - bias) / scale;                                                      \
+        v = v > 0 ? v : 0;                                                                    \
+        v = v < 15 ? v : 15;                                                                  \
+        v = (v + 8388608.0f) - 8388608.0f;                                                    \
+        float e = scale * v;                                                                  \
+        e = e + bias;                                                                         \
+        e = e - x[j];                                                                         \
+        lane[k] += e * e;                                                                     \
+    }                                                                                         \
+    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+
+#if defined(__x86_64__)
+__attribute__((target("avx2")))
+static float int4_loss_avx2(const float *x, size_t n, float scale, float bias) { INT4_LOSS_BODY }
+#endif
+static float int4_loss_portable(const float *x, size_t n, float scale, float bias) { INT4_LOSS_BODY }
+
+float mtlm_int4_loss(const float *x, size_t n, float scale, float bias) {
+#if defined(__x86_64__)
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return int4_loss_avx2(x, n, scale, bias);
+#endif
+    return int4_loss_portable(x, n, scale, bias);
+}

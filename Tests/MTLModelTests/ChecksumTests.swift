@@ -47,3 +47,29 @@ struct ChecksumTests {
         }
     }
 }
+
+@Suite("float16 conversion")
+struct HalfConversionTests {
+    @Test("RowCodec.half gives Float16's bits: normals, subnormals, ties, overflow, zeros, infinities")
+    func matchesFloat16() {
+        var random = SplitMix64(seed: 77)
+        var values: [Float] = [0, -0, 1, -1, 65504, 65519.99, 65520, 65536, 1e10, -1e10, .infinity, -.infinity, .nan,
+                               6.1035156e-05, 6.1e-05, 5.9604645e-08, 2.9802322e-08, 2.9802326e-08, 1e-10, .leastNonzeroMagnitude]
+        // Every tie between two float16 values in [1, 2), and random bit patterns of every exponent.
+        for m in 0..<1024 { values.append(Float(bitPattern: 0x3F80_0000 | UInt32(m) << 13 | 0x1000)) }
+        for _ in 0..<200_000 { values.append(Float(bitPattern: UInt32(truncatingIfNeeded: random.next()))) }
+        var mismatches = 0
+        for value in values where !value.isNaN {
+            if RowCodec.half(value) != Float16(value).bitPattern { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+        #expect(Float16(bitPattern: RowCodec.half(.nan)).isNaN)
+    }
+
+    @Test("int4 levels: clamped to [0, 15] and rounded half to even")
+    func int4Levels() {
+        for v: Float in [-3, -0.5, 0, 0.4, 0.5, 1.5, 2.5, 7.49, 14.5, 15, 15.5, 99] {
+            #expect(RowQuantizer.int4Level(v) == min(max(v.rounded(.toNearestOrEven), 0), 15), "\(v)")
+        }
+    }
+}

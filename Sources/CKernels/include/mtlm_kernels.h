@@ -61,4 +61,7 @@ const char *mtlm_crc32_name(void);
 void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf);
 // The same for 16-bit floats with the given exponent and mantissa masks (float16, bfloat16).
 void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint64_t *nan, uint64_t *inf);
+// Squared error of n values stored as int4 levels with `scale` (> 0) and `bias`, the same on
+// every CPU (8 lanes, fixed order, no FMA contraction).
+float mtlm_int4_loss(const float *x, size_t n, float scale, float bias);
 #endif

@@ -1,3 +1,4 @@
+import CKernels
 /// Encodes rows of float32 values as the quantized and half-precision dtypes: the scheme of
 /// FBGEMM / TorchRec for embedding tables (asymmetric per row), symmetric per output channel
 /// for dense weights. Inputs are finite (the quantizer checks before calling).
@@ -115,7 +116,7 @@ enum RowQuantizer {
         let q = out.assumingMemoryBound(to: UInt8.self)
         for i in 0..<offset { q[i] = 0 }
         for j in 0..<columns {
-            let level = scale == 0 ? 0 : UInt8(min(max(((x[j] - bias) / scale).rounded(.toNearestOrEven), 0), 15))
+            let level = scale == 0 ? 0 : UInt8(int4Level((x[j] - bias) / scale))
             q[j >> 1] |= level << UInt8((j & 1) * 4)
         }
         out.storeBytes(of: RowCodec.half(scale), toByteOffset: offset, as: UInt16.self)
@@ -133,15 +134,25 @@ enum RowQuantizer {
         return (scale, bias)
     }
 
-    /// Squared reconstruction error of the row with range [low, high], as it would be stored.
+    /// The 4-bit level of `v` (in units of the scale above the bias): clamped to [0, 15], then
+    /// rounded to nearest even by adding and removing 2^23 (what `rounded(.toNearestOrEven)`
+    /// gives, without the library call baseline x86-64 needs for it; clamping first gives the
+    /// same level as rounding first).
+    @inline(__always)
+    static func int4Level(_ v: Float) -> Float {
+        let magic: Float = 8_388_608
+        return (min(max(v, 0), 15) + magic) - magic
+    }
+
+    /// Squared reconstruction error of the row with range [low, high], as it would be stored
+    /// (`mtlm_int4_loss`: vectorized, the same value on every CPU).
     static func int4Loss(_ x: UnsafePointer<Float>, _ columns: Int, _ low: Float, _ high: Float) -> Float {
         let (scale, bias) = int4Parameters(low, high)
-        var loss: Float = 0
-        for j in 0..<columns {
-            let level = scale == 0 ? 0 : min(max(((x[j] - bias) / scale).rounded(.toNearestOrEven), 0), 15)
-            let error = scale * level + bias - x[j]
-            loss += error * error
+        guard scale != 0 else {
+            var loss: Float = 0
+            for j in 0..<columns { loss += (bias - x[j]) * (bias - x[j]) }
+            return loss
         }
-        return loss
+        return mtlm_int4_loss(x, columns, scale, bias)
     }
 }
