@@ -14,7 +14,7 @@ For each model size (K = 16, three large fields, written by `mtl-model synth`):
   Python process of `save_file`.
 - inspect: metadata read, flat across sizes.
 - verify, quantize (int8 tables), diff (against a model of another seed): GB/s at 1 and 2
-  threads (quantize has one writer thread: its ratio is 1 by construction).
+  threads.
 - peak memory (max RSS) of synth, import, quantize, convert, diff, verify.
 
 Peers are timed inside Python around the operation only (interpreter start and imports
@@ -195,9 +195,11 @@ def main():
 
         # quantize, convert, diff.
         quantized = prefix + "-q.mtlm"
-        quantize, rss = median_of(runs, lambda: timed_process([binary, "quantize", model, quantized, "--embeddings", "int8"]))
-        memory.append(("quantize", size, rss))
-        rows_out.append(("quantize int8", size, f"{gbps(quantize):.2f} GB/s", "", "", "", "", ""))
+        quantize1, rss1 = median_of(runs, lambda: timed_process([binary, "quantize", model, quantized, "--embeddings", "int8", "--threads", "1"]))
+        quantize2, rss2 = median_of(runs, lambda: timed_process([binary, "quantize", model, quantized, "--embeddings", "int8", "--threads", "2"]))
+        memory.append(("quantize", size, max(rss1, rss2)))
+        rows_out.append(("quantize int8, 1 → 2 threads", size, f"{gbps(quantize1):.2f} → {gbps(quantize2):.2f} GB/s", "", "",
+                         f"{quantize1 / quantize2:.2f}×", "> 1", "yes" if quantize1 > quantize2 else "NO"))
         _, rss = timed_process([binary, "convert", model, prefix + "-t.mtlm", "--to", "training", "--optimizer", "adam"])
         memory.append(("convert", size, rss))
         diff1, rss1 = median_of(runs, lambda: timed_process([binary, "diff", model, other, "--threads", "1"]))

@@ -146,4 +146,17 @@ struct RoundTripTests {
         try writer.endTensor()
         #expect(throws: MTLModelError.self) { try writer.beginTensor("x", dtype: .float32, shape: [1], role: .parameter) }
     }
+
+    @Test("Without fsync (Options.synchronize off) the file is the same, still written atomically")
+    func unsynchronized() throws {
+        let directory = TemporaryDirectory()
+        var options = ModelWriter.Options()
+        options.synchronize = false
+        let architecture = try MTLModelTests.architecture(fromConfig: "small.json")
+        try Synthesizer(seed: 5, writerOptions: options).write(architecture, to: directory.path("fast.mtlm"), source: "t")
+        try Synthesizer(seed: 5).write(architecture, to: directory.path("durable.mtlm"), source: "t")
+        #expect(try tensorBytes(ModelFile(path: directory.path("fast.mtlm"))) == tensorBytes(ModelFile(path: directory.path("durable.mtlm"))))
+        #expect(firstProblem(directory.path("fast.mtlm")) == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).sorted() == ["durable.mtlm", "fast.mtlm"])
+    }
 }

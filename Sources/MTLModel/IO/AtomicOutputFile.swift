@@ -63,7 +63,10 @@ public final class AtomicOutputFile {
 
     public func append(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
         if buffer.count + bytes.count > bufferCapacity { try flush() }
-        if bytes.count >= bufferCapacity {
+        // Large pieces (a writer's 1 MiB chunks) go straight to the file: copying them into the
+        // buffer first would only add a memcpy of every byte.
+        if bytes.count >= bufferCapacity / 4 {
+            try flush()
             try writeAll(bytes)
         } else {
             buffer.append(contentsOf: bytes)

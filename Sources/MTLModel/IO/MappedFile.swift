@@ -47,6 +47,18 @@ final class MappedFile: @unchecked Sendable {
     func copy(_ offset: UInt64, _ count: UInt64) -> [UInt8] { Array(bytes(offset, count)) }
 
     /// Tells the kernel this process is done with the pages of `offset ..< offset + count`.
+    /// Maps the pages of a range the caller is about to read, in one call (MADV_POPULATE_READ,
+    /// Linux 5.14) rather than one page fault per 64 KiB; a hint, ignored where unsupported.
+    func populate(_ offset: UInt64, _ count: UInt64) {
+        #if os(Linux)
+        guard let base, count > 0 else { return }
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        let start = offset / page * page
+        let end = min(byteCount, offset + count)
+        _ = madvise(base + Int(start), Int(end - start), 22 /* MADV_POPULATE_READ */)
+        #endif
+    }
+
     func release(_ offset: UInt64, _ count: UInt64) {
         guard let base, count > 0 else { return }
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
