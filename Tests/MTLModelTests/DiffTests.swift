@@ -164,7 +164,7 @@ struct DiffTests {
         var random = SplitMix64(seed: 8)
         let keysB = (0..<3000).map { _ in random.next() }
         // A: some of B's keys (shuffled), and keys B does not have.
-        var keysA = keysB.enumerated().filter { $0.offset % 3 != 0 }.map(\.element) + (0..<500).map { _ in random.next() }
+        var keysA = keysB.enumerated().filter { $0.offset % 3 != 0 }.map(\.element) + (0..<2000).map { _ in random.next() }
         keysA.shuffle(using: &random)
         var released = 0
         let join = try keysA.withUnsafeBufferPointer { a in

@@ -43,7 +43,7 @@ final class KeyJoin {
             mappedByteCount = byteCount
         }
         let window = Self.window
-        try Self.forEachPartition(of: keysB, indexBudget: indexBudget, release: { release(1, $0) }) { partition, partitions, index, gather in
+        try Self.forEachPartition(of: keysB, probeCount: keysA.count, indexBudget: indexBudget, release: { release(1, $0) }) { partition, partitions, index, gather in
             if let duplicate = index.duplicate {
                 throw MTLModelError(.malformed, "duplicate key \(duplicate) in a keyed table", location: .init(tensor: tensorB))
             }
@@ -75,7 +75,8 @@ final class KeyJoin {
     /// Calls `body` once per hash partition of `keys` with an index holding that partition's
     /// keys (at most `indexBudget` bytes: 12 a slot, 1.5 slots a key), reading `keys`
     /// sequentially and releasing them behind, once to size the partitions and once a partition.
-    private static func forEachPartition(of keys: KeyColumn, indexBudget: Int, release: (Range<Int>) -> Void,
+    /// - Parameter probeCount: rows of the other table that `gather` will visit (buffers are sized for them too).
+    private static func forEachPartition(of keys: KeyColumn, probeCount: Int = 0, indexBudget: Int, release: (Range<Int>) -> Void,
                                          _ body: (_ partition: Int, _ partitions: Int, _ index: Index, _ gather: Gather) throws -> Void) throws {
         let partitions = max(1, (keys.count * 18 + indexBudget - 1) / indexBudget)
         var sizes = [Int](repeating: 0, count: partitions)
@@ -90,8 +91,8 @@ final class KeyJoin {
         // A window's keys of the partition are gathered first, then inserted or looked up in a
         // loop that prefetches the slots a few keys ahead: the index is far larger than the
         // caches, and overlapping its misses is what makes the join fast.
-        var members = [Int](repeating: 0, count: window + 1), hashes = [UInt64](repeating: 0, count: window + 1)
-        if partitions == 1 { members = Array(0..<(window + 1)) }
+        let buffer = min(window, max(keys.count, probeCount)) + 1
+        var members = [Int](repeating: 0, count: buffer), hashes = [UInt64](repeating: 0, count: buffer)
         let distance = 8
         for partition in 0..<partitions {
             let gather: Gather = { keys, rows, visit in
@@ -101,7 +102,10 @@ final class KeyJoin {
                     hashes.withUnsafeMutableBufferPointer { hashes in
                         var found = 0
                         if partitions == 1 {
-                            for row in rows { members[found] = row; found += 1 }
+                            for row in rows {
+                                members[found] = row
+                                found += 1
+                            }
                         } else {
                             for row in rows {
                                 members[found] = row
