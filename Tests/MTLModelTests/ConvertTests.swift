@@ -271,4 +271,14 @@ struct ConvertTests {
         #expect(!FileManager.default.fileExists(atPath: directory.path("gated.mtlm")))
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.contains("mtlm-tmp") } == [])
     }
+
+    @Test("Fixed loss weights stay as configured: only uncertainty weighting freezes log_var")
+    func fixedLossWeights() throws {
+        let directory = TemporaryDirectory()
+        let architecture = try MTLModelTests.architecture(fromConfig: "edge-cases.json")
+        try Synthesizer(training: true).write(architecture, to: directory.path("t.mtlm"), source: "t")
+        _ = try ModelConverter().toServing(try ModelFile(path: directory.path("t.mtlm")), output: directory.path("s.mtlm"), options: .init())
+        let loss = try #require(try ModelFile(path: directory.path("s.mtlm")).architecture.loss)
+        #expect(loss.weighting == "fixed" && loss.weights == [1, 0.5, 0.25] && loss.values.isEmpty && loss.frozen)
+    }
 }

@@ -12,11 +12,11 @@ extension Architecture.LossWeighting {
     }
 
     /// This section frozen at the log-variances `values` (nil: keep the recorded values), with
-    /// the weights they imply.
+    /// the weights they imply. Only uncertainty weighting learns log-variances: a `fixed` or
+    /// `none` section is only marked frozen.
     func frozen(at values: [Double]?) -> Self {
         var section = self
-        if let values {
-            section.weighting = "uncertainty"
+        if let values, weighting == "uncertainty" {
             if section.parameterization.isEmpty { section.parameterization = "log_var" }
             section.values = values
         }
