@@ -252,15 +252,7 @@ public struct ModelConverter {
             report.loss = .init(weighting: loss.weighting, convention: loss.convention, frozen: loss.frozen, values: loss.values, weights: loss.weights)
         }
         report.optimizer = architecture.optimizer?.type.configName
-        let written = try ModelFile(path: output)
-        var sizes: [ModelSection: (UInt64, UInt64)] = [:]
-        for entry in input.tensors { sizes[ModelSummary.section(of: entry), default: (0, 0)].0 += entry.byteCount }
-        for entry in written.tensors { sizes[ModelSummary.section(of: entry), default: (0, 0)].1 += entry.byteCount }
-        report.sections = ModelSection.allCases.compactMap { section in
-            sizes[section].map { .init(section: section.rawValue, byteCountBefore: $0.0, byteCountAfter: $0.1) }
-        }
-        report.total = .init(section: "total", byteCountBefore: report.sections.reduce(0) { $0 + $1.byteCountBefore },
-                             byteCountAfter: report.sections.reduce(0) { $0 + $1.byteCountAfter })
+        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: input.tensors, after: try ModelFile(path: output).tensors)
         return report
     }
 }

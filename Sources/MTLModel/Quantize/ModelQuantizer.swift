@@ -38,6 +38,18 @@ public struct QuantizationReport: Sendable, Codable {
             self.byteCountAfter = byteCountAfter
         }
 
+        /// Bytes by section (and in total) of a model's tensors before and after a rewrite.
+        static func bySection(before: [TensorEntry], after: [TensorEntry]) -> (sections: [SectionSize], total: SectionSize) {
+            var sizes: [ModelSection: (UInt64, UInt64)] = [:]
+            for entry in before { sizes[ModelSummary.section(of: entry), default: (0, 0)].0 += entry.byteCount }
+            for entry in after { sizes[ModelSummary.section(of: entry), default: (0, 0)].1 += entry.byteCount }
+            let sections = ModelSection.allCases.compactMap { section in
+                sizes[section].map { SectionSize(section: section.rawValue, byteCountBefore: $0.0, byteCountAfter: $0.1) }
+            }
+            return (sections, SectionSize(section: "total", byteCountBefore: sections.reduce(0) { $0 + $1.byteCountBefore },
+                                          byteCountAfter: sections.reduce(0) { $0 + $1.byteCountAfter }))
+        }
+
         public init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             section = try container.decode(String.self, forKey: .section)
@@ -74,24 +86,15 @@ public struct ModelQuantizer {
         try model.requireModel()
         try plan.check(model.architecture)
         var report = QuantizationReport()
-        var sizes: [String: (UInt64, UInt64)] = [:]
         let writer = try ModelWriter(path: output, options: writerOptions)
         let rewriter = TensorRewriter(model: model, writer: writer, threadCount: threadCount)
         for entry in model.tensors {
-            let section = ModelSummary.section(of: entry).rawValue
-            let change = try rewriter.write(entry, as: plan.target(for: entry) ?? entry.dtype)
-            if let change { report.tensors.append(change) }
-            sizes[section, default: (0, 0)].0 += entry.byteCount
-            sizes[section, default: (0, 0)].1 += change?.byteCountAfter ?? entry.byteCount
+            if let change = try rewriter.write(entry, as: plan.target(for: entry) ?? entry.dtype) { report.tensors.append(change) }
         }
-        report.sections = ModelSection.allCases.compactMap { section in
-            sizes[section.rawValue].map { QuantizationReport.SectionSize(section: section.rawValue, byteCountBefore: $0.0, byteCountAfter: $0.1) }
-        }
-        report.total = QuantizationReport.SectionSize(section: "total", byteCountBefore: report.sections.reduce(0) { $0 + $1.byteCountBefore },
-                                                      byteCountAfter: report.sections.reduce(0) { $0 + $1.byteCountAfter })
         try writer.finish(architecture: model.architecture,
                           provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source),
                           metadata: model.manifest.metadata)
+        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: model.tensors, after: try ModelFile(path: output).tensors)
         return report
     }
 }
