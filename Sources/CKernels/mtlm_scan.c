@@ -90,39 +90,44 @@ const char *mtlm_crc32_name(void) {
     return "zlib";
 }
 
-// Counts NaN and Inf among n float32 bit patterns: exponent all ones, mantissa non-zero or
-// zero. Counted in 32-bit lanes over blocks (so the loop vectorizes), summed in 64 bits.
-#define COUNT_NONFINITE(T, EXP, MAN)                                                  \
+// Counts NaN and Inf among n float bit patterns (exponent all ones, mantissa non-zero or
+// zero), and the finite values whose magnitude bits are at least HUGE (2^64 for float32 and
+// bfloat16: their squares overflow float32). Counted in 32-bit lanes over blocks (so the loop
+// vectorizes), summed in 64 bits.
+#define COUNT_NONFINITE(T, EXP, MAN, HUGE)                                            \
     for (size_t start = 0; start < n; start += 1u << 20) {                            \
         size_t end = n - start < (1u << 20) ? n : start + (1u << 20);                 \
-        uint32_t special = 0, nans = 0;                                               \
+        uint32_t special = 0, nans = 0, huges = 0;                                    \
         for (size_t i = start; i < end; i++) {                                        \
             T b = bits[i];                                                            \
             uint32_t s = (b & (EXP)) == (EXP);                                        \
             special += s;                                                             \
             nans += s & ((b & (MAN)) != 0);                                           \
+            huges += (((b & ((EXP) | (MAN))) >= (HUGE)) & (s ^ 1u));                  \
         }                                                                             \
         *nan += nans;                                                                 \
         *inf += special - nans;                                                       \
+        *huge += huges;                                                               \
     }
 
 #if defined(__x86_64__)
 __attribute__((target("avx2")))
-static void count_f32_avx2(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf) { COUNT_NONFINITE(uint32_t, 0x7F800000u, 0x007FFFFFu) }
+static void count_f32_avx2(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf, uint64_t *huge) { COUNT_NONFINITE(uint32_t, 0x7F800000u, 0x007FFFFFu, 0x5F800000u) }
 #endif
-static void count_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf) { COUNT_NONFINITE(uint32_t, 0x7F800000u, 0x007FFFFFu) }
+static void count_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf, uint64_t *huge) { COUNT_NONFINITE(uint32_t, 0x7F800000u, 0x007FFFFFu, 0x5F800000u) }
 
-void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf) {
+void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf, uint64_t *huge) {
 #if defined(__x86_64__)
     static int avx2 = -1;
     if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) return count_f32_avx2(bits, n, nan, inf);
+    if (avx2) return count_f32_avx2(bits, n, nan, inf, huge);
 #endif
-    count_f32(bits, n, nan, inf);
+    count_f32(bits, n, nan, inf, huge);
 }
 
-void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint64_t *nan, uint64_t *inf) {
-    COUNT_NONFINITE(uint16_t, exponent, mantissa)
+void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint16_t huge_bits,
+                             uint64_t *nan, uint64_t *inf, uint64_t *huge) {
+    COUNT_NONFINITE(uint16_t, exponent, mantissa, huge_bits)
 }
 
 // Squared reconstruction error of n values stored as 4-bit levels with `scale` and `bias`

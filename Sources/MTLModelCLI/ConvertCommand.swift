@@ -62,7 +62,7 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         let model = try limits.open(input)
-        let pending = PendingOutput(target: output)
+        let pending = try PendingOutput(target: output)
         let converter = ModelConverter(threadCount: gate.threads)
         let report: ConversionReport
         switch to {

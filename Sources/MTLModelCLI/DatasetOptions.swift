@@ -27,10 +27,15 @@ struct DatasetOptions: ParsableArguments {
     }
 
     /// Runs the model over the dataset batch by batch, in constant memory.
-    func forEachBatch(_ body: (SampleBatch, Predictions, Predictor) throws -> Void) throws -> DatasetReader {
+    ///
+    /// - Parameter opened: called once the model and the data are open, before the first batch
+    ///   (where an output is created: it is then checked against both inputs).
+    func forEachBatch(opened: (Predictor) throws -> Void = { _ in },
+                      _ body: (SampleBatch, Predictions, Predictor) throws -> Void) throws -> DatasetReader {
         let file = try limits.open(model)
         let predictor = try Predictor(model: file, threadCount: threads)
         let reader = try DatasetReader(path: data, architecture: file.architecture, skipInvalid: skipInvalid)
+        try opened(predictor)
         let batches = BatchPrefetcher(reader, taskCount: file.architecture.tasks.count, batchSize: batchSize)
         defer { batches.cancel() }
         while let batch = try batches.next() {

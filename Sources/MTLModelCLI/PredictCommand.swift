@@ -11,7 +11,7 @@ struct PredictCommand: ParsableCommand {
 
     @OptionGroup var dataset: DatasetOptions
 
-    @Option(name: [.short, .customLong("output")], help: "Write to this file instead of standard output (atomically).")
+    @Option(name: [.short, .customLong("output")], help: "Write to this file instead of standard output: atomically (a temporary file renamed into place); - is standard output, a device or FIFO is written in place.")
     var output: String?
 
     @Flag(help: "Write logits instead of probabilities.")
@@ -21,14 +21,12 @@ struct PredictCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let sink = try OutputSink(path: output)
-        var headerWritten = false
-        _ = try dataset.forEachBatch { batch, predictions, predictor in
+        var sink: OutputSink?
+        _ = try dataset.forEachBatch(opened: { predictor in
+            sink = try OutputSink(path: output)
+            if !json { try sink!.write((predictor.architecture.tasks.map(\.name) + ["fused"]).joined(separator: "\t") + "\n") }
+        }) { batch, predictions, predictor in
             let tasks = predictor.architecture.tasks.map(\.name)
-            if !json && !headerWritten {
-                try sink.write((tasks + ["fused"]).joined(separator: "\t") + "\n")
-                headerWritten = true
-            }
             let values = logits ? predictions.logits : predictions.probabilities
             var text = ""
             text.reserveCapacity(batch.count * (tasks.count + 1) * 14)
@@ -42,14 +40,9 @@ struct PredictCommand: ParsableCommand {
                     text += Self.number(predictions.fused[sample]) + "\n"
                 }
             }
-            try sink.write(text)
+            try sink!.write(text)
         }
-        if !json && !headerWritten {
-            // An empty dataset still gets its header.
-            let file = try ModelFile(path: dataset.model)
-            try sink.write((file.architecture.tasks.map(\.name) + ["fused"]).joined(separator: "\t") + "\n")
-        }
-        try sink.finish()
+        try sink?.finish()
     }
 
     /// Shortest text that reads back as the same value (JSON-safe: values are finite).
@@ -58,23 +51,20 @@ struct PredictCommand: ParsableCommand {
     }
 }
 
-/// Standard output, or a file written atomically (complete, or not there at all).
+/// Standard output, or a file written atomically (complete, or not there at all); `-` and
+/// devices are written in place (`AtomicOutputFile`).
 final class OutputSink {
-    private let file: AtomicOutputFile?
+    private let file: AtomicOutputFile
 
     init(path: String?) throws {
-        file = try path.map { path throws(MTLModelError) in try AtomicOutputFile(targetPath: path) }
+        file = try AtomicOutputFile(targetPath: path ?? "-")
     }
 
     func write(_ text: String) throws {
-        guard let file else {
-            FileHandle.standardOutput.write(Data(text.utf8))
-            return
-        }
         try file.append(Array(text.utf8))
     }
 
     func finish() throws {
-        try file?.commit()
+        try file.commit()
     }
 }

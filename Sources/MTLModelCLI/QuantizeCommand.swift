@@ -42,7 +42,7 @@ struct QuantizeCommand: ParsableCommand {
         let model = try limits.open(input)
         // Written beside the target under a temporary name, moved into place only when every
         // gate passes: a failed gate leaves nothing at the output path.
-        let pending = PendingOutput(target: output)
+        let pending = try PendingOutput(target: output)
         var report = try ModelQuantizer(plan: try plan(), threadCount: gate.threads).quantize(model, to: pending.path, source: "quantize \(input)")
         let outcome = try gate.check(model, against: pending)
         report.evaluation = outcome.comparison
@@ -93,31 +93,5 @@ struct DequantizeCommand: ParsableCommand {
         let model = try limits.open(input)
         let report = try ModelQuantizer(plan: .float32).quantize(model, to: output, source: "dequantize \(input)")
         Terminal.output("wrote \(TerminalText.escaped(output)): \(report.tensors.count) tensors decoded to float32, \(Format.bytes(report.total.byteCountBefore)) → \(Format.bytes(report.total.byteCountAfter))")
-    }
-}
-
-/// A file written under a temporary name beside its target and moved into place on commit;
-/// removed otherwise.
-final class PendingOutput {
-    let target: String
-    let path: String
-    private var committed = false
-
-    init(target: String) {
-        self.target = target
-        let url = URL(fileURLWithPath: target)
-        // The naming of the library's temporary files, so the next write cleans it up after a crash.
-        path = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).mtlm-tmp-\(getpid())-pending").path
-    }
-
-    deinit {
-        if !committed { unlink(path) }
-    }
-
-    func commit() throws {
-        guard rename(path, target) == 0 else {
-            throw MTLModelError(.io, "cannot move the output into place: \(String(cString: strerror(errno)))", file: target)
-        }
-        committed = true
     }
 }

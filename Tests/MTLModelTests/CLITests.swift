@@ -98,7 +98,7 @@ struct CLITests {
         #expect(json.status == 2)
         let document = try #require(json.json)
         #expect(document["valid"] as? Bool == false && document["readable"] as? Bool == false)
-        #expect((document["error"] as? String)?.contains("not an .mtlm file") == true)
+        #expect((document["error"] as? String)?.contains("is a ZIP archive (an .npz?), not an .mtlm model") == true)
     }
 
     @Test("verify: 0 valid, 1 invalid with every problem listed, in both output forms")

@@ -26,24 +26,32 @@ struct ChecksumTests {
         #expect(["pclmul", "zlib"].contains(CRC32.implementation))
     }
 
-    @Test("NaN and Inf are counted in float32, float16 and bfloat16, at any count")
+    @Test("NaN, Inf and values ≥ 2^64 are counted in float32, float16 and bfloat16, at any count")
     func nonFiniteCounts() {
         for count in [0, 1, 7, 8, 9, 100, 3000] {
             var floats = (0..<count).map { Float($0) - 50 }
-            var nan = 0, inf = 0
+            var nan = 0, inf = 0, huge = 0
             for i in stride(from: 3, to: count, by: 11) { floats[i] = .nan; nan += 1 }
             for i in stride(from: 5, to: count, by: 13) where !floats[i].isNaN { floats[i] = i % 2 == 0 ? .infinity : -.infinity; inf += 1 }
-            var n32: UInt64 = 0, i32: UInt64 = 0
-            floats.withUnsafeBytes { mtlm_count_nonfinite_f32($0.baseAddress?.assumingMemoryBound(to: UInt32.self), count, &n32, &i32) }
-            #expect(n32 == UInt64(nan) && i32 == UInt64(inf), "float32, \(count)")
+            // 2^64 exactly and beyond count as huge (whatever the sign); just below does not.
+            for i in stride(from: 2, to: count, by: 17) where floats[i].isFinite {
+                floats[i] = [Float(0x1p64), -3e38, Float(0x1p64).nextDown][i % 3]
+                if i % 3 != 2 { huge += 1 }
+            }
+            var n32: UInt64 = 0, i32: UInt64 = 0, h32: UInt64 = 0
+            floats.withUnsafeBytes { mtlm_count_nonfinite_f32($0.baseAddress?.assumingMemoryBound(to: UInt32.self), count, &n32, &i32, &h32) }
+            #expect(n32 == UInt64(nan) && i32 == UInt64(inf) && h32 == UInt64(huge), "float32, \(count)")
+            // Values beyond float16's range become Inf there.
             let halves = floats.map { Float16($0).bitPattern }
-            var n16: UInt64 = 0, i16: UInt64 = 0
-            halves.withUnsafeBufferPointer { mtlm_count_nonfinite_16($0.baseAddress, count, 0x7C00, 0x03FF, &n16, &i16) }
-            #expect(n16 == UInt64(nan) && i16 == UInt64(inf), "float16, \(count)")
+            let halfInf = floats.filter { !$0.isNaN && Float16($0).isInfinite }.count
+            var n16: UInt64 = 0, i16: UInt64 = 0, h16: UInt64 = 0
+            halves.withUnsafeBufferPointer { mtlm_count_nonfinite_16($0.baseAddress, count, 0x7C00, 0x03FF, 0xFFFF, &n16, &i16, &h16) }
+            #expect(n16 == UInt64(nan) && i16 == UInt64(halfInf) && h16 == 0, "float16, \(count)")
             let bfloats = floats.map { RowCodec.bfloat($0) }
-            var nb: UInt64 = 0, ib: UInt64 = 0
-            bfloats.withUnsafeBufferPointer { mtlm_count_nonfinite_16($0.baseAddress, count, 0x7F80, 0x007F, &nb, &ib) }
-            #expect(nb == UInt64(nan) && ib == UInt64(inf), "bfloat16, \(count)")
+            let bfloatHuge = floats.filter { Float(bitPattern: UInt32(RowCodec.bfloat($0)) << 16).magnitude >= 0x1p64 && $0.isFinite }.count
+            var nb: UInt64 = 0, ib: UInt64 = 0, hb: UInt64 = 0
+            bfloats.withUnsafeBufferPointer { mtlm_count_nonfinite_16($0.baseAddress, count, 0x7F80, 0x007F, 0x5F80, &nb, &ib, &hb) }
+            #expect(nb == UInt64(nan) && ib == UInt64(inf) && hb == UInt64(bfloatHuge), "bfloat16, \(count)")
         }
     }
 }

@@ -57,10 +57,13 @@ int mtlm_compare_row(const float *a, const float *b, size_t n, float atol, float
 uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len);
 // "pclmul" or "zlib": what mtlm_crc32 uses on this CPU.
 const char *mtlm_crc32_name(void);
-// Adds to *nan and *inf the NaN and Inf among n float32 values given as bit patterns.
-void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf);
-// The same for 16-bit floats with the given exponent and mantissa masks (float16, bfloat16).
-void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint64_t *nan, uint64_t *inf);
+// Adds to *nan and *inf the NaN and Inf among n float32 values given as bit patterns, and to
+// *huge the finite ones of magnitude >= 2^64 (their squares overflow float32).
+void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf, uint64_t *huge);
+// The same for 16-bit floats with the given exponent and mantissa masks (float16, bfloat16) and
+// magnitude bits from which a finite value counts as huge (0xFFFF: none).
+void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint16_t huge_bits,
+                             uint64_t *nan, uint64_t *inf, uint64_t *huge);
 // Squared error of n values stored as int4 levels with `scale` (> 0) and `bias`, the same on
 // every CPU (8 lanes, fixed order, no FMA contraction).
 float mtlm_int4_loss(const float *x, size_t n, float scale, float bias);

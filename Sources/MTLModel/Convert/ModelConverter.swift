@@ -121,8 +121,8 @@ public struct ModelConverter {
                 report.quantized.append(change)
             }
         }
-        try finish(writer, architecture: architecture, model: model, form: "serving")
-        return try Self.completed(report, architecture: architecture, input: model, output: output)
+        let written = try finish(writer, architecture: architecture, model: model, form: "serving")
+        return Self.completed(report, architecture: architecture, input: model, written: written)
     }
 
     /// Writes the training form of `model` to `output` (atomically), for warm starts: float32
@@ -194,11 +194,11 @@ public struct ModelConverter {
         for entry in model.tensors where !copied.contains(entry.name) {
             report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
         }
-        try finish(writer, architecture: architecture, model: model, form: "training")
-        return try Self.completed(report, architecture: architecture, input: model, output: output)
+        let written = try finish(writer, architecture: architecture, model: model, form: "training")
+        return Self.completed(report, architecture: architecture, input: model, written: written)
     }
 
-    private func finish(_ writer: ModelWriter, architecture: Architecture, model: ModelFile, form: String) throws {
+    private func finish(_ writer: ModelWriter, architecture: Architecture, model: ModelFile, form: String) throws -> ModelWriter.Written {
         try writer.finish(architecture: architecture,
                           provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "convert \(model.path) --to \(form)"),
                           metadata: model.manifest.metadata)
@@ -245,14 +245,14 @@ public struct ModelConverter {
         try writer.endTensor()
     }
 
-    /// Fills in the report's loss section and sizes by section, from the file as written.
-    private static func completed(_ report: ConversionReport, architecture: Architecture, input: ModelFile, output: String) throws -> ConversionReport {
+    /// Fills in the report's loss section and sizes by section, from what was written.
+    private static func completed(_ report: ConversionReport, architecture: Architecture, input: ModelFile, written: ModelWriter.Written) -> ConversionReport {
         var report = report
         if let loss = architecture.loss {
             report.loss = .init(weighting: loss.weighting, convention: loss.convention, frozen: loss.frozen, values: loss.values, weights: loss.weights)
         }
         report.optimizer = architecture.optimizer?.type.configName
-        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: input.tensors, after: try ModelFile(path: output).tensors)
+        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: input.tensors, after: written.tensors)
         return report
     }
 }

@@ -30,6 +30,9 @@ public final class DatasetReader: @unchecked Sendable {
     private var end = 0        // one past the last byte read
     private var atEOF = false
     private var lineNumber = 0
+    /// Whether the first bytes were checked for another kind of file (a model given as data).
+    private var kindChecked = false
+    private var registration: InputRegistration?
     static let maxLineByteCount = 64 << 20
 
     /// - Parameter path: a file, or `-` for standard input.
@@ -45,6 +48,7 @@ public final class DatasetReader: @unchecked Sendable {
             fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw MTLModelError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
             ownsDescriptor = true
+            registration = InputRegistration(fd: fd, path: path)
         }
         capacity = 1 << 20
         buffer = .allocate(capacity: capacity + 1)
@@ -124,6 +128,13 @@ public final class DatasetReader: @unchecked Sendable {
             }
             if count == 0 { atEOF = true }
             end += count
+            if !kindChecked && end > 0 {
+                kindChecked = true
+                let prefix = UnsafeRawBufferPointer(start: buffer, count: min(end, 4096))
+                if let advice = FileKind.sniff(prefix).adviceForDataset(path: path) {
+                    throw MTLModelError(.malformed, advice, file: displayPath)
+                }
+            }
             return
         }
     }

@@ -85,10 +85,10 @@ public enum ModelDelta {
             entries.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, source: source))
         }
         let delta = DeltaManifest(baseContentHash: contentHash(base), tensors: entries, newProvenance: new.manifest.provenance)
-        try writer.finish(architecture: new.architecture,
+        let written = try writer.finish(architecture: new.architecture,
                           provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "delta \(base.path) \(new.path)"),
                           metadata: new.manifest.metadata, delta: delta)
-        summary.deltaByteCount = try ModelFile(path: output).fileByteCount
+        summary.deltaByteCount = written.fileByteCount
         return summary
     }
 

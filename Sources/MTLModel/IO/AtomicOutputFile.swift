@@ -9,9 +9,17 @@ import Foundation
 /// target only when complete (after fsync), so that a crash, a kill or a full disk never
 /// leaves a partial file at the target path. Until `commit()`, `deinit` removes the
 /// temporary file.
+///
+/// Targets that are not regular files (a character device, a FIFO, `-` for standard output)
+/// are written in place, never renamed over (`OutputTarget`); a target that is one of the
+/// process's open inputs is refused before anything is created.
 public final class AtomicOutputFile {
+    /// The path as given (for messages).
     public let targetPath: String
-    public let temporaryPath: String
+    /// Where the bytes go until `commit()`: a temporary file, or nil when written in place.
+    public let temporaryPath: String?
+    /// The file renamed over on commit (a link resolved), or nil when written in place.
+    private let finalPath: String?
     private var fd: Int32
     private var buffer: [UInt8] = []
     private let bufferCapacity = 4 << 20
@@ -24,18 +32,33 @@ public final class AtomicOutputFile {
     public init(targetPath: String, synchronize: Bool = true) throws(MTLModelError) {
         self.targetPath = targetPath
         self.synchronize = synchronize
-        let slash = targetPath.lastIndex(of: "/")
-        let directory = slash.map { String(targetPath[...$0]) } ?? ""
-        let base = slash.map { String(targetPath[targetPath.index(after: $0)...]) } ?? targetPath
-        guard !base.isEmpty else { throw MTLModelError(.invalidArgument, "output path names a directory", file: targetPath) }
-        Self.removeLeftovers(directory: directory, base: base)
-        temporaryPath = "\(directory)\(Self.temporaryPrefix(base))\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        switch try OutputTarget(resolving: targetPath) {
+        case .standardOutput:
+            (temporaryPath, finalPath) = (nil, nil)
+            fd = dup(1)
+        case .inPlace(let path):
+            (temporaryPath, finalPath) = (nil, nil)
+            fd = open(path, O_WRONLY | O_CLOEXEC)
+        case .file(let path):
+            let slash = path.lastIndex(of: "/")
+            let directory = slash.map { String(path[...$0]) } ?? ""
+            let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+            guard !base.isEmpty else { throw MTLModelError(.invalidArgument, "output path names a directory", file: targetPath) }
+            Self.removeLeftovers(directory: directory, base: base)
+            let temporary = "\(directory)\(Self.temporaryPrefix(base))\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            (temporaryPath, finalPath) = (temporary, path)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        }
         guard fd >= 0 else {
-            throw MTLModelError(.io, "cannot create a temporary file beside it: \(String(cString: strerror(errno)))", file: targetPath)
+            let what = temporaryPath == nil ? "cannot open for writing" : "cannot create a temporary file beside it"
+            throw MTLModelError(.io, "\(what): \(String(cString: strerror(errno)))", file: targetPath)
         }
         buffer.reserveCapacity(bufferCapacity)
     }
+
+    /// Whether bytes already written can be overwritten (`overwrite(_:at:)`): false for pipes
+    /// and terminals.
+    var isSeekable: Bool { temporaryPath != nil || lseek(fd, 0, SEEK_CUR) >= 0 }
 
     /// Temporary files of a target named `base` start with this, then the writer's process id.
     static func temporaryPrefix(_ base: String) -> String { ".\(base).mtlm-tmp-" }
@@ -57,7 +80,7 @@ public final class AtomicOutputFile {
     deinit {
         if !committed {
             if fd >= 0 { close(fd) }
-            unlink(temporaryPath)
+            if let temporaryPath { unlink(temporaryPath) }
         }
     }
 
@@ -89,16 +112,23 @@ public final class AtomicOutputFile {
         guard written == bytes.count else { throw ioError("write failed") }
     }
 
-    /// Flushes, fsyncs, renames over the target and fsyncs the directory.
+    /// Flushes, fsyncs, renames over the target and fsyncs the directory; in place, only
+    /// flushes.
     public func commit() throws(MTLModelError) {
         try flush()
+        guard let temporaryPath, let finalPath else {
+            committed = true
+            guard close(fd) == 0 else { fd = -1; throw ioError("close failed") }
+            fd = -1
+            return
+        }
         if synchronize { guard fsync(fd) == 0 else { throw ioError("fsync failed") } }
         guard close(fd) == 0 else { fd = -1; throw ioError("close failed") }
         fd = -1
-        guard rename(temporaryPath, targetPath) == 0 else { throw ioError("cannot rename the temporary file into place") }
+        guard rename(temporaryPath, finalPath) == 0 else { throw ioError("cannot rename the temporary file into place") }
         committed = true
-        let slash = targetPath.lastIndex(of: "/")
-        let directory = slash.map { String(targetPath[...$0]) } ?? "."
+        let slash = finalPath.lastIndex(of: "/")
+        let directory = slash.map { String(finalPath[...$0]) } ?? "."
         let directoryFD = synchronize ? open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
         if directoryFD >= 0 {
             fsync(directoryFD)

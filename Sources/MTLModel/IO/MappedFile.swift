@@ -12,14 +12,21 @@ final class MappedFile: @unchecked Sendable {
     let byteCount: UInt64
     private let base: UnsafeMutableRawPointer?
 
+    private let registration: InputRegistration
+
     init(path: String) throws(MTLModelError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking, so that opening a FIFO returns at once (and is refused below) instead of
+        // waiting for a writer forever.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw MTLModelError(.io, "cannot open: \(String(cString: strerror(errno)))", file: path) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw MTLModelError(.io, "cannot stat: \(String(cString: strerror(errno)))", file: path) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw MTLModelError(.io, "not a regular file", file: path) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw MTLModelError(.invalidArgument, "is \(Self.kindName(info.st_mode)), not a regular file: a model or checkpoint is read by mapping it, so save it to a file first", file: path)
+        }
+        registration = InputRegistration(fd: fd, path: path)
         byteCount = UInt64(info.st_size)
         if byteCount == 0 {
             base = nil
@@ -30,6 +37,18 @@ final class MappedFile: @unchecked Sendable {
             throw MTLModelError(.io, "cannot map \(byteCount) bytes: \(String(cString: strerror(errno)))", file: path)
         }
         base = mapped
+    }
+
+    /// "a directory", "a FIFO (named pipe)" and the like, for messages.
+    static func kindName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO (named pipe)"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        default: "not a regular file"
+        }
     }
 
     deinit {
@@ -52,18 +71,23 @@ final class MappedFile: @unchecked Sendable {
     func populate(_ offset: UInt64, _ count: UInt64) {
         #if os(Linux)
         guard let base, count > 0 else { return }
-        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
-        let start = offset / page * page
-        let end = min(byteCount, offset + count)
+        guard let (start, end) = pageRange(offset, count) else { return }
         _ = madvise(base + Int(start), Int(end - start), 22 /* MADV_POPULATE_READ */)
         #endif
     }
 
     func release(_ offset: UInt64, _ count: UInt64) {
-        guard let base, count > 0 else { return }
+        guard let base, count > 0, let (start, end) = pageRange(offset, count) else { return }
+        madvise(base + Int(start), Int(end - start), MADV_DONTNEED)
+    }
+
+    /// The whole pages covering `offset ..< offset + count`, clipped to the file; nil when
+    /// nothing of it is in the file. A hint's range never traps, whatever the caller computed.
+    private func pageRange(_ offset: UInt64, _ count: UInt64) -> (UInt64, UInt64)? {
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         let start = offset / page * page
-        let end = min(byteCount, offset + count)
-        madvise(base + Int(start), Int(end - start), MADV_DONTNEED)
+        let (sum, overflow) = offset.addingReportingOverflow(count)
+        let end = overflow ? byteCount : min(byteCount, sum)
+        return start < end ? (start, end) : nil
     }
 }

@@ -91,10 +91,10 @@ public struct ModelQuantizer {
         for entry in model.tensors {
             if let change = try rewriter.write(entry, as: plan.target(for: entry) ?? entry.dtype) { report.tensors.append(change) }
         }
-        try writer.finish(architecture: model.architecture,
+        let written = try writer.finish(architecture: model.architecture,
                           provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source),
                           metadata: model.manifest.metadata)
-        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: model.tensors, after: try ModelFile(path: output).tensors)
+        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: model.tensors, after: written.tensors)
         return report
     }
 }

@@ -39,6 +39,10 @@ public final class ModelFile: @unchecked Sendable {
             self.options = options
             file = try MappedFile(path: path)
             fileByteCount = file.byteCount
+            let kind = FileKind.sniff(file.bytes(0, min(fileByteCount, 4096)), byteCount: fileByteCount)
+            if ![.mtlmModel, .mtlmDelta, .empty, .unknown].contains(kind) {
+                throw MTLModelError(.malformed, kind.adviceForModel(path: path))
+            }
             let minimum = FormatConstants.headerByteCount + FormatConstants.footerByteCount
             guard fileByteCount >= minimum else {
                 if fileByteCount >= 8, file.copy(0, 8) != FormatConstants.headerMagic {
@@ -71,7 +75,7 @@ public final class ModelFile: @unchecked Sendable {
     /// Throws unless this file is a model (a delta holds only the changes to its base).
     public func requireModel() throws(MTLModelError) {
         guard manifest.delta == nil else {
-            throw MTLModelError(.invalidArgument, "is a delta, not a model: apply it to its base first (mtl-model apply)", file: path)
+            throw MTLModelError(.invalidArgument, FileKind.mtlmDelta.adviceForModel(path: path), file: path)
         }
     }
 

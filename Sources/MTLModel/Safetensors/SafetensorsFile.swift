@@ -28,6 +28,9 @@ public final class SafetensorsFile: @unchecked Sendable {
         self.path = path
         do throws(MTLModelError) {
             file = try MappedFile(path: path)
+            if let advice = FileKind.sniff(file.bytes(0, min(file.byteCount, 4096)), byteCount: file.byteCount).adviceForCheckpoint(path: path) {
+                throw MTLModelError(.malformed, advice)
+            }
             guard file.byteCount >= 8 else {
                 throw MTLModelError.malformed("file is \(file.byteCount) bytes, too short for a safetensors header size", at: 0)
             }

@@ -6,7 +6,10 @@ import CKernels
 struct ValueCounts {
     var nanCount: UInt64 = 0
     var infCount: UInt64 = 0
-    /// Index of the first negative element (row counts and step).
+    /// Finite values of magnitude ≥ 2^64: squared (as the interaction squares embedding
+    /// values) they overflow float32, so a model holding one predicts Inf or NaN.
+    var hugeCount: UInt64 = 0
+    /// Index of the first negative element (row counts, step, batch norm variances).
     var firstNegative: Int?
     /// Index of the first quantized row with a non-finite scale or bias.
     var badParameterRow: Int?
@@ -14,6 +17,7 @@ struct ValueCounts {
     mutating func merge(_ other: ValueCounts) {
         nanCount += other.nanCount
         infCount += other.infCount
+        hugeCount += other.hugeCount
         firstNegative = [firstNegative, other.firstNegative].compactMap { $0 }.min()
         badParameterRow = [badParameterRow, other.badParameterRow].compactMap { $0 }.min()
     }
@@ -22,6 +26,10 @@ struct ValueCounts {
         var problems: [VerificationProblem] = []
         if nanCount + infCount > 0 {
             problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "\(nanCount) NaN and \(infCount) Inf values"))
+        }
+        if hugeCount > 0 {
+            problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil,
+                                  message: "\(hugeCount) values of magnitude ≥ 2^64 (1.8e19): their squares overflow float32, so predictions become Inf or NaN"))
         }
         if let badParameterRow {
             problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "row \(badParameterRow) has a scale or bias that is NaN or Inf"))
@@ -38,11 +46,18 @@ struct ValueCounts {
         let n = bytes.count / size
         switch entry.dtype {
         case .float32:
-            mtlm_count_nonfinite_f32(bytes.baseAddress?.assumingMemoryBound(to: UInt32.self), n, &nanCount, &infCount)
+            mtlm_count_nonfinite_f32(bytes.baseAddress?.assumingMemoryBound(to: UInt32.self), n, &nanCount, &infCount, &hugeCount)
+            // A variance cannot be negative: batch norm would take the square root of it.
+            if case .dense(_, _, .bnRunningVar)? = TensorName(entry.name), firstNegative == nil,
+               let bad = (0..<n).first(where: { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) < 0 }) {
+                firstNegative = first + bad
+            }
         case .float16, .bfloat16:
             let exponentMask: UInt16 = entry.dtype == .float16 ? 0x7C00 : 0x7F80
             let mantissaMask: UInt16 = entry.dtype == .float16 ? 0x03FF : 0x007F
-            mtlm_count_nonfinite_16(bytes.baseAddress?.assumingMemoryBound(to: UInt16.self), n, exponentMask, mantissaMask, &nanCount, &infCount)
+            let hugeBits: UInt16 = entry.dtype == .float16 ? 0xFFFF : 0x5F80
+            mtlm_count_nonfinite_16(bytes.baseAddress?.assumingMemoryBound(to: UInt16.self), n, exponentMask, mantissaMask, hugeBits,
+                                    &nanCount, &infCount, &hugeCount)
         case .int64 where entry.role == .rowCount || entry.role == .optimizerStep:
             if firstNegative == nil, let bad = (0..<n).first(where: { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self) < 0 }) {
                 firstNegative = first + bad

@@ -47,6 +47,9 @@ public final class ModelWriter {
         }
         self.options = options
         output = try AtomicOutputFile(targetPath: path, synchronize: options.synchronize)
+        guard output.isSeekable else {
+            throw MTLModelError(.invalidArgument, "a model's header is written last, so it needs a file (or /dev/null), not a pipe or a terminal", file: path)
+        }
         // Placeholder header: the real one is written by finish() once the content is known.
         try output.appendZeros(Int(FormatConstants.headerByteCount))
     }
@@ -133,8 +136,16 @@ public final class ModelWriter {
     }
 
     /// Writes the manifest, footer and header, and moves the file into place.
+    /// What `finish()` wrote: read from the writer, not from the file, which may be a device
+    /// written in place.
+    public struct Written: Sendable {
+        public var tensors: [TensorEntry]
+        public var fileByteCount: UInt64
+    }
+
+    @discardableResult
     public func finish(architecture: Architecture, provenance: Provenance, metadata: [MetadataEntry] = [],
-                       delta: DeltaManifest? = nil) throws(MTLModelError) {
+                       delta: DeltaManifest? = nil) throws(MTLModelError) -> Written {
         guard !finished else { throw invalid("finish() called twice") }
         guard current == nil else { throw invalid("tensor \"\(current!.entry.name)\" is still open") }
         try architecture.validate()
@@ -170,8 +181,10 @@ public final class ModelWriter {
         }
         let header = FileHeader(version: version, requiredFeatures: features)
         try output.overwrite(header.encoded(), at: 0)
+        let fileByteCount = output.position
         try output.commit()
         finished = true
+        return Written(tensors: entries, fileByteCount: fileByteCount)
     }
 
     /// The lowest format version that can hold `entries` (writers never stamp a newer one
