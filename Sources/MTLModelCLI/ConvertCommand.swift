@@ -61,7 +61,7 @@ struct ConvertCommand: ParsableCommand {
     }
 
     func run() throws {
-        let model = try limits.open(input)
+        let model = try limits.model(input)
         let pending = try PendingOutput(target: output)
         let converter = ModelConverter(threadCount: gate.threads)
         let report: ConversionReport

@@ -32,14 +32,14 @@ struct DatasetOptions: ParsableArguments {
     ///   (where an output is created: it is then checked against both inputs).
     func forEachBatch(opened: (Predictor) throws -> Void = { _ in },
                       _ body: (SampleBatch, Predictions, Predictor) throws -> Void) throws -> DatasetReader {
-        let file = try limits.open(model)
+        let file = try limits.model(model)
         let predictor = try Predictor(model: file, threadCount: threads)
         let reader = try DatasetReader(path: data, architecture: file.architecture, skipInvalid: skipInvalid)
         try opened(predictor)
         let batches = BatchPrefetcher(reader, taskCount: file.architecture.tasks.count, batchSize: batchSize)
         defer { batches.cancel() }
         while let batch = try batches.next() {
-            try body(batch, predictor.predict(batch), predictor)
+            try body(batch, try predictor.predict(batch), predictor)
         }
         if reader.skippedLineCount > 0 {
             Terminal.error("skipped \(reader.skippedLineCount) invalid line\(reader.skippedLineCount == 1 ? "" : "s") (first: \(reader.firstSkippedError!))")

@@ -22,7 +22,7 @@ struct DeltaCommand: ParsableCommand {
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     func run() throws {
-        let summary = try ModelDelta.make(base: try limits.open(base), new: try limits.open(new), to: output)
+        let summary = try ModelDelta.make(base: try limits.model(base), new: try limits.model(new), to: output)
         if json {
             try Terminal.json(Output(base: base, new: new, output: output, summary: summary))
         } else {
@@ -58,7 +58,7 @@ struct ApplyCommand: ParsableCommand {
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     func run() throws {
-        try ModelDelta.apply(base: try limits.open(base), delta: try limits.open(delta), to: output)
+        try ModelDelta.apply(base: try limits.model(base), delta: try limits.open(delta), to: output)
         Terminal.output("wrote \(TerminalText.escaped(output))")
     }
 }

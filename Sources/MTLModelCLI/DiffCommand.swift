@@ -45,7 +45,7 @@ struct DiffCommand: ParsableCommand {
     }
 
     func run() throws {
-        let modelA = try limits.open(a), modelB = try limits.open(b)
+        let modelA = try limits.model(a), modelB = try limits.model(b)
         var report = try ModelDiff(tolerance: DiffTolerance(absolute: atol, relative: rtol), topRowCount: rows ? top : nil, threadCount: threads)
             .compare(modelA, modelB)
         if let data {

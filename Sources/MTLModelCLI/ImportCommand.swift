@@ -67,7 +67,7 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
-        let file = try limits.open(model)
+        let file = try limits.model(model)
         if output.hasSuffix(".onnx") {
             let report = try ONNXExporter().export(file, to: output)
             let external = report.externalData.map { " + \(TerminalText.escaped($0)) (\(report.externalByteCount) bytes of tensors)" } ?? ""

@@ -24,6 +24,9 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         let file = try limits.open(model)
+        // Statistics read every value: of a model, only once it is known to be one (a delta's
+        // patches have no architecture of their own to check).
+        if stats && file.manifest.delta == nil { _ = try Model(file) }
         let summary = try ModelSummary(file, includeTensors: tensors, statistics: stats)
         if json {
             try Terminal.json(InspectOutput(summary: summary))

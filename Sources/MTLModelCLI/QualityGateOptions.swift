@@ -59,11 +59,11 @@ struct QualityGateOptions: ParsableArguments {
 
     /// Compares `before` with the model written at `pending` when `--eval` is given, and moves
     /// `pending` into place unless a gate failed.
-    func check(_ before: ModelFile, against pending: PendingOutput) throws -> Outcome {
+    func check(_ before: Model, against pending: PendingOutput) throws -> Outcome {
         var outcome = Outcome()
         var failures: [String] = []
         if let eval {
-            let comparison = try QualityComparison.compare(before, try ModelFile(path: pending.path), data: eval, threadCount: threads)
+            let comparison = try QualityComparison.compare(before, try Model(path: pending.path), data: eval, threadCount: threads)
             outcome.comparison = comparison
             for task in comparison.tasks {
                 if let limit = maxAUCDrop, let before = task.before.auc, let after = task.after.auc, before - after > limit {

@@ -39,7 +39,7 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let model = try limits.open(input)
+        let model = try limits.model(input)
         // Written beside the target under a temporary name, moved into place only when every
         // gate passes: a failed gate leaves nothing at the output path.
         let pending = try PendingOutput(target: output)
@@ -90,7 +90,7 @@ struct DequantizeCommand: ParsableCommand {
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     func run() throws {
-        let model = try limits.open(input)
+        let model = try limits.model(input)
         let report = try ModelQuantizer(plan: .float32).quantize(model, to: output, source: "dequantize \(input)")
         Terminal.output("wrote \(TerminalText.escaped(output)): \(report.tensors.count) tensors decoded to float32, \(Format.bytes(report.total.byteCountBefore)) → \(Format.bytes(report.total.byteCountAfter))")
     }

@@ -30,7 +30,13 @@ struct ReadLimitOptions: ParsableArguments {
         return options
     }
 
+    /// The file at `path`, as it is (for `inspect` and `verify`, which show broken files too).
     func open(_ path: String) throws(MTLModelError) -> ModelFile {
         try ModelFile(path: path, options: modelOptions)
+    }
+
+    /// The checked model at `path`: what every command that uses a model takes.
+    func model(_ path: String) throws(MTLModelError) -> Model {
+        try Model(path: path, options: modelOptions)
     }
 }

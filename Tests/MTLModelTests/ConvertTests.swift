@@ -77,7 +77,7 @@ struct ConvertTests {
         let directory = TemporaryDirectory()
         guard let demo = try importedDemo(into: directory) else { return }
         let training = try ModelFile(path: demo.training)
-        let report = try ModelConverter().toServing(training, output: directory.path("s.mtlm"), options: .init())
+        let report = try ModelConverter().toServing(Model(training), output: directory.path("s.mtlm"), options: .init())
         let converted = try ModelFile(path: directory.path("s.mtlm"))
         let reference = try ModelFile(path: demo.serving)
         #expect(try tensorBytes(converted) == tensorBytes(reference))
@@ -103,9 +103,9 @@ struct ConvertTests {
         guard let demo = try importedDemo(into: directory) else { return }
         let converter = ModelConverter()
         let training = try ModelFile(path: demo.training)
-        _ = try converter.toServing(training, output: directory.path("s.mtlm"), options: .init())
+        _ = try converter.toServing(Model(training), output: directory.path("s.mtlm"), options: .init())
         let serving = try ModelFile(path: directory.path("s.mtlm"))
-        let report = try converter.toTraining(serving, output: directory.path("t.mtlm"), optimizer: nil)
+        let report = try converter.toTraining(Model(serving), output: directory.path("t.mtlm"), optimizer: nil)
         let back = try ModelFile(path: directory.path("t.mtlm"))
         #expect(ModelVerifier().verify(back).isValid)
         let before = try tensorBytes(training), after = try tensorBytes(back)
@@ -118,13 +118,13 @@ struct ConvertTests {
         #expect(back.entry(named: "stats.user_id.count") == nil)
         #expect(report.added.contains { $0.name == "optimizer.step" } && report.removed.isEmpty)
 
-        _ = try converter.toServing(back, output: directory.path("s2.mtlm"), options: .init())
+        _ = try converter.toServing(Model(back), output: directory.path("s2.mtlm"), options: .init())
         let again = try ModelFile(path: directory.path("s2.mtlm"))
         #expect(try tensorBytes(again) == tensorBytes(serving))
         #expect(again.architecture == serving.architecture)
 
         // A training model converted to training keeps its own state: the identity.
-        _ = try converter.toTraining(training, output: directory.path("t2.mtlm"), optimizer: .adagrad)
+        _ = try converter.toTraining(Model(training), output: directory.path("t2.mtlm"), optimizer: .adagrad)
         #expect(try tensorBytes(ModelFile(path: directory.path("t2.mtlm"))) == before)
     }
 
@@ -151,7 +151,7 @@ struct ConvertTests {
         let model = try ModelFile(path: directory.path("m.mtlm"))
         var options = ModelConverter.ServingOptions()
         options.foldBatchNorm = true
-        let report = try ModelConverter().toServing(model, output: directory.path("folded.mtlm"), options: options)
+        let report = try ModelConverter().toServing(Model(model), output: directory.path("folded.mtlm"), options: options)
         let folded = try ModelFile(path: directory.path("folded.mtlm"))
         #expect(ModelVerifier().verify(folded).isValid)
         #expect(!folded.tensors.contains { $0.name.contains(".bn.") })
@@ -170,7 +170,7 @@ struct ConvertTests {
         let training = try ModelFile(path: demo.training)
         var options = ModelConverter.ServingOptions()
         options.pruneUnseen = true
-        let report = try ModelConverter().toServing(training, output: directory.path("p.mtlm"), options: options)
+        let report = try ModelConverter().toServing(Model(training), output: directory.path("p.mtlm"), options: options)
         let pruned = try ModelFile(path: directory.path("p.mtlm"))
         #expect(ModelVerifier().verify(pruned).isValid)
         let counts = try training.withElements(of: "stats.item_id.count", as: Int64.self) { Array($0) }
@@ -190,18 +190,18 @@ struct ConvertTests {
         for plan in [QuantizationPlan(embeddings: .int8Rowwise, dense: nil), QuantizationPlan(embeddings: .int4Rowwise, dense: .int8Symmetric)] {
             var both = options
             both.quantization = plan
-            _ = try ModelConverter().toServing(training, output: directory.path("pq.mtlm"), options: both)
-            _ = try ModelQuantizer(plan: plan).quantize(pruned, to: directory.path("p-then-q.mtlm"), source: "t")
+            _ = try ModelConverter().toServing(Model(training), output: directory.path("pq.mtlm"), options: both)
+            _ = try ModelQuantizer(plan: plan).quantize(Model(pruned), to: directory.path("p-then-q.mtlm"), source: "t")
             #expect(try tensorBytes(ModelFile(path: directory.path("pq.mtlm"))) == tensorBytes(ModelFile(path: directory.path("p-then-q.mtlm"))))
         }
 
         // Without row counts, or with none seen, pruning is refused.
         let serving = try ModelFile(path: demo.serving)
-        #expect { try ModelConverter().toServing(serving, output: directory.path("x.mtlm"), options: options) } throws: { error in
+        #expect { try ModelConverter().toServing(Model(serving), output: directory.path("x.mtlm"), options: options) } throws: { error in
             "\(error)".contains("needs row counts (stats.item_id.count)")
         }
         try Synthesizer(training: true).write(try MTLModelTests.architecture(fromConfig: "small.json"), to: directory.path("zero.mtlm"), source: "t")
-        #expect { try ModelConverter().toServing(try ModelFile(path: directory.path("zero.mtlm")), output: directory.path("x.mtlm"), options: options) } throws: { error in
+        #expect { try ModelConverter().toServing(try Model(path: directory.path("zero.mtlm")), output: directory.path("x.mtlm"), options: options) } throws: { error in
             "\(error)".contains("no row of keyed field \"item_id\" was seen")
         }
         #expect(!FileManager.default.fileExists(atPath: directory.path("x.mtlm")))
@@ -213,11 +213,11 @@ struct ConvertTests {
         guard let demo = try importedDemo(into: directory) else { return }
         var options = ModelConverter.ServingOptions()
         options.quantization = QuantizationPlan(embeddings: .int4Rowwise, dense: .int8Symmetric)
-        let report = try ModelConverter().toServing(try ModelFile(path: demo.training), output: directory.path("q.mtlm"), options: options)
+        let report = try ModelConverter().toServing(try Model(path: demo.training), output: directory.path("q.mtlm"), options: options)
         #expect(report.quantized.contains { $0.name == "embedding.user_id.weight" && $0.dtypeAfter == .int4Rowwise })
         let quantized = try ModelFile(path: directory.path("q.mtlm"))
         let type = try #require(Architecture.OptimizerType(named: optimizer))
-        _ = try ModelConverter().toTraining(quantized, output: directory.path("t.mtlm"), optimizer: type)
+        _ = try ModelConverter().toTraining(Model(quantized), output: directory.path("t.mtlm"), optimizer: type)
         let training = try ModelFile(path: directory.path("t.mtlm"))
         #expect(ModelVerifier().verify(training).isValid)
         for spec in training.architecture.servingTensors where spec.dtype == .float32 {
@@ -277,7 +277,7 @@ struct ConvertTests {
         let directory = TemporaryDirectory()
         let architecture = try MTLModelTests.architecture(fromConfig: "edge-cases.json")
         try Synthesizer(training: true).write(architecture, to: directory.path("t.mtlm"), source: "t")
-        _ = try ModelConverter().toServing(try ModelFile(path: directory.path("t.mtlm")), output: directory.path("s.mtlm"), options: .init())
+        _ = try ModelConverter().toServing(try Model(path: directory.path("t.mtlm")), output: directory.path("s.mtlm"), options: .init())
         let loss = try #require(try ModelFile(path: directory.path("s.mtlm")).architecture.loss)
         #expect(loss.weighting == "fixed" && loss.weights == [1, 0.5, 0.25] && loss.values.isEmpty && loss.frozen)
     }

@@ -27,7 +27,7 @@ struct DeltaTests {
     func roundTrip() throws {
         let directory = TemporaryDirectory()
         let base = TestPaths.fixture("v1.0/small.mtlm"), new = try edited(directory)
-        let summary = try ModelDelta.make(base: ModelFile(path: base), new: ModelFile(path: new), to: directory.path("d.mtlmd"))
+        let summary = try ModelDelta.make(base: Model(path: base), new: Model(path: new), to: directory.path("d.mtlmd"))
         #expect(summary.patchedTensors >= 2 && summary.fullTensors >= 1 && summary.unchangedTensors >= 15)
         let delta = try ModelFile(path: directory.path("d.mtlmd"))
         #expect(delta.version == FormatVersion(major: 1, minor: 2) && delta.requiredFeatures.contains(.delta))

@@ -8,7 +8,7 @@ struct DiffTests {
     func identical() throws {
         let directory = TemporaryDirectory()
         try copyModel(TestPaths.fixture("v1.0/small.mtlm"), to: directory.path("b.mtlm"))
-        let report = try ModelDiff().compare(ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), ModelFile(path: directory.path("b.mtlm")))
+        let report = try ModelDiff().compare(Model(path: TestPaths.fixture("v1.0/small.mtlm")), Model(path: directory.path("b.mtlm")))
         #expect(report.equal && report.architecture.isEmpty && report.tensors.count == 27)
         let text = try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), directory.path("b.mtlm")])
         #expect(text.status == 0 && text.stdout.contains("models are equal within tolerance"))
@@ -25,7 +25,7 @@ struct DiffTests {
             setFloat(&bytes, 3 * 4 + 1, 0.5)      // row 3: a large change
             setFloat(&bytes, 7 * 4 + 2, bytes.withUnsafeBytes { $0.load(fromByteOffset: (7 * 4 + 2) * 4, as: Float.self) } + 1e-4)  // row 7: small
         }
-        let report = try ModelDiff(topRowCount: 5).compare(ModelFile(path: a), ModelFile(path: b))
+        let report = try ModelDiff(topRowCount: 5).compare(Model(path: a), Model(path: b))
         let table = try #require(report.tables.first { $0.field == "user_id" })
         #expect(table.changed == 2 && table.unchanged == 18 && table.added == 0 && table.removed == 0)
         #expect(table.topChanged?.map(\.id) == [3, 7])
@@ -33,7 +33,7 @@ struct DiffTests {
         #expect(tensor.fractionBeyondTolerance == 2.0 / 80 && !tensor.equal && !tensor.quantizationError)
         #expect(report.tensors.filter { !$0.equal }.count == 1)
         // Within tolerance, the small change no longer counts.
-        let tolerant = try ModelDiff(tolerance: .init(absolute: 1e-3)).compare(ModelFile(path: a), ModelFile(path: b))
+        let tolerant = try ModelDiff(tolerance: .init(absolute: 1e-3)).compare(Model(path: a), Model(path: b))
         #expect(tolerant.tables.first { $0.field == "user_id" }?.changed == 1)
         let cli = try runCLI(["diff", a, b, "--rows", "--top", "1", "--json"])
         #expect(cli.status == 1)
@@ -55,7 +55,7 @@ struct DiffTests {
                 raw.storeBytes(of: UInt64(222), toByteOffset: 8, as: UInt64.self)
             }
         }
-        let report = try ModelDiff().compare(ModelFile(path: a), ModelFile(path: b))
+        let report = try ModelDiff().compare(Model(path: a), Model(path: b))
         let table = try #require(report.tables.first { $0.field == "item_id" })
         #expect(table.keyed && table.added == 2 && table.removed == 2 && table.changed == 0 && table.unchanged == 10)
         #expect(!report.equal)
@@ -69,7 +69,7 @@ struct DiffTests {
         arch.interaction.fieldBias = false
         arch.fields[2].vocabSize = 9
         try Synthesizer(seed: 7).write(arch, to: directory.path("b.mtlm"), source: "t")
-        let report = try ModelDiff().compare(ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), ModelFile(path: directory.path("b.mtlm")))
+        let report = try ModelDiff().compare(Model(path: TestPaths.fixture("v1.0/small.mtlm")), Model(path: directory.path("b.mtlm")))
         #expect(report.architecture.contains("shared[0].units: 8 → 10"))
         #expect(report.architecture.contains("interaction.field_bias: true → false"))
         #expect(report.architecture.contains("fields.tags.vocab_size: 8 → 9"))
@@ -84,7 +84,7 @@ struct DiffTests {
 
     @Test("A quantized copy is reported as quantization error")
     func quantized() throws {
-        let report = try ModelDiff().compare(ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), ModelFile(path: TestPaths.fixture("v1.1/small-int8.mtlm")))
+        let report = try ModelDiff().compare(Model(path: TestPaths.fixture("v1.0/small.mtlm")), Model(path: TestPaths.fixture("v1.1/small-int8.mtlm")))
         let table = try #require(report.tensors.first { $0.name == "embedding.user_id.weight" })
         #expect(table.quantizationError && table.dtypeB == .int8Rowwise && (table.cosineSimilarity ?? 0) > 0.9999)
         #expect(report.architecture.isEmpty && !report.equal)
@@ -105,9 +105,9 @@ struct DiffTests {
         try copyModel(a, to: directory.path("b.mtlm")) { name, bytes in
             if name == "head.ctr.bias" { setFloat(&bytes, 0, 0.7) }
         }
-        let report = try ModelDiff().compare(ModelFile(path: a), ModelFile(path: directory.path("b.mtlm")))
+        let report = try ModelDiff().compare(Model(path: a), Model(path: directory.path("b.mtlm")))
         #expect(report.tensors.filter { !$0.equal }.map(\.name) == ["head.ctr.bias"])
-        let moved = try QualityComparison.compare(ModelFile(path: a), ModelFile(path: directory.path("b.mtlm")), data: data)
+        let moved = try QualityComparison.compare(Model(path: a), Model(path: directory.path("b.mtlm")), data: data)
         #expect(moved.sampleCount == 48)
         #expect((moved.tasks[0].meanAbsoluteDeltaP ?? 0) > 0.01 && moved.tasks[1].maxAbsoluteDeltaP == 0)
         // A shifted bias moves every score alike: the ranking is unchanged.
@@ -189,9 +189,9 @@ struct DiffTests {
         let a = try ModelFile(path: TestPaths.fixture("v1.0/small.mtlm")), b = try ModelFile(path: TestPaths.fixture("v1.2/small-edited.mtlm"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        let one = try encoder.encode(ModelDiff(topRowCount: 3, threadCount: 1).compare(a, b))
-        let three = try encoder.encode(ModelDiff(topRowCount: 3, threadCount: 3).compare(a, b))
+        let one = try encoder.encode(ModelDiff(topRowCount: 3, threadCount: 1).compare(Model(a), Model(b)))
+        let three = try encoder.encode(ModelDiff(topRowCount: 3, threadCount: 3).compare(Model(a), Model(b)))
         #expect(one == three)
-        #expect(try !ModelDiff(threadCount: 2).compare(a, b).equal)
+        #expect(try !ModelDiff(threadCount: 2).compare(Model(a), Model(b)).equal)
     }
 }

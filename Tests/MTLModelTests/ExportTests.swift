@@ -29,7 +29,7 @@ struct NumpyExportTests {
         // The same archive with ZIP64 records everywhere (as a model over 4 GiB gets them).
         var exporter = NumpyArchiveExporter()
         exporter.zip64Threshold = 0
-        try exporter.export(try ModelFile(path: model), to: directory.path("zip64.npz"))
+        try exporter.export(try Model(path: model), to: directory.path("zip64.npz"))
         let zip64 = try runPythonCheck("check_npz.py", [directory.path("m.safetensors"), directory.path("zip64.npz")])
         #expect(zip64?.status == 0, "\(zip64?.stdout ?? "")\(zip64?.stderr ?? "")")
     }
@@ -98,7 +98,7 @@ struct ONNXExportTests {
                                                  modules: "numpy, onnx, onnxruntime") else { return }
             #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         }
-        let report = try ONNXExporter().export(try ModelFile(path: demo.serving), to: directory.path("m.onnx"))
+        let report = try ONNXExporter().export(try Model(path: demo.serving), to: directory.path("m.onnx"))
         #expect(report.externalData == directory.path("m.onnx.data") && report.externalByteCount > 1 << 20)
         #expect(report.inputs.count == 8 && report.outputs == ["logits", "probabilities", "fused"])
     }
@@ -106,7 +106,7 @@ struct ONNXExportTests {
     @Test("A model whose tensors all fit inline is one file; a training model exports its serving graph")
     func layout() throws {
         let directory = TemporaryDirectory()
-        let report = try ONNXExporter().export(try ModelFile(path: TestPaths.fixture("v1.0/small-training.mtlm")), to: directory.path("m.onnx"))
+        let report = try ONNXExporter().export(try Model(path: TestPaths.fixture("v1.0/small-training.mtlm")), to: directory.path("m.onnx"))
         #expect(report.externalData == nil)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path) == ["m.onnx"])
         #expect(report.initializerCount > 0 && report.nodeCount > 0)

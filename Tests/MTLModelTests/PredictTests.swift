@@ -137,8 +137,8 @@ struct PredictTests {
         let reader = try DatasetReader(path: TestPaths.fixture("predict/small.txt"), architecture: model.architecture)
         var batch = SampleBatch(taskCount: 2)
         _ = try reader.nextBatch(into: &batch, maxCount: 1000)
-        let one = try Predictor(model: model, threadCount: 1).predict(batch)
-        let two = try Predictor(model: model, threadCount: 2).predict(batch)
+        let one = try Predictor(model: Model(model), threadCount: 1).predict(batch)
+        let two = try Predictor(model: Model(model), threadCount: 2).predict(batch)
         #expect(one.logits == two.logits && one.fused == two.fused)
     }
 }

@@ -71,7 +71,7 @@ struct SafetensorsTests {
         #expect(ModelVerifier().verify(imported).isValid)
         #expect(imported.manifest.metadata == [.init(key: "trainer", value: "torch 2.5")])
         #expect(try tensorBytes(imported) == tensorBytes(ModelFile(path: TestPaths.fixture("v1.0/small-training.mtlm"))))
-        try SafetensorsExporter().export(imported, to: directory.path("b.safetensors"))
+        try SafetensorsExporter().export(Model(imported), to: directory.path("b.safetensors"))
         let exported = try SafetensorsFile(path: directory.path("b.safetensors"))
         #expect(exported.metadata["trainer"] == "torch 2.5")
         #expect(try Architecture(configJSON: Data(exported.metadata["mtl_model.config"]!.utf8)) == imported.architecture)
@@ -83,7 +83,7 @@ struct SafetensorsTests {
     func exportCompressed() throws {
         let directory = TemporaryDirectory()
         let model = try ModelFile(path: TestPaths.fixture("v1.0/edge-cases-training-zlib.mtlm"))
-        try SafetensorsExporter().export(model, to: directory.path("z.safetensors"))
+        try SafetensorsExporter().export(Model(model), to: directory.path("z.safetensors"))
         let file = try SafetensorsFile(path: directory.path("z.safetensors"))
         for tensor in file.tensors {
             #expect(Array(file.bytes(of: tensor)) == (try model.withTensorBytes(tensor.name) { Array($0) }))

@@ -4,7 +4,7 @@ public struct TensorSpec: Sendable, Hashable {
     public var dtype: DType
     public var shape: [UInt64]
     public var role: TensorRole
-    public var section: ModelSection
+    public var section: ModelSection { tensorName.section }
 
     public var name: String { tensorName.description }
     public var elementCount: UInt64 { shape.reduce(1, &*) }
@@ -14,7 +14,7 @@ public struct TensorSpec: Sendable, Hashable {
         self.dtype = dtype
         self.shape = shape
         self.role = role
-        self.section = section
+        assert(section == name.section, "\(name) is in section \(name.section)")
     }
 }
 

@@ -133,6 +133,17 @@ public indirect enum TensorName: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The part of a model this tensor counts in (`inspect`, sizes by section).
+    public var section: ModelSection {
+        switch self {
+        case .embedding, .keys: .embeddings
+        case .linear, .linearBias: .linear
+        case .pairWeight, .intraWeight, .fieldBias: .interaction
+        case .dense, .headWeight, .headBias: .dense
+        case .optimizerSlot, .optimizerStep, .lossLogVar, .rowCount: .trainingState
+        }
+    }
+
     /// The field whose table this tensor is or belongs to (its rows are the table's rows).
     public var tableField: String? {
         switch self {
@@ -147,4 +158,10 @@ public indirect enum TensorName: Hashable, Sendable, CustomStringConvertible {
 enum DeltaTensorName {
     static func rows(_ name: String) -> String { "delta.rows.\(name)" }
     static func values(_ name: String) -> String { "delta.values.\(name)" }
+
+    /// The new model's tensor that a patch tensor (`delta.rows.x`, `delta.values.x`) patches.
+    static func patched(_ name: String) -> String? {
+        for prefix in ["delta.rows.", "delta.values."] where name.hasPrefix(prefix) { return String(name.dropFirst(prefix.count)) }
+        return nil
+    }
 }

@@ -21,11 +21,11 @@ struct BatchNormFolding {
     /// The batch-norm tensors that are gone.
     var removedTensors: [String] = []
 
-    /// - Parameter floats: the float32 values of a tensor of the model, by name.
-    init(_ source: Architecture, floats: (String) throws -> [Float]) throws {
+    /// - Parameter floats: the float32 values of a tensor of the model.
+    init(_ source: Architecture, floats: (TensorName) throws -> [Float]) throws {
         architecture = source
-        var cache: [String: [Float]] = [:]
-        func load(_ name: String) throws -> [Float] {
+        var cache: [TensorName: [Float]] = [:]
+        func load(_ name: TensorName) throws -> [Float] {
             if let cached = cache[name] { return cached }
             let loaded = try floats(name)
             cache[name] = loaded
@@ -33,36 +33,36 @@ struct BatchNormFolding {
         }
 
         for layer in Self.layers(of: source) where layer.batchNorm {
-            let bn = "\(layer.name).bn"
-            let gamma = try load("\(bn).weight"), beta = try load("\(bn).bias")
-            let mean = try load("\(bn).running_mean"), variance = try load("\(bn).running_var")
+            guard case .dense(let block, let index) = layer.layer else { continue }
+            let gamma = try load(.dense(block, index, .bnWeight)), beta = try load(.dense(block, index, .bnBias))
+            let mean = try load(.dense(block, index, .bnRunningMean)), variance = try load(.dense(block, index, .bnRunningVar))
             var scale = [Double](repeating: 0, count: gamma.count), shift = scale
             for o in gamma.indices {
                 let denominator = (Double(variance[o]) + source.bnEps).squareRoot()
                 guard denominator > 0, denominator.isFinite else {
                     throw MTLModelError(.invalidArgument, "running_var + bn_eps is \(Double(variance[o]) + source.bnEps) at \(o): the norm cannot be folded",
-                                        location: .init(tensor: "\(bn).running_var"))
+                                        location: .init(tensor: TensorName.dense(block, index, .bnRunningVar).description))
                 }
                 scale[o] = Double(gamma[o]) / denominator
                 shift[o] = Double(beta[o]) - Double(mean[o]) * scale[o]
             }
-            var into: [String] = []
+            var into: [AffineLayer] = []
             switch source.layerOrder {
             case .linearBnAct:
                 // y = s⊙(Wx + b) + t: scale each output row of W and the bias.
-                var weight = try load("\(layer.name).weight"), bias = try load("\(layer.name).bias")
+                var weight = try load(layer.layer.weight), bias = try load(layer.layer.bias)
                 let inputs = weight.count / bias.count
                 for o in bias.indices {
                     for i in 0..<inputs { weight[o * inputs + i] = Float(Double(weight[o * inputs + i]) * scale[o]) }
                     bias[o] = Float(Double(bias[o]) * scale[o] + shift[o])
                 }
-                cache["\(layer.name).weight"] = weight
-                cache["\(layer.name).bias"] = bias
-                into = [layer.name]
+                cache[layer.layer.weight] = weight
+                cache[layer.layer.bias] = bias
+                into = [layer.layer]
             case .linearActBn:
                 // Each reader computes W(s⊙x + t) + b = (W·diag(s))x + (b + W·t).
                 for reader in layer.readers {
-                    var weight = try load("\(reader).weight"), bias = try load("\(reader).bias")
+                    var weight = try load(reader.weight), bias = try load(reader.bias)
                     let inputs = scale.count
                     for o in bias.indices {
                         var added = 0.0
@@ -73,14 +73,14 @@ struct BatchNormFolding {
                         }
                         bias[o] = Float(Double(bias[o]) + added)
                     }
-                    cache["\(reader).weight"] = weight
-                    cache["\(reader).bias"] = bias
+                    cache[reader.weight] = weight
+                    cache[reader.bias] = bias
                     into.append(reader)
                 }
             }
-            for name in into { for suffix in [".weight", ".bias"] { values[name + suffix] = cache[name + suffix] } }
-            removedTensors += ["weight", "bias", "running_mean", "running_var"].map { "\(bn).\($0)" }
-            folds.append(Fold(layer: layer.name, into: into))
+            for reader in into { for name in [reader.weight, reader.bias] { values[name.description] = cache[name] } }
+            removedTensors += [DenseParameter.bnWeight, .bnBias, .bnRunningMean, .bnRunningVar].map { TensorName.dense(block, index, $0).description }
+            folds.append(Fold(layer: layer.layer.description, into: into.map(\.description)))
         }
         for index in architecture.shared.indices { architecture.shared[index].batchNorm = false }
         for task in architecture.tasks.indices {
@@ -88,27 +88,53 @@ struct BatchNormFolding {
         }
     }
 
-    /// A dense layer by tensor prefix, with the prefixes of the layers (or heads) reading its output.
+    /// An affine map of the model: a dense layer, or a task's head.
+    enum AffineLayer: Hashable, CustomStringConvertible {
+        case dense(DenseBlock, Int)
+        case head(String)
+
+        var weight: TensorName {
+            switch self {
+            case .dense(let block, let index): .dense(block, index, .weight)
+            case .head(let task): .headWeight(task)
+            }
+        }
+
+        var bias: TensorName {
+            switch self {
+            case .dense(let block, let index): .dense(block, index, .bias)
+            case .head(let task): .headBias(task)
+            }
+        }
+
+        /// The tensors' common prefix: "shared.0", "head.ctr".
+        var description: String {
+            let name = weight.description
+            return String(name.dropLast(".weight".count))
+        }
+    }
+
+    /// A dense layer, with the layers (or heads) reading its output.
     struct LayerReference {
-        var name: String
+        var layer: AffineLayer
         var batchNorm: Bool
-        var readers: [String]
+        var readers: [AffineLayer]
     }
 
     /// Every dense layer in forward order: the shared stack, then each task's tower.
     static func layers(of architecture: Architecture) -> [LayerReference] {
-        func firstOfTask(_ task: Architecture.Task) -> String {
-            task.tower.isEmpty ? "head.\(task.name)" : "tower.\(task.name).0"
+        func firstOfTask(_ task: Architecture.Task) -> AffineLayer {
+            task.tower.isEmpty ? .head(task.name) : .dense(.tower(task.name), 0)
         }
         var layers: [LayerReference] = []
         for (index, layer) in architecture.shared.enumerated() {
-            let readers = index + 1 < architecture.shared.count ? ["shared.\(index + 1)"] : architecture.tasks.map(firstOfTask)
-            layers.append(.init(name: "shared.\(index)", batchNorm: layer.batchNorm, readers: readers))
+            let readers = index + 1 < architecture.shared.count ? [.dense(.shared, index + 1)] : architecture.tasks.map(firstOfTask)
+            layers.append(.init(layer: .dense(.shared, index), batchNorm: layer.batchNorm, readers: readers))
         }
         for task in architecture.tasks {
             for (index, layer) in task.tower.enumerated() {
-                let reader = index + 1 < task.tower.count ? "tower.\(task.name).\(index + 1)" : "head.\(task.name)"
-                layers.append(.init(name: "tower.\(task.name).\(index)", batchNorm: layer.batchNorm, readers: [reader]))
+                let reader: AffineLayer = index + 1 < task.tower.count ? .dense(.tower(task.name), index + 1) : .head(task.name)
+                layers.append(.init(layer: .dense(.tower(task.name), index), batchNorm: layer.batchNorm, readers: [reader]))
             }
         }
         return layers

@@ -73,22 +73,21 @@ public struct ModelConverter {
     /// Writes the serving form of `model` to `output` (atomically): no training state, the loss
     /// weighting frozen at the learned `loss.log_var` (with the weights it implies), and
     /// optionally batch norm folded, unseen keyed rows pruned and tables quantized.
-    public func toServing(_ model: ModelFile, output: String, options: ServingOptions) throws -> ConversionReport {
-        try model.requireCompleteModel()
+    public func toServing(_ model: Model, output: String, options: ServingOptions) throws -> ConversionReport {
         try options.quantization?.check(model.architecture)
         let source = model.architecture
         var report = ConversionReport(form: "serving")
         var architecture = source
 
         var logVariances: [Double]?
-        if model.entry(named: "loss.log_var") != nil { logVariances = try model.floats("loss.log_var").map(Double.init) }
+        if let tensor = model.tensorIfPresent(.lossLogVar) { logVariances = try tensor.floats().map(Double.init) }
         if let section = source.loss ?? logVariances.map({ _ in Architecture.LossWeighting(weighting: "uncertainty") }) {
             architecture.loss = section.frozen(at: logVariances)
         }
 
         var folding: BatchNormFolding?
         if options.foldBatchNorm {
-            let folded = try BatchNormFolding(architecture) { name in try model.floats(name) }
+            let folded = try BatchNormFolding(architecture) { name in try model.tensor(name).floats() }
             architecture = folded.architecture
             report.foldedBatchNorm = folded.folds.map { .init(layer: $0.layer, into: $0.into) }
             folding = folded
@@ -100,14 +99,14 @@ public struct ModelConverter {
                 let filter = try Self.seenRows(of: field, in: model)
                 architecture.fields[index].vocabSize = filter.keptCount
                 report.prunedTables.append(.init(field: field.name, rowsBefore: field.vocabSize, rowsAfter: filter.keptCount))
-                for name in ["embedding.\(field.name).weight", "embedding.\(field.name).keys", "linear.\(field.name).weight"] {
-                    filters[name] = filter
+                for name in [TensorName.embedding(field.name), .keys(field.name), .linear(field.name)] {
+                    filters[name.description] = filter
                 }
             }
         }
 
         let writer = try ModelWriter(path: output, options: writerOptions)
-        let rewriter = TensorRewriter(model: model, writer: writer, threadCount: threadCount)
+        let rewriter = TensorRewriter(model: model.file, writer: writer, threadCount: threadCount)
         let removed = Set(folding?.removedTensors ?? [])
         for entry in model.tensors {
             guard !entry.role.isTrainingState, !removed.contains(entry.name) else {
@@ -131,8 +130,7 @@ public struct ModelConverter {
     /// values, and the loss weighting unfrozen.
     ///
     /// - Parameter optimizer: nil uses the optimizer the architecture records.
-    public func toTraining(_ model: ModelFile, output: String, optimizer: Architecture.OptimizerType?) throws -> ConversionReport {
-        try model.requireCompleteModel()
+    public func toTraining(_ model: Model, output: String, optimizer: Architecture.OptimizerType?) throws -> ConversionReport {
         let source = model.architecture
         guard let type = optimizer ?? source.optimizer?.type else {
             throw MTLModelError(.invalidArgument, "the model records no optimizer: name one (adagrad, adam, ftrl or sgd)", file: model.path)
@@ -147,22 +145,22 @@ public struct ModelConverter {
         var report = ConversionReport(form: "training")
 
         let writer = try ModelWriter(path: output, options: writerOptions)
-        let rewriter = TensorRewriter(model: model, writer: writer, threadCount: threadCount)
+        let rewriter = TensorRewriter(model: model.file, writer: writer, threadCount: threadCount)
         var copied = Set(source.servingTensors.map(\.name))
         for spec in source.servingTensors {
-            let entry = model.entry(named: spec.name)!
+            let entry = model.tensor(spec.tensorName).entry
             if let change = try rewriter.write(entry, as: QuantizationPlan.float32.target(for: entry) ?? entry.dtype) {
                 report.quantized.append(change)
             }
         }
-        let keepSlots = source.optimizer?.type == type && model.entry(named: "optimizer.step") != nil
+        let keepSlots = source.optimizer?.type == type && model.has(.optimizerStep)
         for group in TrainingStateGroup.allCases {
             let specs = architecture.trainingTensors(group)
-            let present = specs.allSatisfy { model.entry(named: $0.name) != nil } && !specs.isEmpty
+            let present = model.has(group)
             let keep = present && (group == .optimizerSlots || group == .optimizerStep ? keepSlots : true)
             if keep {
                 for spec in specs {
-                    try rewriter.write(model.entry(named: spec.name)!, as: spec.dtype)
+                    try rewriter.write(model.tensor(spec.tensorName).entry, as: spec.dtype)
                     copied.insert(spec.name)
                 }
                 report.kept.append(group.rawValue)
@@ -171,7 +169,7 @@ public struct ModelConverter {
             for spec in specs {
                 switch group {
                 case .optimizerSlots:
-                    let slot = String(spec.name.split(separator: ".").last!)
+                    guard case .optimizerSlot(_, let slot) = spec.tensorName else { continue }
                     let value = type.initialValue(ofSlot: slot, parameters: architecture.optimizer!)
                     try Self.fill(spec, with: Float(value), writer: writer)
                     report.added.append(.init(name: spec.name, dtype: spec.dtype, shape: spec.shape, byteCount: spec.dtype.storedByteCount(shape: spec.shape)!, initialValue: value))
@@ -198,21 +196,21 @@ public struct ModelConverter {
         return Self.completed(report, architecture: architecture, input: model, written: written)
     }
 
-    private func finish(_ writer: ModelWriter, architecture: Architecture, model: ModelFile, form: String) throws -> ModelWriter.Written {
+    private func finish(_ writer: ModelWriter, architecture: Architecture, model: Model, form: String) throws -> ModelWriter.Written {
         try writer.finish(architecture: architecture,
                           provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "convert \(model.path) --to \(form)"),
                           metadata: model.manifest.metadata)
     }
 
     /// The rows of `field`'s table that training saw (row count > 0), as a bitmap (1 bit a row).
-    private static func seenRows(of field: Architecture.Field, in model: ModelFile) throws -> RowFilter {
-        let name = "stats.\(field.name).count"
-        guard model.entry(named: name) != nil else {
+    private static func seenRows(of field: Architecture.Field, in model: Model) throws -> RowFilter {
+        let name = TensorName.rowCount(field.name).description
+        guard let counts = model.tensorIfPresent(.rowCount(field.name)) else {
             throw MTLModelError(.invalidArgument, "--prune-unseen needs row counts (\(name)); this model has none", file: model.path)
         }
         var bits = [UInt64](repeating: 0, count: (field.vocabSize + 63) / 64)
         var kept = 0
-        try model.withElements(of: name, as: Int64.self) { counts in
+        try counts.withElements(as: Int64.self) { counts in
             for (row, count) in counts.enumerated() where count > 0 {
                 bits[row >> 6] |= 1 << UInt64(row & 63)
                 kept += 1
@@ -246,7 +244,7 @@ public struct ModelConverter {
     }
 
     /// Fills in the report's loss section and sizes by section, from what was written.
-    private static func completed(_ report: ConversionReport, architecture: Architecture, input: ModelFile, written: ModelWriter.Written) -> ConversionReport {
+    private static func completed(_ report: ConversionReport, architecture: Architecture, input: Model, written: ModelWriter.Written) -> ConversionReport {
         var report = report
         if let loss = architecture.loss {
             report.loss = .init(weighting: loss.weighting, convention: loss.convention, frozen: loss.frozen, values: loss.values, weights: loss.weights)

@@ -40,6 +40,16 @@ public enum ModelDelta {
         return hash
     }
 
+    /// The directory the rebuilt model will have (names, dtypes, shapes, roles: what its
+    /// structure depends on), with the delta's architecture.
+    static func rebuiltManifest(_ manifest: Manifest, _ recipe: DeltaManifest) -> Manifest {
+        let tensors = recipe.tensors.map {
+            TensorEntry(name: $0.name, dtype: $0.dtype, shape: $0.shape, role: $0.role, offset: 0, storedByteCount: 0, compression: .none,
+                        chunkByteCount: 0, chunkCRC32: [], chunkStoredByteCounts: [])
+        }
+        return Manifest(provenance: recipe.newProvenance, architecture: manifest.architecture, tensors: tensors, metadata: manifest.metadata)
+    }
+
     /// Bytes of one row (a slice along the first dimension) of a tensor of `dtype` and `shape`.
     static func rowByteCount(_ dtype: DType, _ shape: [UInt64]) -> Int? {
         guard let first = shape.first, first > 0, let total = dtype.storedByteCount(shape: shape) else { return nil }
@@ -47,9 +57,8 @@ public enum ModelDelta {
     }
 
     /// Writes the delta that turns `base` into `new`.
-    public static func make(base: ModelFile, new: ModelFile, to output: String) throws -> Summary {
-        try base.requireModel()
-        try new.requireModel()
+    public static func make(base checkedBase: Model, new checkedNew: Model, to output: String) throws -> Summary {
+        let base = checkedBase.file, new = checkedNew.file
         var summary = Summary(unchangedTensors: 0, patchedTensors: 0, fullTensors: 0, storedRowCount: 0, deltaByteCount: 0,
                               newByteCount: new.fileByteCount)
         var entries: [DeltaManifest.Tensor] = []
@@ -106,8 +115,8 @@ public enum ModelDelta {
 
     private static func writePatch(_ entry: TensorEntry, _ rows: [UInt64], _ newBytes: UnsafeRawBufferPointer, rowBytes: Int,
                                    writer: ModelWriter) throws {
-        try rows.withUnsafeBytes { try writer.writeTensor("delta.rows.\(entry.name)", dtype: .uint64, shape: [UInt64(rows.count)], role: entry.role, bytes: $0) }
-        try writer.beginTensor("delta.values.\(entry.name)", dtype: entry.dtype, shape: [UInt64(rows.count)] + entry.shape.dropFirst(), role: entry.role)
+        try rows.withUnsafeBytes { try writer.writeTensor(DeltaTensorName.rows(entry.name), dtype: .uint64, shape: [UInt64(rows.count)], role: entry.role, bytes: $0) }
+        try writer.beginTensor(DeltaTensorName.values(entry.name), dtype: entry.dtype, shape: [UInt64(rows.count)] + entry.shape.dropFirst(), role: entry.role)
         for row in rows {
             try writer.write(UnsafeRawBufferPointer(rebasing: newBytes[Int(row) * rowBytes..<(Int(row) + 1) * rowBytes]))
         }
@@ -135,8 +144,8 @@ public enum ModelDelta {
             case .full: need(tensor.name, tensor.dtype, { $0 == tensor.shape }, "the whole tensor")
             case .rows:
                 var count: UInt64?
-                need("delta.rows.\(tensor.name)", .uint64, { count = $0.first; return $0.count == 1 }, "the rows of \(tensor.name)")
-                need("delta.values.\(tensor.name)", tensor.dtype, { $0.first == count && Array($0.dropFirst()) == Array(tensor.shape.dropFirst()) },
+                need(DeltaTensorName.rows(tensor.name), .uint64, { count = $0.first; return $0.count == 1 }, "the rows of \(tensor.name)")
+                need(DeltaTensorName.values(tensor.name), tensor.dtype, { $0.first == count && Array($0.dropFirst()) == Array(tensor.shape.dropFirst()) },
                      "the rows of \(tensor.name)")
             }
         }
@@ -150,18 +159,20 @@ public enum ModelDelta {
     ///
     /// - Throws: when the delta was made for another base (nothing is written), or when the
     ///   delta or the base is inconsistent with the recipe.
-    public static func apply(base: ModelFile, delta: ModelFile, to output: String) throws {
+    public static func apply(base checkedBase: Model, delta: ModelFile, to output: String) throws {
         guard let recipe = delta.manifest.delta else {
             throw MTLModelError(.invalidArgument, "is a model, not a delta", file: delta.path)
         }
-        try base.requireModel()
+        let base = checkedBase.file
         let hash = contentHash(base)
         guard hash == recipe.baseContentHash else {
             throw MTLModelError(.invalidArgument, String(format: "was made for another base (content hash %016llx; this base is %016llx)", recipe.baseContentHash, hash),
                                 file: delta.path)
         }
-        if let problem = structureProblems(delta.manifest).first {
-            throw MTLModelError(.malformed, problem.message, file: delta.path, location: .init(tensor: problem.tensor))
+        // The delta's own structure, then that of the model it would rebuild: a delta never
+        // turns a valid base into an invalid model.
+        if let problem = structureProblems(delta.manifest).first ?? ModelStructure.problems(rebuiltManifest(delta.manifest, recipe)).first {
+            throw MTLModelError(.malformed, problem.message + " (in the model this delta rebuilds)", file: delta.path, location: .init(tensor: problem.tensor))
         }
         let writer = try ModelWriter(path: output)
         for tensor in recipe.tensors {
@@ -182,7 +193,7 @@ public enum ModelDelta {
                       let rowBytes = rowByteCount(tensor.dtype, tensor.shape) else {
                     throw fail("the base has no tensor whose rows fit")
                 }
-                let rows = try delta.withElements(of: "delta.rows.\(tensor.name)", as: UInt64.self) { Array($0) }
+                let rows = try delta.withElements(of: DeltaTensorName.rows(tensor.name), as: UInt64.self) { Array($0) }
                 let newRowCount = Int(tensor.shape[0]), oldRowCount = Int(old.shape[0])
                 // Every row the base lacks must be in the patch; the list must be ascending.
                 guard zip(rows, rows.dropFirst()).allSatisfy({ $0 < $1 }), rows.last.map({ $0 < UInt64(newRowCount) }) ?? true,
@@ -191,7 +202,7 @@ public enum ModelDelta {
                 }
                 try writer.beginTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.role)
                 try base.withTensorBytes(old.name) { oldBytes in
-                    try delta.withTensorBytes("delta.values.\(tensor.name)") { values in
+                    try delta.withTensorBytes(DeltaTensorName.values(tensor.name)) { values in
                         var next = 0
                         for row in 0..<newRowCount {
                             if next < rows.count && rows[next] == UInt64(row) {

@@ -11,9 +11,13 @@ public struct DiffTolerance: Sendable, Hashable, Codable {
         self.relative = relative
     }
 
+    /// Whether two elements differ beyond tolerance. NaN and Inf have no distance to a
+    /// number: such a pair differs whenever the bits do (Inf against a finite value, NaN
+    /// against anything), whatever the tolerance.
     @inline(__always)
     func differs(_ a: Float, _ b: Float) -> Bool {
-        if a == b { return false }
+        if a.bitPattern == b.bitPattern { return false }
+        guard a.isFinite && b.isFinite else { return true }
         return !(Double(abs(a - b)) <= absolute + relative * Double(abs(a)))
     }
 }
@@ -35,6 +39,9 @@ public struct TensorComparison: Sendable, Codable, Hashable {
     /// The dtypes differ (float32 against a quantized copy, say): the differences are then
     /// quantization error as much as change.
     public var quantizationError: Bool
+    /// NaN and Inf values of each side (float tensors): a tensor holding any is never equal.
+    public var nonFiniteA: UInt64 = 0
+    public var nonFiniteB: UInt64 = 0
     public var equal: Bool
 }
 
@@ -99,9 +106,7 @@ public struct ModelDiff: Sendable {
 
     /// - Complexity: reads both models once, in windows of rows, in bounded memory (about
     ///   80 MB a thread, `compareTable`).
-    public func compare(_ a: ModelFile, _ b: ModelFile) throws -> ModelDiffReport {
-        try a.requireModel()
-        try b.requireModel()
+    public func compare(_ a: Model, _ b: Model) throws -> ModelDiffReport {
         let metadataA = Dictionary(uniqueKeysWithValues: a.manifest.metadata.map { ($0.key, $0.value) })
         let metadataB = Dictionary(uniqueKeysWithValues: b.manifest.metadata.map { ($0.key, $0.value) })
         let metadata = ConfigDiff.differences(.object(metadataA.mapValues { .string($0) }), .object(metadataB.mapValues { .string($0) }))
@@ -128,22 +133,23 @@ public struct ModelDiff: Sendable {
             tables[tensor.name] = tensor
         }
         for entry in a.tensors {
-            guard let other = b.entry(named: entry.name) else { continue }
+            guard let other = b.file.entry(named: entry.name) else { continue }
             report.tensors.append(try tables[entry.name] ?? compareTensor(entry, other, a, b))
         }
         return report
     }
 
     /// Visits both tensors' values in aligned windows of rows, decoded to float.
-    private func windows(_ x: TensorEntry, _ y: TensorEntry, _ a: ModelFile, _ b: ModelFile,
+    private func windows(_ x: TensorEntry, _ y: TensorEntry, _ a: Model, _ b: Model,
                          _ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) -> Void) throws {
         let columns = x.columnCount
         let rows = columns == 0 ? 0 : Int(x.elementCount) / columns
         let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(columns))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(columns)))
         let window = max(1, 65_536 / max(columns, 1))
         var valuesA = [Float](repeating: 0, count: window * columns), valuesB = valuesA
-        try a.withTensorBytes(x.name) { bytesA in
-            try b.withTensorBytes(y.name) { bytesB in
+        let tensorA = a.tensor(x), tensorB = b.tensor(y)
+        try tensorA.withBytes { bytesA in
+            try tensorB.withBytes { bytesB in
                 var start = 0
                 while start < rows {
                     let count = min(window, rows - start)
@@ -156,25 +162,25 @@ public struct ModelDiff: Sendable {
                             body(UnsafeBufferPointer(rebasing: va[..<(count * columns)]), UnsafeBufferPointer(rebasing: vb[..<(count * columns)]))
                         }
                     }
-                    a.file.release(x.offset + UInt64(start * rowBytesA), UInt64(count * rowBytesA))
-                    b.file.release(y.offset + UInt64(start * rowBytesB), UInt64(count * rowBytesB))
+                    tensorA.releasePages(rows: start..<start + count)
+                    tensorB.releasePages(rows: start..<start + count)
                     start += count
                 }
             }
         }
     }
 
-    private func compareTensor(_ x: TensorEntry, _ y: TensorEntry, _ a: ModelFile, _ b: ModelFile) throws -> TensorComparison {
+    private func compareTensor(_ x: TensorEntry, _ y: TensorEntry, _ a: Model, _ b: Model) throws -> TensorComparison {
         var result = TensorComparison(name: x.name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
                                       sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
         guard result.sameShape else { return result }
         defer {
-            a.file.release(x.offset, x.storedByteCount)
-            b.file.release(y.offset, y.storedByteCount)
+            a.tensor(x).releasePages()
+            b.tensor(y).releasePages()
         }
         if !x.dtype.isFloatingPoint || !y.dtype.isFloatingPoint {
             // Keys, counts, the step: equal or not, element by element.
-            let same = try x.dtype == y.dtype && (a.withTensorBytes(x.name) { p in try b.withTensorBytes(y.name) { q in p.elementsEqual(q) } })
+            let same = try x.dtype == y.dtype && (a.tensor(x).withBytes { p in try b.tensor(y).withBytes { q in p.elementsEqual(q) } })
             result.equal = same
             result.fractionBeyondTolerance = same ? 0 : nil
             return result
@@ -189,9 +195,17 @@ public struct ModelDiff: Sendable {
     struct DifferenceSums {
         var maxDifference = 0.0, differenceNorm = 0.0, normA = 0.0, normB = 0.0, dot = 0.0
         var beyond = 0, total = 0
+        var nonFiniteA: UInt64 = 0, nonFiniteB: UInt64 = 0
 
         mutating func add(_ va: UnsafeBufferPointer<Float>, _ vb: UnsafeBufferPointer<Float>, _ tolerance: DiffTolerance) {
             for i in 0..<va.count {
+                if !va[i].isFinite || !vb[i].isFinite {
+                    // Counted, and kept out of the sums, which would all become NaN.
+                    if !va[i].isFinite { nonFiniteA += 1 }
+                    if !vb[i].isFinite { nonFiniteB += 1 }
+                    if tolerance.differs(va[i], vb[i]) { beyond += 1 }
+                    continue
+                }
                 let p = Double(va[i]), q = Double(vb[i])
                 let d = q - p
                 maxDifference = max(maxDifference, abs(d))
@@ -209,7 +223,9 @@ public struct ModelDiff: Sendable {
             result.relativeL2Change = normA == 0 ? (differenceNorm == 0 ? 0 : .infinity) : (differenceNorm / normA).squareRoot()
             result.cosineSimilarity = normA == 0 || normB == 0 ? (normA == normB ? 1 : 0) : dot / (normA.squareRoot() * normB.squareRoot())
             result.fractionBeyondTolerance = total == 0 ? 0 : Double(beyond) / Double(total)
-            result.equal = beyond == 0
+            result.nonFiniteA = nonFiniteA
+            result.nonFiniteB = nonFiniteB
+            result.equal = beyond == 0 && nonFiniteA == 0 && nonFiniteB == 0
         }
     }
 
@@ -243,7 +259,7 @@ public struct ModelDiff: Sendable {
     ///   Memory bounded whatever the tables' sizes: keys are matched by a partitioned hash join
     ///   (`KeyJoin`), the quantiles and the top rows kept in bounded memory (`QuantileSketch`,
     ///   `TopValues`).
-    private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile) throws
+    private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: Model, _ b: Model) throws
         -> (TableComparison, TensorComparison) {
         guard fieldA.mapping == .keyed && fieldB.mapping == .keyed else {
             let rowsB = fieldB.vocabSize
@@ -251,17 +267,28 @@ public struct ModelDiff: Sendable {
                 for (i, row) in rows.enumerated() { matched[i] = row < rowsB ? Int32(row) : -1 }
             }
         }
-        let keysA = "embedding.\(fieldA.name).keys", keysB = "embedding.\(fieldB.name).keys"
-        let entryA = a.entry(named: keysA)!, entryB = b.entry(named: keysB)!
-        let join = try b.withElements(of: keysB, as: UInt64.self) { keysOfB in
-            try a.withElements(of: keysA, as: UInt64.self) { keysOfA in
-                try KeyJoin(keysA: KeyColumn(keysOfA), keysB: KeyColumn(keysOfB), tensorB: keysB) { table, rows in
-                    let (model, entry) = table == 0 ? (a, entryA) : (b, entryB)
-                    model.file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8))
+        let keysA = a.tensor(.keys(fieldA.name)), keysB = b.tensor(.keys(fieldB.name))
+        // The join finds keys repeated in B; a key repeated in A would match two rows of A to
+        // one of B and miscount them, so A is checked first (one more pass over its keys).
+        let duplicateInA = try keysA.withElements(as: UInt64.self) { keys in
+            KeyJoin.duplicateKey(in: KeyColumn(keys)) { keysA.releasePages(rows: $0) }
+        }
+        if let duplicateInA {
+            throw MTLModelError(.malformed, "duplicate key \(duplicateInA): a keyed table maps each id to one row (run mtl-model verify)",
+                                file: a.path, location: .init(tensor: keysA.name))
+        }
+        let join = try keysB.withElements(as: UInt64.self) { keysOfB in
+            try keysA.withElements(as: UInt64.self) { keysOfA in
+                do {
+                    return try KeyJoin(keysA: KeyColumn(keysOfA), keysB: KeyColumn(keysOfB), tensorB: keysB.name) { table, rows in
+                        (table == 0 ? keysA : keysB).releasePages(rows: rows)
+                    }
+                } catch let error as MTLModelError {
+                    throw error.inFile(b.path)
                 }
             }
         }
-        return try a.withElements(of: keysA, as: UInt64.self) { keysOfA in
+        return try keysA.withElements(as: UInt64.self) { keysOfA in
             try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }) { rows, matched in
                 for (i, row) in rows.enumerated() { matched[i] = join[row] }
                 join.release(rows)
@@ -271,16 +298,17 @@ public struct ModelDiff: Sendable {
 
     /// - Parameter match: writes for each row of A in the range its row in B (−1: none). Called
     ///   for a block of rows before they are compared, so that the lookups' cache misses overlap.
-    private func compareRows(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: ModelFile, _ b: ModelFile, keyed: Bool,
+    private func compareRows(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: Model, _ b: Model, keyed: Bool,
                              id: (Int) -> UInt64, match: (Range<Int>, inout [Int32]) -> Void) throws -> (TableComparison, TensorComparison) {
-        let name = "embedding.\(fieldA.name).weight"
-        let x = a.entry(named: name)!, y = b.entry(named: name)!
+        let tableA = a.tensor(.embedding(fieldA.name)), tableB = b.tensor(.embedding(fieldB.name))
+        let name = tableA.name
+        let x = tableA.entry, y = tableB.entry
         let k = x.columnCount
         var result = TableComparison(field: fieldA.name, keyed: keyed, rowsA: fieldA.vocabSize, rowsB: fieldB.vocabSize,
                                      added: 0, removed: 0, changed: 0, unchanged: 0)
         var tensor = TensorComparison(name: name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
                                       sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
-        let keysOfA = keyed ? a.entry(named: "embedding.\(fieldA.name).keys") : nil
+        let keysOfA = keyed ? a.tensor(.keys(fieldA.name)) : nil
         let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(k))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(k)))
         // Per-row relative change ‖b − a‖ / ‖a‖ of the rows both hold.
         var changes = QuantileSketch()
@@ -294,8 +322,9 @@ public struct ModelDiff: Sendable {
             RowCodec.decodeRow(row, dtype: dtype, columns: columns, into: into.baseAddress!)
             return into.baseAddress!
         }
-        try a.withTensorBytes(name) { bytesA in
-            try b.withTensorBytes(name) { bytesB in
+        var nonFiniteA: UInt64 = 0, nonFiniteB: UInt64 = 0
+        try tableA.withBytes { bytesA in
+            try tableB.withBytes { bytesB in
                 rowA.withUnsafeMutableBufferPointer { va in
                     rowB.withUnsafeMutableBufferPointer { vb in
                         for ra in 0..<fieldA.vocabSize {
@@ -308,8 +337,21 @@ public struct ModelDiff: Sendable {
                                 let pb = y.dtype == .float32 ? (bytesB.baseAddress! + rb * rowBytesB).assumingMemoryBound(to: Float.self)
                                     : UnsafePointer(decoded(bytesB.baseAddress! + rb * rowBytesB, y.dtype, k, vb))
                                 var d2: Float = 0, n2: Float = 0
-                                let differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &kernelSums) != 0
-                                let change = n2 == 0 ? (d2 == 0 ? 0 : Float.infinity) : (d2 / n2).squareRoot()
+                                var differs: Bool
+                                var change: Float
+                                let badA = (0..<k).reduce(0) { $0 + (pa[$1].isFinite ? 0 : 1) }, badB = (0..<k).reduce(0) { $0 + (pb[$1].isFinite ? 0 : 1) }
+                                if badA + badB == 0 {
+                                    differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &kernelSums) != 0
+                                    change = n2 == 0 ? (d2 == 0 ? 0 : Float.infinity) : (d2 / n2).squareRoot()
+                                } else {
+                                    // NaN / Inf: kept out of the sums (they would all be NaN); the row
+                                    // changed when any element differs (bits, for non-finite ones).
+                                    nonFiniteA += UInt64(badA)
+                                    nonFiniteB += UInt64(badB)
+                                    differs = (0..<k).contains { tolerance.differs(pa[$0], pb[$0]) }
+                                    change = differs ? .infinity : 0
+                                    kernelSums.beyond += UInt64((0..<k).filter { tolerance.differs(pa[$0], pb[$0]) }.count)
+                                }
                                 changes.add(change)
                                 if topRowCount != nil { top.add(id: id(ra), change) }
                                 windowLow = min(windowLow, rb)
@@ -321,10 +363,10 @@ public struct ModelDiff: Sendable {
                                 // matched when those are close together (keys kept in order, the usual
                                 // case). Releasing is only a hint: a row needed again is read back from
                                 // the page cache, so a wrong guess costs time, never correctness.
-                                a.file.release(x.offset + UInt64((ra + 1 - window) * rowBytesA), UInt64(window * rowBytesA))
-                                if let keysOfA { a.file.release(keysOfA.offset + UInt64((ra + 1 - window) * 8), UInt64(window * 8)) }
+                                tableA.releasePages(rows: (ra + 1 - window)..<(ra + 1))
+                                keysOfA?.releasePages(rows: (ra + 1 - window)..<(ra + 1))
                                 if windowHigh >= windowLow && windowHigh - windowLow < 4 * window {
-                                    b.file.release(y.offset + UInt64(windowLow * rowBytesB), UInt64((windowHigh - windowLow + 1) * rowBytesB))
+                                    tableB.releasePages(rows: windowLow..<(windowHigh + 1))
                                 }
                                 windowLow = Int.max
                                 windowHigh = -1
@@ -334,8 +376,8 @@ public struct ModelDiff: Sendable {
                 }
             }
         }
-        a.file.release(x.offset, x.storedByteCount)
-        b.file.release(y.offset, y.storedByteCount)
+        tableA.releasePages()
+        tableB.releasePages()
         let common = changes.count
         result.removed = fieldA.vocabSize - common
         result.added = fieldB.vocabSize - common
@@ -343,7 +385,8 @@ public struct ModelDiff: Sendable {
             // Over the rows both hold, matched by id; rows that moved with their keys show in
             // the keys tensor, compared on its own.
             DifferenceSums(maxDifference: kernelSums.max_abs, differenceNorm: kernelSums.d2, normA: kernelSums.a2, normB: kernelSums.b2,
-                           dot: kernelSums.dot, beyond: Int(kernelSums.beyond), total: common * k).fill(&tensor)
+                           dot: kernelSums.dot, beyond: Int(kernelSums.beyond), total: common * k,
+                           nonFiniteA: nonFiniteA, nonFiniteB: nonFiniteB).fill(&tensor)
             if result.added + result.removed > 0 { tensor.equal = false }
         }
         if common > 0 {

@@ -13,8 +13,8 @@ public struct NumpyArchiveExporter {
 
     public init() {}
 
-    public func export(_ model: ModelFile, to output: String) throws {
-        try model.requireModel()
+    public func export(_ checked: Model, to output: String) throws {
+        let model = checked.file
         let archive = try ZipArchiveWriter(path: output, zip64Threshold: zip64Threshold)
         for entry in model.tensors {
             let dtype = Self.exportedDType(entry.dtype)

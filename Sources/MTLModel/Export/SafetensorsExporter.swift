@@ -8,8 +8,8 @@ import Foundation
 public struct SafetensorsExporter {
     public init() {}
 
-    public func export(_ model: ModelFile, to output: String) throws(MTLModelError) {
-        try model.requireModel()
+    public func export(_ checked: Model, to output: String) throws(MTLModelError) {
+        let model = checked.file
         var metadata: [String: JSONValue] = [SafetensorsImporter.configKey: .string(model.architecture.config.serialized())]
         for entry in model.manifest.metadata where entry.key != SafetensorsImporter.configKey {
             metadata[entry.key] = .string(entry.value)

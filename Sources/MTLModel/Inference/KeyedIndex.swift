@@ -7,9 +7,15 @@ final class KeyedIndex: @unchecked Sendable {
     private let slotRows: UnsafeMutableBufferPointer<Int32>
     private let mask: Int
 
-    /// - Throws: on a duplicate key (a keyed table maps each id to one row).
+    /// - Throws: on a duplicate key (a keyed table maps each id to one row), naming the key and
+    ///   both rows.
     init(keys: UnsafeRawBufferPointer, tensor: String) throws(MTLModelError) {
         let count = keys.count / 8
+        // Rows are stored in 32 bits (12 bytes a slot, not 16); a larger keyed table would need
+        // an index of over 100 GB anyway.
+        guard count < Int(Int32.max) else {
+            throw MTLModelError(.invalidArgument, "a keyed table of \(count) rows is more than predict indexes (\(Int32.max - 1))", location: .init(tensor: tensor))
+        }
         var capacity = 16
         while capacity < count * 2 { capacity <<= 1 }
         slotKeys = .allocate(capacity: capacity)
@@ -22,9 +28,9 @@ final class KeyedIndex: @unchecked Sendable {
             var slot = Int(truncatingIfNeeded: SplitMix64.mix(key)) & mask
             while slotRows[slot] >= 0 {
                 if slotKeys[slot] == key {
-                    slotKeys.deallocate()
-                    slotRows.deallocate()
-                    throw MTLModelError(.malformed, "duplicate key \(key) in a keyed table", location: .init(tensor: tensor))
+                    // Every property is set, so `deinit` runs for this throw and frees the slots.
+                    throw MTLModelError(.malformed, "duplicate key \(key) at rows \(slotRows[slot]) and \(row): a keyed table maps each id to one row (run mtl-model verify)",
+                                        location: .init(tensor: tensor))
                 }
                 slot = (slot + 1) & mask
             }

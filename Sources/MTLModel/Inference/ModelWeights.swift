@@ -41,7 +41,7 @@ final class ModelWeights: @unchecked Sendable {
         var logitOffset: Float
     }
 
-    let model: ModelFile  // keeps the mapping alive
+    let model: Model  // keeps the mapping alive
     let architecture: Architecture
     let k: Int
     let fields: [FieldWeights]
@@ -58,100 +58,139 @@ final class ModelWeights: @unchecked Sendable {
     private var owned: [UnsafeMutableBufferPointer<Float>] = []
     private var ownedRaw: [UnsafeMutableRawBufferPointer] = []
 
-    init(_ model: ModelFile) throws {
+    /// - Throws: when a tensor fails its checksum, or a keyed table repeats a key (the
+    ///   structure was checked when `model` was built).
+    init(_ model: Model) throws {
         self.model = model
-        try model.requireModel()
         let arch = model.architecture
         architecture = arch
         k = arch.embeddingDim
-        // Only the serving tensors matter here: training state is neither needed nor checked.
-        let servingNames = Set(arch.servingTensors.map(\.name))
-        let problems = ModelVerifier().structureProblems(model.manifest).filter { $0.tensor.map(servingNames.contains) ?? true }
-        if let problem = problems.first {
-            throw MTLModelError(.malformed, problem.message, file: model.path, location: .init(tensor: problem.tensor))
-        }
         var owned: [UnsafeMutableBufferPointer<Float>] = []
         var ownedRaw: [UnsafeMutableRawBufferPointer] = []
-        func floats(_ name: String) throws -> UnsafeBufferPointer<Float> {
-            let entry = model.entry(named: name)!
-            if entry.dtype == .float32, entry.compression == .none {
-                return try model.withElements(of: name, as: Float.self) { $0 }  // the mapping outlives self
+        // Frees what was allocated so far when a later tensor fails: `deinit` does not run for
+        // an initializer that throws before every property is set.
+        var complete = false
+        defer {
+            if !complete {
+                owned.forEach { $0.deallocate() }
+                ownedRaw.forEach { $0.deallocate() }
             }
-            let values = try model.floats(name)
+        }
+        // Dense and interaction weights are few and all used by every prediction: a NaN or Inf
+        // among them is refused here, at once. Table rows are checked only when a prediction
+        // they feed comes out non-finite (`nonFiniteError`).
+        func floats(_ name: TensorName) throws -> UnsafeBufferPointer<Float> {
+            let tensor = model.tensor(name)
+            if tensor.dtype == .float32, tensor.entry.compression == .none {
+                let mapped = try tensor.withElements(as: Float.self) { $0 }  // the mapping outlives self
+                try Self.requireFinite(mapped, tensor)
+                return mapped
+            }
+            let values = try tensor.floats()
+            try values.withUnsafeBufferPointer { try Self.requireFinite($0, tensor) }
             let copy = UnsafeMutableBufferPointer<Float>.allocate(capacity: values.count)
             _ = copy.initialize(from: values)
             owned.append(copy)
             return UnsafeBufferPointer(copy)
         }
-        func array(_ name: String) throws -> [Float] { Array(try floats(name)) }
+        func array(_ name: TensorName) throws -> [Float] { Array(try floats(name)) }
         /// A table in its stored dtype: mapped when uncompressed, else an owned copy.
-        func table(_ name: String) throws -> TableView {
-            let entry = model.entry(named: name)!
-            let columns = entry.columnCount
-            let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(columns)))
-            if let mapped = try model.mappedBytes(of: name) {
-                return TableView(base: mapped.baseAddress!, dtype: entry.dtype, rowByteCount: rowBytes, columns: columns)
+        func table(_ name: TensorName) throws -> TableView {
+            let tensor = model.tensor(name)
+            if tensor.entry.compression == .none {
+                let base = try tensor.withBytes { $0.baseAddress }  // the mapping outlives self
+                return TableView(base: base ?? UnsafeRawPointer(bitPattern: 64)!, dtype: tensor.dtype, rowByteCount: tensor.rowByteCount,
+                                 columns: tensor.columnCount)
             }
-            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(entry.byteCount), 1), alignment: 64)
-            try model.withTensorBytes(name) { copy.copyMemory(from: $0) }
+            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(tensor.entry.byteCount), 1), alignment: 64)
             ownedRaw.append(copy)
-            return TableView(base: UnsafeRawPointer(copy.baseAddress!), dtype: entry.dtype, rowByteCount: rowBytes, columns: columns)
+            try tensor.withBytes { copy.copyMemory(from: $0) }
+            return TableView(base: UnsafeRawPointer(copy.baseAddress!), dtype: tensor.dtype, rowByteCount: tensor.rowByteCount, columns: tensor.columnCount)
         }
 
         var fields: [FieldWeights] = []
         for field in arch.fields {
             var keys: KeyedIndex?
             if field.mapping == .keyed {
-                keys = try model.withTensorBytes("embedding.\(field.name).keys") { raw in
-                    try KeyedIndex(keys: raw, tensor: "embedding.\(field.name).keys")
-                }
+                let tensor = model.tensor(.keys(field.name))
+                keys = try tensor.withBytes { raw in try KeyedIndex(keys: raw, tensor: tensor.name) }
             }
             fields.append(FieldWeights(rowCount: field.vocabSize, mapping: field.mapping, combiner: field.combiner, group: field.group,
-                                       embedding: try table("embedding.\(field.name).weight"),
-                                       linear: arch.linear ? try table("linear.\(field.name).weight") : nil,
+                                       embedding: try table(.embedding(field.name)),
+                                       linear: arch.linear ? try table(.linear(field.name)) : nil,
                                        keys: keys))
         }
         self.fields = fields
-        linearBias = arch.linear ? try array("linear.bias")[0] : 0
-        let pairWeights = try array("interaction.pair_weight")
+        linearBias = arch.linear ? try array(.linearBias)[0] : 0
+        let pairWeights = try array(.pairWeight)
         var pairs: [(Int, Int, Float)] = []
         for a in 0..<arch.groupCount {
             for b in (a + 1)..<max(a + 1, arch.groupCount) { pairs.append((a, b, pairWeights[pairs.count])) }
         }
         self.pairs = pairs
-        intraWeights = arch.interaction.intra ? try array("interaction.intra_weight") : nil
-        fieldBias = arch.interaction.fieldBias ? try array("interaction.field_bias") : nil
+        intraWeights = arch.interaction.intra ? try array(.intraWeight) : nil
+        fieldBias = arch.interaction.fieldBias ? try array(.fieldBias) : nil
 
-        func dense(_ layers: [Architecture.DenseLayer], prefix: String, input: inout Int) throws -> [PreparedDenseLayer] {
-            var prepared: [PreparedDenseLayer] = []
+        var prepared: [PreparedDenseLayer] = []
+        defer { if !complete { prepared.forEach { $0.deallocate() } } }
+        func dense(_ layers: [Architecture.DenseLayer], block: DenseBlock, input: inout Int) throws -> [PreparedDenseLayer] {
+            let first = prepared.count
             for (index, layer) in layers.enumerated() {
-                let name = "\(prefix).\(index)"
                 var bn: (weight: [Float], bias: [Float], mean: [Float], variance: [Float], eps: Double)?
                 if layer.batchNorm {
-                    bn = (try array("\(name).bn.weight"), try array("\(name).bn.bias"), try array("\(name).bn.running_mean"),
-                          try array("\(name).bn.running_var"), arch.bnEps)
+                    bn = (try array(.dense(block, index, .bnWeight)), try array(.dense(block, index, .bnBias)),
+                          try array(.dense(block, index, .bnRunningMean)), try array(.dense(block, index, .bnRunningVar)), arch.bnEps)
                 }
-                prepared.append(PreparedDenseLayer(weight: try floats("\(name).weight"), bias: try floats("\(name).bias"),
+                prepared.append(PreparedDenseLayer(weight: try floats(.dense(block, index, .weight)), bias: try floats(.dense(block, index, .bias)),
                                                    inputCount: input, outputCount: layer.units, batchNorm: bn,
                                                    activation: layer.activation, order: arch.layerOrder))
                 input = layer.units
             }
-            return prepared
+            return Array(prepared[first...])
         }
         bottomWidth = arch.bottomInputWidth
         var width = bottomWidth
-        shared = try dense(arch.shared, prefix: "shared", input: &width)
+        shared = try dense(arch.shared, block: .shared, input: &width)
         towerInputWidth = width
         var tasks: [TaskWeights] = []
         for task in arch.tasks {
             var taskWidth = width
-            let tower = try dense(task.tower, prefix: "tower.\(task.name)", input: &taskWidth)
-            tasks.append(TaskWeights(tower: tower, head: try array("head.\(task.name).weight"), headBias: try array("head.\(task.name).bias")[0],
+            let tower = try dense(task.tower, block: .tower(task.name), input: &taskWidth)
+            tasks.append(TaskWeights(tower: tower, head: try array(.headWeight(task.name)), headBias: try array(.headBias(task.name))[0],
                                      useLinear: task.useLinear, logitOffset: Float(task.logitOffset)))
         }
         self.tasks = tasks
         self.owned = owned
         self.ownedRaw = ownedRaw
+        complete = true
+    }
+
+    private static func requireFinite(_ values: UnsafeBufferPointer<Float>, _ tensor: ModelTensor) throws(MTLModelError) {
+        guard let bad = values.firstIndex(where: { !$0.isFinite }) else { return }
+        throw MTLModelError(.malformed, "element \(bad) is \(values[bad]): predictions would not be finite (run mtl-model verify)",
+                            file: tensor.file.path, location: .init(tensor: tensor.name))
+    }
+
+    /// Why sample `sample` of `batch` predicts a non-finite value: the first table row it
+    /// reads that holds a NaN or Inf, else finite weights whose products overflow float32.
+    func nonFiniteError(_ batch: SampleBatch, sample: Int) -> MTLModelError {
+        var decoded = [Float](repeating: 0, count: k)
+        for e in Int(batch.entryStart[sample])..<Int(batch.entryStart[sample + 1]) {
+            let f = Int(batch.entryField[e])
+            let row = fields[f].row(of: batch.entryID[e])
+            guard row >= 0 else { continue }
+            let field = architecture.fields[f].name
+            let tables = [(TensorName.embedding(field), fields[f].embedding)] + (fields[f].linear.map { [(TensorName.linear(field), $0)] } ?? [])
+            for (name, table) in tables {
+                decoded.withUnsafeMutableBufferPointer { RowCodec.decodeRow(table.row(row), dtype: table.dtype, columns: table.columns, into: $0.baseAddress!) }
+                if let bad = decoded.prefix(table.columns).firstIndex(where: { !$0.isFinite }) {
+                    return MTLModelError(.malformed, "row \(row) (id \(batch.entryID[e])) holds \(decoded[bad]) at column \(bad): the prediction of line \(batch.lineNumbers[sample]) is not finite (run mtl-model verify)",
+                                         file: model.path, location: .init(tensor: name.description))
+                }
+            }
+        }
+        return MTLModelError(.malformed, "the prediction of line \(batch.lineNumbers[sample]) is not finite although every weight it uses is: values this large overflow float32 (run mtl-model verify)",
+                             file: model.path)
     }
 
     deinit {

@@ -32,18 +32,22 @@ public final class Predictor: @unchecked Sendable {
     private let lock = NSLock()
 
     /// - Parameters:
-    ///   - model: an open model; it must stay open while the predictor is used.
+    ///   - model: a checked model (kept open while the predictor lives).
     ///   - threadCount: threads a batch is split across (at least 1).
-    /// - Throws: when a tensor the forward pass needs is missing, has the wrong shape, fails
-    ///   its checksum, or a keyed table repeats a key.
-    public init(model: ModelFile, threadCount: Int = 1) throws {
+    /// - Throws: when a tensor the forward pass needs fails its checksum, a dense weight is
+    ///   NaN or Inf, or a keyed table repeats a key.
+    public init(model: Model, threadCount: Int = 1) throws {
         architecture = model.architecture
         self.threadCount = max(1, threadCount)
         weights = try ModelWeights(model)
     }
 
     /// Predicts every sample of `batch`.
-    public func predict(_ batch: SampleBatch) -> Predictions {
+    ///
+    /// - Throws: when a sample's prediction is not finite (never a NaN score with success):
+    ///   naming the table row that holds a NaN or Inf, or, when every weight it used is finite,
+    ///   saying that they overflow float32.
+    public func predict(_ batch: SampleBatch) throws(MTLModelError) -> Predictions {
         var output = Predictions(taskCount: architecture.tasks.count, count: batch.count)
         let slices = min(threadCount, max(1, batch.count / 64))
         let perSlice = (batch.count + slices - 1) / max(slices, 1)
@@ -66,6 +70,9 @@ public final class Predictor: @unchecked Sendable {
                     }
                 }
             }
+        }
+        if let bad = output.logits.firstIndex(where: { !$0.isFinite }) ?? output.fused.firstIndex(where: { !$0.isFinite }).map({ $0 * output.taskCount }) {
+            throw weights.nonFiniteError(batch, sample: bad / output.taskCount)
         }
         return output
     }

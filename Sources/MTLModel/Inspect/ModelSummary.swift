@@ -99,15 +99,11 @@ public struct ModelSummary: Sendable, Codable {
         }
     }
 
+    /// The section of a tensor by its name; a delta's patches count in the section of the
+    /// tensor they patch, and names MODEL.md does not know in `dense`.
     static func section(of entry: TensorEntry) -> ModelSection {
         if entry.role.isTrainingState { return .trainingState }
-        // A delta's patches count in the section of the tensor they patch.
-        var name = Substring(entry.name)
-        for prefix in ["delta.rows.", "delta.values."] where name.hasPrefix(prefix) { name = name.dropFirst(prefix.count) }
-        if name.hasPrefix("embedding.") { return .embeddings }
-        if name.hasPrefix("linear.") { return .linear }
-        if name.hasPrefix("interaction.") { return .interaction }
-        return .dense
+        return TensorName(DeltaTensorName.patched(entry.name) ?? entry.name)?.section ?? .dense
     }
 
     static func iso8601(_ seconds: Int64) -> String {

@@ -32,7 +32,7 @@ public struct QualityComparison: Sendable, Codable {
     ///
     /// - Throws: when the models do not have the same fields and tasks (the data is read once,
     ///   for both), or on any error of the data.
-    public static func compare(_ before: ModelFile, _ after: ModelFile, data: String, skipInvalid: Bool = false,
+    public static func compare(_ before: Model, _ after: Model, data: String, skipInvalid: Bool = false,
                                threadCount: Int = 1, batchSize: Int = 4096) throws -> QualityComparison {
         guard before.architecture.fields.map(\.name) == after.architecture.fields.map(\.name),
               before.architecture.tasks.map(\.name) == after.architecture.tasks.map(\.name) else {
@@ -48,7 +48,7 @@ public struct QualityComparison: Sendable, Codable {
         defer { batches.cancel() }
         var probabilitiesA: [[Float]] = Array(repeating: [], count: names.count), probabilitiesB = probabilitiesA
         while let batch = try batches.next() {
-            let a = predictorA.predict(batch), b = predictorB.predict(batch)
+            let a = try predictorA.predict(batch), b = try predictorB.predict(batch)
             evaluatorA.add(batch, a)
             evaluatorB.add(batch, b)
             for sample in 0..<batch.count {

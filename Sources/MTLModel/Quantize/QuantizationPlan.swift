@@ -46,18 +46,16 @@ public struct QuantizationPlan: Sendable, Hashable {
     /// Biases, batch norm, interaction weights, keys and training state are kept.
     func target(for entry: TensorEntry) -> DType? {
         guard entry.dtype.isFloatingPoint else { return nil }
-        let parts = entry.name.split(separator: ".").map(String.init)
-        if entry.role == .parameter, parts.count == 3, parts[2] == "weight" {
-            if parts[0] == "embedding" { return fields[parts[1]] ?? embeddings }
-            if parts[0] == "linear" {
-                let type = fields[parts[1]] ?? embeddings
-                return type.map { $0.isQuantized ? .float16 : $0 }
-            }
-        }
-        if entry.role == .parameter, entry.shape.count == 2, parts.last == "weight", !entry.name.contains(".bn."),
-           ["shared", "tower", "head"].contains(parts[0]) {
+        guard entry.role == .parameter else { return decodeOthers && entry.dtype != .float32 ? .float32 : nil }
+        switch TensorName(entry.name) {
+        case .embedding(let field)?:
+            return fields[field] ?? embeddings
+        case .linear(let field)?:
+            return (fields[field] ?? embeddings).map { $0.isQuantized ? .float16 : $0 }
+        case .dense(_, _, .weight)?, .headWeight?:
             return dense
+        default:
+            return decodeOthers && entry.dtype != .float32 ? .float32 : nil
         }
-        return decodeOthers && entry.dtype != .float32 ? .float32 : nil
     }
 }

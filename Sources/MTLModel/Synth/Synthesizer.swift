@@ -29,7 +29,6 @@ public struct Synthesizer: Sendable {
     /// The initial value rule for `spec`: PyTorch-like scales (dense layers U(±1/√in)),
     /// small embeddings, identity batch norm.
     func fill(for spec: TensorSpec, in architecture: Architecture) -> Fill {
-        let name = spec.name
         switch spec.role {
         case .keys: return .distinctKeys
         case .optimizerStep, .rowCount: return .zeroInt64
@@ -37,28 +36,34 @@ public struct Synthesizer: Sendable {
             if let values = architecture.loss?.values, !values.isEmpty { return .values(values.map(Float.init)) }
             return .constant(0)
         case .optimizerSlot:
-            guard let optimizer = architecture.optimizer else { return .constant(0) }
-            return .constant(Float(optimizer.type.initialValue(ofSlot: String(name.split(separator: ".").last!), parameters: optimizer)))
+            guard let optimizer = architecture.optimizer, case .optimizerSlot(_, let slot) = spec.tensorName else { return .constant(0) }
+            return .constant(Float(optimizer.type.initialValue(ofSlot: slot, parameters: optimizer)))
         case .buffer:
-            return .constant(name.hasSuffix(".running_var") ? 1 : 0)
+            if case .dense(_, _, .bnRunningVar) = spec.tensorName { return .constant(1) }
+            return .constant(0)
         case .parameter:
-            if name.hasPrefix("embedding.") { return .uniform(-0.05, 0.05) }
-            if name == "linear.bias" { return .constant(0) }
-            if name.hasPrefix("linear.") { return .uniform(-0.01, 0.01) }
-            if name == "interaction.field_bias" { return .uniform(-0.01, 0.01) }
-            if name.hasPrefix("interaction.") { return .uniform(0, 1) }
-            if name.hasSuffix(".bn.weight") { return .constant(1) }
-            if name.hasSuffix(".bn.bias") { return .constant(0) }
-            // Dense weight [out, in] and its bias: PyTorch's nn.Linear default scale.
-            let inputs = name.hasSuffix(".weight") ? spec.shape.last ?? 1 : fanIn(ofBias: name, in: architecture)
-            let bound = 1 / Float(max(inputs, 1)).squareRoot()
-            return .uniform(-bound, bound)
+            switch spec.tensorName {
+            case .embedding: return .uniform(-0.05, 0.05)
+            case .linearBias: return .constant(0)
+            case .linear, .fieldBias: return .uniform(-0.01, 0.01)
+            case .pairWeight, .intraWeight: return .uniform(0, 1)
+            case .dense(_, _, .bnWeight): return .constant(1)
+            case .dense(_, _, .bnBias): return .constant(0)
+            case .dense(let block, let index, .bias): return Self.linearDefault(fanIn: fanIn(of: .dense(block, index, .weight), in: architecture))
+            case .headBias(let task): return Self.linearDefault(fanIn: fanIn(of: .headWeight(task), in: architecture))
+            default: return Self.linearDefault(fanIn: spec.shape.last ?? 1)  // a dense weight [out, in]
+            }
         }
     }
 
-    private func fanIn(ofBias name: String, in architecture: Architecture) -> UInt64 {
-        let weightName = String(name.dropLast("bias".count)) + "weight"
-        return architecture.servingTensors.first { $0.name == weightName }?.shape.last ?? 1
+    /// PyTorch's nn.Linear default: U(±1/√fan_in) for the weight and the bias.
+    private static func linearDefault(fanIn: UInt64) -> Fill {
+        let bound = 1 / Float(max(fanIn, 1)).squareRoot()
+        return .uniform(-bound, bound)
+    }
+
+    private func fanIn(of weight: TensorName, in architecture: Architecture) -> UInt64 {
+        architecture.servingTensors.first { $0.tensorName == weight }?.shape.last ?? 1
     }
 
     /// Writes the model to `path` atomically.

@@ -41,11 +41,11 @@ let predictBenchmarks: @Sendable () -> Void = {
             if (try? ModelFile(path: path)) == nil {
                 try Synthesizer(seed: 3).write(architecture, to: path, source: "benchmark")
             }
-            let predictor = try Predictor(model: try ModelFile(path: path), threadCount: threads)
+            let predictor = try Predictor(model: try Model(path: path), threadCount: threads)
             let batch = predictBatch(architecture, count: 4096)
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
-                blackHole(predictor.predict(batch))
+                blackHole(try predictor.predict(batch))
             }
         }
     }

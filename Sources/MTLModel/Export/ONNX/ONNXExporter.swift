@@ -30,9 +30,8 @@ public struct ONNXExporter {
 
     public init() {}
 
-    public func export(_ model: ModelFile, to output: String) throws -> ONNXExportReport {
-        try model.requireCompleteModel()
-        let store = try InitializerStore(model: model, output: output, threshold: externalThreshold)
+    public func export(_ model: Model, to output: String) throws -> ONNXExportReport {
+        let store = try InitializerStore(model: model.file, output: output, threshold: externalThreshold)
         var graph = NFwFMGraph(model: model, store: store)
         try graph.build()
         var builder = graph.builder
@@ -161,17 +160,17 @@ private final class InitializerStore {
 
 /// The forward pass of MODEL.md as ONNX nodes.
 private struct NFwFMGraph {
-    let model: ModelFile
+    let model: Model
     let store: InitializerStore
     var builder = ONNXGraphBuilder(name: "mtl_model")
     var architecture: Architecture { model.architecture }
 
-    init(model: ModelFile, store: InitializerStore) {
+    init(model: Model, store: InitializerStore) {
         self.model = model
         self.store = store
     }
 
-    private func entry(_ name: String) -> TensorEntry { model.entry(named: name)! }
+    private func entry(_ name: TensorName) -> TensorEntry { model.tensor(name).entry }
 
     mutating func build() throws {
         let k = Int64(architecture.embeddingDim)
@@ -185,7 +184,7 @@ private struct NFwFMGraph {
             builder.graph.inputs.append(ONNXValueInfo(name: values, elementType: .float, shape: shape,
                                                       documentation: "values of field \(field.name); 0 for padding"))
             let (rows, weights) = try rowsAndWeights(field, ids: ids, values: values)
-            let vectors = try lookup(entry("embedding.\(field.name).weight"), rows)   // [N, L, K]
+            let vectors = try lookup(entry(.embedding(field.name)), rows)   // [N, L, K]
             let sum = builder.reduceSum(builder.mul(builder.unsqueeze(weights, axis: 2), vectors), axis: 1, keepDims: false)
             // Z_f by the combiner; u_f = 0 where Z_f = 0.
             var normalize: ((inout ONNXGraphBuilder, String) -> String) = { _, x in x }
@@ -199,7 +198,7 @@ private struct NFwFMGraph {
             }
             pooled.append(normalize(&builder, sum))
             if architecture.linear {
-                let table = try lookup(entry("linear.\(field.name).weight"), rows)        // [N, L, 1]
+                let table = try lookup(entry(.linear(field.name)), rows)        // [N, L, 1]
                 let linear = builder.node("Squeeze", [table, builder.constant(int64s: [2])])
                 firstOrder.append(normalize(&builder, builder.reduceSum(builder.mul(weights, linear), axis: 1, keepDims: true)))
             }
@@ -208,7 +207,7 @@ private struct NFwFMGraph {
         // Group vectors and the intra-group cross.
         let c: Float = architecture.interaction.halfFactor ? 0.5 : 1
         var groupVectors: [String] = [], crosses: [String] = []
-        let fieldBias = architecture.interaction.fieldBias ? try model.floats("interaction.field_bias") : []
+        let fieldBias = architecture.interaction.fieldBias ? try model.tensor(.fieldBias).floats() : []
         for group in architecture.groups.indices {
             let members = architecture.fields.indices.filter { architecture.fields[$0].group == group }.map { pooled[$0] }
             let sum = builder.sum(members)
@@ -227,13 +226,13 @@ private struct NFwFMGraph {
             for a in 0..<architecture.groupCount { for b in (a + 1)..<architecture.groupCount { left.append(Int64(a)); right.append(Int64(b)) } }
             let products = builder.mul(builder.node("Gather", [stacked, builder.constant(int64s: left)], [("axis", .int(1))]),
                                        builder.node("Gather", [stacked, builder.constant(int64s: right)], [("axis", .int(1))]))
-            let weights = builder.constant(floats: try model.floats("interaction.pair_weight"), dims: [Int64(pairs), 1])
+            let weights = builder.constant(floats: try model.tensor(.pairWeight).floats(), dims: [Int64(pairs), 1])
             terms.append(builder.reduceSum(builder.mul(products, weights), axis: 1, keepDims: false))
         }
         if architecture.interaction.intra {
             let stacked = builder.concat(crosses.map { builder.unsqueeze($0, axis: 1) }, axis: 1)
             let scale = architecture.interaction.diceScale
-            let weights = try model.floats("interaction.intra_weight").map { Float(Double($0) * scale) }
+            let weights = try model.tensor(.intraWeight).floats().map { Float(Double($0) * scale) }
             terms.append(builder.reduceSum(builder.mul(stacked, builder.constant(floats: weights, dims: [Int64(weights.count), 1])), axis: 1, keepDims: false))
         }
         let h = terms.isEmpty ? builder.mul(pooled[0], builder.constant(float: 0)) : builder.sum(terms)
@@ -244,15 +243,15 @@ private struct NFwFMGraph {
         case .interactionGroups: z = builder.concat([h] + groupVectors, axis: 1)
         case .interactionFields: z = builder.concat([h] + pooled, axis: 1)
         }
-        let shared = try dense(architecture.shared, prefix: "shared", input: z)
+        let shared = try dense(architecture.shared, block: .shared, input: z)
         var firstOrderTotal: String?
         if architecture.linear {
-            firstOrderTotal = builder.add(builder.sum(firstOrder), builder.constant(floats: try model.floats("linear.bias"), dims: [1]))
+            firstOrderTotal = builder.add(builder.sum(firstOrder), builder.constant(floats: try model.tensor(.linearBias).floats(), dims: [1]))
         }
         var logits: [String] = []
         for task in architecture.tasks {
-            let tower = try dense(task.tower, prefix: "tower.\(task.name)", input: shared)
-            var logit = builder.node("Gemm", [tower, try weight("head.\(task.name).weight"), try vector("head.\(task.name).bias")], [("transB", .int(1))])
+            let tower = try dense(task.tower, block: .tower(task.name), input: shared)
+            var logit = builder.node("Gemm", [tower, try weight(.headWeight(task.name)), try vector(.headBias(task.name))], [("transB", .int(1))])
             if task.useLinear, let firstOrderTotal { logit = builder.add(logit, firstOrderTotal) }
             if task.logitOffset != 0 { logit = builder.add(logit, builder.constant(float: Float(task.logitOffset))) }
             logits.append(logit)
@@ -298,7 +297,7 @@ private struct NFwFMGraph {
             let valid = builder.node("And", [builder.node("GreaterOrEqual", [ids, zero]), builder.node("Less", [ids, builder.constant(int64: n)])])
             return (builder.node("Where", [valid, ids, zero]), builder.mul(values, builder.cast(valid, to: .float)))
         case .keyed:
-            let keys = try model.withElements(of: "embedding.\(field.name).keys", as: UInt64.self) { $0.map { Int64(bitPattern: $0) } }
+            let keys = try model.tensor(.keys(field.name)).withElements(as: UInt64.self) { $0.map { Int64(bitPattern: $0) } }
             let positions = builder.node("LabelEncoder", [ids], [("keys_int64s", .ints(keys)), ("values_int64s", .ints(Array(0..<n))),
                                                                  ("default_int64", .int(-1))], domain: "ai.onnx.ml")
             let valid = builder.node("GreaterOrEqual", [positions, zero])
@@ -347,7 +346,7 @@ private struct NFwFMGraph {
 
     /// A dense weight [out, in] as float32: stored, cast from half precision, or dequantized
     /// per output channel.
-    private mutating func weight(_ name: String) throws -> String {
+    private mutating func weight(_ name: TensorName) throws -> String {
         let entry = entry(name)
         switch entry.dtype {
         case .float32:
@@ -367,18 +366,17 @@ private struct NFwFMGraph {
     }
 
     /// A small float tensor (bias, batch norm) as float32 values inline.
-    private mutating func vector(_ name: String) throws -> String {
-        builder.constant(floats: try model.floats(name), name: name)
+    private mutating func vector(_ name: TensorName) throws -> String {
+        builder.constant(floats: try model.tensor(name).floats(), name: name.description)
     }
 
-    private mutating func dense(_ layers: [Architecture.DenseLayer], prefix: String, input: String) throws -> String {
+    private mutating func dense(_ layers: [Architecture.DenseLayer], block: DenseBlock, input: String) throws -> String {
         var x = input
         for (index, layer) in layers.enumerated() {
-            let name = "\(prefix).\(index)"
-            x = builder.node("Gemm", [x, try weight("\(name).weight"), try vector("\(name).bias")], [("transB", .int(1))])
+            x = builder.node("Gemm", [x, try weight(.dense(block, index, .weight)), try vector(.dense(block, index, .bias))], [("transB", .int(1))])
             let norm: (inout NFwFMGraph, String) throws -> String = { graph, x in
                 guard layer.batchNorm else { return x }
-                let parameters = try ["weight", "bias", "running_mean", "running_var"].map { try graph.vector("\(name).bn.\($0)") }
+                let parameters = try [DenseParameter.bnWeight, .bnBias, .bnRunningMean, .bnRunningVar].map { try graph.vector(.dense(block, index, $0)) }
                 return graph.builder.node("BatchNormalization", [x] + parameters, [("epsilon", .float(Float(graph.architecture.bnEps)))])
             }
             switch architecture.layerOrder {
