@@ -65,6 +65,8 @@ public enum ModelDelta {
         let writer = try ModelWriter(path: output)
         for entry in new.tensors {
             var source = DeltaManifest.Source.full
+            try new.requireValid(entry)
+            if let old = base.entry(named: entry.name) { try base.requireValid(old) }
             try new.withTensorBytes(entry.name) { newBytes in
                 if let old = base.entry(named: entry.name), old.dtype == entry.dtype {
                     if old.shape == entry.shape, try base.withTensorBytes(old.name, { $0.elementsEqual(newBytes) }) {
@@ -181,11 +183,13 @@ public enum ModelDelta {
             }
             switch tensor.source {
             case .full:
+                try delta.requireValid(delta.entry(named: tensor.name)!)
                 try delta.withTensorBytes(tensor.name) { try writer.writeTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.role, bytes: $0) }
             case .base:
                 guard let old = base.entry(named: tensor.name), old.dtype == tensor.dtype, old.shape == tensor.shape else {
                     throw fail("the base has no tensor of this name, dtype and shape")
                 }
+                try base.requireValid(old)
                 try base.withTensorBytes(old.name) { try writer.writeTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.role, bytes: $0) }
                 base.file.release(old.offset, old.storedByteCount)
             case .rows:
@@ -201,6 +205,8 @@ public enum ModelDelta {
                     throw fail("the row list is not ascending, runs past the tensor, or misses rows the base lacks")
                 }
                 try writer.beginTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.role)
+                try base.requireValid(old)
+                try delta.requireValid(delta.entry(named: DeltaTensorName.values(tensor.name))!)
                 try base.withTensorBytes(old.name) { oldBytes in
                     try delta.withTensorBytes(DeltaTensorName.values(tensor.name)) { values in
                         var next = 0

@@ -22,12 +22,12 @@ public struct NumpyArchiveExporter {
             try archive.begin("\(entry.name).npy", size: UInt64(header.count) + dtype.storedByteCount(shape: entry.shape)!)
             try archive.write(header)
             if dtype == entry.dtype {
-                try model.visitChunks(of: entry, checkingChecksums: model.checksChecksumsOnAccess) { visit in
-                    guard let chunk = visit.logical else { throw model.chunkError(visit, of: entry) }
+                try model.visitValidChunks(of: entry) { chunk in
                     try archive.write(chunk)
                 }
             } else {
-                try model.visitDecodedRows(of: entry) { floats in try archive.write(UnsafeRawBufferPointer(floats)) }
+                try model.requireValid(entry)
+                    try model.visitDecodedRows(of: entry) { floats in try archive.write(UnsafeRawBufferPointer(floats)) }
             }
             try archive.end()
         }

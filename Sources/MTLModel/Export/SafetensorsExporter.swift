@@ -35,11 +35,11 @@ public struct SafetensorsExporter {
         for entry in model.tensors {
             do {
                 if Self.exportedDType(entry.dtype) != entry.dtype {
+                    try model.requireValid(entry)
                     try model.visitDecodedRows(of: entry) { floats in try file.append(UnsafeRawBufferPointer(floats)) }
                     continue
                 }
-                try model.visitChunks(of: entry, checkingChecksums: model.checksChecksumsOnAccess) { visit in
-                    guard let chunk = visit.logical else { throw model.chunkError(visit, of: entry) }
+                try model.visitValidChunks(of: entry) { chunk in
                     try file.append(chunk)
                 }
             } catch let error as MTLModelError {

@@ -113,7 +113,11 @@ final class ModelWeights: @unchecked Sendable {
             var keys: KeyedIndex?
             if field.mapping == .keyed {
                 let tensor = model.tensor(.keys(field.name))
-                keys = try tensor.withBytes { raw in try KeyedIndex(keys: raw, tensor: tensor.name) }
+                do {
+                    keys = try tensor.withBytes { raw in try KeyedIndex(keys: raw, tensor: tensor.name) }
+                } catch let error as MTLModelError {
+                    throw error.inFile(model.path)
+                }
             }
             fields.append(FieldWeights(rowCount: field.vocabSize, mapping: field.mapping, combiner: field.combiner, group: field.group,
                                        embedding: try table(.embedding(field.name)),

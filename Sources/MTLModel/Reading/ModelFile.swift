@@ -24,6 +24,8 @@ public final class ModelFile: @unchecked Sendable {
     private let options: Options
     private let indexByName: [String: Int]
     private var verified: [Bool]
+    /// Tensors whose values and keys were checked (`requireValid`).
+    private var valuesChecked: [Bool]
     private let lock = NSLock()
 
     public var architecture: Architecture { manifest.architecture }
@@ -67,6 +69,7 @@ public final class ModelFile: @unchecked Sendable {
             }
             indexByName = try Self.validateDirectory(manifest.tensors, footer: footer, features: requiredFeatures, limits: options.limits)
             verified = Array(repeating: false, count: manifest.tensors.count)
+            valuesChecked = verified
         } catch {
             throw error.inFile(path)
         }
@@ -137,6 +140,59 @@ public final class ModelFile: @unchecked Sendable {
     /// Records that the chunks of `name` were checked (by a full pass), so access skips it.
     func markChecksumsVerified(_ name: String) {
         if let index = indexByName[name] { lock.withLock { verified[index] = true } }
+    }
+
+    /// Checks `entry` once before a command writes anything derived from it: its checksums,
+    /// its values (NaN, Inf, magnitudes ≥ 2^64, negative row counts and variances: what
+    /// `verify` reports) and, for keys, that they are distinct. One pass over the tensor (the
+    /// checksums and values of each chunk together), in bounded memory; later accesses skip it.
+    ///
+    /// - Throws: `.malformed` naming the tensor and the first problem.
+    func requireValid(_ entry: TensorEntry) throws {
+        guard let index = indexByName[entry.name], !lock.withLock({ valuesChecked[index] }) else { return }
+        var scanner = ValueScanner(entry)
+        var checksum: MTLModelError?
+        let checkCRC = options.verifyChecksumsOnAccess && !isVerified(index)
+        if entry.compression == .none {
+            visitStoredChunks(of: entry) { chunk, offset, stored in
+                guard checksum == nil else { return }
+                if checkCRC, CRC32.checksum(stored) != entry.chunkCRC32[chunk] {
+                    checksum = chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], CRC32.checksum(stored))), of: entry)
+                    return
+                }
+                scanner.add(stored)
+            }
+        } else {
+            visitChunks(of: entry, checkingChecksums: checkCRC) { visit in
+                guard checksum == nil else { return }
+                guard let logical = visit.logical else { checksum = chunkError(visit, of: entry); return }
+                scanner.add(logical)
+            }
+        }
+        if let checksum { throw checksum }
+        lock.withLock { verified[index] = true }
+        if let problem = scanner.counts.problems(entry).first {
+            throw MTLModelError(.malformed, problem.message + " (run mtl-model verify)", file: path, location: .init(tensor: entry.name))
+        }
+        if entry.role == .keys, let duplicate = try withElements(of: entry.name, as: UInt64.self, { keys in
+            KeyJoin.duplicateKey(in: KeyColumn(keys)) { rows in
+                if entry.compression == .none { file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8)) }
+            }
+        }) {
+            throw MTLModelError(.malformed, "duplicate key \(duplicate): a keyed table maps each id to one row (run mtl-model verify)",
+                                file: path, location: .init(tensor: entry.name))
+        }
+        lock.withLock { valuesChecked[index] = true }
+    }
+
+    /// Visits the logical bytes of `entry` chunk by chunk after `requireValid`: the streaming
+    /// read of every command that writes a file derived from a model.
+    func visitValidChunks(of entry: TensorEntry, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try requireValid(entry)
+        try visitChunks(of: entry, checkingChecksums: false) { visit in
+            guard let chunk = visit.logical else { throw chunkError(visit, of: entry) }
+            try body(chunk)
+        }
     }
 
     /// Problems with the stored chunks of `entry`: each chunk whose CRC does not match.

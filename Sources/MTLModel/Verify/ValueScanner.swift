@@ -9,6 +9,8 @@ struct ValueCounts {
     /// Finite values of magnitude ≥ 2^64: squared (as the interaction squares embedding
     /// values) they overflow float32, so a model holding one predicts Inf or NaN.
     var hugeCount: UInt64 = 0
+    /// Index of the first NaN or Inf element, so that a message can name its row.
+    var firstNonFinite: Int?
     /// Index of the first negative element (row counts, step, batch norm variances).
     var firstNegative: Int?
     /// Index of the first quantized row with a non-finite scale or bias.
@@ -18,6 +20,7 @@ struct ValueCounts {
         nanCount += other.nanCount
         infCount += other.infCount
         hugeCount += other.hugeCount
+        firstNonFinite = [firstNonFinite, other.firstNonFinite].compactMap { $0 }.min()
         firstNegative = [firstNegative, other.firstNegative].compactMap { $0 }.min()
         badParameterRow = [badParameterRow, other.badParameterRow].compactMap { $0 }.min()
     }
@@ -25,7 +28,10 @@ struct ValueCounts {
     func problems(_ entry: TensorEntry) -> [VerificationProblem] {
         var problems: [VerificationProblem] = []
         if nanCount + infCount > 0 {
-            problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "\(nanCount) NaN and \(infCount) Inf values"))
+            let place = firstNonFinite.map { first in
+                entry.shape.count >= 2 ? " (the first at row \(first / max(entry.columnCount, 1)), column \(first % max(entry.columnCount, 1)))" : " (the first at element \(first))"
+            } ?? ""
+            problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "\(nanCount) NaN and \(infCount) Inf values\(place)"))
         }
         if hugeCount > 0 {
             problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil,
@@ -35,7 +41,9 @@ struct ValueCounts {
             problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "row \(badParameterRow) has a scale or bias that is NaN or Inf"))
         }
         if let firstNegative {
-            problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "negative value at element \(firstNegative)"))
+            var why = ""
+            if case .dense(_, _, .bnRunningVar)? = TensorName(entry.name) { why = ": a variance must be finite and not negative" }
+            problems.append(.init(kind: .values, tensor: entry.name, byteOffset: nil, message: "negative value at element \(firstNegative)\(why)"))
         }
         return problems
     }
@@ -46,7 +54,12 @@ struct ValueCounts {
         let n = bytes.count / size
         switch entry.dtype {
         case .float32:
+            let before = nanCount + infCount
             mtlm_count_nonfinite_f32(bytes.baseAddress?.assumingMemoryBound(to: UInt32.self), n, &nanCount, &infCount, &hugeCount)
+            if nanCount + infCount > before, firstNonFinite == nil,
+               let bad = (0..<n).first(where: { !bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self).isFinite }) {
+                firstNonFinite = first + bad
+            }
             // A variance cannot be negative: batch norm would take the square root of it.
             if case .dense(_, _, .bnRunningVar)? = TensorName(entry.name), firstNegative == nil,
                let bad = (0..<n).first(where: { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) < 0 }) {

@@ -26,6 +26,9 @@ struct TensorRewriter {
     /// - Returns: the change, when the dtype changed (nil for a copy).
     @discardableResult
     func write(_ entry: TensorEntry, as target: DType, keeping filter: RowFilter? = nil) throws -> QuantizationReport.TensorChange? {
+        // Nothing derived from an invalid tensor is written: its values and keys are checked
+        // in one pass before the copy or the re-encoding reads it.
+        try model.requireValid(entry)
         var shape = entry.shape
         if let filter { shape[0] = UInt64(filter.keptCount) }
         if target == entry.dtype {
@@ -55,10 +58,7 @@ struct TensorRewriter {
     private func copy(_ entry: TensorEntry, shape: [UInt64], filter: RowFilter?) throws {
         try writer.beginTensor(entry.name, dtype: entry.dtype, shape: shape, role: entry.role)
         guard let filter else {
-            try model.visitChunks(of: entry, checkingChecksums: true) { visit in
-                guard let chunk = visit.logical else { throw model.chunkError(visit, of: entry) }
-                try writer.write(chunk)
-            }
+            try model.visitValidChunks(of: entry) { chunk in try writer.write(chunk) }
             return try writer.endTensor()
         }
         let rows = Int(entry.shape[0])

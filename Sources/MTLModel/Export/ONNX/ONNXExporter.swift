@@ -108,8 +108,7 @@ private final class InitializerStore {
     /// A tensor's stored bytes as they are.
     func stored(_ entry: TensorEntry, as type: ONNXDataType, dims: [Int64]? = nil, name: String? = nil) throws -> ONNXInitializer {
         try add(name ?? entry.name, type, dims: dims ?? entry.shape.map { Int64($0) }, byteCount: entry.byteCount) { sink in
-            try model.visitChunks(of: entry, checkingChecksums: model.checksChecksumsOnAccess) { visit in
-                guard let chunk = visit.logical else { throw model.chunkError(visit, of: entry) }
+            try model.visitValidChunks(of: entry) { chunk in
                 try sink(chunk)
             }
         }
@@ -122,6 +121,7 @@ private final class InitializerStore {
         let rows = columns == 0 ? 0 : Int(entry.elementCount) / columns
         let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(columns)))
         return try add(name, type, dims: dims, byteCount: UInt64(rows * range.count)) { sink in
+            try model.requireValid(entry)
             try model.withTensorBytes(entry.name) { stored in
                 let window = 16_384
                 var buffer = [UInt8](repeating: 0, count: min(rows, window) * range.count)
@@ -145,7 +145,8 @@ private final class InitializerStore {
     /// A tensor's values decoded to float32.
     func decoded(_ entry: TensorEntry, dims: [Int64]? = nil, name: String? = nil) throws -> ONNXInitializer {
         try add(name ?? entry.name, .float, dims: dims ?? entry.shape.map { Int64($0) }, byteCount: entry.elementCount * 4) { sink in
-            try model.visitDecodedRows(of: entry) { floats in try sink(UnsafeRawBufferPointer(floats)) }
+            try model.requireValid(entry)
+                    try model.visitDecodedRows(of: entry) { floats in try sink(UnsafeRawBufferPointer(floats)) }
         }
     }
 
@@ -297,7 +298,9 @@ private struct NFwFMGraph {
             let valid = builder.node("And", [builder.node("GreaterOrEqual", [ids, zero]), builder.node("Less", [ids, builder.constant(int64: n)])])
             return (builder.node("Where", [valid, ids, zero]), builder.mul(values, builder.cast(valid, to: .float)))
         case .keyed:
-            let keys = try model.tensor(.keys(field.name)).withElements(as: UInt64.self) { $0.map { Int64(bitPattern: $0) } }
+            let keysTensor = model.tensor(.keys(field.name))
+            try model.file.requireValid(keysTensor.entry)  // distinct: LabelEncoder would keep one row of a repeated id
+            let keys = try keysTensor.withElements(as: UInt64.self) { $0.map { Int64(bitPattern: $0) } }
             let positions = builder.node("LabelEncoder", [ids], [("keys_int64s", .ints(keys)), ("values_int64s", .ints(Array(0..<n))),
                                                                  ("default_int64", .int(-1))], domain: "ai.onnx.ml")
             let valid = builder.node("GreaterOrEqual", [positions, zero])

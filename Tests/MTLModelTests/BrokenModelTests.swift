@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+@testable import MTLModel
+
+/// Every command on every file of `fixtures/broken/` (checksum-valid, structurally wrong) and
+/// `fixtures/corrupt/`: the documented exit code, one line naming the problem, never a crash,
+/// a hang or a "success" that writes a derived file.
+@Suite("Broken and corrupt models through every command")
+struct BrokenModelTests {
+    struct Case: Codable, Sendable, CustomTestStringConvertible {
+        var file: String
+        var message: String
+        var inspectStats: Int32?
+        var diffSelf: Int32?
+        var diffGolden: Int32?
+        var predict: Int32?
+        var convertServing: Int32?
+        var diffData: Int32?
+        var exportONNX: Int32?
+        var testDescription: String { file }
+    }
+
+    static let cases: [Case] = {
+        let url = URL(fileURLWithPath: TestPaths.fixture("broken/expected.json"))
+        return (try? JSONDecoder().decode([Case].self, from: Data(contentsOf: url))) ?? []
+    }()
+
+    static let golden = TestPaths.fixture("v1.0/small-training.mtlm")
+    static let data = TestPaths.fixture("predict/small.txt")
+
+    /// The commands, with OUT for a file each writes (which must not appear when it fails), and
+    /// the key of the case's verdict when it is not the structural default (exit 2).
+    static func commands(_ f: String) -> [(arguments: [String], verdict: KeyPath<Case, Int32?>?, writes: Bool)] {
+        [
+            (["inspect", f, "--stats"], \.inspectStats, false),
+            (["predict", f, data], \.predict, false),
+            (["eval", f, data], \.predict, false),
+            (["diff", f, f], \.diffSelf, false),
+            (["diff", golden, f], \.diffGolden, false),
+            (["diff", f, golden, "--data", data], \.diffData, false),
+            (["quantize", f, "OUT"], nil, true),
+            (["dequantize", f, "OUT"], nil, true),
+            (["convert", f, "OUT", "--to", "serving"], \.convertServing, true),
+            (["convert", f, "OUT", "--to", "training"], nil, true),
+            (["export", f, "OUT.safetensors"], nil, true),
+            (["export", f, "OUT.npz"], nil, true),
+            (["export", f, "OUT.onnx"], \.exportONNX, true),
+            (["delta", golden, f, "OUT"], nil, true),
+            (["delta", f, golden, "OUT"], nil, true),
+        ]
+    }
+
+    @Test("the corpus covers every structural rule", .enabled(if: !cases.isEmpty))
+    func corpus() {
+        #expect(Self.cases.count >= 17)
+    }
+
+    @Test("verify lists the problem (exit 1); inspect still shows the file (exit 0)", arguments: cases)
+    func verifyAndInspect(c: Case) throws {
+        let path = TestPaths.fixture("broken/\(c.file)")
+        let verify = try runCLI(["verify", path])
+        #expect(verify.status == 1, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stdout.localizedCaseInsensitiveContains(c.message), "\(verify.stdout)")
+        let json = try runCLI(["verify", path, "--json"])
+        #expect(json.status == 1)
+        #expect(json.json?["valid"] as? Bool == false)
+        #expect(try runCLI(["inspect", path]).status == 0)
+        #expect(try runCLI(["inspect", path, "--json", "--tensors"]).json != nil)
+    }
+
+    @Test("every command: the documented exit code, one line naming the problem, nothing written", arguments: cases)
+    func everyCommand(c: Case) throws {
+        let path = TestPaths.fixture("broken/\(c.file)")
+        for command in Self.commands(path) {
+            let directory = TemporaryDirectory()
+            let arguments = command.arguments.map { $0.hasPrefix("OUT") ? directory.path($0) : $0 }
+            let result = try runCLI(arguments)
+            let expected = command.verdict.flatMap { c[keyPath: $0] } ?? 2
+            #expect(result.status == expected, "\(command.arguments): \(result.stderr)")
+            if result.status == 2 {
+                #expect(result.stderr.split(separator: "\n").count == 1, "\(command.arguments): \(result.stderr)")
+                #expect(result.stderr.localizedCaseInsensitiveContains(c.message) || result.stderr.contains("nan"),
+                        "\(command.arguments): \(result.stderr)")
+            }
+            if command.writes && result.status != 0 {
+                #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).isEmpty, "\(command.arguments) left a file")
+            }
+            if command.writes && result.status == 0 {
+                let written = arguments.first { $0.hasPrefix(directory.url.path) }!
+                if written.hasSuffix("OUT") { #expect(try runCLI(["verify", written]).status == 0, "\(command.arguments) wrote an invalid model") }
+            }
+        }
+    }
+
+    struct CorruptCase: Codable, Sendable, CustomTestStringConvertible {
+        var file: String
+        var message: String
+        var verifyExit: Int32
+        var testDescription: String { file }
+    }
+
+    static let corruptCases: [CorruptCase] = {
+        let url = URL(fileURLWithPath: TestPaths.fixture("corrupt/expected.json"))
+        return (try? JSONDecoder().decode([CorruptCase].self, from: Data(contentsOf: url))) ?? []
+    }()
+
+    @Test("every command on every corrupt file: exit 2 with one line, or (payload damage a command never reads) a valid result", arguments: corruptCases)
+    func corrupt(c: CorruptCase) throws {
+        let path = TestPaths.fixture("corrupt/\(c.file)")
+        for command in [(["inspect", path], false)] + Self.commands(path).map({ ($0.arguments, $0.writes) }) {
+            let directory = TemporaryDirectory()
+            let arguments = command.0.map { $0.hasPrefix("OUT") ? directory.path($0) : $0 }
+            let result = try runCLI(arguments)
+            // Unreadable files fail every command; damage inside the payload fails the commands that read it.
+            if c.verifyExit == 2 {
+                #expect(result.status == 2, "\(command.0)")
+                #expect(result.stderr.contains(c.message), "\(command.0): \(result.stderr)")
+            } else {
+                #expect([0, 1, 2].contains(result.status), "\(command.0): \(result.status)")
+            }
+            if result.status == 2 {
+                #expect(result.stderr.split(separator: "\n").count == 1, "\(command.0): \(result.stderr)")
+                if command.1 { #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).isEmpty, "\(command.0) left a file") }
+            }
+        }
+    }
+}
