@@ -92,6 +92,9 @@ struct DiffCommand: ParsableCommand {
                         Format.number(t.fractionBeyondTolerance)]
             }))
         }
+        for t in report.tensors where t.nonFiniteA + t.nonFiniteB > 0 {
+            lines.append("\(e(t.name)) holds NaN or Inf: \(t.nonFiniteA) values in \(e(a)), \(t.nonFiniteB) in \(e(b)) (never equal; mtl-model verify lists them)")
+        }
         lines.append("\(report.tensors.count - changed.count) of \(report.tensors.count) common tensors equal within tolerance")
         if !report.tables.isEmpty {
             lines.append("")
@@ -117,7 +120,8 @@ struct DiffCommand: ParsableCommand {
             }))
         }
         lines.append("")
-        lines.append(report.equal ? "models are equal within tolerance" : "models differ")
+        let nonFinite = report.tensors.contains { $0.nonFiniteA + $0.nonFiniteB > 0 }
+        lines.append(report.equal ? "models are equal within tolerance" : nonFinite ? "models differ (values that are NaN or Inf are never equal)" : "models differ")
         return lines.joined(separator: "\n")
     }
 }

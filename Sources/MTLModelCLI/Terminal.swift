@@ -24,12 +24,23 @@ enum Terminal {
     }
 
     /// Prints `value` as the one JSON document of a `--json` run.
+    ///
+    /// JSON has no NaN or Inf: a non-finite number (a relative change from a zero row, the
+    /// statistics of a tensor holding NaN) is written as `null`, so the document is valid
+    /// whatever the numbers are (docs/RELIABILITY.md).
     static func json<T: Encodable>(_ value: T) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: nonFinite, negativeInfinity: nonFinite, nan: nonFinite)
         let data = try encoder.encode(value)
-        output(String(decoding: data, as: UTF8.self))
+        output(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\"\(escapedNonFinite)\"", with: "null"))
     }
+
+    /// The placeholder a non-finite number is encoded as, then replaced by `null`. Its control
+    /// characters are escaped by the encoder (`\u0001`), and no string mtl-model writes holds
+    /// them unescaped next to these letters.
+    private static let nonFinite = "\u{1}non-finite\u{1}"
+    private static let escapedNonFinite = "\\u0001non-finite\\u0001"
 }
 
 /// Number formatting for human output.

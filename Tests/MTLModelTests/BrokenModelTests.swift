@@ -92,6 +92,22 @@ struct BrokenModelTests {
         }
     }
 
+    @Test("NaN and Inf: diff never says equal, whatever the tolerance, and every --json document parses")
+    func nonFinite() throws {
+        for name in ["nan-in-embedding", "inf-in-dense-weight"] {
+            let path = TestPaths.fixture("broken/\(name).mtlm")
+            for tolerance in [["--atol", "0"], ["--rtol", "0.5"], ["--atol", "1e30", "--rtol", "1e30"]] {
+                let result = try runCLI(["diff", path, Self.golden, "--json"] + tolerance)
+                #expect(result.status == 1, "\(name) \(tolerance)")
+                let document = try #require(result.json, "\(result.stdout)")
+                #expect(document["equal"] as? Bool == false)
+            }
+            #expect(try runCLI(["diff", path, path, "--json", "--rows"]).json?["equal"] as? Bool == false)
+            #expect(try runCLI(["inspect", path, "--stats", "--json"]).json != nil)
+            #expect(try runCLI(["verify", path, "--json"]).json != nil)
+        }
+    }
+
     struct CorruptCase: Codable, Sendable, CustomTestStringConvertible {
         var file: String
         var message: String

@@ -154,7 +154,7 @@ struct CorruptFileTests {
         try writer.finish(architecture: arch, provenance: Provenance(createdUnixSeconds: 0, source: "test"))
         let problems = ModelVerifier().verify(try ModelFile(path: path)).problems
         #expect(problems.count == 3)
-        #expect(problems.contains { $0.tensor == "shared.1.weight" && $0.message == "1 NaN and 1 Inf values" })
+        #expect(problems.contains { $0.tensor == "shared.1.weight" && $0.message == "1 NaN and 1 Inf values (the first at row 0, column 0)" })
         #expect(problems.contains { $0.tensor == "embedding.item_id.keys" && $0.message == "duplicate key 0" })
         #expect(problems.contains { $0.tensor == "stats.hour.count" && $0.message.contains("negative value at element 2") })
     }
