@@ -19,5 +19,6 @@ let package = Package(
         .executableTarget(name: "FuzzModelReader", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
         .executableTarget(name: "FuzzSafetensors", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
         .executableTarget(name: "FuzzDataset", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
+        .executableTarget(name: "FuzzModelStructure", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
     ]
 )

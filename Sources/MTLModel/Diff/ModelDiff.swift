@@ -146,7 +146,7 @@ public struct ModelDiff: Sendable {
         let rows = columns == 0 ? 0 : Int(x.elementCount) / columns
         let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(columns))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(columns)))
         let window = max(1, 65_536 / max(columns, 1))
-        var valuesA = [Float](repeating: 0, count: window * columns), valuesB = valuesA
+        var valuesA = [Float](repeating: 0, count: min(window, rows) * columns), valuesB = valuesA
         let tensorA = a.tensor(x), tensorB = b.tensor(y)
         try tensorA.withBytes { bytesA in
             try tensorB.withBytes { bytesB in
