@@ -1,4 +1,5 @@
 #include "mtlm_kernels.h"
+#include "mtlm_cpu.h"
 
 #include <string.h>
 #if defined(__x86_64__)
@@ -90,14 +91,7 @@ static void dense_avx2(const float *x, size_t xs, size_t rows, const float *wt, 
     }
 }
 
-static int has_avx2_fma(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
+static int has_avx2_fma(void) { return mtlm_cpu_has(MTLM_CPU_AVX2 | MTLM_CPU_FMA); }
 #endif
 
 void mtlm_dense_forward(const float *x, size_t x_stride, size_t rows, const float *wt, size_t in,

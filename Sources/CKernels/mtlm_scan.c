@@ -5,6 +5,7 @@
 #include <string.h>
 #include <zlib.h>
 #include "include/mtlm_kernels.h"
+#include "mtlm_cpu.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -64,11 +65,7 @@ static uint32_t crc32_fold(const uint8_t *p, size_t len, uint32_t crc) {
     return (uint32_t)_mm_extract_epi32(x, 1);
 }
 
-static int has_pclmul(void) {
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
-    return cached;
-}
+static int has_pclmul(void) { return mtlm_cpu_has(MTLM_CPU_PCLMUL | MTLM_CPU_SSE41); }
 #endif
 
 uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len) {
@@ -118,9 +115,7 @@ static void count_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *i
 
 void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uint64_t *inf, uint64_t *huge) {
 #if defined(__x86_64__)
-    static int avx2 = -1;
-    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) return count_f32_avx2(bits, n, nan, inf, huge);
+    if (mtlm_cpu_has(MTLM_CPU_AVX2)) return count_f32_avx2(bits, n, nan, inf, huge);
 #endif
     count_f32(bits, n, nan, inf, huge);
 }
@@ -170,9 +165,7 @@ static float int4_loss_portable(const float *x, size_t n, float scale, float bia
 
 float mtlm_int4_loss(const float *x, size_t n, float scale, float bias) {
 #if defined(__x86_64__)
-    static int avx2 = -1;
-    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) return int4_loss_avx2(x, n, scale, bias);
+    if (mtlm_cpu_has(MTLM_CPU_AVX2)) return int4_loss_avx2(x, n, scale, bias);
 #endif
     return int4_loss_portable(x, n, scale, bias);
 }

@@ -39,26 +39,3 @@ struct DeltaCommand: ParsableCommand {
         var summary: ModelDelta.Summary
     }
 }
-
-struct ApplyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "apply",
-        abstract: "Rebuild the new model from BASE and a delta made for it (refused for any other base)."
-    )
-
-    @Argument(help: "The base model the delta was made from.")
-    var base: String
-
-    @Argument(help: "The delta file.")
-    var delta: String
-
-    @Argument(help: "The .mtlm file to write.")
-    var output: String
-
-    @OptionGroup(title: "Limits") var limits: ReadLimitOptions
-
-    func run() throws {
-        try ModelDelta.apply(base: try limits.model(base), delta: try limits.open(delta), to: output)
-        Terminal.output("wrote \(TerminalText.escaped(output))")
-    }
-}

@@ -3,6 +3,9 @@ import Foundation
 /// Parses the next batches on a background thread while the caller computes on the current
 /// one, so that parsing (single-threaded) overlaps the forward pass (multi-threaded).
 /// At most `depth` parsed batches wait, so memory stays constant.
+///
+/// `@unchecked Sendable`: its mutable state (`ready`, `finished`, `failure`, `cancelled`) is
+/// only touched with `condition` locked.
 public final class BatchPrefetcher: @unchecked Sendable {
     private let condition = NSCondition()
     private var ready: [SampleBatch] = []
@@ -14,7 +17,9 @@ public final class BatchPrefetcher: @unchecked Sendable {
     /// Starts reading `reader` in batches of `batchSize`.
     public init(_ reader: DatasetReader, taskCount: Int, batchSize: Int, depth: Int = 2) {
         self.depth = max(1, depth)
+        let handoff = ReaderHandoff(reader)
         let thread = Thread { [self] in
+            let reader = handoff.reader
             var batch = SampleBatch(taskCount: taskCount, capacity: batchSize)
             do throws(MTLModelError) {
                 while try reader.nextBatch(into: &batch, maxCount: batchSize) {
@@ -66,4 +71,13 @@ public final class BatchPrefetcher: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
     }
+}
+
+/// Moves the reader to the parsing thread. `@unchecked Sendable` and safe: from then on only
+/// that thread uses the reader until it has finished, which it records under the prefetcher's
+/// lock; the caller reads the reader's counters only after `next()` has returned nil, under
+/// the same lock, so every access is ordered.
+private final class ReaderHandoff: @unchecked Sendable {
+    let reader: DatasetReader
+    init(_ reader: DatasetReader) { self.reader = reader }
 }

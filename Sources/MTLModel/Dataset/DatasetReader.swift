@@ -11,8 +11,9 @@ import Darwin
 ///
 /// A malformed line is an error naming the file, the line number and the token, unless
 /// `skipInvalid` is set: then the line is skipped and counted.
-/// Not thread-safe: one thread reads at a time (a `BatchPrefetcher` hands it to its own).
-public final class DatasetReader: @unchecked Sendable {
+/// Not thread-safe, and not `Sendable`: one thread reads it (a `BatchPrefetcher` hands it to
+/// its own).
+public final class DatasetReader {
     public let path: String
     public let skipInvalid: Bool
     /// Lines skipped because they were invalid (with `skipInvalid`).
@@ -272,8 +273,6 @@ struct FieldNameIndex {
     }
 
     private static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        return hash
+        FNV1a.hash(bytes)
     }
 }

@@ -19,13 +19,13 @@ public enum ModelDelta {
     /// FNV-1a 64 over the model's architecture config and its tensor directory (names,
     /// dtypes, shapes, chunking, chunk checksums): what a delta is bound to.
     public static func contentHash(_ model: ModelFile) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        var hasher = FNV1a()
         func add<T: FixedWidthInteger>(_ value: T) {
-            withUnsafeBytes(of: value.littleEndian) { for byte in $0 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 } }
+            withUnsafeBytes(of: value.littleEndian) { hasher.add($0) }
         }
         func add(_ text: String) {
             add(UInt64(text.utf8.count))
-            for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+            hasher.add(text.utf8)
         }
         add(model.architecture.config.serialized())
         for entry in model.tensors.sorted(by: { $0.name < $1.name }) {
@@ -37,7 +37,7 @@ public enum ModelDelta {
             add(entry.chunkByteCount)
             entry.chunkCRC32.forEach { add($0) }
         }
-        return hash
+        return hasher.value
     }
 
     /// The directory the rebuilt model will have (names, dtypes, shapes, roles: what its

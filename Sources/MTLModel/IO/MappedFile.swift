@@ -7,6 +7,8 @@ import Darwin
 /// A whole file mapped read-only. Pages are read on first touch, so mapping a 2 GiB model
 /// costs nothing until tensors are used; `release(_:)` drops touched pages from this
 /// process's resident set after a streaming pass (the page cache keeps them).
+///
+/// `@unchecked Sendable`: the mapping is read-only and immutable until `deinit`.
 final class MappedFile: @unchecked Sendable {
     let path: String
     let byteCount: UInt64

@@ -2,6 +2,8 @@
 ///
 /// - Complexity: O(n) to build, O(1) expected per lookup; 12 bytes per slot, at least twice
 ///   as many slots as keys.
+///
+/// `@unchecked Sendable`: the slots are written only in `init` and read-only afterwards.
 final class KeyedIndex: @unchecked Sendable {
     private let slotKeys: UnsafeMutableBufferPointer<UInt64>
     private let slotRows: UnsafeMutableBufferPointer<Int32>

@@ -1,6 +1,9 @@
 /// The weights of a model in the form the forward pass uses: float pointers into the mapped
 /// file where the tensor is stored as uncompressed float32 (zero copy), owned copies
 /// otherwise, keyed indexes, and prepared dense layers.
+///
+/// `@unchecked Sendable`: immutable after `init` (pointers into a read-only mapping, or into
+/// owned copies freed only by `deinit`).
 final class ModelWeights: @unchecked Sendable {
     /// A table used where it is stored: rows of any dtype, decoded as they are read.
     struct TableView {

@@ -23,6 +23,9 @@ public struct Predictions: Sendable {
 /// Computes MODEL.md's forward pass for a model: the weights are used in place (mapped)
 /// when they are stored as uncompressed float32, keyed tables get an id → row index built
 /// once, dense layers are evaluated in batches, and a batch is split across threads.
+///
+/// `@unchecked Sendable`: the weights are immutable, and the spare workspaces are taken and
+/// given back only under `lock`.
 public final class Predictor: @unchecked Sendable {
     public let architecture: Architecture
     public let threadCount: Int
@@ -91,6 +94,7 @@ public final class Predictor: @unchecked Sendable {
 
 /// Where a forward pass writes its results (sample-major), shared across threads that
 /// write disjoint samples.
+/// `@unchecked Sendable`: each thread writes only its own samples' slots.
 struct OutputPointers: @unchecked Sendable {
     let logits: UnsafeMutablePointer<Float>
     let probabilities: UnsafeMutablePointer<Float>

@@ -6,6 +6,9 @@ import Foundation
 /// Opening reads only the header, footer and manifest, so its cost does not grow with the size
 /// of the weights. Every offset, size and count was checked before use (docs/FORMAT.md,
 /// "Reading untrusted files").
+///
+/// `@unchecked Sendable`: everything is immutable after `init` except the per-tensor "checked"
+/// flags, which are read and written only under `lock`.
 public final class ModelFile: @unchecked Sendable {
     public struct Options: Sendable {
         /// Check a tensor's chunk checksums the first time it is accessed.

@@ -3,6 +3,8 @@ import Foundation
 /// A safetensors file (huggingface/safetensors), mapped and validated as untrusted input:
 /// the header size is capped before it is read, every offset and size is checked with
 /// overflow-safe arithmetic, and the tensors must tile the data buffer exactly.
+///
+/// `@unchecked Sendable`: immutable after `init` (a read-only mapping).
 public final class SafetensorsFile: @unchecked Sendable {
     public struct Tensor: Sendable, Hashable {
         public var name: String

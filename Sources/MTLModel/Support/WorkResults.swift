@@ -1,26 +1,24 @@
-import Foundation
+import Synchronization
 
 /// Work items done by several threads (`DispatchQueue.concurrentPerform` workers claiming
 /// items one at a time) and their results, one slot each, read in order when all are done.
-final class WorkResults<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Value?]
-    private var next = 0
+final class WorkResults<Value: Sendable>: Sendable {
+    private let state: Mutex<(slots: [Value?], next: Int)>
 
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    init(count: Int) { state = Mutex((Array(repeating: nil, count: count), 0)) }
 
     /// The next item to work on, or nil when all are taken.
     func claim() -> Int? {
-        lock.withLock {
-            guard next < slots.count else { return nil }
-            next += 1
-            return next - 1
+        state.withLock { state in
+            guard state.next < state.slots.count else { return nil }
+            state.next += 1
+            return state.next - 1
         }
     }
 
     func set(_ index: Int, _ value: Value) {
-        lock.withLock { slots[index] = value }
+        state.withLock { $0.slots[index] = value }
     }
 
-    var all: [Value?] { lock.withLock { slots } }
+    var all: [Value?] { state.withLock { $0.slots } }
 }

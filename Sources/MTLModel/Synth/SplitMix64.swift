@@ -26,8 +26,6 @@ struct SplitMix64: RandomNumberGenerator {
 
     /// FNV-1a of a name, to derive per-tensor seeds.
     static func hash(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        return hash
+        FNV1a.hash(text.utf8)
     }
 }

@@ -95,16 +95,8 @@ public struct Evaluator: Sendable {
         let positives = labels.reduce(0) { $0 + ($1 ? 1 : 0) }
         let negatives = labels.count - positives
         guard positives > 0, negatives > 0 else { return nil }
-        let order = scores.indices.sorted { scores[$0] < scores[$1] }
-        var rankSum = 0.0
-        var i = 0
-        while i < order.count {
-            var j = i
-            while j + 1 < order.count && scores[order[j + 1]] == scores[order[i]] { j += 1 }
-            let averageRank = Double(i + j) / 2 + 1
-            for index in order[i...j] where labels[index] { rankSum += averageRank }
-            i = j + 1
-        }
+        let ranks = PairedAUC.midranks(scores)
+        let rankSum = labels.indices.reduce(0.0) { $0 + (labels[$1] ? ranks[$1] : 0) }
         let p = Double(positives)
         return (rankSum - p * (p + 1) / 2) / (p * Double(negatives))
     }

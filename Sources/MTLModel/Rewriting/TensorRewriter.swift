@@ -47,7 +47,7 @@ struct TensorRewriter {
         for row in 0..<(columns == 0 ? 0 : floats.count / columns) {
             try floats.withUnsafeBufferPointer { x in
                 try encoded.withUnsafeMutableBytes { out in
-                    try encode(x.baseAddress! + row * columns, columns: columns, as: target, into: out.baseAddress!, row: row, of: entry)
+                    try RowEncoder(path: model.path).encode(x.baseAddress! + row * columns, columns: columns, as: target, into: out.baseAddress!, row: row, of: entry)
                 }
             }
             try writer.write(encoded[...])
@@ -100,14 +100,14 @@ struct TensorRewriter {
         let buffers = (0..<threadCount).map { _ in WindowBuffer(rows: window, columns: columns, rowBytes: targetRowBytes) }
         var errors = ErrorSums()
         try model.withTensorBytes(entry.name) { stored in
-            nonisolated(unsafe) let base = stored.baseAddress!
-            nonisolated(unsafe) let rewriter = self
+            let base = MappedRows(base: stored.baseAddress!)
+            let rewriter = RowEncoder(path: model.path)
             var start = 0
             while start < rows {
                 let batch = min(threadCount, (rows - start + window - 1) / window), batchStart = start
                 DispatchQueue.concurrentPerform(iterations: batch) { i in
                     let first = batchStart + i * window
-                    buffers[i].encode(rows: first..<min(first + window, rows), from: base, sourceRowBytes: sourceRowBytes, entry: entry,
+                    buffers[i].encode(rows: first..<min(first + window, rows), from: base.base, sourceRowBytes: sourceRowBytes, entry: entry,
                                       target: target, filter: filter, rewriter: rewriter)
                 }
                 for buffer in buffers[..<batch] {
@@ -128,6 +128,12 @@ struct TensorRewriter {
                      meanRelativeError: written == 0 ? 0 : errors.sum / Double(written), maxRelativeError: errors.max)
     }
 
+    /// The mapped rows of the tensor being rewritten, read by the workers. Safe to share: the
+    /// mapping is read-only and outlives the `withTensorBytes` closure the workers run in.
+    fileprivate struct MappedRows: @unchecked Sendable {
+        let base: UnsafeRawPointer
+    }
+
     /// Per-row relative reconstruction errors ‖x − x̂‖ / ‖x‖: their sum and maximum.
     fileprivate struct ErrorSums {
         var sum = 0.0
@@ -135,6 +141,9 @@ struct TensorRewriter {
     }
 
     /// One window's rows, gathered (as float32), encoded, and measured by one thread.
+    /// Safe to share: during a batch each buffer is used by exactly one worker of
+    /// `concurrentPerform`, and read by the writing thread only after it returns (which orders
+    /// the workers' writes before the reads).
     fileprivate final class WindowBuffer: @unchecked Sendable {
         var values: [Float]
         var encoded: [UInt8]
@@ -150,7 +159,7 @@ struct TensorRewriter {
         }
 
         func encode(rows range: Range<Int>, from stored: UnsafeRawPointer, sourceRowBytes: Int, entry: TensorEntry, target: DType,
-                    filter: RowFilter?, rewriter: TensorRewriter) {
+                    filter: RowFilter?, rewriter: RowEncoder) {
             errors = ErrorSums()
             failure = nil
             do {
@@ -194,21 +203,34 @@ struct TensorRewriter {
         try withBytes(of: encoded) { raw throws(MTLModelError) in try writer.write(UnsafeRawBufferPointer(rebasing: raw[..<byteCount])) }
     }
 
+    /// Releases the mapped pages of rows already read, so a pass over a table larger than
+    /// memory keeps a bounded resident set.
+    private func release(_ entry: TensorEntry, rows: Range<Int>, rowBytes: Int) {
+        guard entry.compression == .none else { return }
+        model.file.release(entry.offset + UInt64(rows.lowerBound * rowBytes), UInt64(rows.count * rowBytes))
+    }
+}
+
+/// The row encoders of a rewrite: what the worker threads call. It holds only the model's
+/// path (for messages), so it is `Sendable` and the workers share nothing else.
+private struct RowEncoder: Sendable {
+    let path: String
+
     /// Encodes `count` float32 rows at `rows` as INT8_ROWWISE with the C kernel.
-    fileprivate func encodeInt8(_ rows: UnsafeRawPointer, count: Int, firstRow sourceRow: (Int) -> Int,
-                            into encoded: inout [UInt8], errors: inout ErrorSums, entry: TensorEntry) throws {
+    func encodeInt8(_ rows: UnsafeRawPointer, count: Int, firstRow sourceRow: (Int) -> Int,
+                            into encoded: inout [UInt8], errors: inout TensorRewriter.ErrorSums, entry: TensorEntry) throws {
         let columns = entry.columnCount
         let bad = encoded.withUnsafeMutableBufferPointer { out in
             mtlm_quantize_int8_rowwise(rows.assumingMemoryBound(to: Float.self), count, columns, out.baseAddress!, &errors.sum, &errors.max)
         }
         if bad >= 0 {
             throw MTLModelError(.invalidArgument, "row \(sourceRow(bad)) holds NaN or Inf: cannot quantize it",
-                                file: model.path, location: .init(tensor: entry.name))
+                                file: path, location: .init(tensor: entry.name))
         }
     }
 
-    fileprivate func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
-                            sourceRows: [Int], errors: inout ErrorSums, entry: TensorEntry) throws {
+    func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
+                            sourceRows: [Int], errors: inout TensorRewriter.ErrorSums, entry: TensorEntry) throws {
         var decoded = [Float](repeating: 0, count: columns)
         try values.withUnsafeBufferPointer { floats in
             try encoded.withUnsafeMutableBytes { out in
@@ -234,24 +256,17 @@ struct TensorRewriter {
     }
 
     /// Encodes one row, naming the tensor and row when its values cannot be stored as `target`.
-    private func encode(_ x: UnsafePointer<Float>, columns: Int, as target: DType, into row: UnsafeMutableRawPointer,
+    func encode(_ x: UnsafePointer<Float>, columns: Int, as target: DType, into row: UnsafeMutableRawPointer,
                         row index: Int, of entry: TensorEntry) throws {
         for j in 0..<columns where !x[j].isFinite {
             throw MTLModelError(.invalidArgument, "row \(index) holds \(x[j]) at column \(j): cannot quantize NaN or Inf",
-                                file: model.path, location: .init(tensor: entry.name))
+                                file: path, location: .init(tensor: entry.name))
         }
         do {
             try RowQuantizer.encode(x, columns: columns, as: target, into: row)
         } catch {
             throw MTLModelError(.invalidArgument, "row \(index) has values beyond float16's range (±65504), which \(target) cannot hold; use int8 or bf16 for it",
-                                file: model.path, location: .init(tensor: entry.name))
+                                file: path, location: .init(tensor: entry.name))
         }
-    }
-
-    /// Releases the mapped pages of rows already read, so a pass over a table larger than
-    /// memory keeps a bounded resident set.
-    private func release(_ entry: TensorEntry, rows: Range<Int>, rowBytes: Int) {
-        guard entry.compression == .none else { return }
-        model.file.release(entry.offset + UInt64(rows.lowerBound * rowBytes), UInt64(rows.count * rowBytes))
     }
 }
