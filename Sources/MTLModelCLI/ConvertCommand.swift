@@ -75,10 +75,10 @@ struct ConvertCommand: ParsableCommand {
         case .training:
             report = try converter.toTraining(model, output: pending.path, optimizer: optimizer.flatMap(Architecture.OptimizerType.init(named:)))
         }
-        let outcome = try gate.check(model, against: pending)
+        let outcome = try gate.gate.check(model, against: pending)
         if json {
             try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report,
-                                     evaluation: outcome.comparison, gate: outcome.gate))
+                                     evaluation: outcome.comparison, gate: outcome.verdict))
         } else {
             Terminal.output((render(report) + outcome.rendered).joined(separator: "\n"))
         }
@@ -92,7 +92,7 @@ struct ConvertCommand: ParsableCommand {
         var written: Bool
         var report: ConversionReport
         var evaluation: QualityComparison?
-        var gate: QualityGateOptions.Gate?
+        var gate: QualityGate.Verdict?
     }
 
     private func render(_ report: ConversionReport) -> [String] {

@@ -24,58 +24,32 @@ struct QualityGateOptions: ParsableArguments {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
     }
 
-    struct Gate: Encodable {
-        var passed: Bool
-        var failures: [String]
+    /// The gate these options describe.
+    var gate: QualityGate {
+        QualityGate(data: eval, maxAUCDrop: maxAUCDrop, maxLoglossIncrease: maxLoglossIncrease, threadCount: threads)
     }
+}
 
-    struct Outcome {
-        var comparison: QualityComparison?
-        var gate: Gate?
-        var passed: Bool { gate?.passed ?? true }
-
-        /// The comparison table and the gate's verdict, for text output.
-        var rendered: [String] {
-            var lines: [String] = []
-            if let comparison {
-                lines.append("")
-                lines.append("evaluated on \(comparison.sampleCount) samples")
-                lines.append(Format.table(["task", "auc before", "auc after", "Δauc", "Δauc 95% CI", "logloss before", "logloss after", "Δlogloss", "calibration before", "after", "Δcalibration", "max |Δp|"],
-                                          comparison.tasks.map { t in
-                    [t.task, Format.number(t.before.auc), Format.number(t.after.auc), Format.number(t.deltaAUC),
-                     t.deltaAUCLow.map { "[\(Format.number($0)), \(Format.number(t.deltaAUCHigh))]" } ?? "-",
-                     Format.number(t.before.logloss), Format.number(t.after.logloss), Format.number(t.deltaLogloss),
-                     Format.number(t.before.calibration), Format.number(t.after.calibration), Format.number(t.deltaCalibration),
-                     Format.number(t.maxAbsoluteDeltaP)]
-                }))
-            }
-            if let gate {
-                lines.append("")
-                lines.append(gate.passed ? "gate: passed" : "gate: FAILED, nothing written: " + gate.failures.joined(separator: "; "))
-            }
-            return lines
+extension QualityGate.Outcome {
+    /// The comparison table and the gate's verdict, for text output.
+    var rendered: [String] {
+        var lines: [String] = []
+        if let comparison {
+            lines.append("")
+            lines.append("evaluated on \(comparison.sampleCount) samples")
+            lines.append(Format.table(["task", "auc before", "auc after", "Δauc", "Δauc 95% CI", "logloss before", "logloss after", "Δlogloss", "calibration before", "after", "Δcalibration", "max |Δp|"],
+                                      comparison.tasks.map { t in
+                [t.task, Format.number(t.before.auc), Format.number(t.after.auc), Format.number(t.deltaAUC),
+                 t.deltaAUCLow.map { "[\(Format.number($0)), \(Format.number(t.deltaAUCHigh))]" } ?? "-",
+                 Format.number(t.before.logloss), Format.number(t.after.logloss), Format.number(t.deltaLogloss),
+                 Format.number(t.before.calibration), Format.number(t.after.calibration), Format.number(t.deltaCalibration),
+                 Format.number(t.maxAbsoluteDeltaP)]
+            }))
         }
-    }
-
-    /// Compares `before` with the model written at `pending` when `--eval` is given, and moves
-    /// `pending` into place unless a gate failed.
-    func check(_ before: Model, against pending: PendingOutput) throws -> Outcome {
-        var outcome = Outcome()
-        var failures: [String] = []
-        if let eval {
-            let comparison = try QualityComparison.compare(before, try Model(path: pending.path), data: eval, threadCount: threads)
-            outcome.comparison = comparison
-            for task in comparison.tasks {
-                if let limit = maxAUCDrop, let before = task.before.auc, let after = task.after.auc, before - after > limit {
-                    failures.append("\(task.task): AUC dropped by \(Format.number(before - after)) > \(Format.number(limit))")
-                }
-                if let limit = maxLoglossIncrease, let delta = task.deltaLogloss, delta > limit {
-                    failures.append("\(task.task): logloss grew by \(Format.number(delta)) > \(Format.number(limit))")
-                }
-            }
+        if let verdict {
+            lines.append("")
+            lines.append(verdict.passed ? "gate: passed" : "gate: FAILED, nothing written: " + verdict.failures.joined(separator: "; "))
         }
-        if maxAUCDrop != nil || maxLoglossIncrease != nil { outcome.gate = Gate(passed: failures.isEmpty, failures: failures) }
-        if failures.isEmpty { try pending.commit() }
-        return outcome
+        return lines
     }
 }

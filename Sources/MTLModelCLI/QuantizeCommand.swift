@@ -44,10 +44,10 @@ struct QuantizeCommand: ParsableCommand {
         // gate passes: a failed gate leaves nothing at the output path.
         let pending = try PendingOutput(target: output)
         var report = try ModelQuantizer(plan: try plan(), threadCount: gate.threads).quantize(model, to: pending.path, source: "quantize \(input)")
-        let outcome = try gate.check(model, against: pending)
+        let outcome = try gate.gate.check(model, against: pending)
         report.evaluation = outcome.comparison
         if json {
-            try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report, gate: outcome.gate))
+            try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report, gate: outcome.verdict))
         } else {
             Terminal.output(render(report, outcome: outcome))
         }
@@ -60,10 +60,10 @@ struct QuantizeCommand: ParsableCommand {
         var output: String
         var written: Bool
         var report: QuantizationReport
-        var gate: QualityGateOptions.Gate?
+        var gate: QualityGate.Verdict?
     }
 
-    private func render(_ report: QuantizationReport, outcome: QualityGateOptions.Outcome) -> String {
+    private func render(_ report: QuantizationReport, outcome: QualityGate.Outcome) -> String {
         var lines: [String] = []
         lines.append(Format.sizes(report.sections, total: report.total))
         if !report.tensors.isEmpty {
