@@ -53,137 +53,178 @@ enum ForwardPass {
     /// Samples evaluated together through the dense layers.
     static let blockRows = 64
 
-    static func run(_ w: ModelWeights, _ batch: SampleBatch, _ samples: Range<Int>, _ ws: Workspace, _ out: OutputPointers) {
-        let arch = w.architecture
-        let k = w.k
-        let fieldCount = arch.fields.count
-        let groupCount = arch.groupCount
-        let rows = samples.count
-        let zStride = ws.width
-        let c: Float = arch.interaction.halfFactor ? 0.5 : 1
-        let dice = Float(arch.interaction.diceScale)
+    /// The entries of one block of samples, as the stages read them.
+    struct Entries {
+        let starts: UnsafeBufferPointer<Int32>
+        let fields: UnsafeBufferPointer<Int32>
+        let ids: UnsafeBufferPointer<UInt64>
+        let values: UnsafeBufferPointer<Float>
+    }
 
+    /// The forward pass over `samples`, stage by stage: look up rows, pool each sample's bags
+    /// and build its bottom input (`pool`, `interact`), the dense layers for the whole block,
+    /// the heads, then the fused score.
+    static func run(_ w: ModelWeights, _ batch: SampleBatch, _ samples: Range<Int>, _ ws: Workspace, _ out: OutputPointers) {
         batch.entryStart.withUnsafeBufferPointer { starts in
-        batch.entryField.withUnsafeBufferPointer { entryFields in
+        batch.entryField.withUnsafeBufferPointer { fields in
         batch.entryID.withUnsafeBufferPointer { ids in
         batch.entryValue.withUnsafeBufferPointer { values in
-            // First map every id of the block to its row and start loading the rows: the
-            // lookups are random accesses into large tables, and issuing them all before
-            // using any overlaps their memory latency.
-            let firstEntry = Int(starts[samples.lowerBound])
-            let entryCount = Int(starts[samples.upperBound]) - firstEntry
-            if ws.entryRows.count < entryCount { ws.entryRows = Array(repeating: 0, count: entryCount) }
-            ws.entryRows.withUnsafeMutableBufferPointer { rows in
-                for e in 0..<entryCount {
-                    let field = w.fields[Int(entryFields[firstEntry + e])]
-                    let row = field.row(of: ids[firstEntry + e])
-                    rows[e] = row
-                    if row >= 0 {
-                        mtlm_prefetch(field.embedding.row(row))
-                        if let linear = field.linear { mtlm_prefetch(linear.row(row)) }
-                    }
-                }
-            }
+            let entries = Entries(starts: starts, fields: fields, ids: ids, values: values)
+            let firstEntry = lookUp(w, entries, samples, ws)
             for (r, sample) in samples.enumerated() {
-                // Pool each field's bag: u_f = (1/Z_f) Σ value · V_f[row], OOV dropped.
-                ws.pooled.update(repeating: 0, count: fieldCount * k)
-                ws.zWeight.update(repeating: 0, count: fieldCount)
-                ws.zSquares.update(repeating: 0, count: fieldCount)
-                ws.linear.update(repeating: 0, count: fieldCount)
-                for e in Int(starts[sample])..<Int(starts[sample + 1]) {
-                    let f = Int(entryFields[e])
-                    let field = w.fields[f]
-                    let row = ws.entryRows[e - firstEntry]
-                    if row < 0 { continue }
-                    let value = values[e]
-                    let target = ws.pooled + f * k
-                    let stored = field.embedding.row(row)
-                    if field.embedding.dtype == .float32 {
-                        let vector = stored.assumingMemoryBound(to: Float.self)
-                        for j in 0..<k { target[j] += value * vector[j] }
-                    } else {
-                        // Quantized or half-precision rows are decoded as they are read.
-                        RowCodec.decodeRow(stored, dtype: field.embedding.dtype, columns: k, into: ws.decodedRow)
-                        for j in 0..<k { target[j] += value * ws.decodedRow[j] }
-                    }
-                    ws.zWeight[f] += value
-                    ws.zSquares[f] += value * value
-                    if let linear = field.linear {
-                        var weight: Float = 0
-                        RowCodec.decodeRow(linear.row(row), dtype: linear.dtype, columns: 1, into: &weight)
-                        ws.linear[f] += value * weight
-                    }
-                }
-                var linearTerm = w.linearBias
-                for f in 0..<fieldCount {
-                    let scale: Float
-                    switch w.fields[f].combiner {
-                    case .sum: scale = 1
-                    case .mean: scale = ws.zWeight[f] == 0 ? 0 : 1 / ws.zWeight[f]
-                    case .sqrtn: scale = ws.zSquares[f] == 0 ? 0 : 1 / ws.zSquares[f].squareRoot()
-                    }
-                    if scale != 1 {
-                        let target = ws.pooled + f * k
-                        for j in 0..<k { target[j] *= scale }
-                    }
-                    linearTerm += scale * ws.linear[f]
-                }
-                ws.linearTerm[r] = linearTerm
-
-                // Groups: e_m = Σ u_f (+ bias), BI_m = c · ((Σ u_f)² − Σ u_f²).
-                ws.groupSum.update(repeating: 0, count: groupCount * k)
-                ws.groupSquares.update(repeating: 0, count: groupCount * k)
-                for f in 0..<fieldCount {
-                    let u = ws.pooled + f * k
-                    let sum = ws.groupSum + w.fields[f].group * k
-                    let squares = ws.groupSquares + w.fields[f].group * k
-                    for j in 0..<k {
-                        sum[j] += u[j]
-                        squares[j] += u[j] * u[j]
-                    }
-                }
-                let z = ws.bufferA + r * zStride
-                for j in 0..<k { z[j] = 0 }
-                if let intra = w.intraWeights {
-                    for m in 0..<groupCount {
-                        let weight = dice * intra[m] * c
-                        let sum = ws.groupSum + m * k, squares = ws.groupSquares + m * k
-                        for j in 0..<k { z[j] += weight * (sum[j] * sum[j] - squares[j]) }
-                    }
-                }
-                if let bias = w.fieldBias {
-                    for m in 0..<groupCount {
-                        let sum = ws.groupSum + m * k
-                        for j in 0..<k { sum[j] += bias[m * k + j] }
-                    }
-                }
-                for (a, b, weight) in w.pairs {
-                    let ea = ws.groupSum + a * k, eb = ws.groupSum + b * k
-                    for j in 0..<k { z[j] += weight * ea[j] * eb[j] }
-                }
-                switch arch.bottomInput {
-                case .interaction: break
-                case .interactionGroups: (z + k).update(from: ws.groupSum, count: groupCount * k)
-                case .interactionFields: (z + k).update(from: ws.pooled, count: fieldCount * k)
-                }
+                ws.linearTerm[r] = pool(w, entries, sample: sample, firstEntry: firstEntry, ws)
+                interact(w, ws, into: ws.bufferA + r * ws.width)
             }
         }}}}
+        let (towerInput, stride) = shared(w, rows: samples.count, ws)
+        heads(w, towerInput, stride: stride, samples: samples, ws, out)
+        for sample in samples {
+            out.fused[sample] = Fusion.score(w.architecture.fusion, probabilities: out.probabilities + sample * w.tasks.count, taskCount: w.tasks.count)
+        }
+    }
 
-        // Dense layers, the whole block at once.
+    /// Maps every id of the block to its row and starts loading the rows: the lookups are
+    /// random accesses into large tables, and issuing them all before using any overlaps their
+    /// memory latency. Returns the index of the block's first entry.
+    @inline(__always)
+    private static func lookUp(_ w: ModelWeights, _ e: Entries, _ samples: Range<Int>, _ ws: Workspace) -> Int {
+        let firstEntry = Int(e.starts[samples.lowerBound])
+        let entryCount = Int(e.starts[samples.upperBound]) - firstEntry
+        if ws.entryRows.count < entryCount { ws.entryRows = Array(repeating: 0, count: entryCount) }
+        ws.entryRows.withUnsafeMutableBufferPointer { rows in
+            for i in 0..<entryCount {
+                let field = w.fields[Int(e.fields[firstEntry + i])]
+                let row = field.row(of: e.ids[firstEntry + i])
+                rows[i] = row
+                if row >= 0 {
+                    mtlm_prefetch(field.embedding.row(row))
+                    if let linear = field.linear { mtlm_prefetch(linear.row(row)) }
+                }
+            }
+        }
+        return firstEntry
+    }
+
+    /// Pools each field's bag of `sample`, u_f = (1/Z_f) Σ value · V_f[row] (out-of-vocabulary
+    /// ids dropped), into `ws.pooled`; returns the first-order term y_lin.
+    @inline(__always)
+    private static func pool(_ w: ModelWeights, _ e: Entries, sample: Int, firstEntry: Int, _ ws: Workspace) -> Float {
+        let k = w.k
+        let fieldCount = w.fields.count
+        ws.pooled.update(repeating: 0, count: fieldCount * k)
+        ws.zWeight.update(repeating: 0, count: fieldCount)
+        ws.zSquares.update(repeating: 0, count: fieldCount)
+        ws.linear.update(repeating: 0, count: fieldCount)
+        for entry in Int(e.starts[sample])..<Int(e.starts[sample + 1]) {
+            let f = Int(e.fields[entry])
+            let field = w.fields[f]
+            let row = ws.entryRows[entry - firstEntry]
+            if row < 0 { continue }
+            let value = e.values[entry]
+            let target = ws.pooled + f * k
+            let stored = field.embedding.row(row)
+            if field.embedding.dtype == .float32 {
+                let vector = stored.assumingMemoryBound(to: Float.self)
+                for j in 0..<k { target[j] += value * vector[j] }
+            } else {
+                // Quantized or half-precision rows are decoded as they are read.
+                RowCodec.decodeRow(stored, dtype: field.embedding.dtype, columns: k, into: ws.decodedRow)
+                for j in 0..<k { target[j] += value * ws.decodedRow[j] }
+            }
+            ws.zWeight[f] += value
+            ws.zSquares[f] += value * value
+            if let linear = field.linear {
+                var weight: Float = 0
+                RowCodec.decodeRow(linear.row(row), dtype: linear.dtype, columns: 1, into: &weight)
+                ws.linear[f] += value * weight
+            }
+        }
+        var linearTerm = w.linearBias
+        for f in 0..<fieldCount {
+            let scale: Float
+            switch w.fields[f].combiner {
+            case .sum: scale = 1
+            case .mean: scale = ws.zWeight[f] == 0 ? 0 : 1 / ws.zWeight[f]
+            case .sqrtn: scale = ws.zSquares[f] == 0 ? 0 : 1 / ws.zSquares[f].squareRoot()
+            }
+            if scale != 1 {
+                let target = ws.pooled + f * k
+                for j in 0..<k { target[j] *= scale }
+            }
+            linearTerm += scale * ws.linear[f]
+        }
+        return linearTerm
+    }
+
+    /// The bottom input z of one sample from its pooled fields: groups e_m = Σ u_f (+ bias),
+    /// the intra-group terms c·((Σ u_f)² − Σ u_f²), the weighted pairs e_a ⊙ e_b, then the
+    /// groups or fields MODEL.md's `bottom_input` appends.
+    @inline(__always)
+    private static func interact(_ w: ModelWeights, _ ws: Workspace, into z: UnsafeMutablePointer<Float>) {
+        let arch = w.architecture
+        let k = w.k
+        let groupCount = arch.groupCount
+        let c: Float = arch.interaction.halfFactor ? 0.5 : 1
+        ws.groupSum.update(repeating: 0, count: groupCount * k)
+        ws.groupSquares.update(repeating: 0, count: groupCount * k)
+        for f in 0..<w.fields.count {
+            let u = ws.pooled + f * k
+            let sum = ws.groupSum + w.fields[f].group * k
+            let squares = ws.groupSquares + w.fields[f].group * k
+            for j in 0..<k {
+                sum[j] += u[j]
+                squares[j] += u[j] * u[j]
+            }
+        }
+        for j in 0..<k { z[j] = 0 }
+        if let intra = w.intraWeights {
+            let dice = Float(arch.interaction.diceScale)
+            for m in 0..<groupCount {
+                let weight = dice * intra[m] * c
+                let sum = ws.groupSum + m * k, squares = ws.groupSquares + m * k
+                for j in 0..<k { z[j] += weight * (sum[j] * sum[j] - squares[j]) }
+            }
+        }
+        if let bias = w.fieldBias {
+            for m in 0..<groupCount {
+                let sum = ws.groupSum + m * k
+                for j in 0..<k { sum[j] += bias[m * k + j] }
+            }
+        }
+        for (a, b, weight) in w.pairs {
+            let ea = ws.groupSum + a * k, eb = ws.groupSum + b * k
+            for j in 0..<k { z[j] += weight * ea[j] * eb[j] }
+        }
+        switch arch.bottomInput {
+        case .interaction: break
+        case .interactionGroups: (z + k).update(from: ws.groupSum, count: groupCount * k)
+        case .interactionFields: (z + k).update(from: ws.pooled, count: w.fields.count * k)
+        }
+    }
+
+    /// The shared layers over the whole block (z in `ws.bufferA`); the output is copied to
+    /// `ws.towerInput`, which every task's tower reads. Returns it with its row stride.
+    private static func shared(_ w: ModelWeights, rows: Int, _ ws: Workspace) -> (UnsafeMutablePointer<Float>, Int) {
         var input = UnsafeMutablePointer(ws.bufferA)
         var spare = ws.bufferB
-        var inputStride = zStride
+        var stride = ws.width
         for layer in w.shared {
-            layer.apply(input, inputStride: inputStride, rows: rows, into: spare)
+            layer.apply(input, inputStride: stride, rows: rows, into: spare)
             swap(&input, &spare)
-            inputStride = layer.paddedOutputCount
+            stride = layer.paddedOutputCount
         }
-        let towerInputStride = inputStride
-        ws.towerInput.update(from: input, count: rows * towerInputStride)
-        let taskCount = arch.tasks.count
+        ws.towerInput.update(from: input, count: rows * stride)
+        return (ws.towerInput, stride)
+    }
+
+    /// Each task's tower and head: logits and probabilities of the block's samples.
+    private static func heads(_ w: ModelWeights, _ towerInput: UnsafeMutablePointer<Float>, stride towerStride: Int, samples: Range<Int>,
+                              _ ws: Workspace, _ out: OutputPointers) {
+        let taskCount = w.tasks.count
+        let rows = samples.count
         for (t, task) in w.tasks.enumerated() {
-            var x = UnsafeMutablePointer(ws.towerInput)
-            var stride = towerInputStride
+            var x = towerInput
+            var stride = towerStride
             var target = ws.bufferA
             var other = ws.bufferB
             for layer in task.tower {
@@ -205,10 +246,6 @@ enum ForwardPass {
                     out.probabilities[index] = Activations.sigmoid(logit)
                 }
             }
-        }
-        for r in 0..<rows {
-            let sample = samples.lowerBound + r
-            out.fused[sample] = Fusion.score(arch.fusion, probabilities: out.probabilities + sample * taskCount, taskCount: taskCount)
         }
     }
 }
