@@ -141,11 +141,6 @@ extension Architecture {
     /// Names become parts of tensor names (`embedding.{field}.weight`) and dataset tokens
     /// (`field:id`), so they exclude `.`, `:`, spaces and control characters.
     static func isValidName(_ name: String) -> Bool {
-        let bytes = name.utf8
-        guard (1...maxNameByteCount).contains(bytes.count) else { return false }
-        return bytes.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == 0x5F || byte == 0x2D
-        }
+        NameRule.isValid(name, limit: maxNameByteCount, allowingDots: false)
     }
 }

@@ -206,7 +206,7 @@ public struct ModelConverter {
     private static func seenRows(of field: Architecture.Field, in model: Model) throws -> RowFilter {
         let name = TensorName.rowCount(field.name).description
         guard let counts = model.tensorIfPresent(.rowCount(field.name)) else {
-            throw MTLModelError(.invalidArgument, "--prune-unseen needs row counts (\(name)); this model has none", file: model.path)
+            throw MTLModelError(.invalidArgument, "pruning unseen rows needs row counts (\(name)); this model has none", file: model.path)
         }
         var bits = [UInt64](repeating: 0, count: (field.vocabSize + 63) / 64)
         var kept = 0

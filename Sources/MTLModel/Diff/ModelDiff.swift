@@ -198,6 +198,25 @@ public struct ModelDiff: Sendable {
         var nonFiniteA: UInt64 = 0, nonFiniteB: UInt64 = 0
 
         mutating func add(_ va: UnsafeBufferPointer<Float>, _ vb: UnsafeBufferPointer<Float>, _ tolerance: DiffTolerance) {
+            // The usual case first, without a branch per element; the norms (in double, so
+            // finite for any finite float32) are finite exactly when every value was. A window
+            // holding NaN or Inf is done again, element by element, from the totals before it.
+            var fast = self
+            for i in 0..<va.count {
+                let p = Double(va[i]), q = Double(vb[i])
+                let d = q - p
+                fast.maxDifference = max(fast.maxDifference, abs(d))
+                fast.differenceNorm += d * d
+                fast.normA += p * p
+                fast.normB += q * q
+                fast.dot += p * q
+                if tolerance.differs(va[i], vb[i]) { fast.beyond += 1 }
+            }
+            fast.total += va.count
+            if fast.normA.isFinite && fast.normB.isFinite {
+                self = fast
+                return
+            }
             for i in 0..<va.count {
                 if !va[i].isFinite || !vb[i].isFinite {
                     // Counted, and kept out of the sums, which would all become NaN.
@@ -269,14 +288,15 @@ public struct ModelDiff: Sendable {
         }
         let keysA = a.tensor(.keys(fieldA.name)), keysB = b.tensor(.keys(fieldB.name))
         // The join finds keys repeated in B; a key repeated in A would match two rows of A to
-        // one of B and miscount them, so A is checked first (one more pass over its keys).
-        let duplicateInA = try keysA.withElements(as: UInt64.self) { keys in
-            KeyJoin.duplicateKey(in: KeyColumn(keys)) { keysA.releasePages(rows: $0) }
+        // one of B and miscount them, so A's keys are checked too: on another thread, beside
+        // the join (both only read the keys; a page one releases the other reads back).
+        let duplicateInA = WorkResults<UInt64?>(count: 1)
+        let checked = DispatchGroup()
+        DispatchQueue.global().async(group: checked) {
+            let duplicate = try? keysA.withElements(as: UInt64.self) { keys in KeyJoin.duplicateKey(in: KeyColumn(keys)) { keysA.releasePages(rows: $0) } }
+            duplicateInA.set(0, duplicate ?? nil)
         }
-        if let duplicateInA {
-            throw MTLModelError(.malformed, "duplicate key \(duplicateInA): a keyed table maps each id to one row (run mtl-model verify)",
-                                file: a.path, location: .init(tensor: keysA.name))
-        }
+        defer { checked.wait() }
         let join = try keysB.withElements(as: UInt64.self) { keysOfB in
             try keysA.withElements(as: UInt64.self) { keysOfA in
                 do {
@@ -287,6 +307,11 @@ public struct ModelDiff: Sendable {
                     throw error.inFile(b.path)
                 }
             }
+        }
+        checked.wait()
+        if let duplicate = duplicateInA.all[0] ?? nil {
+            throw MTLModelError(.malformed, "duplicate key \(duplicate): a keyed table maps each id to one row (run mtl-model verify)",
+                                file: a.path, location: .init(tensor: keysA.name))
         }
         return try keysA.withElements(as: UInt64.self) { keysOfA in
             try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }) { rows, matched in
@@ -337,13 +362,21 @@ public struct ModelDiff: Sendable {
                                 let pb = y.dtype == .float32 ? (bytesB.baseAddress! + rb * rowBytesB).assumingMemoryBound(to: Float.self)
                                     : UnsafePointer(decoded(bytesB.baseAddress! + rb * rowBytesB, y.dtype, k, vb))
                                 var d2: Float = 0, n2: Float = 0
-                                var differs: Bool
+                                var rowSums = mtlm_diff_sums()
+                                var differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &rowSums) != 0
                                 var change: Float
-                                let badA = (0..<k).reduce(0) { $0 + (pa[$1].isFinite ? 0 : 1) }, badB = (0..<k).reduce(0) { $0 + (pb[$1].isFinite ? 0 : 1) }
-                                if badA + badB == 0 {
-                                    differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &kernelSums) != 0
+                                // The row's sums of squares (in double, so finite for any finite float32)
+                                // are finite exactly when both rows are: the usual case costs no extra pass.
+                                if rowSums.a2.isFinite && rowSums.b2.isFinite {
+                                    kernelSums.max_abs = max(kernelSums.max_abs, rowSums.max_abs)
+                                    kernelSums.d2 += rowSums.d2
+                                    kernelSums.a2 += rowSums.a2
+                                    kernelSums.b2 += rowSums.b2
+                                    kernelSums.dot += rowSums.dot
+                                    kernelSums.beyond += rowSums.beyond
                                     change = n2 == 0 ? (d2 == 0 ? 0 : Float.infinity) : (d2 / n2).squareRoot()
                                 } else {
+                                    let badA = (0..<k).reduce(0) { $0 + (pa[$1].isFinite ? 0 : 1) }, badB = (0..<k).reduce(0) { $0 + (pb[$1].isFinite ? 0 : 1) }
                                     // NaN / Inf: kept out of the sums (they would all be NaN); the row
                                     // changed when any element differs (bits, for non-finite ones).
                                     nonFiniteA += UInt64(badA)

@@ -79,7 +79,7 @@ enum ForwardPass {
         let (towerInput, stride) = shared(w, rows: samples.count, ws)
         heads(w, towerInput, stride: stride, samples: samples, ws, out)
         for sample in samples {
-            out.fused[sample] = Fusion.score(w.architecture.fusion, probabilities: out.probabilities + sample * w.tasks.count, taskCount: w.tasks.count)
+            out.fused[sample] = Fusion.score(w.fusion, probabilities: out.probabilities + sample * w.tasks.count, taskCount: w.tasks.count)
         }
     }
 
@@ -161,10 +161,8 @@ enum ForwardPass {
     /// groups or fields MODEL.md's `bottom_input` appends.
     @inline(__always)
     private static func interact(_ w: ModelWeights, _ ws: Workspace, into z: UnsafeMutablePointer<Float>) {
-        let arch = w.architecture
         let k = w.k
-        let groupCount = arch.groupCount
-        let c: Float = arch.interaction.halfFactor ? 0.5 : 1
+        let groupCount = w.groupCount
         ws.groupSum.update(repeating: 0, count: groupCount * k)
         ws.groupSquares.update(repeating: 0, count: groupCount * k)
         for f in 0..<w.fields.count {
@@ -178,9 +176,8 @@ enum ForwardPass {
         }
         for j in 0..<k { z[j] = 0 }
         if let intra = w.intraWeights {
-            let dice = Float(arch.interaction.diceScale)
             for m in 0..<groupCount {
-                let weight = dice * intra[m] * c
+                let weight = w.intraScale * intra[m]
                 let sum = ws.groupSum + m * k, squares = ws.groupSquares + m * k
                 for j in 0..<k { z[j] += weight * (sum[j] * sum[j] - squares[j]) }
             }
@@ -195,7 +192,7 @@ enum ForwardPass {
             let ea = ws.groupSum + a * k, eb = ws.groupSum + b * k
             for j in 0..<k { z[j] += weight * ea[j] * eb[j] }
         }
-        switch arch.bottomInput {
+        switch w.bottomInput {
         case .interaction: break
         case .interactionGroups: (z + k).update(from: ws.groupSum, count: groupCount * k)
         case .interactionFields: (z + k).update(from: ws.pooled, count: w.fields.count * k)

@@ -55,6 +55,12 @@ final class ModelWeights: @unchecked Sendable {
     let fieldBias: [Float]?
     let shared: [PreparedDenseLayer]
     let tasks: [TaskWeights]
+    /// Constants of the interaction and the fusion, read once here rather than through the
+    /// architecture (a struct of arrays) in the per-sample loop.
+    let groupCount: Int
+    let intraScale: Float
+    let bottomInput: Architecture.BottomInput
+    let fusion: Architecture.Fusion
     /// Width of the bottom input z, and of the shared output the towers take.
     let bottomWidth: Int
     let towerInputWidth: Int
@@ -68,6 +74,10 @@ final class ModelWeights: @unchecked Sendable {
         let arch = model.architecture
         architecture = arch
         k = arch.embeddingDim
+        groupCount = arch.groupCount
+        intraScale = Float(arch.interaction.diceScale) * (arch.interaction.halfFactor ? 0.5 : 1)
+        bottomInput = arch.bottomInput
+        fusion = arch.fusion
         var owned: [UnsafeMutableBufferPointer<Float>] = []
         var ownedRaw: [UnsafeMutableRawBufferPointer] = []
         // Frees what was allocated so far when a later tensor fails: `deinit` does not run for

@@ -99,11 +99,6 @@ extension ModelFile {
     }
 
     static func isValidTensorName(_ name: String, limit: Int) -> Bool {
-        let bytes = name.utf8
-        guard (1...limit).contains(bytes.count) else { return false }
-        return bytes.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == 0x5F || byte == 0x2D || byte == 0x2E
-        }
+        NameRule.isValid(name, limit: limit, allowingDots: true)
     }
 }

@@ -77,7 +77,7 @@ final class KeyJoin {
     /// sequentially and releasing them behind, once to size the partitions and once a partition.
     /// - Parameter probeCount: rows of the other table that `gather` will visit (buffers are sized for them too).
     private static func forEachPartition(of keys: KeyColumn, probeCount: Int = 0, indexBudget: Int, release: (Range<Int>) -> Void,
-                                         _ body: (_ partition: Int, _ partitions: Int, _ index: Index, _ gather: Gather) throws -> Void) throws {
+                                         _ body: (_ partition: Int, _ partitions: Int, _ index: IDIndex, _ gather: Gather) throws -> Void) throws {
         let partitions = max(1, (keys.count * 18 + indexBudget - 1) / indexBudget)
         var sizes = [Int](repeating: 0, count: partitions)
         for start in stride(from: 0, to: keys.count, by: window) {
@@ -87,7 +87,7 @@ final class KeyJoin {
         // One index, sized for the largest partition and cleared for each (freeing and
         // allocating tens of MB per partition would leave freed blocks in malloc's arenas).
         let largest = sizes.max() ?? 0
-        let index = Index(capacity: largest + largest / 2 + 1)
+        let index = IDIndex(capacity: largest + largest / 2 + 1)
         // A window's keys of the partition are gathered first, then inserted or looked up in a
         // loop that prefetches the slots a few keys ahead: the index is far larger than the
         // caches, and overlapping its misses is what makes the join fast.
@@ -157,71 +157,6 @@ final class KeyJoin {
     @inline(__always)
     private static func partition(_ key: UInt64, _ count: Int) -> Int {
         Int(truncatingIfNeeded: (((key &* 0x9E37_79B9_7F4A_7C15) >> 32) &* UInt64(count)) >> 32)
-    }
-
-    /// Open addressing with linear probing over (key, row) slots.
-    private final class Index {
-        private let keys: UnsafeMutableBufferPointer<UInt64>
-        private let rows: UnsafeMutableBufferPointer<Int32>
-        /// Slots in use: the first `capacity` of the allocation.
-        private var capacity = 0
-
-        init(capacity: Int) {
-            keys = .allocate(capacity: capacity)
-            rows = .allocate(capacity: capacity)
-            keys.initialize(repeating: 0)
-        }
-
-        deinit {
-            keys.deallocate()
-            rows.deallocate()
-        }
-
-        func clear(capacity: Int) {
-            self.capacity = capacity
-            duplicate = nil
-            UnsafeMutableBufferPointer(rebasing: rows[..<capacity]).initialize(repeating: -1)
-        }
-
-        /// Multiply-shift of the hash's low 32 bits onto the capacity (fewer than 2^32 slots:
-        /// the index budget bounds them).
-        @inline(__always)
-        private func home(_ hash: UInt64) -> Int {
-            Int(truncatingIfNeeded: ((hash & 0xFFFF_FFFF) &* UInt64(capacity)) >> 32)
-        }
-
-        @inline(__always)
-        func prefetch(_ hash: UInt64) {
-            let slot = home(hash)
-            mtlm_prefetch(rows.baseAddress! + slot)
-            mtlm_prefetch(keys.baseAddress! + slot)
-        }
-
-        /// The first key inserted twice since the last `clear`.
-        private(set) var duplicate: UInt64?
-
-        func insert(_ key: UInt64, hash: UInt64, row: Int32) {
-            var slot = home(hash)
-            while rows[slot] >= 0 {
-                if keys[slot] == key {
-                    if duplicate == nil { duplicate = key }
-                    return
-                }
-                slot = slot + 1 == capacity ? 0 : slot + 1
-            }
-            keys[slot] = key
-            rows[slot] = row
-        }
-
-        @inline(__always)
-        func row(of key: UInt64, hash: UInt64) -> Int32 {
-            var slot = home(hash)
-            while true {
-                let row = rows[slot]
-                if row < 0 || keys[slot] == key { return row }
-                slot = slot + 1 == capacity ? 0 : slot + 1
-            }
-        }
     }
 }
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Two builds of the CLI side by side in one run, on the same inputs: the p40 predict model and
+# 100k samples (benchmarks/make-p40.py) at 1 and 2 threads, and verify, quantize, convert
+# --to serving, diff, export and inspect --stats of a 1 GiB training model (MODEL.md's example
+# config, 16M-row user table). Medians of 3 (5 for predict), wall seconds and peak RSS. Used to
+# check that a change keeps every command's speed and memory (a redesign, a refactoring).
+# Usage: [AB_ONLY=SUBSTRING] benchmarks/ab.sh OLD_BINARY NEW_BINARY [WORK_DIR]   (needs ~6 GB free)
+set -euo pipefail
+old=$1 new=$2 work=${3:-$(mktemp -d)}
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$work"
+printf 'machine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+python3 "$here/make-p40.py" "$work"
+[ -f "$work/p40.mtlm" ] || "$new" synth "$work/p40.json" "$work/p40.mtlm" --seed 3 >/dev/null
+if [ ! -f "$work/big.mtlm" ]; then
+  python3 - "$here/../fixtures/configs/model-md-example.json" "$work/big.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["fields"][0]["vocab_size"] = 16_000_000
+json.dump(config, open(sys.argv[2], "w"))
+PY
+  "$new" synth "$work/big.json" "$work/big.mtlm" --seed 1 --training >/dev/null
+  "$new" synth "$work/big.json" "$work/big2.mtlm" --seed 2 --training >/dev/null
+fi
+python3 - "$old" "$new" "$work" <<'PY'
+import os, statistics, subprocess, sys, time
+old, new, work = sys.argv[1:4]
+def run(binary, args, repeat):
+    times, peaks = [], []
+    for _ in range(repeat):
+        for f in ("out.mtlm", "out.safetensors"):
+            if os.path.exists(os.path.join(work, f)): os.remove(os.path.join(work, f))
+        start = time.perf_counter()
+        p = subprocess.Popen([binary] + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(p.pid, 0)  # this child's own peak RSS
+        times.append(time.perf_counter() - start)
+        if os.waitstatus_to_exitcode(status) not in (0, 1): sys.exit("%s %s failed" % (binary, args))
+        peaks.append(usage.ru_maxrss / 1024)
+    return statistics.median(times), max(peaks)
+w = lambda f: os.path.join(work, f)
+cases = [("predict p40, 1 thread", ["predict", w("p40.mtlm"), w("p40.txt"), "--threads", "1"], 5),
+         ("predict p40, 2 threads", ["predict", w("p40.mtlm"), w("p40.txt"), "--threads", "2"], 5),
+         ("verify 1 GiB", ["verify", w("big.mtlm")], 3),
+         ("quantize 1 GiB (int8)", ["quantize", w("big.mtlm"), w("out.mtlm")], 3),
+         ("convert --to serving 1 GiB", ["convert", w("big.mtlm"), w("out.mtlm"), "--to", "serving"], 3),
+         ("diff two 1 GiB", ["diff", w("big.mtlm"), w("big2.mtlm")], 3),
+         ("export .safetensors 1 GiB", ["export", w("big.mtlm"), w("out.safetensors")], 3),
+         ("inspect --stats 1 GiB", ["inspect", w("big.mtlm"), "--stats"], 3)]
+print("| command | old s | new s | new / old | old peak MiB | new peak MiB |")
+print("|---|---|---|---|---|---|")
+only = os.environ.get("AB_ONLY")  # a substring of the rows to run, e.g. AB_ONLY=predict
+for name, args, repeat in cases:
+    if only and only not in name: continue
+    # Alternate the two builds so that drift of the machine hits both alike.
+    (to, mo), (tn, mn) = run(old, args, 1), run(new, args, 1)
+    (to, _), (tn, _) = run(old, args, repeat), run(new, args, repeat)
+    print("| %s | %.2f | %.2f | %.2f | %.0f | %.0f |" % (name, to, tn, tn / to, mo, mn))
+PY
