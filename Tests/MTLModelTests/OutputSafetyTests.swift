@@ -40,6 +40,22 @@ struct OutputSafetyTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.hasPrefix(".") }.isEmpty)
     }
 
+    @Test("import and apply refuse an output that is an input")
+    func importAndApply() throws {
+        let directory = TemporaryDirectory()
+        let checkpoint = directory.path("c.safetensors"), base = directory.path("base.mtlm"), delta = directory.path("d.mtlmd")
+        #expect(try runCLI(["export", Self.model, checkpoint]).status == 0)
+        try FileManager.default.copyItem(atPath: TestPaths.fixture("v1.2/small-edited.mtlmd"), toPath: delta)
+        try FileManager.default.copyItem(atPath: Self.model, toPath: base)
+        let before = try [checkpoint, base, delta].map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
+        for arguments in [["import", checkpoint, checkpoint], ["apply", base, delta, base], ["apply", base, delta, delta]] {
+            let result = try runCLI(arguments)
+            #expect(result.status == 2, "\(arguments)")
+            #expect(result.stderr.contains("is the same file as the input"), "\(arguments): \(result.stderr)")
+        }
+        #expect(try [checkpoint, base, delta].map { try Data(contentsOf: URL(fileURLWithPath: $0)) } == before)
+    }
+
     @Test("A link to an input is refused; a link to another file is followed and stays a link")
     func links() throws {
         let directory = TemporaryDirectory()
