@@ -159,8 +159,8 @@ public final class ModelFile: @unchecked Sendable {
         if entry.compression == .none {
             visitStoredChunks(of: entry) { chunk, offset, stored in
                 guard checksum == nil else { return }
-                if checkCRC, CRC32.checksum(stored) != entry.chunkCRC32[chunk] {
-                    checksum = chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], CRC32.checksum(stored))), of: entry)
+                if checkCRC, case let crc = CRC32.checksum(stored), crc != entry.chunkCRC32[chunk] {
+                    checksum = chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
                     return
                 }
                 scanner.add(stored)
