@@ -108,6 +108,39 @@ struct BrokenModelTests {
         }
     }
 
+    @Test("Writers check large tensors in stretches on every core: the first NaN's row and a bad chunk are named")
+    func stretchesOfChunks() throws {
+        let directory = TemporaryDirectory()
+        let arch = try architecture(json: """
+            {"embedding_dim": 4, "fields": [{"name": "only", "vocab_size": 200}], "tasks": [{"name": "ctr"}]}
+            """)
+        var options = ModelWriter.Options()
+        options.chunkByteCount = 64  // 50 chunks of the table: more than one stretch
+        func write(_ path: String, nanAt: Int?) throws {
+            let writer = try ModelWriter(path: path, options: options)
+            for spec in arch.servingTensors {
+                var values = [Float](repeating: 0.25, count: Int(spec.elementCount))
+                if spec.name == "embedding.only.weight", let nanAt { values[nanAt] = .nan; values[nanAt + 40] = .infinity }
+                try values.withUnsafeBytes { try writer.writeTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role, bytes: $0) }
+            }
+            try writer.finish(architecture: arch, provenance: Provenance(createdUnixSeconds: 0, source: "t"))
+        }
+        let nan = directory.path("nan.mtlm"), flipped = directory.path("flip.mtlm")
+        try write(nan, nanAt: 150 * 4 + 2)
+        let result = try runCLI(["convert", nan, directory.path("o.mtlm"), "--to", "serving"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("1 NaN and 1 Inf values (the first at row 150, column 2)"), "\(result.stderr)")
+        try write(flipped, nanAt: nil)
+        let offset = try #require(ModelFile(path: flipped).entry(named: "embedding.only.weight")).offset
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: flipped))
+        bytes[Int(offset) + 30 * 64 + 1] ^= 0x10
+        try bytes.write(to: URL(fileURLWithPath: flipped))
+        let bad = try runCLI(["convert", flipped, directory.path("o.mtlm"), "--to", "serving"])
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("chunk 30 checksum mismatch"), "\(bad.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.path("o.mtlm")))
+    }
+
     struct CorruptCase: Codable, Sendable, CustomTestStringConvertible {
         var file: String
         var message: String

@@ -96,8 +96,9 @@ struct ValueScanner {
     private var partial: [UInt8] = []
     private var unitsSeen = 0
 
-    init(_ entry: TensorEntry) {
+    init(_ entry: TensorEntry, counts: ValueCounts = ValueCounts()) {
         self.entry = entry
+        self.counts = counts
     }
 
     mutating func add(_ bytes: UnsafeRawBufferPointer) {
