@@ -91,13 +91,3 @@ public final class Model: Sendable {
         return problems.sorted { ($0.tensor ?? "") < ($1.tensor ?? "") }
     }
 }
-
-extension Architecture {
-    /// The tensor names of the dense layers of `block`, in order.
-    func layers(of block: DenseBlock) -> [DenseLayer] {
-        switch block {
-        case .shared: shared
-        case .tower(let task): tasks.first { $0.name == task }?.tower ?? []
-        }
-    }
-}

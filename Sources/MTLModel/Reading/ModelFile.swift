@@ -78,13 +78,6 @@ public final class ModelFile: @unchecked Sendable {
         }
     }
 
-    /// Throws unless this file is a model (a delta holds only the changes to its base).
-    public func requireModel() throws(MTLModelError) {
-        guard manifest.delta == nil else {
-            throw MTLModelError(.invalidArgument, FileKind.mtlmDelta.adviceForModel(path: path), file: path)
-        }
-    }
-
     /// The directory entry of tensor `name`, or nil.
     public func entry(named name: String) -> TensorEntry? {
         indexByName[name].map { manifest.tensors[$0] }
