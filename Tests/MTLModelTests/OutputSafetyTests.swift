@@ -120,6 +120,23 @@ struct OutputSafetyTests {
         }
     }
 
+    @Test("A gzip-compressed dataset is read as it is: a file, concatenated members, standard input; damage is named")
+    func gzipDatasets() throws {
+        let directory = TemporaryDirectory()
+        let gz = directory.path("d.txt.gz"), two = directory.path("two.gz"), truncated = directory.path("t.gz")
+        let compress = try runProcess("/bin/sh", ["-c", "gzip -c '\(Self.data)' > '\(gz)' && cat '\(gz)' '\(gz)' > '\(two)' && head -c 60 '\(gz)' > '\(truncated)'"])
+        #expect(compress.status == 0, "\(compress.stderr)")
+        let plain = try runCLI(["predict", Self.model, Self.data])
+        #expect(try runCLI(["predict", Self.model, gz]).stdout == plain.stdout)
+        let lines = plain.stdout.split(separator: "\n")
+        #expect(try runCLI(["predict", Self.model, two]).stdout.split(separator: "\n") == lines + lines.dropFirst())
+        let piped = try runProcess("/bin/sh", ["-c", "'\(TestPaths.executable)' predict '\(Self.model)' - < '\(gz)'"])
+        #expect(piped.stdout == plain.stdout)
+        let cut = try runCLI(["eval", Self.model, truncated])
+        #expect(cut.status == 2)
+        #expect(cut.stderr.contains("t.gz: gzip data ends early, at compressed byte 60 (truncated file?)"), "\(cut.stderr)")
+    }
+
     @Test("The wrong kind of file is named, with what to run")
     func wrongKind() throws {
         let directory = TemporaryDirectory()
@@ -131,7 +148,7 @@ struct OutputSafetyTests {
             (["inspect", checkpoint], "is a safetensors checkpoint, not an .mtlm model: convert it with mtl-model import"),
             (["verify", Self.data], "is a text file, not an .mtlm model"),
             (["eval", Self.model, Self.model], "is an .mtlm model, not a dataset: the model comes first"),
-            (["predict", Self.model, gz], "is gzip-compressed"),
+            (["predict", Self.model, gz], "gzip data is corrupt at compressed byte"),
             (["import", Self.model, directory.path("x.mtlm")], "is an .mtlm model already, not a safetensors checkpoint"),
             (["predict", TestPaths.fixture("v1.2/small-edited.mtlmd"), Self.data], "is a delta, not a model: rebuild the model with mtl-model apply"),
             (["import", Self.data, directory.path("x.mtlm")], "is a text file, not a safetensors checkpoint"),

@@ -65,6 +65,8 @@ struct PredictTests {
         // The training checkpoint holds the same weights: the same predictions, to the bit.
         let trainingLogits = try runCLI(["predict", directory.path("training.mtlm"), directory.path("test.txt"), "--logits"])
         #expect(trainingLogits.stdout == logitText)
+        // The demo's own gzip-compressed test set is read as it is.
+        #expect(try runCLI(["predict", directory.path("training.mtlm"), demo.appendingPathComponent("test.txt.gz").path, "--logits"]).stdout == logitText)
         let eval = try runCLI(["eval", directory.path("serving.mtlm"), directory.path("test.txt"), "--json"])
         let tasks = try #require(eval.json?["tasks"] as? [[String: Any]])
         #expect(abs((tasks[0]["auc"] as! Double) - 0.6392) < 1e-4)

@@ -34,6 +34,8 @@ public final class DatasetReader {
     /// Whether the first bytes were checked for another kind of file (a model given as data).
     private var kindChecked = false
     private var registration: InputRegistration?
+    /// Set when the data is gzip-compressed (recognised by its magic bytes, whatever its name).
+    private var gzip: GzipStream?
     static let maxLineByteCount = 64 << 20
 
     /// - Parameter path: a file, or `-` for standard input.
@@ -122,7 +124,16 @@ public final class DatasetReader {
             capacity *= 2
         }
         while true {
-            let count = read(fd, buffer + end, capacity - end)
+            let count: Int
+            if let gzip {
+                do {
+                    count = try gzip.read(into: buffer + end, count: capacity - end)
+                } catch {
+                    throw error.inFile(displayPath)
+                }
+            } else {
+                count = read(fd, buffer + end, capacity - end)
+            }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw MTLModelError(.io, "read failed: \(String(cString: strerror(errno)))", file: displayPath)
@@ -132,7 +143,15 @@ public final class DatasetReader {
             if !kindChecked && end > 0 {
                 kindChecked = true
                 let prefix = UnsafeRawBufferPointer(start: buffer, count: min(end, 4096))
-                if let advice = FileKind.sniff(prefix).adviceForDataset(path: path) {
+                let kind = FileKind.sniff(prefix)
+                if kind == .gzip {
+                    // What was read is the start of the compressed stream: inflate from it on.
+                    gzip = try GzipStream(fd: fd, prefix: UnsafeRawBufferPointer(start: buffer, count: end))
+                    end = 0
+                    atEOF = false
+                    continue
+                }
+                if let advice = kind.adviceForDataset(path: path) {
                     throw MTLModelError(.malformed, advice, file: displayPath)
                 }
             }

@@ -85,13 +85,13 @@ extension FileKind {
         }
     }
 
-    /// What to tell a user who passed a file of this kind where a dataset was expected; nil for text.
+    /// What to tell a user who passed a file of this kind where a dataset was expected; nil for
+    /// text and for gzip, which the dataset reader inflates as it reads.
     func adviceForDataset(path: String) -> String? {
         switch self {
         case .mtlmModel, .mtlmDelta: return "is \(noun), not a dataset: the model comes first, then the data (mtl-model eval MODEL DATA)"
-        case .gzip: return "is gzip-compressed: decompress it first (gunzip -k \(TerminalText.escaped(path)), or zcat it into -)"
         case .safetensors, .zip, .onnx: return "is \(noun), not a dataset in MODEL.md's text format"
-        case .text, .empty, .unknown: return nil
+        case .gzip, .text, .empty, .unknown: return nil
         }
     }
 }
