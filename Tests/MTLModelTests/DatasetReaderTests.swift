@@ -37,8 +37,26 @@ struct DatasetReaderTests {
         #expect(batch.entryValue == [1, 0.5, -0.15, 1, 1, 1])
     }
 
+    @Test("A byte-order mark, labels written as 1.0 / 0.0, and a binary token named in hex")
+    func forgiving() throws {
+        let (batch, _) = try read("\u{FEFF}1.0,0.0 user_id:3\n0.00,1. user_id:4\n-,1.0 hour:2\n")
+        #expect(batch.count == 3)
+        #expect(batch.labels == [1, 0, 0, 1, -1, 1])
+        let directory = TemporaryDirectory()
+        let path = directory.path("bin.txt")
+        try Data([0x31, 0x2C, 0x30, 0x20] + Array("user_id:3 ".utf8) + [0xFF, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: path))
+        let reader = try DatasetReader(path: path, architecture: Self.arch)
+        var batch2 = SampleBatch(taskCount: 2)
+        #expect { _ = try reader.nextBatch(into: &batch2, maxCount: 10) } throws: { error in
+            (error as? MTLModelError)?.message == "token \"<not UTF-8: ff fe>\": expected field:id or field:id:value"
+        }
+    }
+
     static let invalidLines: [(line: String, message: String)] = [
-        ("1,0 colour:3", "unknown field \"colour\""),
+        ("1,0 colour:3", "unknown field \"colour\" (the model's fields: user_id, item_id, tags, hour)"),
+        ("1,0 user_id:3 \u{FF}\u{FE}", "expected field:id or field:id:value"),
+        ("1.5,0 user_id:3", "labels must be 0, 1 (or 0.0, 1.0) or -"),
+        ("01,0 user_id:3", "labels must be 0, 1 (or 0.0, 1.0) or -"),
         ("1,0 user_id", "expected field:id or field:id:value"),
         ("1,0 user_id:", "missing id"),
         ("1,0 user_id:-3", "not a decimal unsigned integer"),
@@ -53,8 +71,8 @@ struct DatasetReaderTests {
         ("1,0 tags:3:1:2", "value is not a decimal number"),
         ("1 user_id:3", "1 labels, the model has 2 tasks"),
         ("1,0,1 user_id:3", "3 labels, the model has 2 tasks"),
-        ("1,2 user_id:3", "labels must be 0, 1 or -"),
-        ("yes,no user_id:3", "labels must be 0, 1 or -"),
+        ("1,2 user_id:3", "labels must be 0, 1 (or 0.0, 1.0) or -"),
+        ("yes,no user_id:3", "labels must be 0, 1 (or 0.0, 1.0) or -"),
         ("1,0 user_id:3 \u{1B}[2J:4", "unknown field \"\\u{1b}[2J\""),
     ]
 

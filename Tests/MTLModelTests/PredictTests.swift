@@ -98,7 +98,7 @@ struct PredictTests {
         for command in ["predict", "eval"] {
             let failed = try runCLI([command, TestPaths.fixture("v1.0/small.mtlm"), "-", "-o", directory.path("never.tsv")].filter { command == "predict" || !$0.hasSuffix(".tsv") && $0 != "-o" }, stdin: data)
             #expect(failed.status == 2)
-            #expect(failed.stderr == "mtl-model: error: <stdin>: line 2: token \"colour:3\": unknown field \"colour\"\n")
+            #expect(failed.stderr == "mtl-model: error: <stdin>: line 2: token \"colour:3\": unknown field \"colour\" (the model's fields: user_id, item_id, tags, hour)\n")
             let skipped = try runCLI([command, TestPaths.fixture("v1.0/small.mtlm"), "-", "--skip-invalid"], stdin: data)
             #expect(skipped.status == 0)
             #expect(skipped.stderr.contains("skipped 1 invalid line (first: <stdin>: line 2:"))

@@ -22,6 +22,7 @@ public final class DatasetReader {
     public private(set) var firstSkippedError: MTLModelError?
 
     private let fieldIndex: FieldNameIndex
+    private let fieldNames: [String]
     private let taskCount: Int
     private let fd: Int32
     private let ownsDescriptor: Bool
@@ -43,6 +44,7 @@ public final class DatasetReader {
         self.path = path
         self.skipInvalid = skipInvalid
         fieldIndex = FieldNameIndex(architecture.fields.map(\.name))
+        fieldNames = architecture.fields.map(\.name)
         taskCount = architecture.tasks.count
         if path == "-" {
             fd = 0
@@ -173,6 +175,8 @@ public final class DatasetReader {
             while j < stop && buffer[j] != 0x20 && buffer[j] != 0x09 { j += 1 }
             return j
         }
+        // A byte-order mark that editors and spreadsheet exports put before the first line.
+        if lineNumber == 1, stop - i >= 3, buffer[i] == 0xEF, buffer[i + 1] == 0xBB, buffer[i + 2] == 0xBF { i += 3 }
         skipBlanks()
         if i == stop || buffer[i] == 0x23 { return }  // blank or comment
         batch.beginSample(line: lineNumber)
@@ -197,9 +201,25 @@ public final class DatasetReader {
         batch.commitSample()
     }
 
+    /// A token for a message: escaped, cut at 200 bytes, and in hex when it is not UTF-8 (a
+    /// binary file never dumps its bytes on the terminal).
     private func text(_ from: Int, _ to: Int) -> String {
-        let raw = String(decoding: UnsafeBufferPointer(start: buffer + from, count: min(to - from, 200)), as: UTF8.self)
+        let bytes = UnsafeBufferPointer(start: buffer + from, count: min(to - from, 200))
+        guard let raw = String(validating: bytes, as: UTF8.self) ?? (to - from > 200 ? String(validating: bytes.dropLast(3), as: UTF8.self) : nil) else {
+            return "<not UTF-8: " + bytes.prefix(16).map { String(format: "%02x", $0) }.joined(separator: " ") + (bytes.count > 16 ? " …" : "") + ">"
+        }
         return TerminalText.escaped(raw) + (to - from > 200 ? "…" : "")
+    }
+
+    /// 0 or 1 for a label token `0`, `1`, `0.0`, `1.00`, …; -1 for `-`; nil otherwise.
+    private func label(_ from: Int, _ to: Int) -> Int8? {
+        guard to > from else { return nil }
+        if to - from == 1 && buffer[from] == 0x2D { return -1 }
+        guard buffer[from] == 0x30 || buffer[from] == 0x31 else { return nil }
+        if to - from > 1 {
+            guard buffer[from + 1] == 0x2E, (from + 2..<to).allSatisfy({ buffer[$0] == 0x30 }) else { return nil }
+        }
+        return buffer[from] == 0x31 ? 1 : 0
     }
 
     private func parseLabels(_ from: Int, _ to: Int, into batch: inout SampleBatch) throws(LineError) {
@@ -207,11 +227,9 @@ public final class DatasetReader {
         var i = from
         while true {
             let fieldEnd = (i..<to).first { buffer[$0] == 0x2C } ?? to
-            let label: Int8
-            if fieldEnd - i == 1 && buffer[i] == 0x30 { label = 0 }
-            else if fieldEnd - i == 1 && buffer[i] == 0x31 { label = 1 }
-            else if fieldEnd - i == 1 && buffer[i] == 0x2D { label = -1 }
-            else { throw LineError(message: "token \"\(text(from, to))\": labels must be 0, 1 or -, comma-separated") }
+            guard let label = label(i, fieldEnd) else {
+                throw LineError(message: "token \"\(text(from, to))\": labels must be 0, 1 (or 0.0, 1.0) or -, comma-separated")
+            }
             count += 1
             if count <= taskCount { batch.appendLabel(label) }
             if fieldEnd == to { break }
@@ -227,7 +245,8 @@ public final class DatasetReader {
             throw LineError(message: "token \"\(text(from, to))\": expected field:id or field:id:value")
         }
         guard let field = fieldIndex.lookup(UnsafeBufferPointer(start: buffer + from, count: colon - from)) else {
-            throw LineError(message: "token \"\(text(from, to))\": unknown field \"\(text(from, colon))\"")
+            let known = fieldNames.prefix(12).joined(separator: ", ") + (fieldNames.count > 12 ? ", …" : "")
+            throw LineError(message: "token \"\(text(from, to))\": unknown field \"\(text(from, colon))\" (the model's fields: \(known))")
         }
         let idStart = colon + 1
         let idEnd = (idStart..<to).first { buffer[$0] == 0x3A } ?? to
