@@ -16,8 +16,14 @@ enum Base {
     static let tensors: [(TensorEntry, [UInt8])] = file.tensors.map { entry in
         (entry, try! file.withTensorBytes(entry.name) { Array($0) })
     }
+    static let tracing = ProcessInfo.processInfo.environment["FUZZ_TRACE"] != nil
     static let path = URL(fileURLWithPath: FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())
         .appendingPathComponent("fuzz-structure-\(getpid()).mtlm").path
+}
+
+/// With FUZZ_TRACE set, says how far an input got (to check that mutations reach the model).
+func trace(_ text: @autoclosure () -> String) {
+    if Base.tracing { print(text()) }
 }
 
 /// Reads the fuzzer's bytes as small integers.
@@ -97,10 +103,17 @@ public func fuzz(_ pointer: UnsafePointer<UInt8>, _ count: Int) -> CInt {
         let payload = (0..<Int(byteCount)).map { bytes[$0 % bytes.count] }
         guard (try? payload.withUnsafeBytes { try writer.writeTensor(tensor.entry.name, dtype: tensor.entry.dtype, shape: tensor.entry.shape, role: tensor.entry.role, bytes: $0) }) != nil else { return 0 }
     }
-    guard (try? writer.finish(architecture: architecture, provenance: Base.file.manifest.provenance)) != nil,
-          let file = try? ModelFile(path: Base.path) else { return 0 }
+    do {
+        try writer.finish(architecture: architecture, provenance: Base.file.manifest.provenance)
+    } catch {
+        trace("finish: \(error)")
+        return 0
+    }
+    guard let file = try? ModelFile(path: Base.path) else { trace("open"); return 0 }
     _ = ModelVerifier(threadCount: 1).verify(file)
-    guard let model = try? Model(file) else { return 0 }
+    let model: Model
+    do { model = try Model(file) } catch { trace("model: \(error)"); return 0 }
+    trace("model ok")
     if let predictor = try? Predictor(model: model), let reader = try? DatasetReader(path: Base.data, architecture: model.architecture, skipInvalid: true) {
         var batch = SampleBatch(taskCount: model.architecture.tasks.count)
         while (try? reader.nextBatch(into: &batch, maxCount: 64)) == true { _ = try? predictor.predict(batch) }
