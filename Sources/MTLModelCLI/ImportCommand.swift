@@ -16,13 +16,37 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "Payload compression: none or zlib.")
     var compression: CompressionOption = .none
 
+    @Option(help: "The architecture config JSON (MODEL.md), when the checkpoint's metadata has none or another is wanted.")
+    var config: String?
+
+    @Option(help: ArgumentHelp("Remove this prefix from tensor names (repeatable): module. (DistributedDataParallel), _orig_mod. (torch.compile).",
+                               valueName: "prefix"))
+    var stripPrefix: [String] = []
+
+    @Option(help: ArgumentHelp("Rename tensors whose name starts with FROM to start with TO instead (repeatable; the first match applies, after --strip-prefix).",
+                               valueName: "FROM=TO"))
+    var rename: [String] = []
+
     @Flag(help: "Print the result as JSON.")
     var json = false
+
+    func validate() throws {
+        for item in rename where !item.contains("=") || item.hasPrefix("=") {
+            throw ValidationError("--rename takes FROM=TO with a non-empty FROM, got '\(item)'")
+        }
+        if stripPrefix.contains("") { throw ValidationError("--strip-prefix takes a non-empty prefix") }
+    }
 
     func run() throws {
         var options = ModelWriter.Options()
         options.compression = compression.value
-        let result = try SafetensorsImporter(writerOptions: options).importCheckpoint(checkpoint, to: output)
+        var importer = SafetensorsImporter(writerOptions: options)
+        importer.architecture = try config.map { path throws(MTLModelError) in try Architecture(configFile: path) }
+        importer.names = .init(renames: rename.map { item in
+            let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (String(parts[0]), String(parts[1]))
+        }, strippedPrefixes: stripPrefix)
+        let result = try importer.importCheckpoint(checkpoint, to: output)
         if json {
             try Terminal.json(Output(checkpoint: checkpoint, output: output, result: result))
         } else {

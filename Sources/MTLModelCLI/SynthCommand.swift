@@ -36,18 +36,7 @@ struct SynthCommand: ParsableCommand {
     }
 
     func run() throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: config))
-        } catch {
-            throw MTLModelError(.io, "cannot read: \(error.localizedDescription)", file: config)
-        }
-        let architecture: Architecture
-        do {
-            architecture = try Architecture(configJSON: data)
-        } catch {
-            throw error.inFile(config)
-        }
+        let architecture = try Architecture(configFile: config)
         var options = ModelWriter.Options()
         options.compression = compression.value
         let synthesizer = Synthesizer(seed: seed, training: training, writerOptions: options)

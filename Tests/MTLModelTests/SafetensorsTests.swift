@@ -41,19 +41,20 @@ struct SafetensorsBuilder {
 
 @Suite("safetensors import and export")
 struct SafetensorsTests {
-    func importing(_ data: Data) throws -> String {
+    /// The imported model, opened before its directory goes away.
+    func importing(_ data: Data, with importer: SafetensorsImporter = .init()) throws -> ModelFile {
         let directory = TemporaryDirectory()
         let input = directory.path("in.safetensors")
         try data.write(to: URL(fileURLWithPath: input))
         let output = directory.path("out.mtlm")
         defer { #expect(!FileManager.default.fileExists(atPath: output) || ModelVerifier().verify(try! ModelFile(path: output)).isValid) }
-        try SafetensorsImporter().importCheckpoint(input, to: output)
-        return output
+        try importer.importCheckpoint(input, to: output)
+        return try ModelFile(path: output)
     }
 
-    func expectError(_ data: Data, tensor: String? = nil, _ message: String) {
+    func expectError(_ data: Data, with importer: SafetensorsImporter = .init(), tensor: String? = nil, _ message: String) {
         #expect {
-            _ = try importing(data)
+            _ = try importing(data, with: importer)
         } throws: { error in
             guard let error = error as? MTLModelError else { return false }
             return error.message.contains(message) && (tensor == nil || error.location.tensor == tensor) && error.file?.hasSuffix("in.safetensors") == true
@@ -117,6 +118,81 @@ struct SafetensorsTests {
         b.tensors.append(("loss.log_var", "F32", [2], [UInt8](repeating: 0, count: 8)))
         b.tensors.append(("stats.user_id.count", "I64", [20], [UInt8](repeating: 0, count: 160)))
         expectError(b.data(), tensor: "stats.item_id.count", "row counts are present for some tensors")
+    }
+
+    @Test("Wrapper prefixes are stripped and names renamed on request, with a hint when they are not")
+    func nameMapping() throws {
+        let fixture = TestPaths.fixture("v1.0/small-training.mtlm")
+        let base = try SafetensorsBuilder(model: fixture)
+        var wrapped = base
+        for index in wrapped.tensors.indices { wrapped.tensors[index].name = "_orig_mod.module." + wrapped.tensors[index].name }
+        expectError(wrapped.data(), #"its name without "_orig_mod." and "module." is: import with --strip-prefix _orig_mod. --strip-prefix module."#)
+        var importer = SafetensorsImporter()
+        importer.names = .init(strippedPrefixes: ["module.", "_orig_mod."])
+        #expect(try tensorBytes(importing(wrapped.data(), with: importer)) == tensorBytes(ModelFile(path: fixture)))
+
+        var renamed = base
+        for index in renamed.tensors.indices where renamed.tensors[index].name.hasPrefix("head.") {
+            renamed.tensors[index].name = "towers." + renamed.tensors[index].name.dropFirst("head.".count)
+        }
+        expectError(renamed.data(), tensor: "towers.ctr.bias", "unexpected tensor: not part of the architecture (one of ")
+        importer.names = .init(renames: [(from: "towers.", to: "head.")])
+        #expect(try tensorBytes(importing(renamed.data(), with: importer)) == tensorBytes(ModelFile(path: fixture)))
+        #expect(importer.names("optimizer.towers.x") == "optimizer.towers.x", "a rename applies to the start of a name only")
+
+        var twice = base
+        twice.tensors.append(("module.head.ctr.bias", "F32", [1], [0, 0, 0, 0]))
+        importer.names = .init(strippedPrefixes: ["module."])
+        expectError(twice.data(), with: importer, tensor: "head.ctr.bias", #"both become "head.ctr.bias""#)
+    }
+
+    @Test("An architecture given with the checkpoint replaces a missing config")
+    func givenConfig() throws {
+        let directory = TemporaryDirectory()
+        let fixture = TestPaths.fixture("v1.0/small.mtlm")
+        var bare = try SafetensorsBuilder(model: fixture)
+        bare.metadata = ["trainer": "torch"]
+        expectError(bare.data(), "give the config JSON with --config")
+        let configPath = directory.path("config.json")
+        try ModelFile(path: fixture).architecture.config.serialized().write(toFile: configPath, atomically: false, encoding: .utf8)
+        var importer = SafetensorsImporter()
+        importer.architecture = try Architecture(configFile: configPath)
+        let output = try importing(bare.data(), with: importer)
+        #expect(try output.architecture == ModelFile(path: fixture).architecture)
+        #expect(output.manifest.metadata == [.init(key: "trainer", value: "torch")])
+
+        try "{\"embedding_dim\": 0}".write(toFile: configPath, atomically: false, encoding: .utf8)
+        #expect {
+            _ = try Architecture(configFile: configPath)
+        } throws: { ($0 as? MTLModelError)?.file == configPath && ($0 as? MTLModelError)?.location.key == "embedding_dim" }
+        #expect {
+            _ = try Architecture(configFile: directory.path("absent.json"))
+        } throws: { ($0 as? MTLModelError)?.code == .io }
+    }
+
+    @Test("import --config, --strip-prefix and --rename on the command line; bad forms are usage errors")
+    func commandLine() throws {
+        let directory = TemporaryDirectory()
+        let fixture = TestPaths.fixture("v1.0/small.mtlm")
+        var checkpoint = try SafetensorsBuilder(model: fixture)
+        checkpoint.metadata = [:]
+        for index in checkpoint.tensors.indices {
+            let name = checkpoint.tensors[index].name
+            checkpoint.tensors[index].name = "module." + (name.hasPrefix("head.") ? "towers." + name.dropFirst("head.".count) : name)
+        }
+        let input = directory.path("c.safetensors"), config = directory.path("config.json"), output = directory.path("m.mtlm")
+        try checkpoint.data().write(to: URL(fileURLWithPath: input))
+        try ModelFile(path: fixture).architecture.config.serialized().write(toFile: config, atomically: false, encoding: .utf8)
+        let bare = try runCLI(["import", input, output])
+        #expect(bare.status == 2 && bare.stderr.contains("--config"), "\(bare.stderr)")
+        let result = try runCLI(["import", input, output, "--config", config, "--strip-prefix", "module.", "--rename", "towers.=head.", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try tensorBytes(ModelFile(path: output)) == tensorBytes(ModelFile(path: fixture)))
+        for bad in [["--rename", "towers."], ["--rename", "=head."], ["--strip-prefix", ""]] {
+            let usage = try runCLI(["import", input, directory.path("n.mtlm"), "--config", config] + bad)
+            #expect(usage.status == 2 && usage.stderr.contains(bad[0]), "\(bad)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.path("n.mtlm")))
     }
 
     @Test("Config problems name the key")

@@ -9,6 +9,30 @@ extension Architecture {
         try self.init(config: try JSONValue.parse(data))
     }
 
+    /// A config is a few kilobytes; more than this is not a config (and is not read whole).
+    public static let maxConfigFileBytes = 16 << 20
+
+    /// Reads and parses a config JSON file; errors name the file. A pipe works too
+    /// (`--config <(…)`): the file is read as a stream, at most `maxConfigFileBytes`.
+    public init(configFile path: String) throws(MTLModelError) {
+        let data: Data
+        do {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            data = try handle.read(upToCount: Self.maxConfigFileBytes + 1) ?? Data()
+        } catch {
+            throw MTLModelError(.io, "cannot read the config: \(error.localizedDescription)", file: path)
+        }
+        guard data.count <= Self.maxConfigFileBytes else {
+            throw MTLModelError(.invalidConfig, "more than \(Self.maxConfigFileBytes >> 20) MiB: not an architecture config", file: path)
+        }
+        do {
+            try self.init(configJSON: data)
+        } catch {
+            throw error.inFile(path)
+        }
+    }
+
     public init(config: JSONValue) throws(MTLModelError) {
         var top = try ConfigObject(config, path: "")
         let embeddingDim = try top.int("embedding_dim", default: nil, range: 1...Architecture.maxWidth)
