@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the committed protobuf-c code: the manifest (schema/mtl_model.proto) and the
 # ONNX model schema that `export` writes (schema/onnx/onnx-ml.proto, vendored unchanged from
-# onnx 1.23.2, Apache-2.0). Needs protoc-c (apt-get install protobuf-c-compiler).
+# onnx 1.23.2, Apache-2.0) — and the manifest's Python module of the mtl_model package
+# (python/mtl_model/_proto/mtl_model_pb2.py). Needs protoc-c (apt-get install
+# protobuf-c-compiler) and protoc (protobuf-compiler).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
@@ -14,3 +16,6 @@ generate() {  # proto_path proto output_dir stem
 }
 generate "$here" mtl_model.proto "$here/../Sources/CMTLManifest" mtl_model
 generate "$here/onnx" onnx-ml.proto "$here/../Sources/CONNXProto" onnx-ml
+protoc --proto_path="$here" --python_out="$tmp" "$here/mtl_model.proto"
+mv "$tmp/mtl_model_pb2.py" "$here/../python/mtl_model/_proto/mtl_model_pb2.py"
+echo "generated python/mtl_model/_proto/mtl_model_pb2.py ($(protoc --version))"

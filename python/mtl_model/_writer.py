@@ -1,0 +1,300 @@
+"""`save`: an .mtlm file from numpy arrays, written as docs/FORMAT.md says ("Writing") and as
+the Swift writer writes it: payloads streamed chunk by chunk (CRC-32 each, zlib level 1 when
+compressed), the manifest, the footer, then the header; under a temporary name beside the
+target, fsynced, renamed over it. For the same tensors, config and metadata the data region
+is byte-identical to the Swift writer's."""
+import json
+import os
+import secrets
+import stat
+import time
+import zlib
+
+import numpy as np
+
+from . import config as _config
+from ._errors import MTLModelError
+from ._format import (ALIGNMENT, DEFAULT_CHUNK_BYTES, DTYPE_BY_NAME, FEATURE_ZLIB_CHUNKS, FOOTER_BYTES, HEADER_BYTES,
+                      MAX_CHUNK_BYTES, ROLE_VALUES, Footer, crc32, encode_header)
+from ._proto import mtl_model_pb2 as pb
+from ._verify import _shape
+
+PRODUCER = "mtl-model-python"
+# What `save` takes for each needed dtype (besides the dtype itself): float16 for parameters
+# (stored as float16, which verify accepts), uint64 ids for keys (stored as their int64 bits),
+# and any narrower integer for counts and the step (widened exactly).
+_INTEGER_KINDS = "iu"
+
+
+def save(path, tensors, config, metadata=None, compression=None, allow_nonfinite=False,
+         chunk_bytes=DEFAULT_CHUNK_BYTES, source="", fsync=True):
+    """Writes ``tensors`` (name → array, MODEL.md names) of the architecture ``config`` (a
+    dict, or its JSON text) to ``path``, atomically.
+
+    Everything is checked before the first byte is written — names, dtypes, shapes, each
+    training-state group complete or absent, distinct keys, finite values (unless
+    ``allow_nonfinite``) — and every problem is listed in the one error raised
+    (``error.problems`` holds them one by one). ``compression`` is None or "zlib".
+    Returns the path written.
+    """
+    if isinstance(config, (str, bytes)):
+        try:
+            config = json.loads(config)
+        except ValueError as error:
+            raise MTLModelError("invalid_config", "the config is not JSON: %s" % error)
+    normalized = _config.normalize(config)
+    if compression not in (None, "none", "zlib"):
+        raise MTLModelError("invalid_argument", 'compression must be None or "zlib", not %r' % (compression,))
+    if not (ALIGNMENT <= chunk_bytes <= MAX_CHUNK_BYTES and chunk_bytes % ALIGNMENT == 0):
+        raise MTLModelError("invalid_argument", "chunk_bytes must be a multiple of 64 in 64...%d" % MAX_CHUNK_BYTES)
+    entries = _metadata(metadata)
+    plan = plan_tensors(tensors, normalized, allow_nonfinite)
+    target = _target(os.fspath(path))
+    with _AtomicFile(target, fsync) as out:
+        out.write(bytes(HEADER_BYTES))
+        manifest = pb.Manifest()
+        zlib_used = False
+        for spec, array, dtype in plan:
+            entry = _write_tensor(out, spec, array, dtype, chunk_bytes, compression == "zlib")
+            zlib_used |= entry.compression == 1
+            manifest.tensors.append(entry)
+        manifest.provenance.producer = PRODUCER
+        from . import __version__
+        manifest.provenance.producer_version = __version__
+        manifest.provenance.created_unix_seconds = int(time.time())
+        manifest.provenance.source = source
+        _config.to_proto(normalized, manifest.architecture)
+        for key, value in entries:
+            manifest.metadata.add(key=key, value=value)
+        data = manifest.SerializeToString()
+        manifest_offset = out.position
+        out.write(data)
+        footer = Footer(HEADER_BYTES, manifest_offset - HEADER_BYTES, manifest_offset, len(data),
+                        out.position + FOOTER_BYTES, crc32(data))
+        out.write(footer.encode())
+        out.overwrite(0, encode_header(0, FEATURE_ZLIB_CHUNKS if zlib_used else 0))
+    return target
+
+
+def _metadata(metadata):
+    entries = list((metadata or {}).items())
+    for key, value in entries:
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise MTLModelError("invalid_argument", "metadata keys and values must be strings: %r: %r" % (key, value))
+        if not key or len(key.encode()) > 1024 or "\x00" in key:
+            raise MTLModelError("invalid_argument", 'invalid metadata key "%s" (1 to 1024 bytes, no NUL)' % key)
+        if "\x00" in value or len(value.encode()) > 16 << 20:
+            raise MTLModelError("invalid_argument", 'metadata value of "%s" contains a NUL byte or is longer than 16 MiB' % key)
+    return entries
+
+
+def plan_tensors(tensors, config, allow_nonfinite=False):
+    """[(spec, array, stored dtype name)] in file order, or one error listing every problem."""
+    arrays = {}
+    problems = []
+    for name, value in tensors.items():
+        try:
+            arrays[name] = np.asarray(value)
+        except Exception as error:  # an object numpy cannot make an array of
+            problems.append((name, "is not an array (%s)" % error))
+    specs = _config.serving_specs(config)
+    for group in _config.TRAINING_GROUPS:
+        group_specs = _config.training_specs(config, group)
+        present = [s for s in group_specs if s.name in arrays]
+        if present:
+            specs += group_specs
+            if len(present) < len(group_specs):
+                missing = [s.name for s in group_specs if s.name not in arrays]
+                problems.append((missing[0], "missing: %s are given for %d tensors but not for %d (%s)" % (
+                    group, len(present), len(missing), ", ".join(missing[:3]) + (", …" if len(missing) > 3 else ""))))
+    expected = {s.name for s in specs}
+    plan = []
+    for spec in specs:
+        if spec.name not in arrays:
+            if not any(p[0] == spec.name for p in problems):
+                problems.append((spec.name, "missing (the architecture needs %s %s)" % (spec.dtype, _shape(spec.shape))))
+            continue
+        array, message = _fit(arrays[spec.name], spec)
+        if message:
+            problems.append((spec.name, message))
+            continue
+        message = _check_values(array, spec, allow_nonfinite)
+        if message:
+            problems.append((spec.name, message))
+        plan.append((spec, array, array.dtype.name if spec.role == "parameter" else spec.dtype))
+    import difflib
+    for name in sorted(set(arrays) - expected):
+        match = difflib.get_close_matches(name, sorted(expected), n=1)
+        hint = '; did you mean "%s"?' % match[0] if match else ""
+        if name.startswith("optimizer.") and name != "optimizer.step" and "optimizer" not in config:
+            hint += " (the config has no optimizer section)"
+        problems.append((name, "unexpected: not part of the architecture" + hint))
+    if problems:
+        text = "; ".join('tensor "%s": %s' % p for p in problems[:20])
+        if len(problems) > 20:
+            text += "; … %d more" % (len(problems) - 20)
+        error = MTLModelError("invalid_argument", "%d problem%s with the tensors: %s" % (len(problems), "s" * (len(problems) > 1), text))
+        error.problems = problems
+        raise error
+    return plan
+
+
+def _fit(array, spec):
+    """The array as it will be stored, or an error message."""
+    shape = tuple(int(d) for d in array.shape)
+    if shape != spec.shape:
+        hint = " (transposed? PyTorch's nn.Linear stores [out, in])" if len(shape) == 2 and shape == spec.shape[::-1] else ""
+        return None, "is %s %s, the architecture needs %s %s%s" % (array.dtype, _shape(shape), spec.dtype, _shape(spec.shape), hint)
+    kind = array.dtype.kind
+    if spec.dtype == "float32":
+        if array.dtype == np.float32 or (array.dtype == np.float16 and spec.role == "parameter"):
+            return array, None
+        cast = "float16 only for parameters" if array.dtype == np.float16 else "%s: convert it with .astype(np.float32)" % array.dtype
+        return None, "is %s, the architecture needs float32 (%s)" % (array.dtype, cast)
+    if kind not in _INTEGER_KINDS:
+        return None, "is %s, the architecture needs %s" % (array.dtype, spec.dtype)
+    if spec.role == "keys" and array.dtype == np.uint64:
+        return array.view(np.int64), None  # ids are unsigned: stored as their int64 bits
+    if array.dtype == np.int64:
+        return array, None
+    if array.dtype.itemsize < 8 or kind == "i":
+        return array.astype(np.int64), None
+    return None, "is %s, the architecture needs int64" % array.dtype
+
+
+def _check_values(array, spec, allow_nonfinite):
+    if spec.role == "keys":
+        ordered = np.sort(array, axis=None)
+        same = np.flatnonzero(ordered[1:] == ordered[:-1])
+        return "duplicate key %d in a keyed table" % int(ordered[same[0]].view(np.uint64)) if same.size else None
+    if array.dtype.kind == "f" and not allow_nonfinite:
+        for start, block in _blocks(array, 1 << 22):
+            bad = np.flatnonzero(~np.isfinite(block))
+            if bad.size:
+                index = np.unravel_index(start + int(bad[0]), array.shape) if array.ndim else ()
+                return "holds NaN or Inf (the first at index %s: %s); save(..., allow_nonfinite=True) keeps them" % (
+                    list(int(i) for i in index), block[bad[0]])
+    if spec.role in ("row-count", "optimizer-step") and array.size and int(array.min()) < 0:
+        return "holds a negative count (%d)" % int(array.min())
+    return None
+
+
+def _blocks(array, elements):
+    """(first flat index, 1-D contiguous block) over the array in row-major order, in
+    bounded memory whatever its strides (a transposed view is copied a block at a time)."""
+    if array.ndim == 0:
+        yield 0, array.reshape(1)
+        return
+    rows = max(1, elements // max(1, array[0].size if array.shape[0] else 1))
+    per_row = array[0].size if array.shape[0] else 0
+    for start in range(0, array.shape[0], rows):
+        yield start * per_row, np.ascontiguousarray(array[start:start + rows]).reshape(-1)
+
+
+def _write_tensor(out, spec, array, dtype, chunk_bytes, compress):
+    stored = DTYPE_BY_NAME[dtype]
+    entry = pb.Tensor(name=spec.name, dtype=stored.value, shape=list(spec.shape), role=ROLE_VALUES[spec.role],
+                      offset=out.position)
+    nbytes = stored.stored_bytes(spec.shape)
+    if nbytes:
+        entry.chunk_byte_count = chunk_bytes
+        entry.compression = 1 if compress else 0
+        pending = bytearray()
+        for _, block in _blocks(array, max(1, chunk_bytes // stored.numpy.itemsize)):
+            pending += block.astype(stored.numpy, copy=False).tobytes()
+            while len(pending) >= chunk_bytes:
+                _write_chunk(out, entry, bytes(pending[:chunk_bytes]), compress)
+                del pending[:chunk_bytes]
+        if pending:
+            _write_chunk(out, entry, bytes(pending), compress)
+    remainder = out.position % ALIGNMENT
+    if remainder:
+        out.write(bytes(ALIGNMENT - remainder))
+    return entry
+
+
+def _write_chunk(out, entry, chunk, compress):
+    data = zlib.compress(chunk, 1) if compress else chunk
+    entry.chunk_crc32.append(crc32(data))
+    if compress:
+        entry.chunk_stored_byte_count.append(len(data))
+    entry.stored_byte_count += len(data)
+    out.write(data)
+
+
+def _target(path):
+    """The regular file to replace (a symbolic link followed: the link stays a link); refuses
+    what a rename would destroy (a device, a FIFO) and what cannot be a file."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    if stat.S_ISLNK(info.st_mode):
+        real = os.path.realpath(path)
+        if not os.path.exists(real):
+            raise MTLModelError("invalid_argument", "is a symbolic link to a file that does not exist: name the file itself", file=path)
+        path, info = real, os.stat(real)
+    if stat.S_ISREG(info.st_mode):
+        return path
+    kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
+    raise MTLModelError("invalid_argument", "is %s, not a file: a model is written to a regular file (nothing was written)" % kind, file=path)
+
+
+class _AtomicFile:
+    """``.NAME.mtlm-tmp-PID-RANDOM`` beside the target, renamed over it on success, removed on
+    failure: the target path never holds a partial file."""
+
+    def __init__(self, target, fsync):
+        self.target, self.fsync = target, fsync
+        directory, name = os.path.split(os.path.abspath(target))
+        self.directory = directory
+        self.temporary = os.path.join(directory, ".%s.mtlm-tmp-%d-%s" % (name, os.getpid(), secrets.token_hex(4)))
+        self.position = 0
+
+    def __enter__(self):
+        try:
+            self.file = open(self.temporary, "xb")
+        except OSError as error:
+            raise MTLModelError("io", "cannot create a file beside the target: %s" % error.strerror, file=self.target)
+        return self
+
+    def write(self, data):
+        try:
+            self.file.write(data)
+        except OSError as error:
+            raise MTLModelError("io", "cannot write: %s" % error.strerror, file=self.target)
+        self.position += len(data)
+
+    def overwrite(self, offset, data):
+        self.file.seek(offset)
+        self.write(data)
+        self.position -= len(data)
+        self.file.seek(0, os.SEEK_END)
+
+    def __exit__(self, kind, error, trace):
+        try:
+            if kind is None:
+                self.file.flush()
+                if self.fsync:
+                    os.fsync(self.file.fileno())
+                self.file.close()
+                os.replace(self.temporary, self.target)
+                if self.fsync:
+                    fd = os.open(self.directory, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                return False
+        except OSError as failure:
+            kind = MTLModelError("io", "cannot finish the file: %s" % failure.strerror, file=self.target)
+        self.file.close()
+        try:
+            os.unlink(self.temporary)
+        except OSError:
+            pass
+        if isinstance(kind, MTLModelError):
+            raise kind
+        return False
+
+
