@@ -5,13 +5,13 @@ import Testing
 /// Runs a script of Tests/python with `arguments`; nil when python3 lacks `modules` (which
 /// .ci/run installs: on CI that is a failure).
 func runPythonCheck(_ script: String, _ arguments: [String], modules: String = "numpy, safetensors") throws -> CommandResult? {
-    let probe = try runProcess("/usr/bin/env", ["python3", "-c", "import \(modules)"])
+    let probe = try TestPaths.runPython(["-c", "import \(modules)"])
     guard probe.status == 0 else {
         #expect(ProcessInfo.processInfo.environment["CI"] == nil, "python3 with \(modules) is needed: \(probe.stderr)")
         return nil
     }
     let path = TestPaths.packageRoot.appendingPathComponent("Tests/python/\(script)").path
-    return try runProcess("/usr/bin/env", ["python3", path] + arguments)
+    return try TestPaths.runPython([path] + arguments)
 }
 
 @Suite("export .npz")

@@ -8,6 +8,26 @@ enum TestPaths {
     static let fixtures = packageRoot.appendingPathComponent("fixtures")
     static let configs = fixtures.appendingPathComponent("configs")
 
+    /// The Python of the project's virtual environment (`scripts/install-deps.sh` makes it:
+    /// the test dependencies and the mtl_model package are there), else the first python3 on
+    /// the PATH.
+    static var python: [String] {
+        let venv = packageRoot.appendingPathComponent(".venv/bin/python3").path
+        return FileManager.default.isExecutableFile(atPath: venv) ? [venv] : ["/usr/bin/env", "python3"]
+    }
+
+    /// The Python of the project's virtual environment (`scripts/install-deps.sh` makes it:
+    /// the test dependencies and the mtl_model package are there), else python3 on the PATH.
+    static var python: [String] {
+        let venv = packageRoot.appendingPathComponent(".venv/bin/python3").path
+        return FileManager.default.isExecutableFile(atPath: venv) ? [venv] : ["/usr/bin/env", "python3"]
+    }
+
+    /// Runs Python (`python`) with `arguments`.
+    static func runPython(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+        try runProcess(python[0], Array(python.dropFirst()) + arguments, environment: environment)
+    }
+
     static func fixture(_ relative: String) -> String { fixtures.appendingPathComponent(relative).path }
     static func config(_ name: String) -> String { configs.appendingPathComponent(name).path }
 
@@ -54,7 +74,9 @@ func runCLI(_ arguments: [String], stdin: String? = nil) throws -> CommandResult
     try runProcess(TestPaths.executable, arguments, stdin: stdin)
 }
 
-func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil) throws -> CommandResult {
+/// - Parameter environment: variables added to this process's environment.
+func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil,
+                environment: [String: String] = [:]) throws -> CommandResult {
     // Files rather than pipes: no side can block on a full pipe, whatever the output size.
     let directory = TemporaryDirectory()
     let paths = (in: directory.path("stdin"), out: directory.path("stdout"), err: directory.path("stderr"))
@@ -64,6 +86,9 @@ func runProcess(_ executable: String, _ arguments: [String], stdin: String? = ni
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     process.standardInput = FileHandle(forReadingAtPath: paths.in)
     process.standardOutput = FileHandle(forWritingAtPath: paths.out)
     process.standardError = FileHandle(forWritingAtPath: paths.err)

@@ -1,0 +1,101 @@
+"""Every golden fixture of every format version, read by the package and compared with what the
+Swift tool says of it: the config (`inspect --json`), every tensor bit for bit (`export`
+to .npz), the verdict of `verify`."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+import mtl_model
+from conftest import fixture
+
+GOLDEN = sorted(glob.glob(fixture("v1.*", "*.mtlm")))
+DELTAS = sorted(glob.glob(fixture("v1.*", "*.mtlmd")))
+
+
+def test_there_are_fixtures_of_every_version():
+    assert {os.path.basename(os.path.dirname(p)) for p in GOLDEN} == {"v1.0", "v1.1", "v1.2"}
+    assert DELTAS
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=os.path.basename)
+def test_golden_config_and_tensors_match_the_swift_tool(path, cli, tmp_path):
+    m = mtl_model.load(path)
+    status, out, err = cli("inspect", path, "--json")
+    assert status == 0, err
+    inspected = json.loads(out)
+    assert m.config == inspected["config"]
+    status, _, err = cli("export", path, tmp_path / "m.npz")
+    assert status == 0, err
+    exported = np.load(tmp_path / "m.npz")
+    assert sorted(m) == sorted(n for n in exported.files if not n.startswith("mtl_model."))
+    for name, info in m.tensors.items():
+        swift = exported[name]
+        ours = m.decode(name) if info.dtype.is_quantized or info.dtype.name == "bfloat16" else m[name]
+        assert ours.dtype == swift.dtype and ours.shape == swift.shape, name
+        assert ours.tobytes() == swift.tobytes(), name
+    assert json.loads(bytes(exported["mtl_model.config.json"]).decode()) == m.config
+
+
+@pytest.mark.parametrize("path", GOLDEN + DELTAS, ids=os.path.basename)
+def test_golden_files_verify_as_the_swift_tool_says(path, cli):
+    report = mtl_model.load(path).verify()
+    status, out, err = cli("verify", path)
+    assert report.valid and status == 0, (report.problems, out, err)
+
+
+def test_tensors_are_read_only_zero_copy_views():
+    m = mtl_model.load(fixture("v1.0", "small.mtlm"))
+    w = m["embedding.user_id.weight"]
+    assert not w.flags.writeable and not w.flags.owndata
+    with pytest.raises(ValueError):
+        w[0, 0] = 1
+    assert w.dtype == np.float32 and w.shape == (20, 4)
+    assert m.tensors["embedding.user_id.weight"].offset % 64 == 0
+
+
+def test_what_the_file_says():
+    m = mtl_model.load(fixture("v1.0", "small-training.mtlm"))
+    assert m.form == "training" and m.version == "1.0" and not m.is_delta
+    assert m.provenance["producer"] == "mtl-model"
+    assert "optimizer.step" in m and len(m) == len(m.tensors)
+    keys = m["embedding.item_id.keys"]
+    assert keys.dtype == np.int64 and len(set(keys.tolist())) == keys.size
+    assert mtl_model.load(fixture("v1.0", "small.mtlm")).form == "serving"
+    assert mtl_model.load(fixture("v1.2", "small-edited.mtlmd")).form == "delta"
+
+
+def test_compressed_tensors_inflate():
+    m = mtl_model.load(fixture("v1.0", "edge-cases-training-zlib.mtlm"))
+    assert any(t.compression == "zlib" for t in m.tensors.values())
+    for name, info in m.tensors.items():
+        if info.dtype.is_quantized:
+            continue
+        array = m[name]
+        assert array.shape == info.shape and not array.flags.writeable
+        assert np.array_equal(array, mtl_model.load(fixture("v1.0", "edge-cases-training-zlib.mtlm"), check_checksums=False)[name])
+
+
+def test_a_quantized_tensor_says_to_decode():
+    m = mtl_model.load(fixture("v1.1", "small-int8.mtlm"))
+    name = next(n for n, t in m.tensors.items() if t.dtype.is_quantized)
+    with pytest.raises(mtl_model.MTLModelError, match="m.decode"):
+        m[name]
+    assert m.decode(name).dtype == np.float32
+
+
+def test_an_unknown_name_gets_the_closest_one():
+    m = mtl_model.load(fixture("v1.0", "small.mtlm"))
+    with pytest.raises(mtl_model.MTLModelError, match='did you mean "embedding.user_id.weight"'):
+        m["embedding.userid.weight"]
+    with pytest.raises(mtl_model.MTLModelError, match="not a float type"):
+        mtl_model.load(fixture("v1.0", "small-training.mtlm")).decode("embedding.item_id.keys")
+
+
+def test_a_closed_model_refuses_access():
+    with mtl_model.load(fixture("v1.0", "small.mtlm")) as m:
+        pass
+    with pytest.raises(mtl_model.MTLModelError, match="closed"):
+        m["linear.bias"]
