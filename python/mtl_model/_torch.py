@@ -23,8 +23,10 @@ def from_torch(module_or_state_dict, config, optimizer=None, counts=None, rename
       ``torch.compile`` wrappers ``module.`` and ``_orig_mod.``) is removed, repeatedly, then
       the first matching prefix of ``rename`` ({FROM: TO}) is replaced. BatchNorm's
       ``num_batches_tracked`` counters are dropped (MODEL.md has no such tensor).
-    - Dtypes: float16 stays float16 (``float32=True`` widens it); bfloat16, which numpy
-      lacks, becomes float32 (exact). Keys are int64 bits of the ids.
+    - Dtypes: float16 parameters stay float16 (``float32=True`` widens them); bfloat16, which
+      numpy lacks, becomes float32 (exact); half-precision buffers (batch norm's running
+      statistics, which `.half()` halves too) become float32, as the format wants them.
+      Keys are the int64 bits of the ids.
     - ``optimizer``: a ``torch.optim`` optimizer over the module's parameters (or its
       ``state_dict()``, whose parameter indices follow ``module.named_parameters()``). Its
       per-parameter state becomes ``optimizer.{param}.{slot}`` for the slots of the config's
@@ -60,6 +62,12 @@ def from_torch(module_or_state_dict, config, optimizer=None, counts=None, rename
         tensors.update(_optimizer_state(module_or_state_dict, optimizer, normalized, mapped, float32))
     for field, values in (counts or {}).items():
         tensors["stats.%s.count" % field] = _numpy(values, False).astype(np.int64)
+    # Only parameters may be half precision in the format: `.half()` also halves batch norm's
+    # running statistics, which go back to float32 (exactly).
+    for spec in _config.all_specs(normalized):
+        array = tensors.get(spec.name)
+        if spec.role != "parameter" and spec.dtype == "float32" and array is not None and array.dtype == np.float16:
+            tensors[spec.name] = array.astype(np.float32)
     return tensors
 
 
