@@ -9,14 +9,6 @@ enum TestPaths {
     static let configs = fixtures.appendingPathComponent("configs")
 
     /// The Python of the project's virtual environment (`scripts/install-deps.sh` makes it:
-    /// the test dependencies and the mtl_model package are there), else the first python3 on
-    /// the PATH.
-    static var python: [String] {
-        let venv = packageRoot.appendingPathComponent(".venv/bin/python3").path
-        return FileManager.default.isExecutableFile(atPath: venv) ? [venv] : ["/usr/bin/env", "python3"]
-    }
-
-    /// The Python of the project's virtual environment (`scripts/install-deps.sh` makes it:
     /// the test dependencies and the mtl_model package are there), else python3 on the PATH.
     static var python: [String] {
         let venv = packageRoot.appendingPathComponent(".venv/bin/python3").path
