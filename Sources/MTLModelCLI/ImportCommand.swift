@@ -27,6 +27,12 @@ struct ImportCommand: ParsableCommand {
                                valueName: "FROM=TO"))
     var rename: [String] = []
 
+    @Flag(name: .customLong("float32"), help: "Store float16 / bfloat16 tensors as float32 (by default half-precision parameters are stored as they are).")
+    var float32 = false
+
+    @Flag(help: "Keep NaN, Inf and values whose squares overflow float32 (refused by default; the model will not verify).")
+    var allowNonfinite = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -41,6 +47,8 @@ struct ImportCommand: ParsableCommand {
         var options = ModelWriter.Options()
         options.compression = compression.value
         var importer = SafetensorsImporter(writerOptions: options)
+        importer.widenToFloat32 = float32
+        importer.allowNonfinite = allowNonfinite
         importer.architecture = try config.map { path throws(MTLModelError) in try Architecture(configFile: path) }
         importer.names = .init(renames: rename.map { item in
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -52,6 +60,8 @@ struct ImportCommand: ParsableCommand {
         } else {
             let training = result.trainingStateGroups.isEmpty ? "serving form" : "training state: " + result.trainingStateGroups.joined(separator: ", ")
             Terminal.output("imported \(TerminalText.escaped(checkpoint)) → \(TerminalText.escaped(output)): \(result.tensorCount) tensors, \(result.parameterCount) parameters, \(training)")
+            for item in result.inferred { Terminal.output("  inferred: \(item)") }
+            for note in result.notes { Terminal.output("  note: \(note)") }
         }
     }
 

@@ -54,7 +54,9 @@ struct ConfigTests {
         (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1}], "tasks": [{"name": "t"}], "colour": 1}"#, "colour", "unknown key"),
         (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1, "mapping": "hash"}], "tasks": [{"name": "t"}]}"#, "fields[0].mapping", "unknown value"),
         (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1, "combiner": "max"}], "tasks": [{"name": "t"}]}"#, "fields[0].combiner", "unknown value"),
-        (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1, "vocab": 3}], "tasks": [{"name": "t"}]}"#, "fields[0].vocab", "unknown key"),
+        (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1, "vocab": 3}], "tasks": [{"name": "t"}]}"#, "fields[0].vocab", #"unknown key; did you mean "vocab_size"?"#),
+        (#"{"embeding_dim": 4, "fields": [{"name": "a", "vocab_size": 1}], "tasks": [{"name": "t"}]}"#, "embedding_dim", #"missing (required); the config has "embeding_dim": a misspelling?"#),
+        (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1}], "tasks": [{"name": "t"}], "fusoin": {}}"#, "fusoin", #"unknown key; did you mean "fusion"?"#),
         (#"{"embedding_dim": 4, "fields": [{"name": "a"}], "tasks": [{"name": "t"}]}"#, "fields[0].vocab_size", "missing"),
         (#"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1}, {"name": "a", "vocab_size": 2}], "tasks": [{"name": "t"}]}"#, "fields[1].name", "duplicate"),
         (#"{"embedding_dim": 4, "fields": [{"name": "a.b", "vocab_size": 1}], "tasks": [{"name": "t"}]}"#, "fields[0].name", "invalid name"),
@@ -90,8 +92,14 @@ struct ConfigTests {
         }
     }
 
-    @Test("Text that is not JSON is an invalid config")
+    @Test("Text that is not JSON is an invalid config naming line and column")
     func notJSON() {
         #expect(throws: MTLModelError.self) { _ = try architecture(json: "{embedding_dim: 4") }
+        #expect {
+            _ = try architecture(json: "{\n  \"embedding_dim\": 4,\n  \"fields\" [1]\n}")
+        } throws: { error in
+            guard let error = error as? MTLModelError else { return false }
+            return error.code == .invalidConfig && error.location.line == 3 && error.message.hasPrefix("not valid JSON at column ")
+        }
     }
 }

@@ -135,7 +135,7 @@ struct SafetensorsTests {
         for index in renamed.tensors.indices where renamed.tensors[index].name.hasPrefix("head.") {
             renamed.tensors[index].name = "towers." + renamed.tensors[index].name.dropFirst("head.".count)
         }
-        expectError(renamed.data(), tensor: "towers.ctr.bias", "unexpected tensor: not part of the architecture (one of ")
+        expectError(renamed.data(), #"8 problems: tensor "towers.ctr.bias": unexpected tensor: not part of the architecture"#)
         importer.names = .init(renames: [(from: "towers.", to: "head.")])
         #expect(try tensorBytes(importing(renamed.data(), with: importer)) == tensorBytes(ModelFile(path: fixture)))
         #expect(importer.names("optimizer.towers.x") == "optimizer.towers.x", "a rename applies to the start of a name only")

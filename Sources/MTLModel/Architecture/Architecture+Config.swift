@@ -48,7 +48,7 @@ extension Architecture {
             }
         }
 
-        guard let fieldItems = try top.list("fields") else { throw .config("fields", "missing (required)") }
+        guard let fieldItems = try top.list("fields") else { throw top.missing("fields") }
         var fields: [Field] = []
         for (index, item) in fieldItems.enumerated() {
             var object = try ConfigObject(item, path: "fields[\(index)]")
@@ -91,7 +91,7 @@ extension Architecture {
         let bnEps = try top.double("bn_eps", default: 1e-5)
         let shared = try Self.denseLayers(try top.list("shared") ?? [], path: "shared")
 
-        guard let taskItems = try top.list("tasks") else { throw .config("tasks", "missing (required)") }
+        guard let taskItems = try top.list("tasks") else { throw top.missing("tasks") }
         var tasks: [Task] = []
         for (index, item) in taskItems.enumerated() {
             var object = try ConfigObject(item, path: "tasks[\(index)]")

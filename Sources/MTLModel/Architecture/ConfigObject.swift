@@ -29,7 +29,7 @@ struct ConfigObject {
 
     mutating func double(_ key: String, default fallback: Double?) throws(MTLModelError) -> Double {
         guard let value = value(key) else {
-            guard let fallback else { throw .config(keyPath(key), "missing (required)") }
+            guard let fallback else { throw missing(key) }
             return fallback
         }
         return try Self.number(value, keyPath(key))
@@ -37,7 +37,7 @@ struct ConfigObject {
 
     mutating func int(_ key: String, default fallback: Int?, range: ClosedRange<Int>) throws(MTLModelError) -> Int {
         guard let value = value(key) else {
-            guard let fallback else { throw .config(keyPath(key), "missing (required)") }
+            guard let fallback else { throw missing(key) }
             return fallback
         }
         let number = try Self.number(value, keyPath(key))
@@ -49,7 +49,7 @@ struct ConfigObject {
 
     mutating func string(_ key: String, default fallback: String?) throws(MTLModelError) -> String {
         guard let value = value(key) else {
-            guard let fallback else { throw .config(keyPath(key), "missing (required)") }
+            guard let fallback else { throw missing(key) }
             return fallback
         }
         guard case .string(let text) = value else { throw .config(keyPath(key), "expected a string, found \(value.typeName)") }
@@ -83,13 +83,23 @@ struct ConfigObject {
         return result
     }
 
+    /// A required key is missing: when a key of the object is a near miss of it, say so
+    /// ("embeding_dim" for "embedding_dim"), since that is the likely cause.
+    func missing(_ key: String) -> MTLModelError {
+        let nearMiss = Spelling.closest(to: key, in: values.keys.filter { !read.contains($0) || $0 == key }.sorted())
+        return .config(keyPath(key), "missing (required)" + (nearMiss.map { "; the config has \"\($0)\": a misspelling?" } ?? ""))
+    }
+
     /// Keys present in the object that no reader asked for, sorted.
     var unreadKeys: [String] { values.keys.filter { !read.contains($0) }.sorted() }
 
-    /// Fails on the first key nobody read: a typo must not be silently ignored.
+    /// Fails on the first key nobody read: a typo must not be silently ignored. The keys
+    /// read are the ones this object knows, so the closest of them is the likely intent.
     func rejectUnknownKeys(allowed: [String]? = nil) throws(MTLModelError) {
         if let key = unreadKeys.first {
-            throw .config(keyPath(key), "unknown key" + (allowed.map { " (expected one of: \($0.joined(separator: ", ")))" } ?? ""))
+            let known = allowed ?? read.sorted()
+            let hint = Spelling.closest(to: key, in: known).map { "; did you mean \"\($0)\"?" } ?? ""
+            throw .config(keyPath(key), "unknown key" + (allowed.map { " (expected one of: \($0.joined(separator: ", ")))" } ?? "") + hint)
         }
     }
 

@@ -50,93 +50,39 @@ public struct SafetensorsImporter {
     /// Prefixes that wrappers put on every parameter name, for the hint of an unexpected name.
     static let wrapperPrefixes = ["module.", "_orig_mod.", "model."]
 
+    /// Keep NaN, Inf and values whose squares overflow float32 (refused by default, naming
+    /// the tensor and the first such element).
+    public var allowNonfinite = false
+    /// Store float16 / bfloat16 weights as float32 (by default they are stored as they are).
+    public var widenToFloat32 = false
+
     public struct Result: Sendable, Codable {
         public var tensorCount: Int
         public var parameterCount: UInt64
         public var trainingStateGroups: [String]
+        /// What the config did not say and the tensors did (the optimizer, the loss weighting).
+        public var inferred: [String] = []
+        /// How half-precision and unsigned tensors were stored.
+        public var notes: [String] = []
     }
 
     /// Checks the checkpoint completely (config, every tensor's presence, dtype and shape,
-    /// keys distinct), then streams its tensors into `output` in MODEL.md order.
+    /// keys distinct, values finite) — every problem listed at once —, then streams its
+    /// tensors into `output` in MODEL.md order.
     ///
     /// - Throws: `MTLModelError` naming the checkpoint and the tensor or config key.
     @discardableResult
     public func importCheckpoint(_ path: String, to output: String) throws(MTLModelError) -> Result {
         let checkpoint = try SafetensorsFile(path: path)
         do throws(MTLModelError) {
-            let architecture: Architecture
-            if let given = self.architecture {
-                architecture = given
-            } else {
-                guard let configText = checkpoint.metadata[Self.configKey] else {
-                    throw MTLModelError(.invalidConfig, "no architecture config: __metadata__ has no \"\(Self.configKey)\" key; give the config JSON with --config CONFIG.json")
-                }
-                do {
-                    architecture = try Architecture(configJSON: Data(configText.utf8))
-                } catch {
-                    throw MTLModelError(error.code, "in __metadata__[\"\(Self.configKey)\"]: \(error.message)", location: error.location)
-                }
-            }
-            var byName: [String: SafetensorsFile.Tensor] = [:]
-            for tensor in checkpoint.tensors {
-                let name = names(tensor.name)
-                if let other = byName[name] {
-                    throw MTLModelError(.invalidArgument, "tensors \"\(TerminalText.escaped(other.name))\" and \"\(TerminalText.escaped(tensor.name))\" both become \"\(TerminalText.escaped(name))\" after renaming",
-                                        location: .init(tensor: name))
-                }
-                byName[name] = tensor
-            }
-            var specs = architecture.servingTensors
-            var groups: [String] = []
-            for group in TrainingStateGroup.allCases {
-                let groupSpecs = architecture.trainingTensors(group)
-                let present = groupSpecs.filter { byName[$0.name] != nil }
-                guard !present.isEmpty else { continue }
-                if let missing = groupSpecs.first(where: { byName[$0.name] == nil }) {
-                    throw MTLModelError(.malformed, "missing tensor: \(group.rawValue) are present for some tensors but not this one",
-                                        location: .init(tensor: missing.name))
-                }
-                specs += groupSpecs
-                groups.append(group.rawValue)
-            }
-            let expected = Set(specs.map(\.name))
-            let unexpectedNames = byName.keys.filter { !expected.contains($0) }.sorted()
-            if let first = unexpectedNames.first, let unexpected = byName[first] {
-                var message = "unexpected tensor: not part of the architecture"
-                if unexpectedNames.count > 1 { message += " (one of \(unexpectedNames.count))" }
-                if let wrappers = wrappersHiding(unexpected.name, expected: expected) {
-                    message += "; its name without \(wrappers.map { "\"\($0)\"" }.joined(separator: " and ")) is: import with "
-                        + wrappers.map { "--strip-prefix \($0)" }.joined(separator: " ")
-                }
-                if unexpected.name.hasPrefix("optimizer."), unexpected.name != "optimizer.step" {
-                    message += architecture.optimizer.map { " (a \($0.type.configName) optimizer has slots \($0.type.slots.joined(separator: ", ")))" }
-                        ?? " (the config has no optimizer section)"
-                }
-                throw MTLModelError(.malformed, message, location: .init(tensor: unexpected.name))
-            }
-            for spec in specs {
-                guard let tensor = byName[spec.name] else {
-                    throw MTLModelError(.malformed, "missing tensor: the architecture needs \(spec.dtype) \(spec.shape)", location: .init(tensor: spec.name))
-                }
-                guard tensor.dtype == spec.dtype, tensor.shape == spec.shape else {
-                    throw MTLModelError(.malformed, "is \(SafetensorsFile.name(of: tensor.dtype)) \(tensor.shape), the architecture needs \(SafetensorsFile.name(of: spec.dtype)) \(spec.shape)",
-                                        location: .init(tensor: spec.name))
-                }
-                if spec.role == .keys { try Self.checkDistinct(checkpoint.bytes(of: tensor), tensor: spec.name) }
-            }
-
+            var architecture = try resolveArchitecture(checkpoint)
+            let byName = try renamedTensors(checkpoint)
+            let inferred = Self.inferTrainingSections(&architecture, from: Set(byName.keys))
+            let plan = try ImportPlan(architecture: architecture, tensors: byName, importer: self, checkpoint: checkpoint)
             let writer = try ModelWriter(path: output, options: writerOptions)
-            for spec in specs {
-                // Written 64 MiB at a time, each piece's pages released once written: the
-                // resident set stays bounded whatever the size of a table.
-                let tensor = byName[spec.name]!
-                let bytes = checkpoint.bytes(of: tensor)
-                try writer.beginTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role)
-                for start in stride(from: 0, to: bytes.count, by: Self.pieceByteCount) {
-                    let piece = start..<min(start + Self.pieceByteCount, bytes.count)
-                    try writer.write(UnsafeRawBufferPointer(rebasing: bytes[piece]))
-                    checkpoint.release(tensor, piece)
-                }
+            for item in plan.items {
+                try writer.beginTensor(item.spec.name, dtype: item.storedDType, shape: item.spec.shape, role: item.spec.role)
+                try stream(item, from: checkpoint, to: writer)
                 try writer.endTensor()
             }
             let metadata = checkpoint.metadata.filter { $0.key != Self.configKey }.sorted { $0.key < $1.key }
@@ -144,10 +90,85 @@ public struct SafetensorsImporter {
             try writer.finish(architecture: architecture,
                               provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "import \(path)"),
                               metadata: metadata)
-            let parameters = specs.filter { !$0.role.isTrainingState }.reduce(UInt64(0)) { $0 + $1.elementCount }
-            return Result(tensorCount: specs.count, parameterCount: parameters, trainingStateGroups: groups)
+            let parameters = plan.items.filter { !$0.spec.role.isTrainingState }.reduce(UInt64(0)) { $0 + $1.spec.elementCount }
+            return Result(tensorCount: plan.items.count, parameterCount: parameters, trainingStateGroups: plan.groups,
+                          inferred: inferred, notes: plan.notes)
         } catch {
             throw error.inFile(path)
+        }
+    }
+
+    private func resolveArchitecture(_ checkpoint: SafetensorsFile) throws(MTLModelError) -> Architecture {
+        if let architecture { return architecture }
+        guard let configText = checkpoint.metadata[Self.configKey] else {
+            throw MTLModelError(.invalidConfig, "no architecture config: __metadata__ has no \"\(Self.configKey)\" key; give the config JSON with --config CONFIG.json")
+        }
+        do {
+            return try Architecture(configJSON: Data(configText.utf8))
+        } catch {
+            throw MTLModelError(error.code, "in __metadata__[\"\(Self.configKey)\"]: \(error.message)", location: error.location)
+        }
+    }
+
+    /// The checkpoint's tensors under their MODEL.md names (`names` applied).
+    private func renamedTensors(_ checkpoint: SafetensorsFile) throws(MTLModelError) -> [String: SafetensorsFile.Tensor] {
+        var byName: [String: SafetensorsFile.Tensor] = [:]
+        for tensor in checkpoint.tensors {
+            let name = names(tensor.name)
+            if let other = byName[name] {
+                throw MTLModelError(.invalidArgument, "tensors \"\(TerminalText.escaped(other.name))\" and \"\(TerminalText.escaped(tensor.name))\" both become \"\(TerminalText.escaped(name))\" after renaming",
+                                    location: .init(tensor: name))
+            }
+            byName[name] = tensor
+        }
+        return byName
+    }
+
+    /// Trainers rarely write the optimizer or the loss weighting into the architecture: the
+    /// tensors say them. Slot names give the optimizer (`sum` Adagrad, `exp_avg` / `exp_avg_sq`
+    /// Adam, `z` / `n` FTRL); `loss.log_var` gives uncertainty weighting, log-var
+    /// parameterized. Returns what was inferred, in words.
+    static func inferTrainingSections(_ architecture: inout Architecture, from names: Set<String>) -> [String] {
+        var inferred: [String] = []
+        if architecture.optimizer == nil {
+            let slots = Set(names.compactMap { name -> String? in
+                guard case .optimizerSlot(_, let slot)? = TensorName(name) else { return nil }
+                return slot
+            })
+            if let type = Architecture.OptimizerType.allCases.first(where: { !$0.slots.isEmpty && Set($0.slots) == slots }) {
+                architecture.optimizer = .init(type: type, parameters: [])
+                inferred.append("optimizer \(type.configName) (its slots \(type.slots.joined(separator: ", ")))")
+            }
+        }
+        if architecture.loss == nil, names.contains(TensorName.lossLogVar.description) {
+            architecture.loss = .init(weighting: "uncertainty", parameterization: "log_var")
+            inferred.append("loss weighting uncertainty, log_var parameterization (loss.log_var)")
+        }
+        return inferred
+    }
+
+    /// Copies one tensor, 64 MiB at a time (16 Mi values when widening), each piece's pages
+    /// released once written: the resident set stays bounded whatever the size of a table.
+    private func stream(_ item: ImportPlan.Item, from checkpoint: SafetensorsFile, to writer: ModelWriter) throws(MTLModelError) {
+        let bytes = checkpoint.bytes(of: item.tensor)
+        let widen = item.storedDType != item.tensor.dtype && item.storedDType == .float32
+        let pieceBytes = widen ? Self.pieceByteCount / 4 : Self.pieceByteCount
+        var floats: [Float] = []
+        for start in stride(from: 0, to: bytes.count, by: pieceBytes) {
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + pieceBytes, bytes.count)])
+            if widen {
+                let count = piece.count / 2
+                floats.removeAll(keepingCapacity: true)
+                floats.reserveCapacity(count)
+                for i in 0..<count {
+                    let bits = piece.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)
+                    floats.append(item.tensor.dtype == .float16 ? RowCodec.float(fromHalf: bits) : RowCodec.float(fromBFloat: bits))
+                }
+                try writer.write(floats[...])
+            } else {
+                try writer.write(piece)
+            }
+            checkpoint.release(item.tensor, start..<(start + piece.count))
         }
     }
 
@@ -164,11 +185,4 @@ public struct SafetensorsImporter {
         return nil
     }
 
-    /// Keyed tables map each id to one row: a key stored twice is an error. Checked in bounded
-    /// memory (a partitioned hash, `KeyJoin.duplicateKey`).
-    static func checkDistinct(_ bytes: UnsafeRawBufferPointer, tensor: String) throws(MTLModelError) {
-        if let duplicate = KeyJoin.duplicateKey(in: KeyColumn(bytes), release: { _ in }) {
-            throw MTLModelError(.malformed, "duplicate key \(duplicate) in a keyed table", location: .init(tensor: tensor))
-        }
-    }
 }

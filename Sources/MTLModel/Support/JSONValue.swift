@@ -38,20 +38,42 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
-    /// Parses `data` as one JSON document.
+    /// Parses `data` as one JSON document; a syntax error names its line and column.
     public static func parse(_ data: Data) throws(MTLModelError) -> JSONValue {
         do {
             return try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch let error as DecodingError {
-            var detail = "not valid JSON"
-            if case .dataCorrupted(let context) = error {
-                let underlying = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-                detail += ": " + (underlying ?? context.debugDescription)
-            }
-            throw MTLModelError(.invalidConfig, detail)
         } catch {
-            throw MTLModelError(.invalidConfig, "not valid JSON: \(error)")
+            throw syntaxError(in: data)
         }
+    }
+
+    /// Where and why `data` is not JSON: JSONSerialization says "… around character N."
+    /// (a 0-based byte index), which becomes a line (the error's location) and a column.
+    private static func syntaxError(in data: Data) -> MTLModelError {
+        let text: String
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            return MTLModelError(.invalidConfig, "not valid JSON")
+        } catch {
+            text = ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String) ?? "\(error)"
+        }
+        guard let range = text.range(of: #"around character [0-9]+"#, options: .regularExpression),
+              let index = Int(text[range].split(separator: " ").last ?? "") else {
+            return MTLModelError(.invalidConfig, "not valid JSON: \(text)")
+        }
+        let (line, column) = position(ofByte: index, in: data)
+        let why = text[..<range.lowerBound].trimmingCharacters(in: .whitespaces)
+        return MTLModelError(.invalidConfig, "not valid JSON at column \(column): \(why.isEmpty ? "syntax error" : why.lowercased())",
+                             location: .init(line: line))
+    }
+
+    /// 1-based line and column (in bytes) of byte `index` of `data`.
+    static func position(ofByte index: Int, in data: Data) -> (line: Int, column: Int) {
+        var line = 1, column = 1
+        for byte in data.prefix(max(0, index)) {
+            if byte == UInt8(ascii: "\n") { line += 1; column = 1 } else { column += 1 }
+        }
+        return (line, column)
     }
 
     /// Compact JSON text with sorted keys (stable, diffable).
