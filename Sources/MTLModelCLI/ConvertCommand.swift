@@ -86,7 +86,7 @@ struct ConvertCommand: ParsableCommand {
     }
 
     struct Output: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var input: String
         var output: String
         var written: Bool

@@ -32,7 +32,7 @@ struct DeltaCommand: ParsableCommand {
     }
 
     struct Output: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var base: String
         var new: String
         var output: String

@@ -60,7 +60,7 @@ struct DiffCommand: ParsableCommand {
     }
 
     struct Output: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var a: String
         var b: String
         var equal: Bool

@@ -34,7 +34,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     struct Output: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var sampleCount: Int
         var skippedLineCount: Int
         var tasks: [TaskMetrics]

@@ -66,7 +66,7 @@ struct ImportCommand: ParsableCommand {
     }
 
     struct Output: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var checkpoint: String
         var output: String
         var result: SafetensorsImporter.Result

@@ -36,7 +36,7 @@ struct InspectCommand: ParsableCommand {
     }
 
     struct InspectOutput: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var summary: ModelSummary
 
         func encode(to encoder: any Encoder) throws {

@@ -55,7 +55,7 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     struct Output: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var input: String
         var output: String
         var written: Bool

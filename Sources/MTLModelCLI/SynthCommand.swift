@@ -58,7 +58,7 @@ struct SynthCommand: ParsableCommand {
     }
 
     struct SynthResult: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var output: String
         var fileByteCount: UInt64
         var tensorCount: Int

@@ -3,6 +3,10 @@ import MTLModel
 
 /// Where commands print: results on stdout, diagnostics and progress on stderr.
 enum Terminal {
+    /// The `schemaVersion` of every `--json` document. 2: dtypes, roles and compressions are
+    /// names, feature ids strings (README, "JSON output").
+    static let jsonSchemaVersion = 2
+
     static func output(_ text: String) {
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
     }

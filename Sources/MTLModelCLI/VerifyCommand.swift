@@ -50,7 +50,7 @@ struct VerifyCommand: ParsableCommand {
     }
 
     struct Output: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var file: String
         var valid: Bool
         var formatVersion: String
@@ -70,7 +70,7 @@ struct VerifyCommand: ParsableCommand {
 
     /// `--json` output when the file cannot be opened (exit 2): still one document.
     struct Unreadable: Encodable {
-        var schemaVersion = 1
+        var schemaVersion = Terminal.jsonSchemaVersion
         var file: String
         var valid = false
         var readable = false

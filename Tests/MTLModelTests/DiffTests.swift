@@ -13,7 +13,7 @@ struct DiffTests {
         let text = try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), directory.path("b.mtlm")])
         #expect(text.status == 0 && text.stdout.contains("models are equal within tolerance"))
         let json = try runCLI(["diff", TestPaths.fixture("v1.0/small.mtlm"), directory.path("b.mtlm"), "--json"])
-        #expect(json.status == 0 && json.json?["equal"] as? Bool == true && json.json?["schemaVersion"] as? Int == 1)
+        #expect(json.status == 0 && json.json?["equal"] as? Bool == true && json.json?["schemaVersion"] as? Int == 2)
     }
 
     @Test("Changed rows are found by id, with their size of change; tolerances apply")
@@ -39,7 +39,7 @@ struct DiffTests {
         #expect(cli.status == 1)
         let tables = try #require((cli.json?["report"] as? [String: Any])?["tables"] as? [[String: Any]])
         let top = try #require(tables.first { $0["field"] as? String == "user_id" }?["topChanged"] as? [[String: Any]])
-        #expect(top.count == 1 && top[0]["id"] as? Int == 3)
+        #expect(top.count == 1 && top[0]["id"] as? String == "3", "ids are strings in JSON (schema 2)")
         #expect(try runCLI(["diff", a, b, "--atol", "1"]).status == 0)
     }
 

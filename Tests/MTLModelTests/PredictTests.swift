@@ -113,7 +113,7 @@ struct PredictTests {
         let result = try runCLI(["eval", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("predict/small.txt"), "--json"])
         #expect(result.status == 0)
         let json = try #require(result.json)
-        #expect(json["schemaVersion"] as? Int == 1)
+        #expect(json["schemaVersion"] as? Int == 2)
         #expect(json["sampleCount"] as? Int == 48)
         let tasks = try #require(json["tasks"] as? [[String: Any]])
         #expect(tasks.map { $0["task"] as? String } == ["ctr", "follow"])

@@ -51,6 +51,29 @@ public struct TableComparison: Sendable, Codable, Hashable {
     public struct Row: Sendable, Codable, Hashable {
         public var id: UInt64
         public var relativeChange: Double
+
+        enum CodingKeys: String, CodingKey { case id, relativeChange }
+
+        /// The id as a string in JSON: a 64-bit id loses digits as a JavaScript (or jq) number.
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(String(id), forKey: .id)
+            try container.encode(relativeChange, forKey: .relativeChange)
+        }
+
+        public init(id: UInt64, relativeChange: Double) {
+            self.id = id
+            self.relativeChange = relativeChange
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let text = try container.decode(String.self, forKey: .id)
+            guard let id = UInt64(text) else {
+                throw DecodingError.dataCorruptedError(forKey: .id, in: container, debugDescription: "not a 64-bit id: \(text)")
+            }
+            self.init(id: id, relativeChange: try container.decode(Double.self, forKey: .relativeChange))
+        }
     }
 
     public var field: String
