@@ -320,6 +320,5 @@ def _open_regular(path):
 
 
 def _closest(name, names):
-    import difflib
-    match = difflib.get_close_matches(name, list(names), n=1)
-    return '; did you mean "%s"?' % match[0] if match else ""
+    match = _config.closest(name, list(names))
+    return '; did you mean "%s"?' % match if match else ""

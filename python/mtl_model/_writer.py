@@ -40,8 +40,10 @@ def save(path, tensors, config, metadata=None, compression=None, allow_nonfinite
     if isinstance(config, (str, bytes)):
         try:
             config = json.loads(config)
+        except json.JSONDecodeError as error:
+            raise MTLModelError("invalid_config", "not valid JSON at line %d, column %d: %s" % (error.lineno, error.colno, error.msg.lower()))
         except ValueError as error:
-            raise MTLModelError("invalid_config", "the config is not JSON: %s" % error)
+            raise MTLModelError("invalid_config", "not valid JSON: %s" % error)
     normalized = _config.normalize(config)
     if compression not in (None, "none", "zlib"):
         raise MTLModelError("invalid_argument", 'compression must be None or "zlib", not %r' % (compression,))
@@ -122,10 +124,9 @@ def plan_tensors(tensors, config, allow_nonfinite=False):
         if message:
             problems.append((spec.name, message))
         plan.append((spec, array, array.dtype.name if spec.role == "parameter" else spec.dtype))
-    import difflib
     for name in sorted(set(arrays) - expected):
-        match = difflib.get_close_matches(name, sorted(expected), n=1)
-        hint = '; did you mean "%s"?' % match[0] if match else ""
+        match = _config.closest(name, sorted(expected))
+        hint = '; did you mean "%s"?' % match if match else ""
         if name.startswith("optimizer.") and name != "optimizer.step" and "optimizer" not in config:
             hint += " (the config has no optimizer section)"
         problems.append((name, "unexpected: not part of the architecture" + hint))

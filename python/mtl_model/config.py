@@ -62,14 +62,14 @@ class _Object:
         value = self.value(key)
         if value is None:
             if default is None:
-                raise config_error(self.key_path(key), "missing (required)")
+                raise self.missing(key)
             return default
         return _number(value, self.key_path(key))
 
     def integer(self, key, low, high):
         value = self.value(key)
         if value is None:
-            raise config_error(self.key_path(key), "missing (required)")
+            raise self.missing(key)
         number = _number(value, self.key_path(key))
         if number != math.floor(number) or not low <= number <= high:
             raise config_error(self.key_path(key), "expected a whole number in %d...%d, found %s" % (low, high, _show(number)))
@@ -79,7 +79,7 @@ class _Object:
         value = self.value(key)
         if value is None:
             if default is None:
-                raise config_error(self.key_path(key), "missing (required)")
+                raise self.missing(key)
             return default
         if not isinstance(value, str):
             raise config_error(self.key_path(key), "expected a string, found %s" % _type_name(value))
@@ -117,8 +117,26 @@ class _Object:
         rest = self.unread()
         if rest:
             hint = " (expected one of: %s)" % ", ".join(allowed) if allowed else ""
-            raise config_error(self.key_path(rest[0]), "unknown key" + hint)
+            # The keys read are the ones this object knows: the closest is the likely intent.
+            close = closest(rest[0], allowed or sorted(self.read))
+            raise config_error(self.key_path(rest[0]), "unknown key" + hint + ('; did you mean "%s"?' % close if close else ""))
 
+    def missing(self, key):
+        """A required key is missing: a near miss among the object's keys is the likely cause."""
+        near = closest(key, [k for k in self.values if k not in self.read])
+        return config_error(self.key_path(key), "missing (required)" + ('; the config has "%s": a misspelling?' % near if near else ""))
+
+
+
+def closest(name, candidates):
+    """The candidate a misspelled ``name`` most likely meant, or None: a near one by
+    similarity, else one that ``name`` begins ("vocab" for "vocab_size")."""
+    import difflib
+    candidates = [c for c in candidates if c != name]
+    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
+    if match:
+        return match[0]
+    return next((c for c in candidates if len(name) >= 3 and c.startswith(name)), None)
 
 
 def _number(value, path):
@@ -162,7 +180,7 @@ def normalize(config):
         groups.append(item)
     field_items = top.list("fields")
     if field_items is None:
-        raise config_error("fields", "missing (required)")
+        raise top.missing("fields")
     fields = []
     for index, item in enumerate(field_items):
         f = _Object(item, "fields[%d]" % index)
@@ -194,7 +212,7 @@ def normalize(config):
                 "bn_eps": top.number("bn_eps", 1e-5), "shared": _dense(top.list("shared") or [], "shared")})
     task_items = top.list("tasks")
     if task_items is None:
-        raise config_error("tasks", "missing (required)")
+        raise top.missing("tasks")
     tasks = []
     for index, item in enumerate(task_items):
         t = _Object(item, "tasks[%d]" % index)

@@ -207,3 +207,16 @@ def test_a_model_saved_over_its_own_source_keeps_open_arrays_intact(tmp_path):
     assert all(np.array_equal(tensors[n], before[n]) for n in tensors)
     again = mtl_model.load(path)
     assert again.metadata == {"edited": "yes"} and all(np.array_equal(again[n], before[n]) for n in before)
+
+
+def test_config_typos_get_the_closest_key(tmp_path):
+    tensors, config = small()
+    config["embeding_dim"] = config.pop("embedding_dim")
+    with pytest.raises(mtl_model.MTLModelError, match='missing \\(required\\); the config has "embeding_dim": a misspelling\\?'):
+        mtl_model.save(tmp_path / "m.mtlm", tensors, config)
+    config["embedding_dim"] = config.pop("embeding_dim")
+    config["fields"][0]["vocab"] = 3
+    with pytest.raises(mtl_model.MTLModelError, match='fields\\[0\\].vocab": unknown key; did you mean "vocab_size"\\?'):
+        mtl_model.save(tmp_path / "m.mtlm", tensors, config)
+    with pytest.raises(mtl_model.MTLModelError, match="not valid JSON at line 2, column 10"):
+        mtl_model.save(tmp_path / "m.mtlm", tensors, '{\n  "a": 1 "b"\n}')
