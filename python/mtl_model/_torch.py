@@ -76,8 +76,10 @@ def _state_dict(source):
         return source
     if hasattr(source, "state_dict"):
         return source.state_dict()
-    raise MTLModelError("invalid_argument", "from_torch takes a torch.nn.Module or a state dict (name → tensor), not %s"
-                        % type(source).__name__)
+    import importlib.util
+    hint = "; " + INSTALL_HINT if importlib.util.find_spec("torch") is None else ""
+    raise MTLModelError("invalid_argument", "from_torch takes a torch.nn.Module or a state dict (name → tensor), not %s%s"
+                        % (type(source).__name__, hint))
 
 
 def _numpy(value, float32):

@@ -22,6 +22,12 @@ def test_a_numpy_state_dict_with_wrapper_prefixes_and_renames(tmp_path):
     assert mtl_model.load(mtl_model.save(tmp_path / "m.mtlm", out, config)).verify().valid
 
 
+def test_what_is_not_a_module_or_a_state_dict_is_refused():
+    tensors, config = small()
+    with pytest.raises(mtl_model.MTLModelError, match="takes a torch.nn.Module or a state dict"):
+        mtl_model.from_torch([1, 2], config)
+
+
 def test_optimizer_state_needs_an_optimizer_section():
     tensors, config = small()
     config.pop("optimizer")
