@@ -61,6 +61,19 @@ struct AtomicWriteTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.contains("model.mtlm.") } == [])
     }
 
+    @Test("Writers that hold their output back (quantize, convert) remove what killed writers left too",
+          arguments: [["quantize"], ["convert", "--to", "serving"]])
+    func pendingWritersRemoveLeftovers(command: [String]) throws {
+        let directory = TemporaryDirectory()
+        let target = directory.path("model.mtlm")
+        let dead = directory.path(".model.mtlm.mtlm-tmp-2147483646-7")
+        FileManager.default.createFile(atPath: dead, contents: Data([1, 2, 3]))
+        let result = try runCLI([command[0], TestPaths.fixture("v1.0/small-training.mtlm"), target] + command.dropFirst())
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dead))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path) == ["model.mtlm"])
+    }
+
     @Test("A full disk (RLIMIT_FSIZE) gives a clear error and leaves no partial file", arguments: ["synth", "predict"])
     func fileSizeLimit(command: String) throws {
         let directory = TemporaryDirectory()

@@ -28,7 +28,9 @@ public final class PendingOutput {
             let directory = slash.map { String(resolved[...$0]) } ?? ""
             let base = slash.map { String(resolved[resolved.index(after: $0)...]) } ?? resolved
             // The temporary-file scheme of `AtomicOutputFile`, so the next write of the same
-            // target removes this file if the process dies before deciding.
+            // target removes this file if the process dies before deciding; and, as every
+            // writer of the target does, this one removes what killed writers left.
+            AtomicOutputFile.removeLeftovers(directory: directory, base: base)
             path = "\(directory)\(AtomicOutputFile.temporaryPrefix(base))\(getpid())-pending"
             finalPath = resolved
         case .inPlace, .standardOutput:
