@@ -255,6 +255,18 @@ class Model:
                                     file=self.path, offset=where, tensor=info.name)
             yield index, chunk
 
+    def _release(self, offset, length):
+        """Drops this process's pages of ``[offset, offset + length)`` of the mapping (the page
+        cache keeps them): what verify has read stops counting in the resident set."""
+        if length <= 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = offset // mmap.PAGESIZE * mmap.PAGESIZE
+        end = min(offset + length, len(self._mm))
+        try:
+            self._mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+        except (OSError, ValueError):
+            pass  # advice only
+
     def verify(self):
         """Every check of `mtl-model verify`: chunk checksums, zero padding, the structure the
         architecture calls for, NaN / Inf and other impossible values, distinct keys. Returns a

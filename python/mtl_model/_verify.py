@@ -7,6 +7,7 @@ import numpy as np
 from . import config as _config
 from ._codec import bfloat16_to_float32, quantized_parameters, rows_view
 from ._errors import MTLModelError
+from ._format import crc32
 
 STRETCH_BYTES = 16 << 20
 HUGE = np.float32(2.0 ** 64)
@@ -53,14 +54,7 @@ def verify(model):
     cursor = model._footer.data_offset
     for info in sorted(model.tensors.values(), key=lambda t: (t.offset, t.stored_bytes)):
         problems += _padding(mm, cursor, info.offset)
-        chunk_problems = list(model.chunk_problems(info))
-        problems += chunk_problems
-        if not chunk_problems:
-            model._checked.add(info.name)
-            try:
-                problems += _values(model, info)
-            except MTLModelError as error:  # a chunk that does not inflate
-                problems.append(Problem("checksum", info.name, error.offset, error.message))
+        problems += _check_tensor(model, info)
         checked += info.stored_bytes
         cursor = info.offset + info.stored_bytes
     problems += _padding(mm, cursor, model._footer.manifest_offset)
@@ -76,6 +70,55 @@ def _padding(mm, start, end):
     return [Problem("padding", None, start + int(bad[0]), "padding byte is not zero")] if bad.size else []
 
 
+def _check_tensor(model, info):
+    """Checksums and values of one tensor in one pass over its bytes, a stretch of about
+    16 MiB at a time, each stretch's pages released behind (the resident set stays bounded);
+    values are reported only for a tensor whose checksums all hold."""
+    if info.nbytes == 0:
+        return []
+    scan = _Scan(info)
+    if info.compression == "zlib":
+        problems = list(model.chunk_problems(info))
+        if not problems:
+            try:
+                for _, chunk in model.logical_chunks(info, checksums=False):
+                    scan.feed(chunk)
+            except MTLModelError as error:  # a chunk that does not inflate
+                problems.append(Problem("checksum", info.name, error.offset, error.message))
+        model._release(info.offset, info.stored_bytes)
+    else:
+        problems = []
+        view = memoryview(model._mm)
+        per_stretch = max(1, STRETCH_BYTES // info.chunk_bytes)
+        ranges = info.stored_ranges()
+        for first in range(0, len(ranges), per_stretch):
+            stretch = ranges[first:first + per_stretch]
+            for index, (start, end) in enumerate(stretch, first):
+                computed = crc32(view[info.offset + start:info.offset + end])
+                if computed != info.chunk_crc32[index]:
+                    problems.append(Problem("checksum", info.name, info.offset + start,
+                                            "chunk %d checksum mismatch (stored 0x%08x, computed 0x%08x)"
+                                            % (index, info.chunk_crc32[index], computed)))
+            if not problems and info.role != "keys":
+                scan.feed(view[info.offset + stretch[0][0]:info.offset + stretch[-1][1]])
+            model._release(info.offset + stretch[0][0], stretch[-1][1] - stretch[0][0])
+    if problems:
+        return problems
+    model._checked.add(info.name)
+    if info.role == "keys" and info.dtype.name in ("int64", "uint64"):
+        return _duplicate_keys(model, info)
+    return scan.problems()
+
+
+def _duplicate_keys(model, info):
+    ordered = np.sort(model[info.name])
+    model._release(info.offset, info.stored_bytes)
+    same = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if not same.size:
+        return []
+    return [Problem("keys", info.name, None, "duplicate key %d" % int(ordered[same[0]:same[0] + 1].view(np.uint64)[0]))]
+
+
 # ---- values -----------------------------------------------------------------------------------
 
 class _Counts:
@@ -84,57 +127,43 @@ class _Counts:
         self.first_nonfinite = self.first_negative = self.bad_row = None
 
 
-def _units(model, info):
-    """(first unit index, array of whole units) over the tensor, a stretch at a time; a unit is
-    an element, or a row of a quantized type (which may straddle chunks: carried over)."""
-    unit = info.dtype.numpy.itemsize if info.dtype.numpy else info.dtype.row_bytes(info.shape[-1])
-    carry, seen = b"", 0
-    if info.compression == "none":
-        step = max(unit, STRETCH_BYTES // unit * unit)
-        pieces = ((None, memoryview(model._mm)[info.offset + s:info.offset + min(s + step, info.nbytes)])
-                  for s in range(0, info.nbytes, step))
-    else:
-        pieces = model.logical_chunks(info, checksums=False)
-    for _, piece in pieces:
-        data = carry + bytes(piece) if carry else piece
-        whole = len(data) // unit * unit
+class _Scan:
+    """The values of one tensor, fed in order in pieces of any size: a unit (an element, or a
+    row of a quantized type) that straddles two pieces is carried over."""
+
+    def __init__(self, info):
+        self.info, self.counts, self.carry, self.seen = info, _Counts(), b"", 0
+        self.unit = info.dtype.numpy.itemsize if info.dtype.numpy is not None else info.dtype.row_bytes(info.shape[-1])
+        self.is_running_var = info.name.endswith(".bn.running_var")
+
+    def feed(self, piece):
+        data = self.carry + bytes(piece) if self.carry else piece
+        whole = len(data) // self.unit * self.unit
         if whole:
-            yield seen, data[:whole]
-            seen += whole // unit
-        carry = bytes(data[whole:])
+            self._scan(self.seen, data[:whole])
+            self.seen += whole // self.unit
+        self.carry = bytes(data[whole:])
 
+    def problems(self):
+        return _value_problems(self.counts, self.info, self.is_running_var)
 
-def _values(model, info):
-    if info.nbytes == 0:
-        return []
-    if info.role == "keys" and info.dtype.name in ("int64", "uint64"):
-        keys = model[info.name]
-        ordered = np.sort(keys, kind="stable")
-        same = np.flatnonzero(ordered[1:] == ordered[:-1])
-        return [Problem("keys", info.name, None, "duplicate key %d" % int(np.uint64(ordered[same[0]].view(np.uint64))))] if same.size else []
-    counts = _Counts()
-    is_running_var = info.name.endswith(".bn.running_var")
-    for first, data in _units(model, info):
-        name = info.dtype.name
+    def _scan(self, first, data):
+        info, counts, name = self.info, self.counts, self.info.dtype.name
         if info.dtype.is_quantized:
             rows, _ = rows_view(data, info)
             scale, bias = quantized_parameters(rows, info)
             ok = np.isfinite(scale) & (np.isfinite(bias) if bias is not None else True)
             if counts.bad_row is None and not ok.all():
                 counts.bad_row = first + int(np.flatnonzero(~ok)[0])
-            continue
-        if name in ("float32", "float16", "bfloat16"):
+        elif name in ("float32", "float16", "bfloat16"):
             values = np.frombuffer(data, dtype=info.dtype.numpy)
             if name == "bfloat16":
                 values = bfloat16_to_float32(values)
-            nan, inf = np.isnan(values), np.isinf(values)
-            counts.nan += int(nan.sum())
-            counts.inf += int(inf.sum())
-            if counts.first_nonfinite is None and (nan.any() or inf.any()):
-                counts.first_nonfinite = first + int(np.flatnonzero(nan | inf)[0])
-            if name != "float16":
-                counts.huge += int((np.isfinite(values) & (np.abs(values.astype(np.float32)) >= HUGE)).sum())
-            if name == "float32" and is_running_var and counts.first_negative is None:
+            # One pass in the common case: the largest magnitude is below 2^64 (NaN fails it).
+            clean = bool(np.isfinite(values).all()) if name == "float16" else bool(np.abs(values).max() < HUGE)
+            if not clean:
+                self._count_bad(first, values)
+            if self.is_running_var and name == "float32" and counts.first_negative is None:
                 negative = np.flatnonzero(values < 0)
                 if negative.size:
                     counts.first_negative = first + int(negative[0])
@@ -142,7 +171,16 @@ def _values(model, info):
             negative = np.flatnonzero(np.frombuffer(data, dtype="<i8") < 0)
             if negative.size:
                 counts.first_negative = first + int(negative[0])
-    return _value_problems(counts, info, is_running_var)
+
+    def _count_bad(self, first, values):
+        counts = self.counts
+        nan, inf = np.isnan(values), np.isinf(values)
+        counts.nan += int(nan.sum())
+        counts.inf += int(inf.sum())
+        if counts.first_nonfinite is None and (nan.any() or inf.any()):
+            counts.first_nonfinite = first + int(np.flatnonzero(nan | inf)[0])
+        if self.info.dtype.name != "float16":
+            counts.huge += int((np.isfinite(values) & (np.abs(values.astype(np.float32)) >= HUGE)).sum())
 
 
 def _value_problems(c, info, is_running_var):

@@ -200,18 +200,31 @@ def _write_tensor(out, spec, array, dtype, chunk_bytes, compress):
     if nbytes:
         entry.chunk_byte_count = chunk_bytes
         entry.compression = 1 if compress else 0
-        pending = bytearray()
-        for _, block in _blocks(array, max(1, chunk_bytes // stored.numpy.itemsize)):
-            pending += block.astype(stored.numpy, copy=False).tobytes()
-            while len(pending) >= chunk_bytes:
-                _write_chunk(out, entry, bytes(pending[:chunk_bytes]), compress)
-                del pending[:chunk_bytes]
-        if pending:
-            _write_chunk(out, entry, bytes(pending), compress)
+        for chunk in _chunks(array, stored.numpy, chunk_bytes):
+            _write_chunk(out, entry, chunk, compress)
     remainder = out.position % ALIGNMENT
     if remainder:
         out.write(bytes(ALIGNMENT - remainder))
     return entry
+
+
+def _chunks(array, dtype, chunk_bytes):
+    """The tensor's little-endian bytes in chunks of ``chunk_bytes`` (the last shorter): slices
+    of the array's own memory when it is contiguous in the stored dtype (no copy), else
+    converted a block at a time."""
+    if array.flags.c_contiguous and array.dtype == dtype:
+        data = memoryview(array.reshape(-1).view(np.uint8))
+        for start in range(0, len(data), chunk_bytes):
+            yield data[start:start + chunk_bytes]
+        return
+    pending = bytearray()
+    for _, block in _blocks(array, max(1, chunk_bytes // dtype.itemsize)):
+        pending += block.astype(dtype, copy=False).tobytes()
+        while len(pending) >= chunk_bytes:
+            yield bytes(pending[:chunk_bytes])
+            del pending[:chunk_bytes]
+    if pending:
+        yield bytes(pending)
 
 
 def _write_chunk(out, entry, chunk, compress):
