@@ -39,13 +39,12 @@ class ReadLimits:
 
 class DType:
     """One element type: its on-disk enum value, its name (as in `mtl-model inspect`), the
-    numpy dtype of a stored element (None for the row-wise quantized types)."""
+    numpy dtype of a stored element (None for the row-wise quantized types, format 1.1)."""
 
-    def __init__(self, value, name, numpy_dtype, minor):
+    def __init__(self, value, name, numpy_dtype):
         self.value = value
         self.name = name
         self.numpy = np.dtype(numpy_dtype) if numpy_dtype else None
-        self.minor = minor
 
     @property
     def is_quantized(self):
@@ -85,9 +84,9 @@ class DType:
 
 
 DTYPES = {d.value: d for d in [
-    DType(1, "float32", "<f4", 0), DType(2, "float16", "<f2", 0), DType(3, "bfloat16", "<u2", 0),
-    DType(4, "int64", "<i8", 0), DType(5, "uint64", "<u8", 0),
-    DType(6, "int8-rowwise", None, 1), DType(7, "int4-rowwise", None, 1), DType(8, "int8-symmetric", None, 1),
+    DType(1, "float32", "<f4"), DType(2, "float16", "<f2"), DType(3, "bfloat16", "<u2"),
+    DType(4, "int64", "<i8"), DType(5, "uint64", "<u8"),
+    DType(6, "int8-rowwise", None), DType(7, "int4-rowwise", None), DType(8, "int8-symmetric", None),
 ]}
 DTYPE_BY_NAME = {d.name: d for d in DTYPES.values()}
 

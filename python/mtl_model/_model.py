@@ -16,7 +16,8 @@ from ._codec import decode as _decode
 from ._directory import decode_entries, validate_directory
 from ._errors import MTLModelError, malformed
 from ._filekind import advice_for_model
-from ._format import FEATURE_DELTA, FOOTER_BYTES, HEADER_BYTES, HEADER_MAGIC, Footer, ReadLimits, TRAINING_ROLES, crc32, decode_header
+from ._format import (DTYPES, FEATURE_DELTA, FOOTER_BYTES, HEADER_BYTES, HEADER_MAGIC, ROLES, TRAINING_ROLES, Footer,
+                      ReadLimits, crc32, decode_header)
 from ._proto import mtl_model_pb2 as pb
 
 DELTA_SOURCES = {1: "base", 2: "full", 3: "rows"}
@@ -125,7 +126,6 @@ class Model:
             raise malformed("manifest has no delta.new_provenance", offset)
         if len(d.tensors) > limits.max_tensor_count:
             raise malformed("delta lists %d tensors, more than the limit of %d" % (len(d.tensors), limits.max_tensor_count), offset)
-        from ._format import DTYPES, ROLES
         tensors = []
         for index, t in enumerate(d.tensors):
             name = strings.check(t.name, "delta.tensors[%d].name" % index)
@@ -216,30 +216,34 @@ class Model:
         if info.compression == "none":
             return memoryview(self._mm)[info.offset:info.offset + info.nbytes]
         out = bytearray(info.nbytes)
-        for index, chunk in self.logical_chunks(info, checksums=False):
+        for index, chunk in self.logical_chunks(info):
             start = index * info.chunk_bytes
             out[start:start + len(chunk)] = chunk
-        return bytes(out)
+        return out  # read-only once wrapped: __getitem__ clears the flag, decode copies
 
     def chunk_problems(self, info):
-        """Each chunk of ``info`` whose stored bytes fail their CRC-32 (or do not inflate), as
-        `Problem`s, in order."""
-        from ._verify import Problem
+        """Each chunk of ``info`` whose stored bytes fail their CRC-32, as `Problem`s, in order."""
         for index, (start, end) in enumerate(info.stored_ranges()):
-            computed = crc32(memoryview(self._mm)[info.offset + start:info.offset + end])
-            if computed != info.chunk_crc32[index]:
-                yield Problem("checksum", info.name, info.offset + start, "chunk %d checksum mismatch (stored 0x%08x, computed 0x%08x)"
-                              % (index, info.chunk_crc32[index], computed))
+            problem = self.chunk_problem(info, index, start, end)
+            if problem is not None:
+                yield problem
 
-    def logical_chunks(self, info, checksums=True):
-        """(index, logical bytes) of each chunk, inflated when compressed; raises on a chunk that
-        fails its checksum (when ``checksums``) or does not inflate to its size."""
+    def chunk_problem(self, info, index, start, end):
+        """The `Problem` of chunk ``index`` (stored at ``[start, end)`` of the tensor) when its
+        CRC-32 does not match, else None."""
+        from ._verify import Problem
+        computed = crc32(memoryview(self._mm)[info.offset + start:info.offset + end])
+        if computed == info.chunk_crc32[index]:
+            return None
+        return Problem("checksum", info.name, info.offset + start, "chunk %d checksum mismatch (stored 0x%08x, computed 0x%08x)"
+                       % (index, info.chunk_crc32[index], computed))
+
+    def logical_chunks(self, info):
+        """(index, logical bytes) of each chunk, inflated when compressed (checksums are the
+        caller's: `chunk_problems`); raises on a chunk that does not inflate to its size."""
         for index, (start, end) in enumerate(info.stored_ranges()):
             stored = memoryview(self._mm)[info.offset + start:info.offset + end]
             where = info.offset + start
-            if checksums and crc32(stored) != info.chunk_crc32[index]:
-                raise MTLModelError("malformed", "chunk %d checksum mismatch (stored 0x%08x, computed 0x%08x)"
-                                    % (index, info.chunk_crc32[index], crc32(stored)), file=self.path, offset=where, tensor=info.name)
             if info.compression == "none":
                 yield index, stored
                 continue

@@ -7,7 +7,6 @@ import numpy as np
 from . import config as _config
 from ._codec import bfloat16_to_float32, quantized_parameters, rows_view
 from ._errors import MTLModelError
-from ._format import crc32
 
 STRETCH_BYTES = 16 << 20
 HUGE = np.float32(2.0 ** 64)
@@ -81,7 +80,7 @@ def _check_tensor(model, info):
         problems = list(model.chunk_problems(info))
         if not problems:
             try:
-                for _, chunk in model.logical_chunks(info, checksums=False):
+                for _, chunk in model.logical_chunks(info):
                     scan.feed(chunk)
             except MTLModelError as error:  # a chunk that does not inflate
                 problems.append(Problem("checksum", info.name, error.offset, error.message))
@@ -94,11 +93,9 @@ def _check_tensor(model, info):
         for first in range(0, len(ranges), per_stretch):
             stretch = ranges[first:first + per_stretch]
             for index, (start, end) in enumerate(stretch, first):
-                computed = crc32(view[info.offset + start:info.offset + end])
-                if computed != info.chunk_crc32[index]:
-                    problems.append(Problem("checksum", info.name, info.offset + start,
-                                            "chunk %d checksum mismatch (stored 0x%08x, computed 0x%08x)"
-                                            % (index, info.chunk_crc32[index], computed)))
+                problem = model.chunk_problem(info, index, start, end)
+                if problem is not None:
+                    problems.append(problem)
             if not problems and info.role != "keys":
                 scan.feed(view[info.offset + stretch[0][0]:info.offset + stretch[-1][1]])
             model._release(info.offset + stretch[0][0], stretch[-1][1] - stretch[0][0])
@@ -111,12 +108,17 @@ def _check_tensor(model, info):
 
 
 def _duplicate_keys(model, info):
-    ordered = np.sort(model[info.name])
+    duplicate = first_duplicate(model[info.name])
     model._release(info.offset, info.stored_bytes)
+    return [] if duplicate is None else [Problem("keys", info.name, None, "duplicate key %d" % duplicate)]
+
+
+def first_duplicate(keys):
+    """The smallest id stored twice in ``keys`` (int64 bits of uint64 ids), as an unsigned
+    integer, or None; sorts a copy (8 bytes per key)."""
+    ordered = np.sort(keys, axis=None)
     same = np.flatnonzero(ordered[1:] == ordered[:-1])
-    if not same.size:
-        return []
-    return [Problem("keys", info.name, None, "duplicate key %d" % int(ordered[same[0]:same[0] + 1].view(np.uint64)[0]))]
+    return int(ordered[same[0]:same[0] + 1].view(np.uint64)[0]) if same.size else None
 
 
 # ---- values -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from ._errors import MTLModelError
 from ._format import (ALIGNMENT, DEFAULT_CHUNK_BYTES, DTYPE_BY_NAME, FEATURE_ZLIB_CHUNKS, FOOTER_BYTES, HEADER_BYTES,
                       MAX_CHUNK_BYTES, ROLE_VALUES, Footer, crc32, encode_header)
 from ._proto import mtl_model_pb2 as pb
-from ._verify import _shape
+from ._verify import _shape, first_duplicate
 
 PRODUCER = "mtl-model-python"
 # What `save` takes for each needed dtype (besides the dtype itself): float16 for parameters
@@ -165,9 +165,8 @@ def _fit(array, spec):
 
 def _check_values(array, spec, allow_nonfinite):
     if spec.role == "keys":
-        ordered = np.sort(array, axis=None)
-        same = np.flatnonzero(ordered[1:] == ordered[:-1])
-        return "duplicate key %d in a keyed table" % int(ordered[same[0]].view(np.uint64)) if same.size else None
+        duplicate = first_duplicate(array)
+        return None if duplicate is None else "duplicate key %d in a keyed table" % duplicate
     if array.dtype.kind == "f" and not allow_nonfinite:
         for start, block in _blocks(array, 1 << 22):
             bad = np.flatnonzero(~np.isfinite(block))

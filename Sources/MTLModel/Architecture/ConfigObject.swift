@@ -86,7 +86,7 @@ struct ConfigObject {
     /// A required key is missing: when a key of the object is a near miss of it, say so
     /// ("embeding_dim" for "embedding_dim"), since that is the likely cause.
     func missing(_ key: String) -> MTLModelError {
-        let nearMiss = Spelling.closest(to: key, in: values.keys.filter { !read.contains($0) || $0 == key }.sorted())
+        let nearMiss = Spelling.closest(to: key, in: values.keys.filter { !read.contains($0) }.sorted())
         return .config(keyPath(key), "missing (required)" + (nearMiss.map { "; the config has \"\($0)\": a misspelling?" } ?? ""))
     }
 

@@ -80,7 +80,7 @@ public enum DType: UInt32, Sendable, Hashable, Codable, CaseIterable, CustomStri
 }
 
 /// How a tensor is stored. Raw values are on-disk enum values.
-public enum Compression: UInt32, Sendable, Hashable, Codable, CustomStringConvertible {
+public enum Compression: UInt32, Sendable, Hashable, Codable, CaseIterable, CustomStringConvertible {
     case none = 0
     case zlib = 1
 

@@ -25,6 +25,4 @@ extension NamedCodable {
 
 extension DType: NamedCodable {}
 extension TensorRole: NamedCodable {}
-extension Compression: NamedCodable, CaseIterable {
-    public static let allCases: [Compression] = [.none, .zlib]
-}
+extension Compression: NamedCodable {}
