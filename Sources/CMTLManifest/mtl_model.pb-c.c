@@ -52,6 +52,231 @@ void   mtlm__v1__manifest__free_unpacked
   assert(message->base.descriptor == &mtlm__v1__manifest__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mtlm__v1__sharded_tensor__init
+                     (Mtlm__V1__ShardedTensor         *message)
+{
+  static const Mtlm__V1__ShardedTensor init_value = MTLM__V1__SHARDED_TENSOR__INIT;
+  *message = init_value;
+}
+size_t mtlm__v1__sharded_tensor__get_packed_size
+                     (const Mtlm__V1__ShardedTensor *message)
+{
+  assert(message->base.descriptor == &mtlm__v1__sharded_tensor__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mtlm__v1__sharded_tensor__pack
+                     (const Mtlm__V1__ShardedTensor *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mtlm__v1__sharded_tensor__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mtlm__v1__sharded_tensor__pack_to_buffer
+                     (const Mtlm__V1__ShardedTensor *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mtlm__v1__sharded_tensor__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mtlm__V1__ShardedTensor *
+       mtlm__v1__sharded_tensor__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mtlm__V1__ShardedTensor *)
+     protobuf_c_message_unpack (&mtlm__v1__sharded_tensor__descriptor,
+                                allocator, len, data);
+}
+void   mtlm__v1__sharded_tensor__free_unpacked
+                     (Mtlm__V1__ShardedTensor *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mtlm__v1__sharded_tensor__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mtlm__v1__table_part__init
+                     (Mtlm__V1__TablePart         *message)
+{
+  static const Mtlm__V1__TablePart init_value = MTLM__V1__TABLE_PART__INIT;
+  *message = init_value;
+}
+size_t mtlm__v1__table_part__get_packed_size
+                     (const Mtlm__V1__TablePart *message)
+{
+  assert(message->base.descriptor == &mtlm__v1__table_part__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mtlm__v1__table_part__pack
+                     (const Mtlm__V1__TablePart *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mtlm__v1__table_part__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mtlm__v1__table_part__pack_to_buffer
+                     (const Mtlm__V1__TablePart *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mtlm__v1__table_part__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mtlm__V1__TablePart *
+       mtlm__v1__table_part__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mtlm__V1__TablePart *)
+     protobuf_c_message_unpack (&mtlm__v1__table_part__descriptor,
+                                allocator, len, data);
+}
+void   mtlm__v1__table_part__free_unpacked
+                     (Mtlm__V1__TablePart *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mtlm__v1__table_part__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mtlm__v1__shard_file__init
+                     (Mtlm__V1__ShardFile         *message)
+{
+  static const Mtlm__V1__ShardFile init_value = MTLM__V1__SHARD_FILE__INIT;
+  *message = init_value;
+}
+size_t mtlm__v1__shard_file__get_packed_size
+                     (const Mtlm__V1__ShardFile *message)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_file__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mtlm__v1__shard_file__pack
+                     (const Mtlm__V1__ShardFile *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_file__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mtlm__v1__shard_file__pack_to_buffer
+                     (const Mtlm__V1__ShardFile *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_file__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mtlm__V1__ShardFile *
+       mtlm__v1__shard_file__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mtlm__V1__ShardFile *)
+     protobuf_c_message_unpack (&mtlm__v1__shard_file__descriptor,
+                                allocator, len, data);
+}
+void   mtlm__v1__shard_file__free_unpacked
+                     (Mtlm__V1__ShardFile *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mtlm__v1__shard_file__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mtlm__v1__shard_table__init
+                     (Mtlm__V1__ShardTable         *message)
+{
+  static const Mtlm__V1__ShardTable init_value = MTLM__V1__SHARD_TABLE__INIT;
+  *message = init_value;
+}
+size_t mtlm__v1__shard_table__get_packed_size
+                     (const Mtlm__V1__ShardTable *message)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_table__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mtlm__v1__shard_table__pack
+                     (const Mtlm__V1__ShardTable *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_table__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mtlm__v1__shard_table__pack_to_buffer
+                     (const Mtlm__V1__ShardTable *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_table__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mtlm__V1__ShardTable *
+       mtlm__v1__shard_table__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mtlm__V1__ShardTable *)
+     protobuf_c_message_unpack (&mtlm__v1__shard_table__descriptor,
+                                allocator, len, data);
+}
+void   mtlm__v1__shard_table__free_unpacked
+                     (Mtlm__V1__ShardTable *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mtlm__v1__shard_table__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   mtlm__v1__shard_identity__init
+                     (Mtlm__V1__ShardIdentity         *message)
+{
+  static const Mtlm__V1__ShardIdentity init_value = MTLM__V1__SHARD_IDENTITY__INIT;
+  *message = init_value;
+}
+size_t mtlm__v1__shard_identity__get_packed_size
+                     (const Mtlm__V1__ShardIdentity *message)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_identity__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mtlm__v1__shard_identity__pack
+                     (const Mtlm__V1__ShardIdentity *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_identity__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mtlm__v1__shard_identity__pack_to_buffer
+                     (const Mtlm__V1__ShardIdentity *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mtlm__v1__shard_identity__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mtlm__V1__ShardIdentity *
+       mtlm__v1__shard_identity__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mtlm__V1__ShardIdentity *)
+     protobuf_c_message_unpack (&mtlm__v1__shard_identity__descriptor,
+                                allocator, len, data);
+}
+void   mtlm__v1__shard_identity__free_unpacked
+                     (Mtlm__V1__ShardIdentity *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mtlm__v1__shard_identity__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mtlm__v1__delta_tensor__init
                      (Mtlm__V1__DeltaTensor         *message)
 {
@@ -727,7 +952,7 @@ void   mtlm__v1__tensor__free_unpacked
   assert(message->base.descriptor == &mtlm__v1__tensor__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor mtlm__v1__manifest__field_descriptors[5] =
+static const ProtobufCFieldDescriptor mtlm__v1__manifest__field_descriptors[7] =
 {
   {
     "provenance",
@@ -789,18 +1014,44 @@ static const ProtobufCFieldDescriptor mtlm__v1__manifest__field_descriptors[5] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shards",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__Manifest, shards),
+    &mtlm__v1__shard_table__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__Manifest, shard),
+    &mtlm__v1__shard_identity__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mtlm__v1__manifest__field_indices_by_name[] = {
   1,   /* field[1] = architecture */
   4,   /* field[4] = delta */
   3,   /* field[3] = metadata */
   0,   /* field[0] = provenance */
+  6,   /* field[6] = shard */
+  5,   /* field[5] = shards */
   2,   /* field[2] = tensors */
 };
 static const ProtobufCIntRange mtlm__v1__manifest__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor mtlm__v1__manifest__descriptor =
 {
@@ -810,11 +1061,435 @@ const ProtobufCMessageDescriptor mtlm__v1__manifest__descriptor =
   "Mtlm__V1__Manifest",
   "mtlm.v1",
   sizeof(Mtlm__V1__Manifest),
-  5,
+  7,
   mtlm__v1__manifest__field_descriptors,
   mtlm__v1__manifest__field_indices_by_name,
   1,  mtlm__v1__manifest__number_ranges,
   (ProtobufCMessageInit) mtlm__v1__manifest__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mtlm__v1__sharded_tensor__field_descriptors[4] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardedTensor, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dtype",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardedTensor, dtype),
+    &mtlm__v1__dtype__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shape",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Mtlm__V1__ShardedTensor, n_shape),
+    offsetof(Mtlm__V1__ShardedTensor, shape),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardedTensor, role),
+    &mtlm__v1__tensor_role__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mtlm__v1__sharded_tensor__field_indices_by_name[] = {
+  1,   /* field[1] = dtype */
+  0,   /* field[0] = name */
+  3,   /* field[3] = role */
+  2,   /* field[2] = shape */
+};
+static const ProtobufCIntRange mtlm__v1__sharded_tensor__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor mtlm__v1__sharded_tensor__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mtlm.v1.ShardedTensor",
+  "ShardedTensor",
+  "Mtlm__V1__ShardedTensor",
+  "mtlm.v1",
+  sizeof(Mtlm__V1__ShardedTensor),
+  4,
+  mtlm__v1__sharded_tensor__field_descriptors,
+  mtlm__v1__sharded_tensor__field_indices_by_name,
+  1,  mtlm__v1__sharded_tensor__number_ranges,
+  (ProtobufCMessageInit) mtlm__v1__sharded_tensor__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mtlm__v1__table_part__field_descriptors[7] =
+{
+  {
+    "field",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__TablePart, field),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_row",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__TablePart, first_row),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "row_count",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__TablePart, row_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bucket_bits",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__TablePart, bucket_bits),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hash_seed",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__TablePart, hash_seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_bucket",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__TablePart, first_bucket),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bucket_count",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__TablePart, bucket_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mtlm__v1__table_part__field_indices_by_name[] = {
+  3,   /* field[3] = bucket_bits */
+  6,   /* field[6] = bucket_count */
+  0,   /* field[0] = field */
+  5,   /* field[5] = first_bucket */
+  1,   /* field[1] = first_row */
+  4,   /* field[4] = hash_seed */
+  2,   /* field[2] = row_count */
+};
+static const ProtobufCIntRange mtlm__v1__table_part__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor mtlm__v1__table_part__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mtlm.v1.TablePart",
+  "TablePart",
+  "Mtlm__V1__TablePart",
+  "mtlm.v1",
+  sizeof(Mtlm__V1__TablePart),
+  7,
+  mtlm__v1__table_part__field_descriptors,
+  mtlm__v1__table_part__field_indices_by_name,
+  1,  mtlm__v1__table_part__number_ranges,
+  (ProtobufCMessageInit) mtlm__v1__table_part__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mtlm__v1__shard_file__field_descriptors[4] =
+{
+  {
+    "file_name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardFile, file_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "byte_count",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardFile, byte_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "manifest_hash",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardFile, manifest_hash),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parts",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mtlm__V1__ShardFile, n_parts),
+    offsetof(Mtlm__V1__ShardFile, parts),
+    &mtlm__v1__table_part__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mtlm__v1__shard_file__field_indices_by_name[] = {
+  1,   /* field[1] = byte_count */
+  0,   /* field[0] = file_name */
+  2,   /* field[2] = manifest_hash */
+  3,   /* field[3] = parts */
+};
+static const ProtobufCIntRange mtlm__v1__shard_file__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor mtlm__v1__shard_file__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mtlm.v1.ShardFile",
+  "ShardFile",
+  "Mtlm__V1__ShardFile",
+  "mtlm.v1",
+  sizeof(Mtlm__V1__ShardFile),
+  4,
+  mtlm__v1__shard_file__field_descriptors,
+  mtlm__v1__shard_file__field_indices_by_name,
+  1,  mtlm__v1__shard_file__number_ranges,
+  (ProtobufCMessageInit) mtlm__v1__shard_file__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mtlm__v1__shard_table__field_descriptors[3] =
+{
+  {
+    "model_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardTable, model_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tensors",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mtlm__V1__ShardTable, n_tensors),
+    offsetof(Mtlm__V1__ShardTable, tensors),
+    &mtlm__v1__sharded_tensor__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "files",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mtlm__V1__ShardTable, n_files),
+    offsetof(Mtlm__V1__ShardTable, files),
+    &mtlm__v1__shard_file__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mtlm__v1__shard_table__field_indices_by_name[] = {
+  2,   /* field[2] = files */
+  0,   /* field[0] = model_id */
+  1,   /* field[1] = tensors */
+};
+static const ProtobufCIntRange mtlm__v1__shard_table__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor mtlm__v1__shard_table__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mtlm.v1.ShardTable",
+  "ShardTable",
+  "Mtlm__V1__ShardTable",
+  "mtlm.v1",
+  sizeof(Mtlm__V1__ShardTable),
+  3,
+  mtlm__v1__shard_table__field_descriptors,
+  mtlm__v1__shard_table__field_indices_by_name,
+  1,  mtlm__v1__shard_table__number_ranges,
+  (ProtobufCMessageInit) mtlm__v1__shard_table__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mtlm__v1__shard_identity__field_descriptors[5] =
+{
+  {
+    "model_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardIdentity, model_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "index",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardIdentity, index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "count",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardIdentity, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "root_file_name",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__ShardIdentity, root_file_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "parts",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mtlm__V1__ShardIdentity, n_parts),
+    offsetof(Mtlm__V1__ShardIdentity, parts),
+    &mtlm__v1__table_part__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mtlm__v1__shard_identity__field_indices_by_name[] = {
+  2,   /* field[2] = count */
+  1,   /* field[1] = index */
+  0,   /* field[0] = model_id */
+  4,   /* field[4] = parts */
+  3,   /* field[3] = root_file_name */
+};
+static const ProtobufCIntRange mtlm__v1__shard_identity__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor mtlm__v1__shard_identity__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mtlm.v1.ShardIdentity",
+  "ShardIdentity",
+  "Mtlm__V1__ShardIdentity",
+  "mtlm.v1",
+  sizeof(Mtlm__V1__ShardIdentity),
+  5,
+  mtlm__v1__shard_identity__field_descriptors,
+  mtlm__v1__shard_identity__field_indices_by_name,
+  1,  mtlm__v1__shard_identity__number_ranges,
+  (ProtobufCMessageInit) mtlm__v1__shard_identity__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mtlm__v1__delta_tensor__field_descriptors[5] =

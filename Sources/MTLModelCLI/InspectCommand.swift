@@ -17,6 +17,9 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Per-tensor min, max, mean, std, fraction of zeros, NaN and Inf counts (reads all weights).")
     var stats = false
 
+    @Flag(help: "A sharded model's root: list its shards (file, bytes, rows of each field). Reads the root only.")
+    var shards = false
+
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
 
@@ -73,6 +76,17 @@ struct InspectCommand: ParsableCommand {
         }
         lines.append(Format.table(["section", "tensors", "parameters", "bytes"], sectionRows))
         lines.append("total model parameters \(summary.parameterCount) in \(summary.tensorCount) tensors")
+        if let list = summary.shards {
+            let total = list.reduce(summary.fileByteCount) { $0 + $1.byteCount }
+            lines.append("sharded       \(list.count) shards beside the root, \(Format.bytes(total)) with the root (mtl-model verify checks them)")
+            if shards {
+                let fields = architecture.fields.map(\.name)
+                lines.append("")
+                lines.append(Format.table(["shard", "bytes"] + fields.map { "\($0) rows" }, list.map { shard in
+                    [e(shard.file), Format.bytes(shard.byteCount)] + shard.rows.map(String.init)
+                }))
+            }
+        }
         if let rows = summary.tensors {
             lines.append("")
             if stats {

@@ -9,7 +9,7 @@ struct VerifyCommand: ParsableCommand {
         discussion: "Exit 0 valid, 1 invalid (every problem listed), 2 unreadable."
     )
 
-    @Argument(help: "The .mtlm file.")
+    @Argument(help: "The .mtlm file: a model, a sharded model's root (its shards are verified with it), or one shard alone.")
     var model: String
 
     @Option(help: "Threads reading chunks at once.")
@@ -32,12 +32,13 @@ struct VerifyCommand: ParsableCommand {
             if json { try Terminal.json(Unreadable(file: model, error: error.description)) }
             throw error
         }
-        let report = ModelVerifier(threadCount: threads).verify(file)
+        let report = ModelVerifier(threadCount: threads, options: limits.modelOptions).verify(file)
         if json {
             try Terminal.json(Output(report: report))
         } else {
             for problem in report.problems {
                 var place: [String] = []
+                if let file = problem.file { place.append("in \(TerminalText.escaped(file))") }
                 if let tensor = problem.tensor { place.append("tensor \"\(TerminalText.escaped(tensor))\"") }
                 if let offset = problem.byteOffset { place.append("at byte \(offset)") }
                 Terminal.output("\(TerminalText.escaped(model)): \(problem.kind.rawValue): " + (place.isEmpty ? "" : place.joined(separator: ", ") + ": ") + problem.message)

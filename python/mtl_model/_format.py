@@ -22,6 +22,8 @@ MINOR = 2
 FEATURE_ZLIB_CHUNKS = 1 << 0
 FEATURE_DELTA = 1 << 1
 KNOWN_FEATURES = FEATURE_ZLIB_CHUNKS | FEATURE_DELTA
+# Format 1.3's sharded models: read by the Swift tool; this package does not read them yet.
+FEATURE_SHARDING = 1 << 2
 U64 = (1 << 64) - 1
 
 
@@ -119,6 +121,10 @@ def decode_header(b):
     if stored != computed:
         raise malformed("header checksum mismatch (stored 0x%08x, computed 0x%08x)" % (stored, computed), 60)
     required = struct.unpack_from("<Q", b, 16)[0]
+    if required & FEATURE_SHARDING:
+        raise MTLModelError("unsupported", "file is the root or a shard of a sharded model (format 1.3), which this "
+                            "package does not read yet: consolidate it with mtl-model shard ROOT OUT.mtlm --shards 1",
+                            offset=16)
     if required & ~KNOWN_FEATURES:
         raise MTLModelError("unsupported", "file requires features this reader does not know (bits 0x%x; it knows "
                             "zlib-chunks, delta); upgrade mtl-model" % (required & ~KNOWN_FEATURES), offset=16)

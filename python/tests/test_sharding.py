@@ -3,6 +3,9 @@ import json
 
 import numpy as np
 
+import pytest
+
+import mtl_model
 from mtl_model import sharding
 from conftest import fixture
 
@@ -27,3 +30,13 @@ def test_parts_and_owners():
         for element in sorted({0, total // 2, total - 1} | set(starts[:-1])):
             if 0 <= element < total:
                 assert element in sharding.part(sharding.owner(element, count, total), count, total)
+
+
+def test_sharded_model_refused_with_the_way_round(tmp_path, cli):
+    """A root and a shard (format 1.3) are refused by name, not as an unknown feature."""
+    root = tmp_path / "m.mtlm"
+    status, _, err = cli("shard", fixture("v1.0/small-training.mtlm"), root, "--shards", "2")
+    assert status == 0, err
+    for path in (root, tmp_path / "m-00001-of-00002.mtlm"):
+        with pytest.raises(mtl_model.MTLModelError, match="sharded model .*--shards 1"):
+            mtl_model.load(str(path))

@@ -16,6 +16,11 @@ PROTOBUF_C__BEGIN_DECLS
 
 
 typedef struct Mtlm__V1__Manifest Mtlm__V1__Manifest;
+typedef struct Mtlm__V1__ShardedTensor Mtlm__V1__ShardedTensor;
+typedef struct Mtlm__V1__TablePart Mtlm__V1__TablePart;
+typedef struct Mtlm__V1__ShardFile Mtlm__V1__ShardFile;
+typedef struct Mtlm__V1__ShardTable Mtlm__V1__ShardTable;
+typedef struct Mtlm__V1__ShardIdentity Mtlm__V1__ShardIdentity;
 typedef struct Mtlm__V1__DeltaTensor Mtlm__V1__DeltaTensor;
 typedef struct Mtlm__V1__Delta Mtlm__V1__Delta;
 typedef struct Mtlm__V1__Provenance Mtlm__V1__Provenance;
@@ -181,10 +186,140 @@ struct  Mtlm__V1__Manifest
    * model from its base. `architecture`, `metadata` are then the new model's.
    */
   Mtlm__V1__Delta *delta;
+  /*
+   * Present in the root of a sharded model only (format 1.3, required feature bit 2): the
+   * table tensors, split by rows across the shard files listed here.
+   */
+  Mtlm__V1__ShardTable *shards;
+  /*
+   * Present in a shard file only (format 1.3, required feature bit 2): which model it is part
+   * of and which rows it holds.
+   */
+  Mtlm__V1__ShardIdentity *shard;
 };
 #define MTLM__V1__MANIFEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__manifest__descriptor) \
-    , NULL, NULL, 0,NULL, 0,NULL, NULL }
+    , NULL, NULL, 0,NULL, 0,NULL, NULL, NULL, NULL }
+
+
+/*
+ * A tensor of the model that is split across the shards by rows (along its first dimension):
+ * its logical dtype and whole shape. Each shard stores, under the same name, its part.
+ */
+struct  Mtlm__V1__ShardedTensor
+{
+  ProtobufCMessage base;
+  char *name;
+  Mtlm__V1__DType dtype;
+  size_t n_shape;
+  uint64_t *shape;
+  Mtlm__V1__TensorRole role;
+};
+#define MTLM__V1__SHARDED_TENSOR__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__sharded_tensor__descriptor) \
+    , (char *)protobuf_c_empty_string, MTLM__V1__DTYPE__DTYPE_UNSPECIFIED, 0,NULL, MTLM__V1__TENSOR_ROLE__TENSOR_ROLE_UNSPECIFIED }
+
+
+/*
+ * The rows of one field's tables (embedding, first-order, keys and their training state) that
+ * one shard holds: rows [first_row, first_row + row_count) of the model's row order. A keyed
+ * field is split by buckets: bucket_bits > 0, and the shard holds exactly the ids whose bucket
+ * (docs/FORMAT.md: the top bucket_bits bits of the seeded 64-bit hash) is in
+ * [first_bucket, first_bucket + bucket_count). Direct and modulo fields: bucket_bits = 0.
+ */
+struct  Mtlm__V1__TablePart
+{
+  ProtobufCMessage base;
+  char *field;
+  uint64_t first_row;
+  uint64_t row_count;
+  uint32_t bucket_bits;
+  uint64_t hash_seed;
+  uint32_t first_bucket;
+  uint32_t bucket_count;
+};
+#define MTLM__V1__TABLE_PART__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__table_part__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+
+
+struct  Mtlm__V1__ShardFile
+{
+  ProtobufCMessage base;
+  /*
+   * NAME-0000k-of-0000N.mtlm, beside the root
+   */
+  char *file_name;
+  /*
+   * the shard's file size
+   */
+  uint64_t byte_count;
+  /*
+   * FNV-1a 64 of the shard's manifest bytes as stored
+   */
+  uint64_t manifest_hash;
+  /*
+   * one per field, in the architecture's field order
+   */
+  size_t n_parts;
+  Mtlm__V1__TablePart **parts;
+};
+#define MTLM__V1__SHARD_FILE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__shard_file__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+
+
+struct  Mtlm__V1__ShardTable
+{
+  ProtobufCMessage base;
+  /*
+   * 16 bytes drawn when the root is written
+   */
+  ProtobufCBinaryData model_id;
+  /*
+   * in the order of docs/FORMAT.md "Tensors of a model"
+   */
+  size_t n_tensors;
+  Mtlm__V1__ShardedTensor **tensors;
+  /*
+   * shard k at index k - 1
+   */
+  size_t n_files;
+  Mtlm__V1__ShardFile **files;
+};
+#define MTLM__V1__SHARD_TABLE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__shard_table__descriptor) \
+    , {0,NULL}, 0,NULL, 0,NULL }
+
+
+struct  Mtlm__V1__ShardIdentity
+{
+  ProtobufCMessage base;
+  /*
+   * the root's ShardTable.model_id
+   */
+  ProtobufCBinaryData model_id;
+  /*
+   * 1-based: k of NAME-0000k-of-0000N.mtlm
+   */
+  uint32_t index;
+  /*
+   * N
+   */
+  uint32_t count;
+  /*
+   * NAME.mtlm
+   */
+  char *root_file_name;
+  /*
+   * as in the root's ShardFile
+   */
+  size_t n_parts;
+  Mtlm__V1__TablePart **parts;
+};
+#define MTLM__V1__SHARD_IDENTITY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__shard_identity__descriptor) \
+    , {0,NULL}, 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Mtlm__V1__DeltaTensor
@@ -511,6 +646,101 @@ Mtlm__V1__Manifest *
 void   mtlm__v1__manifest__free_unpacked
                      (Mtlm__V1__Manifest *message,
                       ProtobufCAllocator *allocator);
+/* Mtlm__V1__ShardedTensor methods */
+void   mtlm__v1__sharded_tensor__init
+                     (Mtlm__V1__ShardedTensor         *message);
+size_t mtlm__v1__sharded_tensor__get_packed_size
+                     (const Mtlm__V1__ShardedTensor   *message);
+size_t mtlm__v1__sharded_tensor__pack
+                     (const Mtlm__V1__ShardedTensor   *message,
+                      uint8_t             *out);
+size_t mtlm__v1__sharded_tensor__pack_to_buffer
+                     (const Mtlm__V1__ShardedTensor   *message,
+                      ProtobufCBuffer     *buffer);
+Mtlm__V1__ShardedTensor *
+       mtlm__v1__sharded_tensor__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mtlm__v1__sharded_tensor__free_unpacked
+                     (Mtlm__V1__ShardedTensor *message,
+                      ProtobufCAllocator *allocator);
+/* Mtlm__V1__TablePart methods */
+void   mtlm__v1__table_part__init
+                     (Mtlm__V1__TablePart         *message);
+size_t mtlm__v1__table_part__get_packed_size
+                     (const Mtlm__V1__TablePart   *message);
+size_t mtlm__v1__table_part__pack
+                     (const Mtlm__V1__TablePart   *message,
+                      uint8_t             *out);
+size_t mtlm__v1__table_part__pack_to_buffer
+                     (const Mtlm__V1__TablePart   *message,
+                      ProtobufCBuffer     *buffer);
+Mtlm__V1__TablePart *
+       mtlm__v1__table_part__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mtlm__v1__table_part__free_unpacked
+                     (Mtlm__V1__TablePart *message,
+                      ProtobufCAllocator *allocator);
+/* Mtlm__V1__ShardFile methods */
+void   mtlm__v1__shard_file__init
+                     (Mtlm__V1__ShardFile         *message);
+size_t mtlm__v1__shard_file__get_packed_size
+                     (const Mtlm__V1__ShardFile   *message);
+size_t mtlm__v1__shard_file__pack
+                     (const Mtlm__V1__ShardFile   *message,
+                      uint8_t             *out);
+size_t mtlm__v1__shard_file__pack_to_buffer
+                     (const Mtlm__V1__ShardFile   *message,
+                      ProtobufCBuffer     *buffer);
+Mtlm__V1__ShardFile *
+       mtlm__v1__shard_file__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mtlm__v1__shard_file__free_unpacked
+                     (Mtlm__V1__ShardFile *message,
+                      ProtobufCAllocator *allocator);
+/* Mtlm__V1__ShardTable methods */
+void   mtlm__v1__shard_table__init
+                     (Mtlm__V1__ShardTable         *message);
+size_t mtlm__v1__shard_table__get_packed_size
+                     (const Mtlm__V1__ShardTable   *message);
+size_t mtlm__v1__shard_table__pack
+                     (const Mtlm__V1__ShardTable   *message,
+                      uint8_t             *out);
+size_t mtlm__v1__shard_table__pack_to_buffer
+                     (const Mtlm__V1__ShardTable   *message,
+                      ProtobufCBuffer     *buffer);
+Mtlm__V1__ShardTable *
+       mtlm__v1__shard_table__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mtlm__v1__shard_table__free_unpacked
+                     (Mtlm__V1__ShardTable *message,
+                      ProtobufCAllocator *allocator);
+/* Mtlm__V1__ShardIdentity methods */
+void   mtlm__v1__shard_identity__init
+                     (Mtlm__V1__ShardIdentity         *message);
+size_t mtlm__v1__shard_identity__get_packed_size
+                     (const Mtlm__V1__ShardIdentity   *message);
+size_t mtlm__v1__shard_identity__pack
+                     (const Mtlm__V1__ShardIdentity   *message,
+                      uint8_t             *out);
+size_t mtlm__v1__shard_identity__pack_to_buffer
+                     (const Mtlm__V1__ShardIdentity   *message,
+                      ProtobufCBuffer     *buffer);
+Mtlm__V1__ShardIdentity *
+       mtlm__v1__shard_identity__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mtlm__v1__shard_identity__free_unpacked
+                     (Mtlm__V1__ShardIdentity *message,
+                      ProtobufCAllocator *allocator);
 /* Mtlm__V1__DeltaTensor methods */
 void   mtlm__v1__delta_tensor__init
                      (Mtlm__V1__DeltaTensor         *message);
@@ -801,6 +1031,21 @@ void   mtlm__v1__tensor__free_unpacked
 typedef void (*Mtlm__V1__Manifest_Closure)
                  (const Mtlm__V1__Manifest *message,
                   void *closure_data);
+typedef void (*Mtlm__V1__ShardedTensor_Closure)
+                 (const Mtlm__V1__ShardedTensor *message,
+                  void *closure_data);
+typedef void (*Mtlm__V1__TablePart_Closure)
+                 (const Mtlm__V1__TablePart *message,
+                  void *closure_data);
+typedef void (*Mtlm__V1__ShardFile_Closure)
+                 (const Mtlm__V1__ShardFile *message,
+                  void *closure_data);
+typedef void (*Mtlm__V1__ShardTable_Closure)
+                 (const Mtlm__V1__ShardTable *message,
+                  void *closure_data);
+typedef void (*Mtlm__V1__ShardIdentity_Closure)
+                 (const Mtlm__V1__ShardIdentity *message,
+                  void *closure_data);
 typedef void (*Mtlm__V1__DeltaTensor_Closure)
                  (const Mtlm__V1__DeltaTensor *message,
                   void *closure_data);
@@ -864,6 +1109,11 @@ extern const ProtobufCEnumDescriptor    mtlm__v1__dtype__descriptor;
 extern const ProtobufCEnumDescriptor    mtlm__v1__compression__descriptor;
 extern const ProtobufCEnumDescriptor    mtlm__v1__tensor_role__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__manifest__descriptor;
+extern const ProtobufCMessageDescriptor mtlm__v1__sharded_tensor__descriptor;
+extern const ProtobufCMessageDescriptor mtlm__v1__table_part__descriptor;
+extern const ProtobufCMessageDescriptor mtlm__v1__shard_file__descriptor;
+extern const ProtobufCMessageDescriptor mtlm__v1__shard_table__descriptor;
+extern const ProtobufCMessageDescriptor mtlm__v1__shard_identity__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__delta_tensor__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__delta__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__provenance__descriptor;

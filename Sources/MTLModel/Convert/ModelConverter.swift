@@ -74,6 +74,7 @@ public struct ModelConverter {
     /// weighting frozen at the learned `loss.log_var` (with the weights it implies), and
     /// optionally batch norm folded, unseen keyed rows pruned and tables quantized.
     public func toServing(_ model: Model, output: String, options: ServingOptions) throws -> ConversionReport {
+        try model.requireOneFile(for: "convert")
         try options.quantization?.check(model.architecture)
         let source = model.architecture
         var report = ConversionReport(form: "serving")
@@ -131,6 +132,7 @@ public struct ModelConverter {
     ///
     /// - Parameter optimizer: nil uses the optimizer the architecture records.
     public func toTraining(_ model: Model, output: String, optimizer: Architecture.OptimizerType?) throws -> ConversionReport {
+        try model.requireOneFile(for: "convert")
         let source = model.architecture
         guard let type = optimizer ?? source.optimizer?.type else {
             throw MTLModelError(.invalidArgument, "the model records no optimizer: name one (adagrad, adam, ftrl or sgd)", file: model.path)

@@ -58,6 +58,8 @@ public enum ModelDelta {
 
     /// Writes the delta that turns `base` into `new`.
     public static func make(base checkedBase: Model, new checkedNew: Model, to output: String) throws -> Summary {
+        try checkedBase.requireOneFile(for: "delta")
+        try checkedNew.requireOneFile(for: "delta")
         let base = checkedBase.file, new = checkedNew.file
         var summary = Summary(unchangedTensors: 0, patchedTensors: 0, fullTensors: 0, storedRowCount: 0, deltaByteCount: 0,
                               newByteCount: new.fileByteCount)
@@ -162,6 +164,7 @@ public enum ModelDelta {
     /// - Throws: when the delta was made for another base (nothing is written), or when the
     ///   delta or the base is inconsistent with the recipe.
     public static func apply(base checkedBase: Model, delta: ModelFile, to output: String) throws {
+        try checkedBase.requireOneFile(for: "apply")
         guard let recipe = delta.manifest.delta else {
             throw MTLModelError(.invalidArgument, "is a model, not a delta", file: delta.path)
         }

@@ -130,6 +130,8 @@ public struct ModelDiff: Sendable {
     /// - Complexity: reads both models once, in windows of rows, in bounded memory (about
     ///   80 MB a thread, `compareTable`).
     public func compare(_ a: Model, _ b: Model) throws -> ModelDiffReport {
+        try a.requireOneFile(for: "diff")
+        try b.requireOneFile(for: "diff")
         let metadataA = Dictionary(uniqueKeysWithValues: a.manifest.metadata.map { ($0.key, $0.value) })
         let metadataB = Dictionary(uniqueKeysWithValues: b.manifest.metadata.map { ($0.key, $0.value) })
         let metadata = ConfigDiff.differences(.object(metadataA.mapValues { .string($0) }), .object(metadataB.mapValues { .string($0) }))

@@ -14,6 +14,7 @@ public struct NumpyArchiveExporter {
     public init() {}
 
     public func export(_ checked: Model, to output: String) throws {
+        try checked.requireOneFile(for: "export")
         let model = checked.file
         let archive = try ZipArchiveWriter(path: output, zip64Threshold: zip64Threshold)
         for entry in model.tensors {

@@ -10,7 +10,7 @@ public struct FormatVersion: Sendable, Hashable, Comparable, Codable, CustomStri
     }
 
     /// The newest version this build writes (writers stamp the lowest one their content needs).
-    public static let current = FormatVersion(major: 1, minor: 2)
+    public static let current = FormatVersion(major: 1, minor: 3)
     /// The versions this build reads: major 1, minor 0 through `current.minor`.
     public static let readable = "1.0"
 
@@ -32,13 +32,18 @@ public struct FormatFeatures: OptionSet, Sendable, Hashable, Codable {
     /// The file is a delta against a base model (format 1.2), not a model by itself.
     public static let delta = FormatFeatures(rawValue: 1 << 1)
 
+    /// The file is the root or a shard of a sharded model (format 1.3): its table tensors are
+    /// (root) or are only part of (shard) the model's.
+    public static let sharding = FormatFeatures(rawValue: 1 << 2)
+
     /// Every required feature this build understands.
-    public static let known: FormatFeatures = [.zlibChunks, .delta]
+    public static let known: FormatFeatures = [.zlibChunks, .delta, .sharding]
 
     public var names: [String] {
         var names: [String] = []
         if contains(.zlibChunks) { names.append("zlib-chunks") }
         if contains(.delta) { names.append("delta") }
+        if contains(.sharding) { names.append("sharding") }
         let unknown = rawValue & ~FormatFeatures.known.rawValue
         if unknown != 0 { names.append("unknown(0x" + String(unknown, radix: 16) + ")") }
         return names

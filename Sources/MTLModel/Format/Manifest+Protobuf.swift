@@ -47,11 +47,55 @@ extension Manifest {
                 }
             }
         }
+        if let shards {
+            message.pointee.shards = arena.message(mtlm__v1__shard_table__init) { t in
+                t.model_id = arena.binary(shards.modelID)
+                (t.n_tensors, t.tensors) = arena.messages(shards.tensors) { tensor in
+                    arena.message(mtlm__v1__sharded_tensor__init) { s in
+                        s.name = arena.string(tensor.name)
+                        s.dtype = Mtlm__V1__DType(rawValue: tensor.dtype.rawValue)
+                        (s.n_shape, s.shape) = arena.array(tensor.shape)
+                        s.role = Mtlm__V1__TensorRole(rawValue: tensor.role.rawValue)
+                    }
+                }
+                (t.n_files, t.files) = arena.messages(shards.files) { file in
+                    arena.message(mtlm__v1__shard_file__init) { f in
+                        f.file_name = arena.string(file.fileName)
+                        f.byte_count = file.byteCount
+                        f.manifest_hash = file.manifestHash
+                        (f.n_parts, f.parts) = Self.cParts(file.parts, arena)
+                    }
+                }
+            }
+        }
+        if let shard {
+            message.pointee.shard = arena.message(mtlm__v1__shard_identity__init) { s in
+                s.model_id = arena.binary(shard.modelID)
+                s.index = shard.index
+                s.count = shard.count
+                s.root_file_name = arena.string(shard.rootFileName)
+                (s.n_parts, s.parts) = Self.cParts(shard.parts, arena)
+            }
+        }
         let size = mtlm__v1__manifest__get_packed_size(message)
         var bytes = [UInt8](repeating: 0, count: size)
         let written = bytes.withUnsafeMutableBufferPointer { mtlm__v1__manifest__pack(message, $0.baseAddress!) }
         precondition(written == size, "protobuf-c packed \(written) of \(size) bytes")
         return bytes
+    }
+
+    fileprivate static func cParts(_ parts: [TablePart], _ arena: CArena) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__TablePart>?>?) {
+        arena.messages(parts) { part in
+            arena.message(mtlm__v1__table_part__init) { p in
+                p.field = arena.string(part.field)
+                p.first_row = part.firstRow
+                p.row_count = part.rowCount
+                p.bucket_bits = part.bucketBits
+                p.hash_seed = part.hashSeed
+                p.first_bucket = part.firstBucket
+                p.bucket_count = part.bucketCount
+            }
+        }
     }
 
     fileprivate static func cProvenance(_ provenance: Provenance, _ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Provenance> {
@@ -139,7 +183,38 @@ extension Manifest {
             delta = DeltaManifest(baseContentHash: d.base_content_hash, tensors: entries,
                                   newProvenance: try decoder.provenance(newProvenance, "delta.new_provenance"))
         }
-        return Manifest(provenance: provenance, architecture: architecture, tensors: tensors, metadata: metadata, delta: delta)
+        var shards: ShardTable?
+        if let t = m.shards?.pointee {
+            guard t.n_tensors <= limits.maxTensorCount, t.n_files <= limits.maxShardCount else {
+                throw .malformed("shard table lists \(t.n_tensors) tensors and \(t.n_files) shards, more than the limits of \(limits.maxTensorCount) and \(limits.maxShardCount)", at: baseOffset)
+            }
+            var tensors: [ShardedTensor] = []
+            for index in 0..<t.n_tensors {
+                let s = t.tensors[index]!.pointee
+                let name = try decoder.string(s.name, "shards.tensors[\(index)].name")
+                guard let dtype = DType(rawValue: s.dtype.rawValue), let role = TensorRole(rawValue: s.role.rawValue) else {
+                    throw .malformed("sharded tensor has an unknown dtype or role", at: baseOffset, tensor: name)
+                }
+                guard s.n_shape <= limits.maxRank else { throw .malformed("sharded tensor of rank \(s.n_shape)", at: baseOffset, tensor: name) }
+                tensors.append(ShardedTensor(name: name, dtype: dtype, shape: CDecoder.array(s.shape, s.n_shape), role: role))
+            }
+            var files: [ShardFile] = []
+            for index in 0..<t.n_files {
+                let f = t.files[index]!.pointee
+                files.append(ShardFile(fileName: try decoder.string(f.file_name, "shards.files[\(index)].file_name"),
+                                       byteCount: f.byte_count, manifestHash: f.manifest_hash,
+                                       parts: try decoder.parts(f.parts, f.n_parts, "shards.files[\(index)].parts")))
+            }
+            shards = ShardTable(modelID: try decoder.modelID(t.model_id, "shards.model_id"), tensors: tensors, files: files)
+        }
+        var shard: ShardIdentity?
+        if let s = m.shard?.pointee {
+            shard = ShardIdentity(modelID: try decoder.modelID(s.model_id, "shard.model_id"), index: s.index, count: s.count,
+                                  rootFileName: try decoder.string(s.root_file_name, "shard.root_file_name"),
+                                  parts: try decoder.parts(s.parts, s.n_parts, "shard.parts"))
+        }
+        return Manifest(provenance: provenance, architecture: architecture, tensors: tensors, metadata: metadata, delta: delta,
+                        shards: shards, shard: shard)
     }
 }
 
@@ -326,6 +401,28 @@ private struct CDecoder {
             throw MTLModelError(.malformed, "string is not valid UTF-8", location: .init(byteOffset: baseOffset, key: key))
         }
         return text
+    }
+
+    func modelID(_ data: ProtobufCBinaryData, _ key: String) throws(MTLModelError) -> [UInt8] {
+        guard data.len == ShardNaming.modelIDByteCount, let bytes = data.data else {
+            throw MTLModelError(.malformed, "model id is \(data.len) bytes, not \(ShardNaming.modelIDByteCount)", location: .init(byteOffset: baseOffset, key: key))
+        }
+        return Array(UnsafeBufferPointer(start: bytes, count: data.len))
+    }
+
+    func parts(_ items: UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__TablePart>?>?, _ count: Int, _ key: String) throws(MTLModelError) -> [TablePart] {
+        guard count <= limits.maxTensorCount else {
+            throw MTLModelError(.malformed, "\(count) table parts, more than the limit of \(limits.maxTensorCount)", location: .init(byteOffset: baseOffset, key: key))
+        }
+        var parts: [TablePart] = []
+        for index in 0..<count {
+            let p = items![index]!.pointee
+            var part = TablePart(field: try string(p.field, "\(key)[\(index)].field"), rows: 0..<0)
+            (part.firstRow, part.rowCount) = (p.first_row, p.row_count)
+            (part.bucketBits, part.hashSeed, part.firstBucket, part.bucketCount) = (p.bucket_bits, p.hash_seed, p.first_bucket, p.bucket_count)
+            parts.append(part)
+        }
+        return parts
     }
 
     func provenance(_ p: Mtlm__V1__Provenance, _ key: String) throws(MTLModelError) -> Provenance {

@@ -7,14 +7,20 @@ public struct Manifest: Sendable, Hashable {
     public var metadata: [MetadataEntry]
     /// Present in delta files only: how to rebuild the new model from its base.
     public var delta: DeltaManifest?
+    /// Present in the root of a sharded model only (1.3): the tables split across shard files.
+    public var shards: ShardTable?
+    /// Present in a shard file only (1.3): the model it belongs to and the rows it holds.
+    public var shard: ShardIdentity?
 
     public init(provenance: Provenance, architecture: Architecture, tensors: [TensorEntry], metadata: [MetadataEntry],
-                delta: DeltaManifest? = nil) {
+                delta: DeltaManifest? = nil, shards: ShardTable? = nil, shard: ShardIdentity? = nil) {
         self.provenance = provenance
         self.architecture = architecture
         self.tensors = tensors
         self.metadata = metadata
         self.delta = delta
+        self.shards = shards
+        self.shard = shard
     }
 }
 

@@ -12,6 +12,8 @@ public struct ReadLimits: Sendable, Hashable, Codable {
     public var maxNameByteCount: Int = 1024
     /// Longest metadata value, in bytes.
     public var maxMetadataValueByteCount: Int = 16 << 20
+    /// Most shards of one sharded model (each an open file and mapping while in use).
+    public var maxShardCount: Int = 65_536
 
     public init() {}
 }

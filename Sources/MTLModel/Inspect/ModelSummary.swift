@@ -42,6 +42,8 @@ public struct ModelSummary: Sendable, Codable {
     public var tensors: [Tensor]?
     /// Present for delta files: the base they apply to and where each new tensor comes from.
     public var delta: DeltaSummary?
+    /// A sharded model's root: its shards (nil for one file).
+    public var shards: [ShardSummary]?
 
     public struct DeltaSummary: Sendable, Codable {
         public var baseContentHash: String
@@ -57,9 +59,15 @@ public struct ModelSummary: Sendable, Codable {
     ///   - statistics: also compute per-tensor statistics (reads every payload; the only
     ///     option whose cost grows with the weights).
     public init(_ model: ModelFile, includeTensors: Bool, statistics: Bool) throws {
-        let manifest = model.manifest
+        // A sharded model's root: the whole model's tensors (the shard table's with the root's),
+        // read from the root alone.
+        let manifest = Model.wholeManifest(model.manifest)
+        if statistics, model.manifest.shards != nil {
+            throw MTLModelError(.unsupported, "is a sharded model; inspect --stats does not read sharded models yet: consolidate it first with mtl-model shard \(model.path) OUT.mtlm --shards 1", file: model.path)
+        }
         file = model.path
         fileByteCount = model.fileByteCount
+        shards = model.manifest.shards?.files.map { ShardSummary(file: $0.fileName, byteCount: $0.byteCount, rows: $0.parts.map(\.rowCount)) }
         formatVersion = model.version.description
         requiredFeatures = model.requiredFeatures.names
         producer = manifest.provenance.producer
@@ -101,6 +109,14 @@ public struct ModelSummary: Sendable, Codable {
 
     /// The section of a tensor by its name; a delta's patches count in the section of the
     /// tensor they patch, and names MODEL.md does not know in `dense`.
+    /// One shard of a sharded model, as its root records it.
+    public struct ShardSummary: Sendable, Codable {
+        public var file: String
+        public var byteCount: UInt64
+        /// Rows of each field's tables, in field order.
+        public var rows: [UInt64]
+    }
+
     static func section(of entry: TensorEntry) -> ModelSection {
         if entry.role.isTrainingState { return .trainingState }
         return TensorName(DeltaTensorName.patched(entry.name) ?? entry.name)?.section ?? .dense

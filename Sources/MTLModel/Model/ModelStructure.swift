@@ -5,11 +5,49 @@ enum ModelStructure {
     /// else is there, and each training-state group is complete or absent.
     ///
     /// - Complexity: O(tensors): reads the manifest only.
+    ///
+    /// A sharded model's root is checked as the whole model (its tensors and the shard
+    /// table's), a shard as the rows of its parts (`shardProblems`).
     static func problems(_ manifest: Manifest) -> [VerificationProblem] {
         if manifest.delta != nil { return ModelDelta.structureProblems(manifest) }
-        let architecture = manifest.architecture
+        if let shard = manifest.shard { return shardProblems(manifest, shard) }
+        if let table = manifest.shards { return rootProblems(manifest, table) }
+        return problems(manifest.architecture, manifest.tensors) { $0 }
+    }
+
+    /// A root stores no table tensor, lists every one in its shard table, and the two together
+    /// are the model.
+    private static func rootProblems(_ manifest: Manifest, _ table: ShardTable) -> [VerificationProblem] {
+        var problems: [VerificationProblem] = []
+        for entry in manifest.tensors where TensorName(entry.name)?.tableField != nil {
+            problems.append(.init(kind: .structure, tensor: entry.name, byteOffset: nil, message: "a table tensor stored in the root of a sharded model (its rows belong in the shards)"))
+        }
+        for tensor in table.tensors where TensorName(tensor.name)?.tableField == nil {
+            problems.append(.init(kind: .structure, tensor: tensor.name, byteOffset: nil, message: "listed in the shard table, but only table tensors (one row per id) are split across shards"))
+        }
+        let names = Set(manifest.tensors.map(\.name))
+        let logical = manifest.tensors + table.tensors.filter { !names.contains($0.name) }.map(\.logicalEntry)
+        return problems + self.problems(manifest.architecture, logical) { $0 }
+    }
+
+    /// A shard holds, for each field of its parts, that field's table tensors with the part's
+    /// rows, and nothing else.
+    private static func shardProblems(_ manifest: Manifest, _ shard: ShardIdentity) -> [VerificationProblem] {
+        let rows = Dictionary(shard.parts.map { ($0.field, $0.rowCount) }, uniquingKeysWith: { first, _ in first })
+        return problems(manifest.architecture, manifest.tensors) { spec in
+            guard let field = spec.tensorName.tableField, let count = rows[field] else { return nil }
+            var part = spec
+            part.shape[0] = count
+            return part
+        }
+    }
+
+    /// The check itself, of `tensors` against the specs of `architecture` that `expected` keeps
+    /// (and reshapes).
+    private static func problems(_ architecture: Architecture, _ tensors: [TensorEntry],
+                                 expected: (TensorSpec) -> TensorSpec?) -> [VerificationProblem] {
         var present: [String: TensorEntry] = [:]
-        for entry in manifest.tensors { present[entry.name] = entry }
+        for entry in tensors { present[entry.name] = entry }
         var explained = Set<String>()
         var problems: [VerificationProblem] = []
 
@@ -32,12 +70,12 @@ enum ModelStructure {
             }
         }
 
-        architecture.servingTensors.forEach(check)
+        architecture.servingTensors.compactMap(expected).forEach(check)
         for group in TrainingStateGroup.allCases {
-            let specs = architecture.trainingTensors(group)
+            let specs = architecture.trainingTensors(group).compactMap(expected)
             if specs.contains(where: { present[$0.name] != nil }) { specs.forEach(check) }
         }
-        for entry in manifest.tensors where !explained.contains(entry.name) {
+        for entry in tensors where !explained.contains(entry.name) {
             problems.append(.init(kind: .structure, tensor: entry.name, byteOffset: nil, message: unexplained(entry.name, architecture)))
         }
         return problems

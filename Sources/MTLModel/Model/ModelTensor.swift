@@ -2,8 +2,26 @@
 /// keeps open. Its shape is the one the architecture calls for (checked when the model was
 /// built), so row arithmetic on it cannot leave the tensor.
 public struct ModelTensor: Sendable {
+    /// Rows `firstRow...` of a sharded tensor, held by one shard file.
+    public struct Part: Sendable {
+        public let tensor: ModelTensor
+        public let firstRow: Int
+    }
+
     public let entry: TensorEntry
     let file: ModelFile
+    private let shardParts: [Part]?
+
+    init(entry: TensorEntry, file: ModelFile, parts: [Part]? = nil) {
+        self.entry = entry
+        self.file = file
+        shardParts = parts
+    }
+
+    /// The files holding the rows, in row order: the tensor itself unless the model is sharded.
+    public var parts: [Part] { shardParts ?? [Part(tensor: self, firstRow: 0)] }
+    /// Whether the rows are split across shard files (`withBytes` and the like refuse it).
+    public var isSplit: Bool { shardParts != nil }
 
     public var name: String { entry.name }
     public var dtype: DType { entry.dtype }
@@ -18,21 +36,37 @@ public struct ModelTensor: Sendable {
     /// Calls `body` with the tensor's logical bytes (zero copy when stored uncompressed);
     /// checksums are verified on first access.
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        try file.withTensorBytes(entry.name, body)
+        try requireWhole()
+        return try file.withTensorBytes(entry.name, body)
+    }
+
+    /// Whole-tensor access to a tensor split across shards would gather it into memory: refused,
+    /// so that no command does so by accident; such commands go part by part.
+    private func requireWhole() throws(MTLModelError) {
+        guard let shardParts else { return }
+        throw MTLModelError(.unsupported, "is split across \(shardParts.count) shards and cannot be read whole here", file: file.path, location: .init(tensor: entry.name))
     }
 
     /// Calls `body` with the elements as `T` (zero copy when stored uncompressed).
     public func withElements<T: TensorElement, R>(as type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) throws -> R {
-        try file.withElements(of: entry.name, as: type, body)
+        try requireWhole()
+        return try file.withElements(of: entry.name, as: type, body)
     }
 
     /// The values decoded to float32 (float tensors only).
-    public func floats() throws -> [Float] { try file.floats(entry.name) }
+    public func floats() throws -> [Float] {
+        try requireWhole()
+        return try file.floats(entry.name)
+    }
 
     /// Drops the pages of `rows` from this process's resident set after a streaming pass (a
     /// hint: the page cache keeps them). Rows outside the tensor are ignored; a compressed
     /// tensor has no mapped rows to release.
     public func releasePages(rows: Range<Int>) {
+        if let shardParts {
+            for part in shardParts { part.tensor.releasePages(rows: (rows.lowerBound - part.firstRow)..<(rows.upperBound - part.firstRow)) }
+            return
+        }
         guard entry.compression == .none else { return }
         let clipped = rows.clamped(to: 0..<rowCount)
         guard !clipped.isEmpty else { return }
@@ -41,6 +75,7 @@ public struct ModelTensor: Sendable {
 
     /// Drops every page of the tensor from this process's resident set.
     public func releasePages() {
+        if let shardParts { return shardParts.forEach { $0.tensor.releasePages() } }
         file.file.release(entry.offset, entry.storedByteCount)
     }
 }

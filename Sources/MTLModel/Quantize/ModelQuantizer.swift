@@ -83,6 +83,7 @@ public struct ModelQuantizer {
     /// - Throws: on NaN or Inf in a tensor being quantized (naming the tensor and row), on a
     ///   value beyond float16's range where float16 is needed, or on I/O errors.
     public func quantize(_ checked: Model, to output: String, source: String) throws -> QuantizationReport {
+        try checked.requireOneFile(for: "quantize")
         let model = checked.file
         try plan.check(model.architecture)
         var report = QuantizationReport()

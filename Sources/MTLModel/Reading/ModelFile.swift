@@ -22,6 +22,9 @@ public final class ModelFile: @unchecked Sendable {
     public let requiredFeatures: FormatFeatures
     public let manifest: Manifest
     public let fileByteCount: UInt64
+    /// FNV-1a 64 of the manifest bytes as stored: what a sharded model's root records of each
+    /// shard (the manifest lists every chunk's CRC-32, so this binds the whole content).
+    public let manifestHash: UInt64
     let footer: FileFooter
     let file: MappedFile
     private let options: Options
@@ -66,9 +69,14 @@ public final class ModelFile: @unchecked Sendable {
             guard crc == footer.manifestCRC32 else {
                 throw MTLModelError.malformed("manifest checksum mismatch (stored \(hex32(footer.manifestCRC32)), computed \(hex32(crc)))", at: footer.manifestOffset)
             }
+            manifestHash = FNV1a.hash(manifestBytes)
             manifest = try Manifest.decode(manifestBytes, baseOffset: footer.manifestOffset, limits: options.limits)
             guard requiredFeatures.contains(.delta) == (manifest.delta != nil) else {
                 throw MTLModelError.malformed("the header's delta feature bit and the manifest's delta section disagree", at: 16)
+            }
+            let sections = [manifest.delta != nil, manifest.shards != nil, manifest.shard != nil].filter { $0 }.count
+            guard requiredFeatures.contains(.sharding) == (manifest.shards != nil || manifest.shard != nil), sections <= 1 else {
+                throw MTLModelError.malformed("the header's sharding feature bit and the manifest's delta, shard table and shard sections disagree (at most one, and the bit set exactly with a shard section)", at: 16)
             }
             indexByName = try Self.validateDirectory(manifest.tensors, footer: footer, features: requiredFeatures, limits: options.limits)
             verified = Array(repeating: false, count: manifest.tensors.count)

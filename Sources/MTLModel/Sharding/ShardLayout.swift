@@ -27,7 +27,7 @@ public enum ShardLayout {
     }
 
     /// Shard `index` of `count` parts of `0..<total` (rows of a table, or buckets): contiguous,
-    /// in order, sizes differing by at most one, the larger ones first — part k is
+    /// in order, sizes differing by at most one, the larger ones last — part k is
     /// [⌊k·total/count⌋, ⌊(k+1)·total/count⌋). Every element is in exactly one part.
     public static func part(_ index: Int, of count: Int, total: UInt64) -> Range<UInt64> {
         precondition(count > 0 && (0..<count).contains(index), "shard \(index) of \(count)")

@@ -4,12 +4,25 @@ import Foundation
 public struct VerificationProblem: Sendable, Hashable, Codable {
     public enum Kind: String, Sendable, Hashable, Codable {
         case checksum, padding, structure, values, keys
+        /// A sharded model's files do not fit together: a shard missing, stale, of another
+        /// model, or holding other rows than the root records.
+        case shards
     }
 
     public var kind: Kind
     public var tensor: String?
     public var byteOffset: UInt64?
     public var message: String
+    /// The file the problem is in when it is not the file verified: a shard of a root.
+    public var file: String?
+
+    public init(kind: Kind, tensor: String?, byteOffset: UInt64?, message: String, file: String? = nil) {
+        self.kind = kind
+        self.tensor = tensor
+        self.byteOffset = byteOffset
+        self.message = message
+        self.file = file
+    }
 }
 
 /// The result of checking a whole file.
@@ -29,8 +42,31 @@ public struct ModelVerifier: Sendable {
     /// Threads reading chunks at once (each holds at most a 16 MiB stretch of mapped pages).
     public var threadCount: Int
 
-    public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    /// How a sharded model's shards are opened (the limits of the root's reader).
+    public var options = ModelFile.Options()
+
+    public init(threadCount: Int = ProcessInfo.processInfo.activeProcessorCount, options: ModelFile.Options = .init()) {
         self.threadCount = max(1, threadCount)
+        self.options = options
+    }
+
+    /// Checks `model` and, when it is a sharded model's root, every shard (each as a file of its
+    /// own, then against the root: `ShardSet`). Problems in a shard name it in `file`.
+    public func verify(_ model: ModelFile) -> VerificationReport {
+        var report = verifyFile(model)
+        guard model.manifest.shards != nil, report.problems.allSatisfy({ $0.kind != .structure }) else { return report }
+        let set = ShardSet.open(root: model, options: options)
+        report.problems += set.problems
+        for shard in set.files.compactMap({ $0 }) {
+            let part = verifyFile(shard)
+            report.problems += part.problems.map { problem in
+                var problem = problem
+                problem.file = problem.file ?? shard.path
+                return problem
+            }
+            report.checkedByteCount += part.checkedByteCount
+        }
+        return report
     }
 
     /// A stretch of one tensor's chunks, checked by one thread: uncompressed tensors are split
@@ -45,6 +81,8 @@ public struct ModelVerifier: Sendable {
         var counts = ValueCounts()
         /// Keys work: a key stored twice.
         var duplicateKey: UInt64?
+        /// Keys work in a shard: keys whose bucket is not the shard's, and the first of them.
+        var misplaced: (count: Int, row: Int, key: UInt64)?
     }
 
     static let stretchByteCount: UInt64 = 16 << 20
@@ -53,7 +91,7 @@ public struct ModelVerifier: Sendable {
     ///   pages behind; memory stays bounded whatever the model's size (keys are checked for
     ///   duplicates by a partitioned hash, `KeyJoin.duplicateKey`), except that a compressed
     ///   keys tensor is inflated whole for that check.
-    public func verify(_ model: ModelFile) -> VerificationReport {
+    private func verifyFile(_ model: ModelFile) -> VerificationReport {
         let ordered = model.tensors.sorted { ($0.offset, $0.storedByteCount) < ($1.offset, $1.storedByteCount) }
         var stretches: [Stretch] = []
         var stretchesOf: [Range<Int>] = []
@@ -77,7 +115,8 @@ public struct ModelVerifier: Sendable {
         DispatchQueue.concurrentPerform(iterations: min(threadCount, max(keysTensors.count + work.count, 1))) { _ in
             while let index = results.claim() {
                 if index < keysTensors.count {
-                    results.set(index, StretchResult(duplicateKey: duplicateKey(keysTensors[index], in: model)))
+                    results.set(index, StretchResult(duplicateKey: duplicateKey(keysTensors[index], in: model),
+                                                     misplaced: misplacedKeys(keysTensors[index], in: model)))
                 } else {
                     results.set(index, check(work[index - keysTensors.count], in: model))
                 }
@@ -86,6 +125,7 @@ public struct ModelVerifier: Sendable {
         let all = results.all
         let done = Array(all[keysTensors.count...])
         let duplicates = Dictionary(uniqueKeysWithValues: zip(keysTensors.map(\.name), all[..<keysTensors.count].map { $0?.duplicateKey }))
+        let misplaced = Dictionary(uniqueKeysWithValues: zip(keysTensors.map(\.name), all[..<keysTensors.count].map { $0?.misplaced }))
 
         var problems: [VerificationProblem] = []
         var checked: UInt64 = 0
@@ -104,6 +144,10 @@ public struct ModelVerifier: Sendable {
                 problems += counts.problems(entry)
                 if let duplicate = duplicates[entry.name] ?? nil {
                     problems.append(.init(kind: .keys, tensor: entry.name, byteOffset: nil, message: "duplicate key \(duplicate)"))
+                }
+                if let (count, row, key) = misplaced[entry.name] ?? nil {
+                    problems.append(.init(kind: .shards, tensor: entry.name, byteOffset: nil,
+                                          message: "\(count) key\(count == 1 ? "" : "s") outside this shard's buckets (the first: key \(Int64(bitPattern: key)) in row \(row)): a lookup would not find \(count == 1 ? "it" : "them") here"))
                 }
             }
             checked += entry.storedByteCount
@@ -173,6 +217,24 @@ public struct ModelVerifier: Sendable {
                 if entry.compression == .none { model.file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8)) }
             }
         }
+    }
+
+    /// In a shard, the keys of a keyed part whose bucket is not in the part's bucket range.
+    private func misplacedKeys(_ entry: TensorEntry, in model: ModelFile) -> (count: Int, row: Int, key: UInt64)? {
+        guard case .keys(let field)? = TensorName(entry.name),
+              let part = model.manifest.shard?.parts.first(where: { $0.field == field }), part.isBucketed,
+              part.bucketBits <= ShardLayout.maxBucketBits else { return nil }
+        let found: (count: Int, row: Int, key: UInt64)?? = try? model.withElements(of: entry.name, as: UInt64.self) { keys in
+            var count = 0
+            var first: (row: Int, key: UInt64)?
+            for (row, key) in keys.enumerated() where !part.buckets.contains(ShardLayout.bucket(key, seed: part.hashSeed, bucketBits: Int(part.bucketBits))) {
+                count += 1
+                if first == nil { first = (row, key) }
+            }
+            if entry.compression == .none { model.file.release(entry.offset, entry.storedByteCount) }
+            return first.map { (count, $0.row, $0.key) }
+        }
+        return found ?? nil
     }
 
     private func paddingProblems(_ model: ModelFile, from start: UInt64, to end: UInt64) -> [VerificationProblem] {

@@ -141,11 +141,13 @@ public final class ModelWriter {
     public struct Written: Sendable {
         public var tensors: [TensorEntry]
         public var fileByteCount: UInt64
+        /// FNV-1a 64 of the manifest bytes (`ModelFile.manifestHash` of the file written).
+        public var manifestHash: UInt64
     }
 
     @discardableResult
     public func finish(architecture: Architecture, provenance: Provenance, metadata: [MetadataEntry] = [],
-                       delta: DeltaManifest? = nil) throws(MTLModelError) -> Written {
+                       delta: DeltaManifest? = nil, shards: ShardTable? = nil, shard: ShardIdentity? = nil) throws(MTLModelError) -> Written {
         guard !finished else { throw invalid("finish() called twice") }
         guard current == nil else { throw invalid("tensor \"\(current!.entry.name)\" is still open") }
         try architecture.validate()
@@ -163,7 +165,8 @@ public final class ModelWriter {
               !provenance.producerVersion.utf8.contains(0) else {
             throw invalid("provenance strings must not contain NUL bytes")
         }
-        let manifest = Manifest(provenance: provenance, architecture: architecture, tensors: entries, metadata: metadata, delta: delta)
+        let manifest = Manifest(provenance: provenance, architecture: architecture, tensors: entries, metadata: metadata, delta: delta,
+                                shards: shards, shard: shard)
         let manifestBytes = manifest.serialized()
         let manifestOffset = output.position
         try output.append(manifestBytes)
@@ -179,12 +182,16 @@ public final class ModelWriter {
             features.insert(.delta)
             version = max(version, FormatVersion(major: 1, minor: 2))
         }
+        if shards != nil || shard != nil {
+            features.insert(.sharding)
+            version = max(version, FormatVersion(major: 1, minor: 3))
+        }
         let header = FileHeader(version: version, requiredFeatures: features)
         try output.overwrite(header.encoded(), at: 0)
         let fileByteCount = output.position
         try output.commit()
         finished = true
-        return Written(tensors: entries, fileByteCount: fileByteCount)
+        return Written(tensors: entries, fileByteCount: fileByteCount, manifestHash: FNV1a.hash(manifestBytes))
     }
 
     /// The lowest format version that can hold `entries` (writers never stamp a newer one

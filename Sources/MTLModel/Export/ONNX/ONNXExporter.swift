@@ -31,6 +31,7 @@ public struct ONNXExporter {
     public init() {}
 
     public func export(_ model: Model, to output: String) throws -> ONNXExportReport {
+        try model.requireOneFile(for: "export")
         let store = try InitializerStore(model: model.file, output: output, threshold: externalThreshold)
         var graph = NFwFMGraph(model: model, store: store)
         try graph.build()

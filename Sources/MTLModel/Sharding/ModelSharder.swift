@@ -1,0 +1,163 @@
+import Foundation
+
+/// Writes any model — one file or sharded — as N shards and a root (format 1.3), or, with N = 1,
+/// as one ordinary file (consolidation). Every tensor is copied byte for byte: `direct` and
+/// `modulo` tables by contiguous row ranges, `keyed` tables by buckets of the seeded id hash
+/// (docs/FORMAT.md "Sharded models"), the rows of a bucket in their order in the source.
+///
+/// Each shard is an independent task (`writeShard`): it reads only the source rows it holds
+/// and writes one file atomically, so shards go to several threads here and to several
+/// machines in issue #15. The root is written last: its rename is the commit.
+public struct ModelSharder: Sendable {
+    public struct Options: Sendable {
+        public var shardCount: Int
+        /// Shards written at once.
+        public var threadCount = 1
+        /// Bucket bits of keyed tables; nil: the source's when it is sharded, else 16.
+        public var bucketBits: Int?
+        /// Hash seed of keyed tables; nil: the source's when it is sharded, else 0.
+        public var hashSeed: UInt64?
+        /// The root's model id; nil: 16 random bytes (a plan fixes it so reruns write the same).
+        public var modelID: [UInt8]?
+        public var synchronize = true
+        /// The provenance source of the files written.
+        public var source = "shard"
+
+        public init(shardCount: Int) { self.shardCount = shardCount }
+    }
+
+    public struct Report: Sendable, Codable {
+        public struct Shard: Sendable, Codable {
+            public var file: String
+            public var byteCount: UInt64
+            /// Rows of each field, in field order.
+            public var rows: [UInt64]
+        }
+        public var output: String
+        public var shardCount: Int
+        public var byteCount: UInt64
+        public var shards: [Shard]
+        /// Shard files of earlier writes of this target removed after the commit.
+        public var removedLeftovers: [String]
+    }
+
+    public init() {}
+
+    public func shard(_ model: Model, to output: String, options: Options) throws -> Report {
+        guard (1...ReadLimits().maxShardCount).contains(options.shardCount) else {
+            throw MTLModelError(.invalidArgument, "--shards must be in 1...\(ReadLimits().maxShardCount)")
+        }
+        if let bits = options.bucketBits, !(1...ShardLayout.maxBucketBits).contains(bits) {
+            throw MTLModelError(.invalidArgument, "--bucket-bits must be in 1...\(ShardLayout.maxBucketBits)")
+        }
+        // Every path is checked before anything is written: no shard of a write whose root
+        // would be refused (an input, a directory, a device) is ever made.
+        let target = try OutputTarget(resolving: output)
+        if options.shardCount > 1 {
+            guard case .file = target else {
+                throw MTLModelError(.invalidArgument, "a sharded model is several files beside its root: name a file to write, not a device or standard output", file: output)
+            }
+        }
+        let plan = try ShardPlan(model, options: options, output: output)
+        for index in 1...options.shardCount where options.shardCount > 1 { _ = try OutputTarget(resolving: plan.shardPath(index)) }
+        if options.shardCount == 1 {
+            let written = try writeFile(model, plan: plan, shard: nil, to: output)
+            return Report(output: output, shardCount: 1, byteCount: written.fileByteCount,
+                          shards: [], removedLeftovers: [])
+        }
+        let results = WorkResults<Result<ShardFile, Error>>(count: options.shardCount)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(options.threadCount, options.shardCount))) { _ in
+            while let index = results.claim() {
+                results.set(index, Result { try writeShard(index + 1, model: model, plan: plan) })
+            }
+        }
+        let root: ModelWriter.Written
+        let files: [ShardFile]
+        do {
+            files = try results.all.map { try $0!.get() }
+            root = try writeRoot(model, plan: plan, files: files, to: output)
+        } catch {
+            // Shards of a write that did not commit are nobody's: removed now, not left for the next.
+            for (index, result) in results.all.enumerated() where (try? result?.get()) != nil { unlink(plan.shardPath(index + 1)) }
+            throw error
+        }
+        let removed = ShardCleanup.removeLeftovers(root: output, keeping: files.map(\.fileName), modelID: plan.modelID)
+        return Report(output: output, shardCount: files.count, byteCount: root.fileByteCount + files.reduce(0) { $0 + $1.byteCount },
+                      shards: files.map { .init(file: $0.fileName, byteCount: $0.byteCount, rows: $0.parts.map(\.rowCount)) },
+                      removedLeftovers: removed)
+    }
+
+    /// Shard `index` (1-based) of the plan: its rows of every table, written atomically under
+    /// its final name. Reads nothing but those rows (and, for keyed tables, the keys).
+    func writeShard(_ index: Int, model: Model, plan: ShardPlan) throws -> ShardFile {
+        let name = ShardNaming.fileName(root: plan.rootFileName, index: index, count: plan.shardCount)
+        let parts = plan.parts(of: index - 1)
+        let identity = ShardIdentity(modelID: plan.modelID, index: UInt32(index), count: UInt32(plan.shardCount),
+                                     rootFileName: plan.rootFileName, parts: parts)
+        let written = try writeFile(model, plan: plan, shard: (index - 1, identity), to: plan.shardPath(index))
+        return ShardFile(fileName: name, byteCount: written.fileByteCount, manifestHash: written.manifestHash, parts: parts)
+    }
+
+    /// The root: the tensors that are not tables, and the shard table.
+    private func writeRoot(_ model: Model, plan: ShardPlan, files: [ShardFile], to output: String) throws -> ModelWriter.Written {
+        let writer = try ModelWriter(path: output, options: plan.writerOptions)
+        for entry in model.tensors where TensorName(entry.name)?.tableField == nil {
+            try copyWhole(model.tensor(entry), to: writer)
+        }
+        let tensors = model.tensors.filter { TensorName($0.name)?.tableField != nil }
+            .map { ShardedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, role: $0.role) }
+        return try writer.finish(architecture: model.architecture, provenance: plan.provenance, metadata: model.manifest.metadata,
+                                 shards: ShardTable(modelID: plan.modelID, tensors: tensors, files: files))
+    }
+
+    /// One file: a shard (its table rows only) or, with no shard, the whole model.
+    private func writeFile(_ model: Model, plan: ShardPlan, shard: (index: Int, identity: ShardIdentity)?,
+                           to path: String) throws -> ModelWriter.Written {
+        let writer = try ModelWriter(path: path, options: plan.writerOptions)
+        var rowsOf: [String: ShardPlan.Rows] = [:]  // a keyed field's row list serves all its tensors
+        for entry in model.tensors {
+            guard let field = TensorName(entry.name)?.tableField else {
+                if shard == nil { try copyWhole(model.tensor(entry), to: writer) }
+                continue
+            }
+            let rows = try rowsOf[field] ?? plan.rows(of: field, shard: shard?.index)
+            rowsOf[field] = rows
+            try copyRows(plan.source(entry.name), rows, to: writer)
+        }
+        return try writer.finish(architecture: model.architecture, provenance: plan.provenance,
+                                 metadata: shard == nil ? model.manifest.metadata : [], shard: shard?.identity)
+    }
+
+    private func copyWhole(_ tensor: ModelTensor, to writer: ModelWriter) throws {
+        try tensor.withBytes { bytes in
+            try writer.writeTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.entry.role, bytes: bytes)
+        }
+    }
+
+    /// Rows of one table tensor, in the order of `rows`, in pieces of up to 4 MiB.
+    private func copyRows(_ source: RowSource, _ rows: ShardPlan.Rows, to writer: ModelWriter) throws {
+        let entry = source.entry
+        try writer.beginTensor(entry.name, dtype: entry.dtype, shape: [UInt64(rows.count)] + entry.shape.dropFirst(), role: entry.role)
+        do {
+            switch rows {
+            case .range(let range):
+                try source.visit(range) { try writer.write($0) }
+            case .list(let list):
+                let perPiece = max(1, (4 << 20) / max(source.rowByteCount, 1))
+                var buffer = [UInt8](repeating: 0, count: perPiece * source.rowByteCount)
+                for start in stride(from: 0, to: list.count, by: perPiece) {
+                    let piece = list[start..<min(start + perPiece, list.count)]
+                    try buffer.withUnsafeMutableBytes { out in
+                        for (slot, row) in piece.enumerated() {
+                            UnsafeMutableRawBufferPointer(rebasing: out[(slot * source.rowByteCount)...]).copyMemory(from: source.row(row))
+                        }
+                        try writer.write(UnsafeRawBufferPointer(rebasing: out[..<(piece.count * source.rowByteCount)]))
+                    }
+                    if start / perPiece % 16 == 15 { source.releasePages() }
+                }
+            }
+        }
+        source.releasePages()
+        try writer.endTensor()
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+
+/// Removes, after a sharded write committed its root, the shard files of earlier or unfinished
+/// writes of the same target: files beside the root named `NAME-0000k-of-0000N.mtlm` that are
+/// shards made for this root name and whose model id no root in the directory refers to. A
+/// file that is not such a shard, or that another root (a renamed copy) still uses, is left.
+enum ShardCleanup {
+    static func removeLeftovers(root: String, keeping kept: [String], modelID: [UInt8]) -> [String] {
+        let directory = (root as NSString).deletingLastPathComponent
+        let rootName = (root as NSString).lastPathComponent
+        let stem = rootName.hasSuffix(".mtlm") ? String(rootName.dropLast(5)) : rootName
+        let listed = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory)) ?? []
+        func path(_ name: String) -> String { directory.isEmpty ? name : (directory as NSString).appendingPathComponent(name) }
+        let keep = Set(kept)
+        let candidates = listed.filter { !keep.contains($0) && isShardName($0, stem: stem) }
+        guard !candidates.isEmpty else { return [] }
+        // Ids still in use: every sharded root beside this one (and this one).
+        var inUse: Set<[UInt8]> = [modelID]
+        for name in listed where name.hasSuffix(".mtlm") && !isShardName(name, stem: nil) {
+            if let table = try? ModelFile(path: path(name)).manifest.shards { inUse.insert(table.modelID) }
+        }
+        var removed: [String] = []
+        for name in candidates.sorted() {
+            guard let identity = try? ModelFile(path: path(name)).manifest.shard, identity.rootFileName == rootName,
+                  !inUse.contains(identity.modelID) else { continue }
+            if unlink(path(name)) == 0 { removed.append(name) }
+        }
+        return removed
+    }
+
+    /// `STEM-ddddd-of-ddddd.mtlm` (five digits or more), for `stem` or, when nil, any stem.
+    static func isShardName(_ name: String, stem: String?) -> Bool {
+        guard name.hasSuffix(".mtlm") else { return false }
+        let parts = name.dropLast(5).split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[parts.count - 2] == "of" else { return false }
+        let digits = [parts[parts.count - 3], parts[parts.count - 1]]
+        guard digits.allSatisfy({ $0.count >= 5 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }) else { return false }
+        return stem.map { parts.dropLast(3).joined(separator: "-") == $0 } ?? true
+    }
+}

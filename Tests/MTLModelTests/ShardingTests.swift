@@ -1,0 +1,204 @@
+import Foundation
+import Testing
+@testable import MTLModel
+
+/// Sharded models (format 1.3): `mtl-model shard`, the root and its shards, cross-file checks.
+@Suite("sharded models")
+struct ShardingTests {
+    static let sources = ["v1.0/small-training.mtlm", "v1.0/edge-cases-training-zlib.mtlm", "v1.1/small-int4-training.mtlm", "v1.0/small.mtlm"]
+
+    /// Every tensor's bytes; a keyed field's tensors as (key → row bytes), since a sharded model
+    /// holds a keyed table's rows by bucket and so in another order than its source.
+    func content(_ model: Model) throws -> [String: [String: [UInt8]]] {
+        var result: [String: [String: [UInt8]]] = [:]
+        for field in model.architecture.fields {
+            for entry in model.tensors where TensorName(entry.name)?.tableField == field.name {
+                let source = try RowSource(model.tensor(entry))
+                let keys = field.mapping == .keyed ? try RowSource(model.tensor(.keys(field.name))) : nil
+                var rows: [String: [UInt8]] = [:]
+                for row in 0..<field.vocabSize {
+                    let name = keys.map { String($0.row(row).loadUnaligned(as: UInt64.self)) } ?? String(row)
+                    rows[name] = Array(source.row(row))
+                }
+                result[entry.name] = rows
+            }
+        }
+        for entry in model.tensors where TensorName(entry.name)?.tableField == nil {
+            result[entry.name] = ["": try model.tensor(entry).withBytes { Array($0) }]
+        }
+        return result
+    }
+
+    func shard(_ input: String, _ output: String, _ count: Int, _ extra: [String] = []) throws {
+        let result = try runCLI(["shard", input, output, "--shards", String(count)] + extra)
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    @Test("split into 1, 3 and 7 shards and consolidate: every tensor back, row for row by id in keyed tables; the root and each shard verify", arguments: sources)
+    func roundTrip(_ fixture: String) throws {
+        let directory = TemporaryDirectory()
+        let original = try Model(path: TestPaths.fixture(fixture))
+        let expected = try content(original)
+        for count in [1, 3, 7] {
+            let root = directory.path("m\(count).mtlm")
+            try shard(TestPaths.fixture(fixture), root, count, ["--threads", "2"])
+            let sharded = try Model(path: root)
+            #expect(sharded.isSharded == (count > 1) && sharded.shards.count == (count > 1 ? count : 0))
+            #expect(sharded.tensors.map(\.name) == original.tensors.map(\.name))
+            #expect(sharded.tensors.map(\.shape) == original.tensors.map(\.shape))
+            #expect(ModelVerifier().verify(sharded.file).problems == [])
+            for file in sharded.shards {
+                #expect(ModelVerifier().verify(file).isValid, "\(file.path)")
+                #expect(file.version == FormatVersion(major: 1, minor: 3) && file.requiredFeatures.contains(.sharding))
+            }
+            #expect(try content(sharded) == expected)
+            let back = directory.path("back\(count).mtlm")
+            try shard(root, back, 1)
+            let consolidated = try ModelFile(path: back)
+            #expect(consolidated.manifest.shards == nil && consolidated.version < FormatVersion(major: 1, minor: 3))
+            #expect(try content(Model(consolidated)) == expected)
+            #expect(consolidated.architecture == original.architecture && consolidated.manifest.metadata == original.manifest.metadata)
+            if count == 1 {
+                // One file from one file: the same bytes in the same order.
+                #expect(try tensorBytes(consolidated) == tensorBytes(original.file))
+            }
+        }
+    }
+
+    @Test("resharding moves whole buckets: 3 → 5 → 3 writes shards with the same tensors as the first split, and every key lies in its shard's buckets")
+    func reshardIsStable() throws {
+        let directory = TemporaryDirectory()
+        let fixture = TestPaths.fixture("v1.0/small-training.mtlm")
+        try shard(fixture, directory.path("a.mtlm"), 3)
+        try shard(directory.path("a.mtlm"), directory.path("b.mtlm"), 5)
+        try shard(directory.path("b.mtlm"), directory.path("c.mtlm"), 3)
+        let a = try Model(path: directory.path("a.mtlm")), c = try Model(path: directory.path("c.mtlm"))
+        for (x, y) in zip(a.shards, c.shards) {
+            #expect(try tensorBytes(x) == tensorBytes(y))
+            #expect(x.manifest.shard!.parts == y.manifest.shard!.parts)
+        }
+        for file in try Model(path: directory.path("b.mtlm")).shards {
+            let part = file.manifest.shard!.parts.first { $0.field == "item_id" }!
+            #expect(part.bucketBits == UInt32(ShardLayout.defaultBucketBits))
+            let keys = try file.withElements(of: "embedding.item_id.keys", as: UInt64.self) { Array($0) }
+            #expect(keys.allSatisfy { part.buckets.contains(ShardLayout.bucket($0, seed: 0, bucketBits: 16)) })
+            #expect(keys.count == Int(part.rowCount))
+        }
+    }
+
+    @Test("a shard missing, flipped, of another write, or stale is named by verify (exit 1) and refused by commands (exit 2)")
+    func brokenShards() throws {
+        let directory = TemporaryDirectory()
+        let fixture = TestPaths.fixture("v1.0/small-training.mtlm")
+        let root = directory.path("m.mtlm"), second = directory.path("m-00002-of-00003.mtlm")
+        try shard(fixture, root, 3)
+        let good = try Data(contentsOf: URL(fileURLWithPath: second))
+        try shard(fixture, directory.path("other.mtlm"), 3)
+        func expectBroken(_ message: String) throws {
+            let verify = try runCLI(["verify", root])
+            #expect(verify.status == 1 && verify.stdout.contains(message), "\(verify.stdout)")
+            let inspect = try runCLI(["predict", root, TestPaths.fixture("predict/small.txt")])
+            #expect(inspect.status == 2 && inspect.stderr.contains("m-00002-of-00003.mtlm"), "\(inspect.stderr)")
+        }
+        try FileManager.default.removeItem(atPath: second)
+        try expectBroken("shard 2 of 3: cannot open")
+        var flipped = good
+        flipped[300] ^= 0x10
+        try flipped.write(to: URL(fileURLWithPath: second))
+        let verify = try runCLI(["verify", root])
+        #expect(verify.status == 1 && verify.stdout.contains("in \(second)"), "\(verify.stdout)")
+        try FileManager.default.removeItem(atPath: second)
+        try FileManager.default.copyItem(atPath: directory.path("other-00002-of-00003.mtlm"), toPath: second)
+        try expectBroken("belongs to another model")
+        // Stale: the shard of an earlier write of the same target.
+        try good.write(to: URL(fileURLWithPath: second))
+        try shard(fixture, root, 3)
+        try good.write(to: URL(fileURLWithPath: second))
+        try expectBroken("belongs to another model")
+        // A shard put where another belongs.
+        try shard(fixture, root, 3)
+        try FileManager.default.removeItem(atPath: second)
+        try FileManager.default.copyItem(atPath: directory.path("m-00003-of-00003.mtlm"), toPath: second)
+        try expectBroken("is shard 3 of 3, the root expects shard 2 of 3")
+    }
+
+    @Test("a root whose shard table holds rows twice or leaves buckets out is refused, naming the field and the shard")
+    func overlappingParts() throws {
+        let directory = TemporaryDirectory()
+        try shard(TestPaths.fixture("v1.0/small-training.mtlm"), directory.path("m.mtlm"), 3)
+        let root = try ModelFile(path: directory.path("m.mtlm"))
+        for (field, edit) in [("user_id", { (part: inout TablePart) in part.firstRow -= 1 }),
+                              ("item_id", { (part: inout TablePart) in part.firstBucket -= 1 })] {
+            var table = root.manifest.shards!
+            let index = table.files[1].parts.firstIndex { $0.field == field }!
+            edit(&table.files[1].parts[index])
+            let path = directory.path("bad-\(field).mtlm")
+            let writer = try ModelWriter(path: path)
+            for entry in root.tensors {
+                try root.withTensorBytes(entry.name) { try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: $0) }
+            }
+            try writer.finish(architecture: root.architecture, provenance: root.manifest.provenance, shards: table)
+            let report = ModelVerifier().verify(try ModelFile(path: path))
+            #expect(report.problems.contains { $0.kind == .shards && $0.message.contains("field \"\(field)\"") && $0.message.contains("held twice") },
+                    "\(report.problems)")
+            #expect(throws: MTLModelError.self) { try Model(path: path) }
+        }
+    }
+
+    @Test("commands that do not read sharded models yet refuse one with the way round (exit 2); a shard is not a model")
+    func unsupportedCommands() throws {
+        let directory = TemporaryDirectory()
+        let root = directory.path("m.mtlm")
+        try shard(TestPaths.fixture("v1.0/small-training.mtlm"), root, 3)
+        for arguments in [["quantize", root, directory.path("q.mtlm"), "--embeddings", "int8"], ["dequantize", root, directory.path("q.mtlm")],
+                          ["convert", root, directory.path("q.mtlm"), "--to", "serving"], ["diff", root, root],
+                          ["export", root, directory.path("q.npz")], ["predict", root, TestPaths.fixture("predict/small.txt")]] {
+            let result = try runCLI(arguments)
+            #expect(result.status == 2 && result.stderr.contains("does not read sharded models yet") && result.stderr.contains("--shards 1"),
+                    "\(arguments[0]): \(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: directory.path("q.mtlm")))
+        }
+        let alone = try runCLI(["inspect", "--stats", directory.path("m-00001-of-00003.mtlm")])
+        #expect(alone.status == 2 && alone.stderr.contains("is shard 1 of 3 of the sharded model m.mtlm: open the root"), "\(alone.stderr)")
+        #expect(try runCLI(["verify", directory.path("m-00001-of-00003.mtlm")]).status == 0)
+        let stats = try runCLI(["inspect", "--stats", root])
+        #expect(stats.status == 2 && stats.stderr.contains("--shards 1"), "\(stats.stderr)")
+    }
+
+    @Test("inspect reads the root alone: the whole model's tensors and sections, the shards with --shards and in --json")
+    func inspectRoot() throws {
+        let directory = TemporaryDirectory()
+        let fixture = TestPaths.fixture("v1.0/small-training.mtlm"), root = directory.path("m.mtlm")
+        try shard(fixture, root, 3)
+        let whole = try runCLI(["inspect", "--json", fixture]).json!, sharded = try runCLI(["inspect", "--json", root]).json!
+        #expect(sharded["tensorCount"] as? Int == whole["tensorCount"] as? Int)
+        #expect(sharded["parameterCount"] as? Int == whole["parameterCount"] as? Int)
+        let shards = try #require(sharded["shards"] as? [[String: Any]])
+        #expect(shards.map { $0["file"] as? String } == (1...3).map { "m-0000\($0)-of-00003.mtlm" })
+        #expect(shards.map { ($0["rows"] as? [Int])?.first } == [6, 7, 7])  // user_id: 20 rows in 3
+        let text = try runCLI(["inspect", "--shards", root])
+        #expect(text.status == 0 && text.stdout.contains("3 shards beside the root") && text.stdout.contains("m-00002-of-00003.mtlm"))
+        // A root alone (its shards gone) is still inspected; verify names what is missing.
+        for index in 1...3 { try FileManager.default.removeItem(atPath: directory.path("m-0000\(index)-of-00003.mtlm")) }
+        #expect(try runCLI(["inspect", root]).status == 0)
+    }
+
+    @Test("a rewrite of the target removes the shards no root uses any more, keeps those a copied root still uses, and a refused write leaves no shard")
+    func leftovers() throws {
+        let directory = TemporaryDirectory()
+        let fixture = TestPaths.fixture("v1.0/small-training.mtlm")
+        let root = directory.path("m.mtlm")
+        try shard(fixture, root, 4)
+        try shard(fixture, root, 3)
+        var names = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).sorted()
+        #expect(names == ["m-00001-of-00003.mtlm", "m-00002-of-00003.mtlm", "m-00003-of-00003.mtlm", "m.mtlm"])
+        try FileManager.default.copyItem(atPath: root, toPath: directory.path("keep.mtlm"))
+        try shard(fixture, root, 2)
+        #expect(try Model(path: directory.path("keep.mtlm")).shards.count == 3)
+        let refused = try runCLI(["shard", root, root, "--shards", "5"])
+        #expect(refused.status == 2 && refused.stderr.contains("same file as the input"))
+        names = try FileManager.default.contentsOfDirectory(atPath: directory.url.path)
+        #expect(!names.contains { $0.contains("of-00005") }, "\(names)")
+        #expect(try Model(path: root).shards.count == 2)
+    }
+}
