@@ -1,3 +1,5 @@
+import Foundation
+
 /// The manifest sections of a sharded model (format 1.3, docs/FORMAT.md "Sharded models"):
 /// the root's `ShardTable` and each shard's `ShardIdentity`. Plain values; what they must
 /// satisfy together is checked by `ShardedModelCheck` when a root is opened.
@@ -50,6 +52,22 @@ public struct ShardedTensor: Sendable, Hashable {
     }
 }
 
+extension Manifest {
+    /// The whole model's manifest: for a sharded model's root, its own tensors and the shard
+    /// table's together, in MODEL.md's order (what `Model`, the structure check and `inspect`
+    /// see); any other manifest as it is.
+    var wholeModel: Manifest {
+        guard let table = shards else { return self }
+        let specs = architecture.servingTensors + TrainingStateGroup.allCases.flatMap(architecture.trainingTensors)
+        let rank = Dictionary(specs.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let stored = Set(tensors.map(\.name))
+        var whole = self
+        whole.tensors = (tensors + table.tensors.filter { !stored.contains($0.name) }.map(\.logicalEntry)).enumerated()
+            .sorted { (rank[$0.element.name] ?? Int.max, $0.offset) < (rank[$1.element.name] ?? Int.max, $1.offset) }.map(\.element)
+        return whole
+    }
+}
+
 /// One shard as the root records it.
 public struct ShardFile: Sendable, Hashable {
     /// `NAME-0000k-of-0000N.mtlm`, in the root's directory.
@@ -93,6 +111,17 @@ public enum ShardNaming {
             return String(repeating: "0", count: max(0, 5 - text.count)) + text
         }
         return "\(stem)-\(digits(index))-of-\(digits(count)).mtlm"
+    }
+
+    /// The path of shard `index` of `count` of the root at `root`: beside it.
+    public static func path(root: String, index: Int, count: Int) -> String {
+        beside(root: root, fileName(root: (root as NSString).lastPathComponent, index: index, count: count))
+    }
+
+    /// The path of file `name` in the directory of the root at `root`.
+    public static func beside(root: String, _ name: String) -> String {
+        let directory = (root as NSString).deletingLastPathComponent
+        return directory.isEmpty ? name : (directory as NSString).appendingPathComponent(name)
     }
 
     /// The model id as 32 hex digits, for messages.

@@ -61,7 +61,7 @@ public struct ModelSummary: Sendable, Codable {
     public init(_ model: ModelFile, includeTensors: Bool, statistics: Bool) throws {
         // A sharded model's root: the whole model's tensors (the shard table's with the root's),
         // read from the root alone.
-        let manifest = Model.wholeManifest(model.manifest)
+        let manifest = model.manifest.wholeModel
         if statistics, model.manifest.shards != nil {
             throw MTLModelError(.unsupported, "is a sharded model; inspect --stats does not read sharded models yet: consolidate it first with mtl-model shard \(model.path) OUT.mtlm --shards 1", file: model.path)
         }

@@ -50,7 +50,7 @@ public final class Model: Sendable {
             problems = set.problems
             shards = set.files.compactMap { $0 }
         }
-        let manifest = Self.wholeManifest(file.manifest)
+        let manifest = file.manifest.wholeModel
         var entries: [TensorName: TensorEntry] = [:]
         for entry in manifest.tensors {
             if let name = TensorName(entry.name) { entries[name] = entry }
@@ -70,18 +70,6 @@ public final class Model: Sendable {
     /// Opens and checks the model at `path`.
     public convenience init(path: String, options: ModelFile.Options = .init()) throws(MTLModelError) {
         try self.init(ModelFile(path: path, options: options), options: options)
-    }
-
-    /// The root's manifest with the shard table's tensors in the directory (in MODEL.md's order),
-    /// or `manifest` itself for one file.
-    static func wholeManifest(_ manifest: Manifest) -> Manifest {
-        guard let table = manifest.shards else { return manifest }
-        let specs = manifest.architecture.servingTensors + TrainingStateGroup.allCases.flatMap(manifest.architecture.trainingTensors)
-        let rank = Dictionary(specs.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
-        var whole = manifest
-        whole.tensors = (manifest.tensors + table.tensors.map(\.logicalEntry)).enumerated()
-            .sorted { (rank[$0.element.name] ?? Int.max, $0.offset) < (rank[$1.element.name] ?? Int.max, $1.offset) }.map(\.element)
-        return whole
     }
 
     private static func parts(_ shards: [ModelFile], table: ShardTable?) -> [TensorName: [ModelTensor.Part]] {

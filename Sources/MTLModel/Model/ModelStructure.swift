@@ -25,9 +25,7 @@ enum ModelStructure {
         for tensor in table.tensors where TensorName(tensor.name)?.tableField == nil {
             problems.append(.init(kind: .structure, tensor: tensor.name, byteOffset: nil, message: "listed in the shard table, but only table tensors (one row per id) are split across shards"))
         }
-        let names = Set(manifest.tensors.map(\.name))
-        let logical = manifest.tensors + table.tensors.filter { !names.contains($0.name) }.map(\.logicalEntry)
-        return problems + self.problems(manifest.architecture, logical) { $0 }
+        return problems + self.problems(manifest.architecture, manifest.wholeModel.tensors) { $0 }
     }
 
     /// A shard holds, for each field of its parts, that field's table tensors with the part's

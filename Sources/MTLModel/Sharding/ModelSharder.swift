@@ -57,9 +57,11 @@ public struct ModelSharder: Sendable {
             guard case .file = target else {
                 throw MTLModelError(.invalidArgument, "a sharded model is several files beside its root: name a file to write, not a device or standard output", file: output)
             }
+            for index in 1...options.shardCount {
+                _ = try OutputTarget(resolving: ShardNaming.path(root: output, index: index, count: options.shardCount))
+            }
         }
         let plan = try ShardPlan(model, options: options, output: output)
-        for index in 1...options.shardCount where options.shardCount > 1 { _ = try OutputTarget(resolving: plan.shardPath(index)) }
         if options.shardCount == 1 {
             let written = try writeFile(model, plan: plan, shard: nil, to: output)
             return Report(output: output, shardCount: 1, byteCount: written.fileByteCount,

@@ -10,7 +10,7 @@ enum ShardCleanup {
         let rootName = (root as NSString).lastPathComponent
         let stem = rootName.hasSuffix(".mtlm") ? String(rootName.dropLast(5)) : rootName
         let listed = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory)) ?? []
-        func path(_ name: String) -> String { directory.isEmpty ? name : (directory as NSString).appendingPathComponent(name) }
+        func path(_ name: String) -> String { ShardNaming.beside(root: root, name) }
         let keep = Set(kept)
         let candidates = listed.filter { !keep.contains($0) && isShardName($0, stem: stem) }
         guard !candidates.isEmpty else { return [] }

@@ -20,10 +20,9 @@ struct ShardSet: Sendable {
         let table = root.manifest.shards!
         var problems = tableProblems(table, root.architecture, root: root.path)
         guard problems.isEmpty else { return ShardSet(table: table, files: table.files.map { _ in nil }, problems: problems) }
-        let directory = (root.path as NSString).deletingLastPathComponent
         var files: [ModelFile?] = []
         for (position, record) in table.files.enumerated() {
-            let path = directory.isEmpty ? record.fileName : (directory as NSString).appendingPathComponent(record.fileName)
+            let path = ShardNaming.beside(root: root.path, record.fileName)
             let name = "shard \(position + 1) of \(table.files.count)"
             func problem(_ message: String, tensor: String? = nil) -> VerificationProblem {
                 .init(kind: .shards, tensor: tensor, byteOffset: nil, message: "\(name): \(message)", file: path)
