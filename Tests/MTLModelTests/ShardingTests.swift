@@ -97,8 +97,8 @@ struct ShardingTests {
         func expectBroken(_ message: String) throws {
             let verify = try runCLI(["verify", root])
             #expect(verify.status == 1 && verify.stdout.contains(message), "\(verify.stdout)")
-            let inspect = try runCLI(["predict", root, TestPaths.fixture("predict/small.txt")])
-            #expect(inspect.status == 2 && inspect.stderr.contains("m-00002-of-00003.mtlm"), "\(inspect.stderr)")
+            let predict = try runCLI(["predict", root, TestPaths.fixture("predict/small.txt")])
+            #expect(predict.status == 2 && predict.stderr.contains("m-00002-of-00003.mtlm"), "\(predict.stderr)")
         }
         try FileManager.default.removeItem(atPath: second)
         try expectBroken("shard 2 of 3: cannot open")
@@ -145,6 +145,26 @@ struct ShardingTests {
         }
     }
 
+    @Test("predict and eval of a sharded model (3 and 7 shards) print exactly what the one file prints: the small fixture on random samples (unseen ids and keys among them), the PyTorch demo model on its test set")
+    func predictAcrossShards() throws {
+        let directory = TemporaryDirectory()
+        var cases = [(TestPaths.fixture("v1.0/small-training.mtlm"), directory.path("random.txt"))]
+        try randomDataset(for: ModelFile(path: cases[0].0), count: 400, seed: 11).write(toFile: cases[0].1, atomically: true, encoding: .utf8)
+        if let demo = try importedDemo(into: directory) { cases.append((demo.serving, demo.data)) }
+        for (model, data) in cases {
+            let expected = try runCLI(["predict", model, data, "--logits"]), expectedEval = try runCLI(["eval", model, data, "--json"])
+            #expect(expected.status == 0 && expectedEval.status == 0, "\(expected.stderr)")
+            for count in [3, 7] {
+                let root = directory.path("\(count)-" + (model as NSString).lastPathComponent)
+                try shard(model, root, count)
+                let predicted = try runCLI(["predict", root, data, "--logits", "--threads", "2"])
+                #expect(predicted.status == 0 && predicted.stdout == expected.stdout, "\(predicted.stderr)")
+                let evaluated = try runCLI(["eval", root, data, "--json"])
+                #expect(evaluated.status == 0 && evaluated.stdout == expectedEval.stdout.replacingOccurrences(of: model, with: root))
+            }
+        }
+    }
+
     @Test("commands that do not read sharded models yet refuse one with the way round (exit 2); a shard is not a model")
     func unsupportedCommands() throws {
         let directory = TemporaryDirectory()
@@ -152,7 +172,7 @@ struct ShardingTests {
         try shard(TestPaths.fixture("v1.0/small-training.mtlm"), root, 3)
         for arguments in [["quantize", root, directory.path("q.mtlm"), "--embeddings", "int8"], ["dequantize", root, directory.path("q.mtlm")],
                           ["convert", root, directory.path("q.mtlm"), "--to", "serving"], ["diff", root, root],
-                          ["export", root, directory.path("q.npz")], ["predict", root, TestPaths.fixture("predict/small.txt")]] {
+                          ["export", root, directory.path("q.npz")]] {
             let result = try runCLI(arguments)
             #expect(result.status == 2 && result.stderr.contains("does not read sharded models yet") && result.stderr.contains("--shards 1"),
                     "\(arguments[0]): \(result.stderr)")

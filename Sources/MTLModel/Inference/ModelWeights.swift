@@ -11,9 +11,24 @@ final class ModelWeights: @unchecked Sendable {
         var dtype: DType
         var rowByteCount: Int
         var columns: Int
+        /// A table split across shards: each part's first row and rows, in row order (`base` is
+        /// the first part's); empty for a table in one file.
+        var parts: [(firstRow: Int, base: UnsafeRawPointer)] = []
 
         @inline(__always)
-        func row(_ index: Int) -> UnsafeRawPointer { base + index * rowByteCount }
+        func row(_ index: Int) -> UnsafeRawPointer {
+            parts.isEmpty ? base + index * rowByteCount : partRow(index)
+        }
+
+        /// The row in the part holding it: the last part starting at or before it.
+        private func partRow(_ index: Int) -> UnsafeRawPointer {
+            var low = 0, high = parts.count - 1
+            while low < high {
+                let middle = (low + high + 1) / 2
+                if parts[middle].firstRow <= index { low = middle } else { high = middle - 1 }
+            }
+            return parts[low].base + (index - parts[low].firstRow) * rowByteCount
+        }
     }
 
     struct FieldWeights {
@@ -107,29 +122,35 @@ final class ModelWeights: @unchecked Sendable {
             return UnsafeBufferPointer(copy)
         }
         func array(_ name: TensorName) throws -> [Float] { Array(try floats(name)) }
-        /// A table in its stored dtype: mapped when uncompressed, else an owned copy.
+        /// A table in its stored dtype, part by part (one part unless the model is sharded):
+        /// mapped when uncompressed, else an owned copy.
         func table(_ name: TensorName) throws -> TableView {
             let tensor = model.tensor(name)
-            if tensor.entry.compression == .none {
-                let base = try tensor.withBytes { $0.baseAddress }  // the mapping outlives self
-                return TableView(base: base ?? UnsafeRawPointer(bitPattern: 64)!, dtype: tensor.dtype, rowByteCount: tensor.rowByteCount,
-                                 columns: tensor.columnCount)
+            var bases: [(firstRow: Int, base: UnsafeRawPointer)] = []
+            for part in tensor.parts {
+                let piece = part.tensor
+                if piece.entry.compression == .none {
+                    let base = try piece.withBytes { $0.baseAddress }  // the mapping outlives self
+                    bases.append((part.firstRow, base ?? UnsafeRawPointer(bitPattern: 64)!))
+                } else {
+                    let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(piece.entry.byteCount), 1), alignment: 64)
+                    ownedRaw.append(copy)
+                    try piece.withBytes { copy.copyMemory(from: $0) }
+                    bases.append((part.firstRow, UnsafeRawPointer(copy.baseAddress!)))
+                }
             }
-            let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(tensor.entry.byteCount), 1), alignment: 64)
-            ownedRaw.append(copy)
-            try tensor.withBytes { copy.copyMemory(from: $0) }
-            return TableView(base: UnsafeRawPointer(copy.baseAddress!), dtype: tensor.dtype, rowByteCount: tensor.rowByteCount, columns: tensor.columnCount)
+            return TableView(base: bases[0].base, dtype: tensor.dtype, rowByteCount: tensor.rowByteCount, columns: tensor.columnCount,
+                             parts: tensor.isSplit ? bases : [])
         }
 
         var fields: [FieldWeights] = []
         for field in arch.fields {
             var keys: KeyedIndex?
             if field.mapping == .keyed {
-                let tensor = model.tensor(.keys(field.name))
                 do {
-                    keys = try tensor.withBytes { raw in try KeyedIndex(keys: raw, tensor: tensor.name) }
+                    keys = try KeyedIndex(model.tensor(.keys(field.name)))
                 } catch let error as MTLModelError {
-                    throw error.inFile(model.path)
+                    throw error.file == nil ? error.inFile(model.path) : error
                 }
             }
             fields.append(FieldWeights(rowCount: field.vocabSize, mapping: field.mapping, combiner: field.combiner, group: field.group,

@@ -40,7 +40,6 @@ public final class Predictor: @unchecked Sendable {
     /// - Throws: when a tensor the forward pass needs fails its checksum, a dense weight is
     ///   NaN or Inf, or a keyed table repeats a key.
     public init(model: Model, threadCount: Int = 1) throws {
-        try model.requireOneFile(for: "predict")
         architecture = model.architecture
         self.threadCount = max(1, threadCount)
         weights = try ModelWeights(model)
