@@ -50,57 +50,46 @@ public struct ModelSharder: Sendable {
         if let bits = options.bucketBits, !(1...ShardLayout.maxBucketBits).contains(bits) {
             throw MTLModelError(.invalidArgument, "--bucket-bits must be in 1...\(ShardLayout.maxBucketBits)")
         }
-        // Every path is checked before anything is written: no shard of a write whose root
-        // would be refused (an input, a directory, a device) is ever made.
-        let target = try OutputTarget(resolving: output)
-        if options.shardCount > 1 {
-            guard case .file = target else {
-                throw MTLModelError(.invalidArgument, "a sharded model is several files beside its root: name a file to write, not a device or standard output", file: output)
-            }
-            for index in 1...options.shardCount {
-                _ = try OutputTarget(resolving: ShardNaming.path(root: output, index: index, count: options.shardCount))
-            }
-        }
-        let plan = try ShardPlan(model, options: options, output: output)
         if options.shardCount == 1 {
+            let plan = try ShardPlan(model, options: options, output: output)
             let written = try writeFile(model, plan: plan, shard: nil, to: output)
-            return Report(output: output, shardCount: 1, byteCount: written.fileByteCount,
-                          shards: [], removedLeftovers: [])
+            return Report(output: output, shardCount: 1, byteCount: written.fileByteCount, shards: [], removedLeftovers: [])
         }
+        // Every path is checked before anything is written (no shard of a write whose root would
+        // be refused is made); shards and root are held back until all are written.
+        let pending = try PendingOutput(target: output)
+        pending.synchronize = options.synchronize
+        let paths = try (1...options.shardCount).map { try pending.shardPath($0, of: options.shardCount) }
+        let plan = try ShardPlan(model, options: options, output: output)
         let results = WorkResults<Result<ShardFile, Error>>(count: options.shardCount)
         DispatchQueue.concurrentPerform(iterations: max(1, min(options.threadCount, options.shardCount))) { _ in
             while let index = results.claim() {
-                results.set(index, Result { try writeShard(index + 1, model: model, plan: plan) })
+                results.set(index, Result { try writeShard(index + 1, model: model, plan: plan, to: paths[index]) })
             }
         }
-        let root: ModelWriter.Written
-        let files: [ShardFile]
-        do {
-            files = try results.all.map { try $0!.get() }
-            root = try writeRoot(model, plan: plan, files: files, to: output)
-        } catch {
-            // Shards of a write that did not commit are nobody's: removed now, not left for the next.
-            for (index, result) in results.all.enumerated() where (try? result?.get()) != nil { unlink(plan.shardPath(index + 1)) }
-            throw error
-        }
-        let removed = ShardCleanup.removeLeftovers(root: output, keeping: files.map(\.fileName), modelID: plan.modelID)
-        return Report(output: output, shardCount: files.count, byteCount: root.fileByteCount + files.reduce(0) { $0 + $1.byteCount },
-                      shards: files.map { .init(file: $0.fileName, byteCount: $0.byteCount, rows: $0.parts.map(\.rowCount)) },
-                      removedLeftovers: removed)
+        let files = try results.all.map { try $0!.get() }
+        try writeRoot(model, plan: plan, files: files, to: pending.path)
+        try pending.commit()
+        let rootByteCount = try ModelFile(path: output).fileByteCount
+        return Report(output: output, shardCount: files.count, byteCount: rootByteCount + files.reduce(0) { $0 + $1.byteCount },
+                      shards: files.enumerated().map { .init(file: ShardNaming.fileName(root: plan.rootFileName, index: $0 + 1, count: files.count),
+                                                            byteCount: $1.byteCount, rows: $1.parts.map(\.rowCount)) },
+                      removedLeftovers: pending.removedLeftovers)
     }
 
-    /// Shard `index` (1-based) of the plan: its rows of every table, written atomically under
-    /// its final name. Reads nothing but those rows (and, for keyed tables, the keys).
-    func writeShard(_ index: Int, model: Model, plan: ShardPlan) throws -> ShardFile {
-        let name = ShardNaming.fileName(root: plan.rootFileName, index: index, count: plan.shardCount)
+    /// Shard `index` (1-based) of the plan: its rows of every table, written atomically at
+    /// `path`. Reads nothing but those rows (and, for keyed tables, the keys).
+    func writeShard(_ index: Int, model: Model, plan: ShardPlan, to path: String) throws -> ShardFile {
         let parts = plan.parts(of: index - 1)
         let identity = ShardIdentity(modelID: plan.modelID, index: UInt32(index), count: UInt32(plan.shardCount),
                                      rootFileName: plan.rootFileName, parts: parts)
-        let written = try writeFile(model, plan: plan, shard: (index - 1, identity), to: plan.shardPath(index))
-        return ShardFile(fileName: name, byteCount: written.fileByteCount, manifestHash: written.manifestHash, parts: parts)
+        let written = try writeFile(model, plan: plan, shard: (index - 1, identity), to: path)
+        return ShardFile(fileName: (path as NSString).lastPathComponent, byteCount: written.fileByteCount,
+                         manifestHash: written.manifestHash, parts: parts)
     }
 
     /// The root: the tensors that are not tables, and the shard table.
+    @discardableResult
     private func writeRoot(_ model: Model, plan: ShardPlan, files: [ShardFile], to output: String) throws -> ModelWriter.Written {
         let writer = try ModelWriter(path: output, options: plan.writerOptions)
         for entry in model.tensors where TensorName(entry.name)?.tableField == nil {

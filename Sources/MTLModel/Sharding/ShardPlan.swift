@@ -30,8 +30,7 @@ final class ShardPlan: @unchecked Sendable {
 
     let shardCount: Int
     let modelID: [UInt8]
-    /// The root's path, and its file name (which the shards record).
-    let root: String
+    /// The root's file name, which the shards record.
     let rootFileName: String
     let provenance: Provenance
     let writerOptions: ModelWriter.Options
@@ -45,7 +44,6 @@ final class ShardPlan: @unchecked Sendable {
         guard modelID.count == ShardNaming.modelIDByteCount else {
             throw MTLModelError(.invalidArgument, "a model id is \(ShardNaming.modelIDByteCount) bytes")
         }
-        root = output
         rootFileName = (output as NSString).lastPathComponent
         provenance = Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: options.source)
         var writer = ModelWriter.Options()
@@ -72,8 +70,6 @@ final class ShardPlan: @unchecked Sendable {
 
     func source(_ name: String) -> RowSource { sources[name]! }
 
-    /// Where shard `index` (1-based) is written: beside the root.
-    func shardPath(_ index: Int) -> String { ShardNaming.path(root: root, index: index, count: shardCount) }
 
     /// The parts shard `shard` (0-based) holds, one per field in field order.
     func parts(of shard: Int) -> [TablePart] {

@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -11,6 +13,12 @@ import Darwin
 /// The target is checked as every output is (`OutputTarget`) before anything is written. A
 /// target that is written in place (a device, a FIFO) cannot be held back: the writer writes
 /// it directly, and `commit()` has nothing left to do.
+///
+/// A sharded model (format 1.3) is held back the same way: its shards are written under
+/// temporary names (`shardPath`) and the root at `path` names them, so the pending model can be
+/// opened and evaluated as it is; `commit()` renames the shards to their final names, writes
+/// the root again under the target's name with those names (a root is small), and removes the
+/// shards of earlier writes that no root uses any more.
 public final class PendingOutput {
     /// The path as given.
     public let target: String
@@ -18,7 +26,14 @@ public final class PendingOutput {
     /// it is written in place.
     public let path: String
     private let finalPath: String?
+    private let directory: String
     private var committed = false
+    /// Temporary shard files handed out by `shardPath`, removed unless committed.
+    private var shardPaths: [String] = []
+    /// Whether the root written at commit is fsynced (as `ModelWriter.Options.synchronize`).
+    public var synchronize = true
+    /// Shard files of earlier writes removed by `commit()` (`ShardCleanup`).
+    public private(set) var removedLeftovers: [String] = []
 
     public init(target: String) throws(MTLModelError) {
         self.target = target
@@ -33,22 +48,71 @@ public final class PendingOutput {
             AtomicOutputFile.removeLeftovers(directory: directory, base: base)
             path = "\(directory)\(AtomicOutputFile.temporaryPrefix(base))\(getpid())-pending"
             finalPath = resolved
+            self.directory = directory
         case .inPlace, .standardOutput:
             path = target
             finalPath = nil
+            directory = ""
         }
     }
 
     deinit {
-        if !committed, finalPath != nil { unlink(path) }
+        if !committed, finalPath != nil {
+            unlink(path)
+            shardPaths.forEach { unlink($0) }
+        }
     }
 
-    /// Moves the written file into place.
-    public func commit() throws(MTLModelError) {
+    /// Where shard `index` of `count` is written until the commit, beside the target. Refuses a
+    /// target that is not a file, and a final shard path that may not be replaced (an input).
+    public func shardPath(_ index: Int, of count: Int) throws(MTLModelError) -> String {
+        guard let finalPath else {
+            throw MTLModelError(.invalidArgument, "a sharded model is several files beside its root: name a file to write, not a device or standard output", file: target)
+        }
+        let final = ShardNaming.path(root: finalPath, index: index, count: count)
+        _ = try OutputTarget(resolving: final)
+        let base = (final as NSString).lastPathComponent
+        AtomicOutputFile.removeLeftovers(directory: directory, base: base)
+        // Ends in .mtlm, as the names a root lists must, so the pending model opens as it is.
+        let path = "\(directory)\(AtomicOutputFile.temporaryPrefix(base))\(getpid())-pending.mtlm"
+        shardPaths.append(path)
+        return path
+    }
+
+    /// Moves the written file (or sharded model) into place.
+    public func commit() throws {
         committed = true
         guard let finalPath else { return }
+        if !shardPaths.isEmpty { return try commitSharded(finalPath) }
         guard rename(path, finalPath) == 0 else {
             throw MTLModelError(.io, "cannot move the output into place: \(String(cString: strerror(errno)))", file: target)
         }
+    }
+
+    private func commitSharded(_ finalPath: String) throws {
+        defer { unlink(path) }
+        let pendingRoot = try ModelFile(path: path)
+        guard var table = pendingRoot.manifest.shards else {
+            throw MTLModelError(.invalidArgument, "shards were written, but the pending root has no shard table", file: target)
+        }
+        for index in table.files.indices {
+            let final = ShardNaming.path(root: finalPath, index: index + 1, count: table.files.count)
+            guard rename(ShardNaming.beside(root: path, table.files[index].fileName), final) == 0 else {
+                throw MTLModelError(.io, "cannot move shard \(index + 1) into place: \(String(cString: strerror(errno)))", file: final)
+            }
+            table.files[index].fileName = (final as NSString).lastPathComponent
+        }
+        var options = ModelWriter.Options()
+        options.synchronize = synchronize
+        if pendingRoot.tensors.contains(where: { $0.compression == .zlib }) { options.compression = .zlib }
+        let writer = try ModelWriter(path: finalPath, options: options)
+        for entry in pendingRoot.tensors {
+            try pendingRoot.withTensorBytes(entry.name) { bytes in
+                try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: bytes)
+            }
+        }
+        try writer.finish(architecture: pendingRoot.architecture, provenance: pendingRoot.manifest.provenance,
+                          metadata: pendingRoot.manifest.metadata, shards: table)
+        removedLeftovers = ShardCleanup.removeLeftovers(root: finalPath, keeping: table.files.map(\.fileName), modelID: table.modelID)
     }
 }
