@@ -43,7 +43,7 @@ struct QuantizeCommand: ParsableCommand {
         // Written beside the target under a temporary name, moved into place only when every
         // gate passes: a failed gate leaves nothing at the output path.
         let pending = try PendingOutput(target: output)
-        var report = try ModelQuantizer(plan: try plan(), threadCount: gate.threads).quantize(model, to: pending.path, source: "quantize \(input)")
+        var report = try ModelQuantizer(plan: try plan(), threadCount: gate.threads).quantize(model, into: pending, source: "quantize \(input)")
         let outcome = try gate.gate.check(model, against: pending)
         report.evaluation = outcome.comparison
         if json {

@@ -165,13 +165,49 @@ struct ShardingTests {
         }
     }
 
+    @Test("quantize and dequantize of a sharded model write a sharded model of the same rows: by id the tensors the one file gives, the same report; a failed gate leaves nothing", arguments: [["--embeddings", "int8"], ["--embeddings", "int4", "--dense", "bf16"]])
+    func quantizeAcrossShards(_ types: [String]) throws {
+        let directory = TemporaryDirectory()
+        let fixture = TestPaths.fixture("v1.0/small-training.mtlm"), root = directory.path("m.mtlm")
+        try shard(fixture, root, 3)
+        let one = try runCLI(["quantize", fixture, directory.path("one.mtlm"), "--json"] + types)
+        let sharded = try runCLI(["quantize", root, directory.path("q.mtlm"), "--json", "--threads", "2"] + types)
+        #expect(one.status == 0 && sharded.status == 0, "\(sharded.stderr)")
+        let q = try Model(path: directory.path("q.mtlm"))
+        #expect(q.shards.count == 3 && ModelVerifier().verify(q.file).isValid)
+        let source = try Model(path: root)
+        #expect(q.shards.map { $0.manifest.shard!.parts } == source.shards.map { $0.manifest.shard!.parts })
+        #expect(try content(q) == content(Model(path: directory.path("one.mtlm"))))
+        let reportOne = one.json!["report"] as! [String: Any], reportSharded = sharded.json!["report"] as! [String: Any]
+        #expect(NSDictionary(dictionary: reportOne["total"] as! [String: Any]) == NSDictionary(dictionary: reportSharded["total"] as! [String: Any]))
+        let changesOne = reportOne["tensors"] as! [[String: Any]], changesSharded = reportSharded["tensors"] as! [[String: Any]]
+        #expect(changesOne.map { $0["name"] as! String } == changesSharded.map { $0["name"] as! String })
+        for (x, y) in zip(changesOne, changesSharded) {
+            for key in ["dtypeAfter", "byteCountBefore", "byteCountAfter", "rowCount", "maxRelativeError"] {
+                #expect("\(x[key]!)" == "\(y[key]!)", "\(x["name"]!) \(key)")
+            }
+            #expect(abs((x["meanRelativeError"] as! Double) - (y["meanRelativeError"] as! Double)) <= 1e-12)
+        }
+        // Back to float32, sharded the same way; a gate that fails writes nothing at all.
+        #expect(try runCLI(["dequantize", directory.path("q.mtlm"), directory.path("d.mtlm")]).status == 0)
+        #expect(try Model(path: directory.path("d.mtlm")).shards.count == 3)
+        let data = directory.path("random.txt")
+        try randomDataset(for: ModelFile(path: fixture), count: 300, seed: 5).write(toFile: data, atomically: true, encoding: .utf8)
+        let before = Set(try FileManager.default.contentsOfDirectory(atPath: directory.url.path))
+        let failed = try runCLI(["quantize", root, directory.path("gated.mtlm"), "--eval", data, "--max-logloss-increase=-1"] + types)
+        #expect(failed.status == 1, "\(failed.stderr)")
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: directory.url.path)) == before)
+        let passed = try runCLI(["quantize", root, directory.path("gated.mtlm"), "--eval", data, "--max-auc-drop", "1"] + types)
+        #expect(passed.status == 0, "\(passed.stderr)")
+        #expect(try Model(path: directory.path("gated.mtlm")).shards.count == 3)
+    }
+
     @Test("commands that do not read sharded models yet refuse one with the way round (exit 2); a shard is not a model")
     func unsupportedCommands() throws {
         let directory = TemporaryDirectory()
         let root = directory.path("m.mtlm")
         try shard(TestPaths.fixture("v1.0/small-training.mtlm"), root, 3)
-        for arguments in [["quantize", root, directory.path("q.mtlm"), "--embeddings", "int8"], ["dequantize", root, directory.path("q.mtlm")],
-                          ["convert", root, directory.path("q.mtlm"), "--to", "serving"], ["diff", root, root],
+        for arguments in [["convert", root, directory.path("q.mtlm"), "--to", "serving"], ["diff", root, root],
                           ["export", root, directory.path("q.npz")]] {
             let result = try runCLI(arguments)
             #expect(result.status == 2 && result.stderr.contains("does not read sharded models yet") && result.stderr.contains("--shards 1"),

@@ -14,6 +14,20 @@ public struct QuantizationReport: Sendable, Codable {
         /// Per row ‖x − x̂‖ / ‖x‖ (0 for a zero row, which stays zero): mean and max over rows.
         public var meanRelativeError: Double
         public var maxRelativeError: Double
+
+        /// The change of a whole tensor from the changes of its parts (a sharded table's, one
+        /// per shard): sizes and rows added up, the mean weighted by rows, the largest maximum.
+        static func merged(_ parts: [TensorChange]) -> TensorChange {
+            var whole = parts[0]
+            guard parts.count > 1 else { return whole }
+            whole.byteCountBefore = parts.reduce(0) { $0 + $1.byteCountBefore }
+            whole.byteCountAfter = parts.reduce(0) { $0 + $1.byteCountAfter }
+            whole.rowCount = parts.reduce(0) { $0 + $1.rowCount }
+            let weighted = parts.reduce(0.0) { $0 + $1.meanRelativeError * Double($1.rowCount) }
+            whole.meanRelativeError = whole.rowCount == 0 ? 0 : weighted / Double(whole.rowCount)
+            whole.maxRelativeError = parts.map(\.maxRelativeError).max() ?? 0
+            return whole
+        }
     }
 
     public struct SectionSize: Sendable, Codable, Hashable {
@@ -78,24 +92,33 @@ public struct ModelQuantizer {
         self.threadCount = max(1, threadCount)
     }
 
-    /// Writes the quantized copy of `model` to `output` (atomically).
+    /// Writes the quantized copy of `model` to `output` (atomically; a sharded model as
+    /// shards of the same rows and a root).
     ///
     /// - Throws: on NaN or Inf in a tensor being quantized (naming the tensor and row), on a
     ///   value beyond float16's range where float16 is needed, or on I/O errors.
     public func quantize(_ checked: Model, to output: String, source: String) throws -> QuantizationReport {
-        try checked.requireOneFile(for: "quantize")
-        let model = checked.file
-        try plan.check(model.architecture)
-        var report = QuantizationReport()
-        let writer = try ModelWriter(path: output, options: writerOptions)
-        let rewriter = TensorRewriter(model: model, writer: writer, threadCount: threadCount)
-        for entry in model.tensors {
-            if let change = try rewriter.write(entry, as: plan.target(for: entry) ?? entry.dtype) { report.tensors.append(change) }
+        let pending = try PendingOutput(target: output)
+        let report = try quantize(checked, into: pending, source: source)
+        try pending.commit()
+        return report
+    }
+
+    /// Writes the quantized copy of `model` into `pending`, which the caller commits (after a
+    /// gate) or drops.
+    public func quantize(_ checked: Model, into pending: PendingOutput, source: String) throws -> QuantizationReport {
+        try plan.check(checked.architecture)
+        var changes: [String: [QuantizationReport.TensorChange]] = [:]
+        let provenance = Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source)
+        let written = try ShardedRewrite.write(checked, into: pending, options: writerOptions, provenance: provenance) { file, writer in
+            let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
+            for entry in file.tensors {
+                if let change = try rewriter.write(entry, as: plan.target(for: entry) ?? entry.dtype) { changes[entry.name, default: []].append(change) }
+            }
         }
-        let written = try writer.finish(architecture: model.architecture,
-                          provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source),
-                          metadata: model.manifest.metadata)
-        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: model.tensors, after: written.tensors)
+        var report = QuantizationReport()
+        report.tensors = checked.tensors.compactMap { changes[$0.name].map(QuantizationReport.TensorChange.merged) }
+        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: checked.tensors, after: written)
         return report
     }
 }

@@ -63,6 +63,9 @@ public final class PendingOutput {
         }
     }
 
+    /// The file name the output will have (a sharded model's shards record their root's).
+    public var targetFileName: String { ((finalPath ?? target) as NSString).lastPathComponent }
+
     /// Where shard `index` of `count` is written until the commit, beside the target. Refuses a
     /// target that is not a file, and a final shard path that may not be replaced (an input).
     public func shardPath(_ index: Int, of count: Int) throws(MTLModelError) -> String {
