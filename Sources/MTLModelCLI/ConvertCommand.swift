@@ -71,9 +71,9 @@ struct ConvertCommand: ParsableCommand {
             options.foldBatchNorm = foldBatchNorm
             options.pruneUnseen = pruneUnseen
             options.quantization = types.isEmpty ? nil : try types.plan()
-            report = try converter.toServing(model, output: pending.path, options: options)
+            report = try converter.toServing(model, into: pending, options: options)
         case .training:
-            report = try converter.toTraining(model, output: pending.path, optimizer: optimizer.flatMap(Architecture.OptimizerType.init(named:)))
+            report = try converter.toTraining(model, into: pending, optimizer: optimizer.flatMap(Architecture.OptimizerType.init(named:)))
         }
         let outcome = try gate.gate.check(model, against: pending)
         if json {

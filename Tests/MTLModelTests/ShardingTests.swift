@@ -202,12 +202,56 @@ struct ShardingTests {
         #expect(try Model(path: directory.path("gated.mtlm")).shards.count == 3)
     }
 
+    /// The report of a command's `--json` without what differs between a sharded run and a
+    /// one-file run by construction (paths; a mean error summed in another order).
+    func comparable(_ json: [String: Any]) -> String {
+        var report = json["report"] as! [String: Any]
+        report["quantized"] = (report["quantized"] as? [[String: Any]])?.map { change in
+            var change = change
+            change["meanRelativeError"] = String(format: "%.9g", change["meanRelativeError"] as! Double)
+            return change
+        }
+        let data = try! JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test("convert of a sharded model, to serving (folded, pruned, quantized) and back to training, writes sharded models holding by id what the one file's conversion holds, with the same report", arguments: [3, 7])
+    func convertAcrossShards(_ count: Int) throws {
+        let directory = TemporaryDirectory()
+        var sources = [TestPaths.fixture("v1.0/small-training.mtlm")]
+        if let demo = try importedDemo(into: directory) { sources.append(demo.training) }
+        for (index, fixture) in sources.enumerated() {
+            let root = directory.path("m\(index).mtlm")
+            try shard(fixture, root, count)
+            // The fixture's row counts are all zero (nothing to keep); the demo's are real.
+            let prune = index == 0 ? [] : ["--prune-unseen"]
+            for (name, arguments) in [("serving", ["--to", "serving", "--fold-batch-norm", "--embeddings", "int8"] + prune),
+                                      ("plain", ["--to", "serving"])] {
+                let one = try runCLI(["convert", fixture, directory.path("\(index)-\(name)-one.mtlm"), "--json"] + arguments)
+                let sharded = try runCLI(["convert", root, directory.path("\(index)-\(name).mtlm"), "--json", "--threads", "2"] + arguments)
+                #expect(one.status == 0 && sharded.status == 0, "\(sharded.stderr)")
+                let model = try Model(path: directory.path("\(index)-\(name).mtlm")), expected = try Model(path: directory.path("\(index)-\(name)-one.mtlm"))
+                #expect(model.shards.count == count && ModelVerifier().verify(model.file).isValid)
+                #expect(model.architecture == expected.architecture)
+                #expect(try content(model) == content(expected))
+                #expect(comparable(sharded.json!) == comparable(one.json!))
+                for optimizer in ["adam", "adagrad"] {
+                    let back = try runCLI(["convert", directory.path("\(index)-\(name).mtlm"), directory.path("t.mtlm"), "--to", "training", "--optimizer", optimizer, "--json"])
+                    let backOne = try runCLI(["convert", directory.path("\(index)-\(name)-one.mtlm"), directory.path("t-one.mtlm"), "--to", "training", "--optimizer", optimizer, "--json"])
+                    #expect(back.status == 0 && backOne.status == 0, "\(back.stderr)")
+                    #expect(try content(Model(path: directory.path("t.mtlm"))) == content(Model(path: directory.path("t-one.mtlm"))))
+                    #expect(comparable(back.json!) == comparable(backOne.json!))
+                }
+            }
+        }
+    }
+
     @Test("commands that do not read sharded models yet refuse one with the way round (exit 2); a shard is not a model")
     func unsupportedCommands() throws {
         let directory = TemporaryDirectory()
         let root = directory.path("m.mtlm")
         try shard(TestPaths.fixture("v1.0/small-training.mtlm"), root, 3)
-        for arguments in [["convert", root, directory.path("q.mtlm"), "--to", "serving"], ["diff", root, root],
+        for arguments in [["diff", root, root],
                           ["export", root, directory.path("q.npz")]] {
             let result = try runCLI(arguments)
             #expect(result.status == 2 && result.stderr.contains("does not read sharded models yet") && result.stderr.contains("--shards 1"),

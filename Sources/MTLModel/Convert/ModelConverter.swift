@@ -72,9 +72,17 @@ public struct ModelConverter {
 
     /// Writes the serving form of `model` to `output` (atomically): no training state, the loss
     /// weighting frozen at the learned `loss.log_var` (with the weights it implies), and
-    /// optionally batch norm folded, unseen keyed rows pruned and tables quantized.
+    /// optionally batch norm folded, unseen keyed rows pruned and tables quantized. A sharded
+    /// model gives a sharded model of the same shards (pruned shards hold fewer rows).
     public func toServing(_ model: Model, output: String, options: ServingOptions) throws -> ConversionReport {
-        try model.requireOneFile(for: "convert")
+        let pending = try PendingOutput(target: output)
+        let report = try toServing(model, into: pending, options: options)
+        try pending.commit()
+        return report
+    }
+
+    /// `toServing` into `pending`, which the caller commits (after a gate) or drops.
+    public func toServing(_ model: Model, into pending: PendingOutput, options: ServingOptions) throws -> ConversionReport {
         try options.quantization?.check(model.architecture)
         let source = model.architecture
         var report = ConversionReport(form: "serving")
@@ -94,45 +102,49 @@ public struct ModelConverter {
             folding = folded
         }
 
-        var filters: [String: RowFilter] = [:]
-        if options.pruneUnseen {
-            for (index, field) in source.fields.enumerated() where field.mapping == .keyed {
-                let filter = try Self.seenRows(of: field, in: model)
-                architecture.fields[index].vocabSize = filter.keptCount
-                report.prunedTables.append(.init(field: field.name, rowsBefore: field.vocabSize, rowsAfter: filter.keptCount))
-                for name in [TensorName.embedding(field.name), .keys(field.name), .linear(field.name)] {
-                    filters[name.description] = filter
+        let pruning = options.pruneUnseen ? try Pruning(model) : nil
+        for (index, field) in source.fields.enumerated() {
+            guard let kept = pruning?.keptCount[field.name] else { continue }
+            architecture.fields[index].vocabSize = kept
+            report.prunedTables.append(.init(field: field.name, rowsBefore: field.vocabSize, rowsAfter: kept))
+        }
+
+        let removed = Set(folding?.removedTensors ?? [])
+        for entry in model.tensors where entry.role.isTrainingState || removed.contains(entry.name) {
+            report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
+        }
+        var changes: [String: [QuantizationReport.TensorChange]] = [:]
+        let written = try ShardedRewrite.write(model, into: pending, options: writerOptions, architecture: architecture,
+                                               provenance: provenance(model, form: "serving"), parts: pruning?.parts) { file, writer in
+            let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
+            for entry in file.tensors where !entry.role.isTrainingState && !removed.contains(entry.name) {
+                let target = options.quantization?.target(for: entry) ?? entry.dtype
+                if let values = folding?.values[entry.name] {
+                    try rewriter.write(entry, values: values, as: target)
+                } else if let change = try rewriter.write(entry, as: target, keeping: pruning?.filter(entry.name, in: file)) {
+                    changes[entry.name, default: []].append(change)
                 }
             }
         }
-
-        let writer = try ModelWriter(path: output, options: writerOptions)
-        let rewriter = TensorRewriter(model: model.file, writer: writer, threadCount: threadCount)
-        let removed = Set(folding?.removedTensors ?? [])
-        for entry in model.tensors {
-            guard !entry.role.isTrainingState, !removed.contains(entry.name) else {
-                report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
-                continue
-            }
-            let target = options.quantization?.target(for: entry) ?? entry.dtype
-            if let values = folding?.values[entry.name] {
-                try rewriter.write(entry, values: values, as: target)
-            } else if let change = try rewriter.write(entry, as: target, keeping: filters[entry.name]) {
-                report.quantized.append(change)
-            }
-        }
-        let written = try finish(writer, architecture: architecture, model: model, form: "serving")
+        report.quantized = model.tensors.compactMap { changes[$0.name].map(QuantizationReport.TensorChange.merged) }
         return Self.completed(report, architecture: architecture, input: model, written: written)
     }
 
     /// Writes the training form of `model` to `output` (atomically), for warm starts: float32
     /// weights (dequantized), optimizer slots as `optimizer` initialises them (the model's own
     /// slots are kept when it has them for that optimizer), `loss.log_var` from the frozen
-    /// values, and the loss weighting unfrozen.
+    /// values, and the loss weighting unfrozen. A sharded model gives a sharded model.
     ///
     /// - Parameter optimizer: nil uses the optimizer the architecture records.
     public func toTraining(_ model: Model, output: String, optimizer: Architecture.OptimizerType?) throws -> ConversionReport {
-        try model.requireOneFile(for: "convert")
+        let pending = try PendingOutput(target: output)
+        let report = try toTraining(model, into: pending, optimizer: optimizer)
+        try pending.commit()
+        return report
+    }
+
+    /// `toTraining` into `pending`, which the caller commits (after a gate) or drops.
+    public func toTraining(_ model: Model, into pending: PendingOutput, optimizer: Architecture.OptimizerType?) throws -> ConversionReport {
         let source = model.architecture
         guard let type = optimizer ?? source.optimizer?.type else {
             throw MTLModelError(.invalidArgument, "the model records no optimizer: name one (adagrad, adam, ftrl or sgd)", file: model.path)
@@ -146,81 +158,150 @@ public struct ModelConverter {
         architecture.loss?.frozen = false
         var report = ConversionReport(form: "training")
 
-        let writer = try ModelWriter(path: output, options: writerOptions)
-        let rewriter = TensorRewriter(model: model.file, writer: writer, threadCount: threadCount)
-        var copied = Set(source.servingTensors.map(\.name))
-        for spec in source.servingTensors {
-            let entry = model.tensor(spec.tensorName).entry
-            if let change = try rewriter.write(entry, as: QuantizationPlan.float32.target(for: entry) ?? entry.dtype) {
-                report.quantized.append(change)
-            }
-        }
+        // What each training-state group becomes, decided for the whole model; each file then
+        // writes its own tensors of it (`ModelStructure.localSpec`).
         let keepSlots = source.optimizer?.type == type && model.has(.optimizerStep)
+        var fresh: [TensorName: Double] = [:]  // tensors made anew, with their value
+        var kept = Set(source.servingTensors.map(\.name))
         for group in TrainingStateGroup.allCases {
             let specs = architecture.trainingTensors(group)
-            let present = model.has(group)
-            let keep = present && (group == .optimizerSlots || group == .optimizerStep ? keepSlots : true)
-            if keep {
-                for spec in specs {
-                    try rewriter.write(model.tensor(spec.tensorName).entry, as: spec.dtype)
-                    copied.insert(spec.name)
-                }
+            if model.has(group) && (group == .optimizerSlots || group == .optimizerStep ? keepSlots : true) {
+                kept.formUnion(specs.map(\.name))
                 report.kept.append(group.rawValue)
                 continue
             }
             for spec in specs {
-                switch group {
-                case .optimizerSlots:
-                    guard case .optimizerSlot(_, let slot) = spec.tensorName else { continue }
-                    let value = type.initialValue(ofSlot: slot, parameters: architecture.optimizer!)
-                    try Self.fill(spec, with: Float(value), writer: writer)
-                    report.added.append(.init(name: spec.name, dtype: spec.dtype, shape: spec.shape, byteCount: spec.dtype.storedByteCount(shape: spec.shape)!, initialValue: value))
-                case .optimizerStep:
-                    try Self.write(spec, [Int64(0)], writer: writer)
-                    report.added.append(.init(name: spec.name, dtype: spec.dtype, shape: spec.shape, byteCount: 8, initialValue: 0))
-                case .lossLogVar:
-                    // Learned log-variances start where they were frozen (0, a weight of 1, when no values were recorded).
-                    guard let loss = architecture.loss, loss.weighting == "uncertainty" else { continue }
-                    let values = loss.values.isEmpty ? Array(repeating: 0.0, count: source.tasks.count) : loss.values
-                    try Self.write(spec, values.map { Float($0) }, writer: writer)
-                    report.added.append(.init(name: spec.name, dtype: spec.dtype, shape: spec.shape, byteCount: UInt64(4 * values.count)))
-                case .rowCounts:
-                    // Counts cannot be made up: a warm start counts from its own data.
-                    continue
-                }
+                guard let value = Self.initialValue(of: spec, group: group, architecture: architecture, taskCount: source.tasks.count) else { continue }
+                fresh[spec.tensorName] = value
+                report.added.append(.init(name: spec.name, dtype: spec.dtype, shape: spec.shape, byteCount: spec.dtype.storedByteCount(shape: spec.shape)!,
+                                          initialValue: group == .lossLogVar ? nil : value))
             }
         }
         // What the input had and the output does not take over (slots of another optimizer, a step replaced by a fresh one).
-        for entry in model.tensors where !copied.contains(entry.name) {
+        for entry in model.tensors where !kept.contains(entry.name) {
             report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
         }
-        let written = try finish(writer, architecture: architecture, model: model, form: "training")
+
+        var changes: [String: [QuantizationReport.TensorChange]] = [:]
+        let written = try ShardedRewrite.write(model, into: pending, options: writerOptions, architecture: architecture,
+                                               provenance: provenance(model, form: "training")) { file, writer in
+            let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
+            let local = { (spec: TensorSpec) in ModelStructure.localSpec(spec, in: file.manifest) }
+            for spec in source.servingTensors.compactMap(local) {
+                let entry = file.entry(named: spec.name)!
+                if let change = try rewriter.write(entry, as: QuantizationPlan.float32.target(for: entry) ?? entry.dtype) {
+                    changes[entry.name, default: []].append(change)
+                }
+            }
+            for group in TrainingStateGroup.allCases {
+                for spec in architecture.trainingTensors(group).compactMap(local) {
+                    if kept.contains(spec.name) {
+                        try rewriter.write(file.entry(named: spec.name)!, as: spec.dtype)
+                    } else if fresh[spec.tensorName] != nil {
+                        try Self.writeFresh(spec, group: group, architecture: architecture, taskCount: source.tasks.count, writer: writer)
+                    }
+                }
+            }
+        }
+        report.quantized = model.tensors.compactMap { changes[$0.name].map(QuantizationReport.TensorChange.merged) }
         return Self.completed(report, architecture: architecture, input: model, written: written)
     }
 
-    private func finish(_ writer: ModelWriter, architecture: Architecture, model: Model, form: String) throws -> ModelWriter.Written {
-        try writer.finish(architecture: architecture,
-                          provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "convert \(model.path) --to \(form)"),
-                          metadata: model.manifest.metadata)
+    private func provenance(_ model: Model, form: String) -> Provenance {
+        Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "convert \(model.path) --to \(form)")
     }
 
-    /// The rows of `field`'s table that training saw (row count > 0), as a bitmap (1 bit a row).
-    private static func seenRows(of field: Architecture.Field, in model: Model) throws -> RowFilter {
-        let name = TensorName.rowCount(field.name).description
-        guard let counts = model.tensorIfPresent(.rowCount(field.name)) else {
-            throw MTLModelError(.invalidArgument, "pruning unseen rows needs row counts (\(name)); this model has none", file: model.path)
+    /// The value a training-state tensor made anew starts at; nil for a tensor not made
+    /// (counts cannot be made up: a warm start counts from its own data).
+    private static func initialValue(of spec: TensorSpec, group: TrainingStateGroup, architecture: Architecture, taskCount: Int) -> Double? {
+        switch group {
+        case .optimizerSlots:
+            guard case .optimizerSlot(_, let slot) = spec.tensorName else { return nil }
+            return architecture.optimizer!.type.initialValue(ofSlot: slot, parameters: architecture.optimizer!)
+        case .optimizerStep: return 0
+        case .lossLogVar:
+            guard let loss = architecture.loss, loss.weighting == "uncertainty" else { return nil }
+            return 0
+        case .rowCounts: return nil
         }
-        var bits = [UInt64](repeating: 0, count: (field.vocabSize + 63) / 64)
+    }
+
+    /// Writes a training-state tensor made anew, of `spec`'s (local) shape.
+    private static func writeFresh(_ spec: TensorSpec, group: TrainingStateGroup, architecture: Architecture, taskCount: Int, writer: ModelWriter) throws {
+        switch group {
+        case .optimizerSlots:
+            guard case .optimizerSlot(_, let slot) = spec.tensorName else { return }
+            try fill(spec, with: Float(architecture.optimizer!.type.initialValue(ofSlot: slot, parameters: architecture.optimizer!)), writer: writer)
+        case .optimizerStep:
+            try write(spec, [Int64(0)], writer: writer)
+        case .lossLogVar:
+            // Learned log-variances start where they were frozen (0, a weight of 1, when no values were recorded).
+            let values = architecture.loss!.values.isEmpty ? Array(repeating: 0.0, count: taskCount) : architecture.loss!.values
+            try write(spec, values.map { Float($0) }, writer: writer)
+        case .rowCounts:
+            return
+        }
+    }
+
+    /// Which rows of the keyed tables training saw (row count > 0), part by part: the filter
+    /// of each table tensor in each file, the rows kept in all, and the parts of a pruned
+    /// sharded model (each shard keeps its seen rows: same buckets, fewer rows).
+    struct Pruning {
+        let keptCount: [String: Int]
+        private let filters: [ObjectIdentifier: [String: RowFilter]]
+        private let keptPerShard: [String: [Int]]
+        private let inputParts: [[TablePart]]
+
+        init(_ model: Model) throws {
+            var keptCount: [String: Int] = [:], filters: [ObjectIdentifier: [String: RowFilter]] = [:], perShard: [String: [Int]] = [:]
+            for field in model.architecture.fields where field.mapping == .keyed {
+                let name = TensorName.rowCount(field.name).description
+                guard let counts = model.tensorIfPresent(.rowCount(field.name)) else {
+                    throw MTLModelError(.invalidArgument, "pruning unseen rows needs row counts (\(name)); this model has none", file: model.path)
+                }
+                for part in counts.parts {
+                    let filter = try ModelConverter.seenRows(part.tensor)
+                    for tensor in [TensorName.embedding(field.name), .keys(field.name), .linear(field.name)] {
+                        filters[ObjectIdentifier(part.tensor.file), default: [:]][tensor.description] = filter
+                    }
+                    perShard[field.name, default: []].append(filter.keptCount)
+                }
+                keptCount[field.name] = perShard[field.name]!.reduce(0, +)
+                guard keptCount[field.name]! > 0 else {
+                    throw MTLModelError(.invalidArgument, "no row of keyed field \"\(field.name)\" was seen in training: pruning would leave an empty table",
+                                        file: model.path, location: .init(tensor: name))
+                }
+            }
+            self.keptCount = keptCount
+            self.filters = filters
+            keptPerShard = perShard
+            inputParts = model.shards.map { $0.manifest.shard!.parts }
+        }
+
+        /// The filter of tensor `name` in `file`, when it is a pruned table's.
+        func filter(_ name: String, in file: ModelFile) -> RowFilter? { filters[ObjectIdentifier(file)]?[name] }
+
+        /// The parts of pruned shard `shard` (0-based): kept rows, numbered on from the shards before.
+        func parts(_ shard: Int) -> [TablePart] {
+            inputParts[shard].map { part in
+                guard let kept = keptPerShard[part.field] else { return part }
+                var pruned = part
+                pruned.firstRow = UInt64(kept[..<shard].reduce(0, +))
+                pruned.rowCount = UInt64(kept[shard])
+                return pruned
+            }
+        }
+    }
+
+    /// The rows of a row-count tensor that training saw (count > 0), as a bitmap (1 bit a row).
+    fileprivate static func seenRows(_ counts: ModelTensor) throws -> RowFilter {
+        var bits = [UInt64](repeating: 0, count: (counts.rowCount + 63) / 64)
         var kept = 0
         try counts.withElements(as: Int64.self) { counts in
             for (row, count) in counts.enumerated() where count > 0 {
                 bits[row >> 6] |= 1 << UInt64(row & 63)
                 kept += 1
             }
-        }
-        guard kept > 0 else {
-            throw MTLModelError(.invalidArgument, "no row of keyed field \"\(field.name)\" was seen in training: pruning would leave an empty table",
-                                file: model.path, location: .init(tensor: name))
         }
         let seen = bits
         return RowFilter(keptCount: kept) { row in seen[row >> 6] & (1 << UInt64(row & 63)) != 0 }
@@ -246,13 +327,13 @@ public struct ModelConverter {
     }
 
     /// Fills in the report's loss section and sizes by section, from what was written.
-    private static func completed(_ report: ConversionReport, architecture: Architecture, input: Model, written: ModelWriter.Written) -> ConversionReport {
+    private static func completed(_ report: ConversionReport, architecture: Architecture, input: Model, written: [TensorEntry]) -> ConversionReport {
         var report = report
         if let loss = architecture.loss {
             report.loss = .init(weighting: loss.weighting, convention: loss.convention, frozen: loss.frozen, values: loss.values, weights: loss.weights)
         }
         report.optimizer = architecture.optimizer?.type.configName
-        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: input.tensors, after: written.tensors)
+        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: input.tensors, after: written)
         return report
     }
 }

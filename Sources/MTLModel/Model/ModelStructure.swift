@@ -31,13 +31,18 @@ enum ModelStructure {
     /// A shard holds, for each field of its parts, that field's table tensors with the part's
     /// rows, and nothing else.
     private static func shardProblems(_ manifest: Manifest, _ shard: ShardIdentity) -> [VerificationProblem] {
-        let rows = Dictionary(shard.parts.map { ($0.field, $0.rowCount) }, uniquingKeysWith: { first, _ in first })
-        return problems(manifest.architecture, manifest.tensors) { spec in
-            guard let field = spec.tensorName.tableField, let count = rows[field] else { return nil }
-            var part = spec
-            part.shape[0] = count
-            return part
-        }
+        problems(manifest.architecture, manifest.tensors) { localSpec($0, in: manifest) }
+    }
+
+    /// `spec` as the file of `manifest` holds it: a shard the table tensors of its parts'
+    /// fields, with the part's rows; a root every other tensor; one file every tensor.
+    static func localSpec(_ spec: TensorSpec, in manifest: Manifest) -> TensorSpec? {
+        if manifest.shards != nil { return spec.tensorName.tableField == nil ? spec : nil }
+        guard let shard = manifest.shard else { return spec }
+        guard let field = spec.tensorName.tableField, let part = shard.parts.first(where: { $0.field == field }) else { return nil }
+        var local = spec
+        local.shape[0] = part.rowCount
+        return local
     }
 
     /// The check itself, of `tensors` against the specs of `architecture` that `expected` keeps

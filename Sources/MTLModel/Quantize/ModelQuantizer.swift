@@ -110,7 +110,8 @@ public struct ModelQuantizer {
         try plan.check(checked.architecture)
         var changes: [String: [QuantizationReport.TensorChange]] = [:]
         let provenance = Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source)
-        let written = try ShardedRewrite.write(checked, into: pending, options: writerOptions, provenance: provenance) { file, writer in
+        let written = try ShardedRewrite.write(checked, into: pending, options: writerOptions, architecture: checked.architecture,
+                                                 provenance: provenance) { file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
             for entry in file.tensors {
                 if let change = try rewriter.write(entry, as: plan.target(for: entry) ?? entry.dtype) { changes[entry.name, default: []].append(change) }
