@@ -130,8 +130,6 @@ public struct ModelDiff: Sendable {
     /// - Complexity: reads both models once, in windows of rows, in bounded memory (about
     ///   80 MB a thread, `compareTable`).
     public func compare(_ a: Model, _ b: Model) throws -> ModelDiffReport {
-        try a.requireOneFile(for: "diff")
-        try b.requireOneFile(for: "diff")
         let metadataA = Dictionary(uniqueKeysWithValues: a.manifest.metadata.map { ($0.key, $0.value) })
         let metadataB = Dictionary(uniqueKeysWithValues: b.manifest.metadata.map { ($0.key, $0.value) })
         let metadata = ConfigDiff.differences(.object(metadataA.mapValues { .string($0) }), .object(metadataB.mapValues { .string($0) }))
@@ -145,7 +143,7 @@ public struct ModelDiff: Sendable {
         let pairs = a.architecture.embeddingDim != b.architecture.embeddingDim ? [] : a.architecture.fields.compactMap { field in
             b.architecture.fields.first { $0.name == field.name }.map { (field, $0) }
         }
-        let results = WorkResults<Result<(TableComparison, TensorComparison), any Error>>(count: pairs.count)
+        let results = WorkResults<Result<(TableComparison, [TensorComparison]), any Error>>(count: pairs.count)
         DispatchQueue.concurrentPerform(iterations: min(threadCount, pairs.count)) { _ in
             while let index = results.claim() {
                 results.set(index, Result { try compareTable(pairs[index].0, pairs[index].1, a, b) })
@@ -153,12 +151,13 @@ public struct ModelDiff: Sendable {
         }
         var tables: [String: TensorComparison] = [:]
         for result in results.all {
-            let (table, tensor) = try result!.get()
+            let (table, tensors) = try result!.get()
             report.tables.append(table)
-            tables[tensor.name] = tensor
+            for tensor in tensors { tables[tensor.name] = tensor }
         }
+        let entriesB = Dictionary(b.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for entry in a.tensors {
-            guard let other = b.file.entry(named: entry.name) else { continue }
+            guard let other = entriesB[entry.name] else { continue }
             report.tensors.append(try tables[entry.name] ?? compareTensor(entry, other, a, b))
         }
         return report
@@ -169,20 +168,19 @@ public struct ModelDiff: Sendable {
                          _ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) -> Void) throws {
         let columns = x.columnCount
         let rows = columns == 0 ? 0 : Int(x.elementCount) / columns
-        let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(columns))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(columns)))
         let window = max(1, 65_536 / max(columns, 1))
         var valuesA = [Float](repeating: 0, count: min(window, rows) * columns), valuesB = valuesA
         let tensorA = a.tensor(x), tensorB = b.tensor(y)
-        try tensorA.withBytes { bytesA in
-            try tensorB.withBytes { bytesB in
+        try tensorA.withRows { rowsA in
+            try tensorB.withRows { rowsB in
                 var start = 0
                 while start < rows {
                     let count = min(window, rows - start)
                     valuesA.withUnsafeMutableBufferPointer { va in
                         valuesB.withUnsafeMutableBufferPointer { vb in
                             for r in 0..<count {
-                                RowCodec.decodeRow(bytesA.baseAddress! + (start + r) * rowBytesA, dtype: x.dtype, columns: columns, into: va.baseAddress! + r * columns)
-                                RowCodec.decodeRow(bytesB.baseAddress! + (start + r) * rowBytesB, dtype: y.dtype, columns: columns, into: vb.baseAddress! + r * columns)
+                                RowCodec.decodeRow(rowsA.row(start + r), dtype: x.dtype, columns: columns, into: va.baseAddress! + r * columns)
+                                RowCodec.decodeRow(rowsB.row(start + r), dtype: y.dtype, columns: columns, into: vb.baseAddress! + r * columns)
                             }
                             body(UnsafeBufferPointer(rebasing: va[..<(count * columns)]), UnsafeBufferPointer(rebasing: vb[..<(count * columns)]))
                         }
@@ -205,7 +203,7 @@ public struct ModelDiff: Sendable {
         }
         if !x.dtype.isFloatingPoint || !y.dtype.isFloatingPoint {
             // Keys, counts, the step: equal or not, element by element.
-            let same = try x.dtype == y.dtype && (a.tensor(x).withBytes { p in try b.tensor(y).withBytes { q in p.elementsEqual(q) } })
+            let same = try x.dtype == y.dtype && (a.tensor(x).withRows { p in try b.tensor(y).withRows { q in p.bytesEqual(q) } })
             result.equal = same
             result.fractionBeyondTolerance = same ? 0 : nil
             return result
@@ -304,7 +302,7 @@ public struct ModelDiff: Sendable {
     ///   (`KeyJoin`), the quantiles and the top rows kept in bounded memory (`QuantileSketch`,
     ///   `TopValues`).
     private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: Model, _ b: Model) throws
-        -> (TableComparison, TensorComparison) {
+        -> (TableComparison, [TensorComparison]) {
         guard fieldA.mapping == .keyed && fieldB.mapping == .keyed else {
             let rowsB = fieldB.vocabSize
             return try compareRows(fieldA, fieldB, a, b, keyed: false, id: { UInt64($0) }) { rows, matched in
@@ -312,36 +310,35 @@ public struct ModelDiff: Sendable {
             }
         }
         let keysA = a.tensor(.keys(fieldA.name)), keysB = b.tensor(.keys(fieldB.name))
-        // The join finds keys repeated in B; a key repeated in A would match two rows of A to
-        // one of B and miscount them, so A's keys are checked too: on another thread, beside
-        // the join (both only read the keys; a page one releases the other reads back).
-        let duplicateInA = WorkResults<UInt64?>(count: 1)
-        let checked = DispatchGroup()
-        DispatchQueue.global().async(group: checked) {
-            let duplicate = try? keysA.withElements(as: UInt64.self) { keys in KeyJoin.duplicateKey(in: KeyColumn(keys)) { keysA.releasePages(rows: $0) } }
-            duplicateInA.set(0, duplicate ?? nil)
-        }
-        defer { checked.wait() }
-        let join = try keysB.withElements(as: UInt64.self) { keysOfB in
-            try keysA.withElements(as: UInt64.self) { keysOfA in
+        return try keysA.withRows { rowsOfA in
+            try keysB.withRows { rowsOfB in
+                // The join finds keys repeated in B; a key repeated in A would match two rows of A to
+                // one of B and miscount them, so A's keys are checked too: on another thread, beside
+                // the join (both only read the keys; a page one releases the other reads back).
+                let duplicateInA = WorkResults<UInt64?>(count: 1)
+                let checked = DispatchGroup()
+                DispatchQueue.global().async(group: checked) {
+                    duplicateInA.set(0, KeyJoin.duplicateKey(in: KeyColumn(rowsOfA)) { keysA.releasePages(rows: $0) })
+                }
+                defer { checked.wait() }
+                let join: KeyJoin
                 do {
-                    return try KeyJoin(keysA: KeyColumn(keysOfA), keysB: KeyColumn(keysOfB), tensorB: keysB.name) { table, rows in
+                    join = try KeyJoin(keysA: KeyColumn(rowsOfA), keysB: KeyColumn(rowsOfB), tensorB: keysB.name) { table, rows in
                         (table == 0 ? keysA : keysB).releasePages(rows: rows)
                     }
                 } catch let error as MTLModelError {
                     throw error.inFile(b.path)
                 }
-            }
-        }
-        checked.wait()
-        if let duplicate = duplicateInA.all[0] ?? nil {
-            throw MTLModelError(.malformed, "duplicate key \(duplicate): a keyed table maps each id to one row (run mtl-model verify)",
-                                file: a.path, location: .init(tensor: keysA.name))
-        }
-        return try keysA.withElements(as: UInt64.self) { keysOfA in
-            try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }) { rows, matched in
-                for (i, row) in rows.enumerated() { matched[i] = join[row] }
-                join.release(rows)
+                checked.wait()
+                if let duplicate = duplicateInA.all[0] ?? nil {
+                    throw MTLModelError(.malformed, "duplicate key \(duplicate): a keyed table maps each id to one row (run mtl-model verify)",
+                                        file: a.path, location: .init(tensor: keysA.name))
+                }
+                let keysOfA = KeyColumn(rowsOfA)
+                return try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }) { rows, matched in
+                    for (i, row) in rows.enumerated() { matched[i] = join[row] }
+                    join.release(rows)
+                }
             }
         }
     }
@@ -349,7 +346,7 @@ public struct ModelDiff: Sendable {
     /// - Parameter match: writes for each row of A in the range its row in B (−1: none). Called
     ///   for a block of rows before they are compared, so that the lookups' cache misses overlap.
     private func compareRows(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: Model, _ b: Model, keyed: Bool,
-                             id: (Int) -> UInt64, match: (Range<Int>, inout [Int32]) -> Void) throws -> (TableComparison, TensorComparison) {
+                             id: (Int) -> UInt64, match: (Range<Int>, inout [Int32]) -> Void) throws -> (TableComparison, [TensorComparison]) {
         let tableA = a.tensor(.embedding(fieldA.name)), tableB = b.tensor(.embedding(fieldB.name))
         let name = tableA.name
         let x = tableA.entry, y = tableB.entry
@@ -359,7 +356,12 @@ public struct ModelDiff: Sendable {
         var tensor = TensorComparison(name: name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
                                       sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
         let keysOfA = keyed ? a.tensor(.keys(fieldA.name)) : nil
-        let rowBytesA = Int(x.dtype.rowByteCount(columns: UInt64(k))), rowBytesB = Int(y.dtype.rowByteCount(columns: UInt64(k)))
+        // A keyed table's other tensors (keys, first-order weights, training state) are rows of
+        // the same ids: compared through the same match, not by position (a sharded model
+        // holds its rows in bucket order).
+        var owned: [UnsafeMutableRawBufferPointer] = []
+        defer { owned.forEach { $0.deallocate() } }
+        var others = keyed ? try RowsOfId.all(of: fieldA.name, a, b, except: name, owned: &owned) : []
         // Per-row relative change ‖b − a‖ / ‖a‖ of the rows both hold.
         var changes = QuantileSketch()
         var top = TopValues(limit: topRowCount ?? 0)
@@ -373,8 +375,8 @@ public struct ModelDiff: Sendable {
             return into.baseAddress!
         }
         var nonFiniteA: UInt64 = 0, nonFiniteB: UInt64 = 0
-        try tableA.withBytes { bytesA in
-            try tableB.withBytes { bytesB in
+        try tableA.withRows { rowsA in
+            try tableB.withRows { rowsB in
                 rowA.withUnsafeMutableBufferPointer { va in
                     rowB.withUnsafeMutableBufferPointer { vb in
                         for ra in 0..<fieldA.vocabSize {
@@ -382,10 +384,11 @@ public struct ModelDiff: Sendable {
                             let rb = Int(matched[ra % block])
                             if rb >= 0 {
                                 // float32 rows are compared where they are mapped; others decoded first.
-                                let pa = x.dtype == .float32 ? (bytesA.baseAddress! + ra * rowBytesA).assumingMemoryBound(to: Float.self)
-                                    : UnsafePointer(decoded(bytesA.baseAddress! + ra * rowBytesA, x.dtype, k, va))
-                                let pb = y.dtype == .float32 ? (bytesB.baseAddress! + rb * rowBytesB).assumingMemoryBound(to: Float.self)
-                                    : UnsafePointer(decoded(bytesB.baseAddress! + rb * rowBytesB, y.dtype, k, vb))
+                                let pa = x.dtype == .float32 ? rowsA.row(ra).assumingMemoryBound(to: Float.self)
+                                    : UnsafePointer(decoded(rowsA.row(ra), x.dtype, k, va))
+                                let pb = y.dtype == .float32 ? rowsB.row(rb).assumingMemoryBound(to: Float.self)
+                                    : UnsafePointer(decoded(rowsB.row(rb), y.dtype, k, vb))
+                                for index in others.indices { others[index].add(ra, rb, tolerance) }
                                 var d2: Float = 0, n2: Float = 0
                                 var rowSums = mtlm_diff_sums()
                                 var differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &rowSums) != 0
@@ -423,6 +426,7 @@ public struct ModelDiff: Sendable {
                                 // the page cache, so a wrong guess costs time, never correctness.
                                 tableA.releasePages(rows: (ra + 1 - window)..<(ra + 1))
                                 keysOfA?.releasePages(rows: (ra + 1 - window)..<(ra + 1))
+                                others.forEach { $0.releasePages() }
                                 if windowHigh >= windowLow && windowHigh - windowLow < 4 * window {
                                     tableB.releasePages(rows: windowLow..<(windowHigh + 1))
                                 }
@@ -440,8 +444,8 @@ public struct ModelDiff: Sendable {
         result.removed = fieldA.vocabSize - common
         result.added = fieldB.vocabSize - common
         if tensor.sameShape {
-            // Over the rows both hold, matched by id; rows that moved with their keys show in
-            // the keys tensor, compared on its own.
+            // Over the rows both hold, matched by id (the order of a keyed table's rows carries no
+            // meaning: its keys do).
             DifferenceSums(maxDifference: kernelSums.max_abs, differenceNorm: kernelSums.d2, normA: kernelSums.a2, normB: kernelSums.b2,
                            dot: kernelSums.dot, beyond: Int(kernelSums.beyond), total: common * k,
                            nonFiniteA: nonFiniteA, nonFiniteB: nonFiniteB).fill(&tensor)
@@ -456,6 +460,73 @@ public struct ModelDiff: Sendable {
         if topRowCount != nil {
             result.topChanged = top.entries.map { TableComparison.Row(id: $0.id, relativeChange: Double($0.value)) }
         }
-        return (result, tensor)
+        return (result, [tensor] + others.map { $0.comparison(addedOrRemoved: result.added + result.removed > 0) })
+    }
+}
+
+/// One tensor of a keyed field other than its embedding (keys, `linear.{f}.weight`, optimizer
+/// slots, row counts), compared row by row through the match of ids that the table comparison
+/// makes: floats by the same sums as any tensor, integers (keys, counts) row for row.
+private struct RowsOfId {
+    let x: TensorEntry, y: TensorEntry
+    let tensorA: ModelTensor, tensorB: ModelTensor
+    let rowsA: TensorRows, rowsB: TensorRows
+    let columns: Int
+    var sums = ModelDiff.DifferenceSums()
+    var differingRows = 0
+    var valuesA: [Float], valuesB: [Float]
+
+    /// Every such tensor both models hold with the same trailing shape and kind of dtype.
+    static func all(of field: String, _ a: Model, _ b: Model, except embedding: String,
+                    owned: inout [UnsafeMutableRawBufferPointer]) throws -> [RowsOfId] {
+        let entriesB = Dictionary(b.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var result: [RowsOfId] = []
+        for x in a.tensors where TensorName(x.name)?.tableField == field && x.name != embedding {
+            guard let y = entriesB[x.name], x.shape.dropFirst() == y.shape.dropFirst(), x.dtype.isFloatingPoint == y.dtype.isFloatingPoint else { continue }
+            let tensorA = a.tensor(x), tensorB = b.tensor(y)
+            func rows(_ tensor: ModelTensor) throws -> TensorRows {
+                TensorRows(parts: try tensor.parts.map { ($0.firstRow, try $0.tensor.storedOrInflated(into: &owned)) },
+                           rowByteCount: tensor.rowByteCount, count: tensor.rowCount)
+            }
+            result.append(RowsOfId(x: x, y: y, tensorA: tensorA, tensorB: tensorB, rowsA: try rows(tensorA), rowsB: try rows(tensorB),
+                                   columns: x.columnCount, valuesA: Array(repeating: 0, count: x.columnCount),
+                                   valuesB: Array(repeating: 0, count: x.columnCount)))
+        }
+        return result
+    }
+
+    mutating func add(_ ra: Int, _ rb: Int, _ tolerance: DiffTolerance) {
+        guard x.dtype.isFloatingPoint else {
+            if x.dtype != y.dtype || memcmp(rowsA.row(ra), rowsB.row(rb), rowsA.rowByteCount) != 0 { differingRows += 1 }
+            return
+        }
+        let (rowA, rowB, columns, dtypeA, dtypeB) = (rowsA.row(ra), rowsB.row(rb), columns, x.dtype, y.dtype)
+        valuesA.withUnsafeMutableBufferPointer { va in
+            valuesB.withUnsafeMutableBufferPointer { vb in
+                RowCodec.decodeRow(rowA, dtype: dtypeA, columns: columns, into: va.baseAddress!)
+                RowCodec.decodeRow(rowB, dtype: dtypeB, columns: columns, into: vb.baseAddress!)
+                sums.add(UnsafeBufferPointer(va), UnsafeBufferPointer(vb), tolerance)
+            }
+        }
+    }
+
+    func releasePages() {
+        tensorA.releasePages()
+        tensorB.releasePages()
+    }
+
+    /// The figures of the tensor as `compare` reports any tensor: none when the shapes differ.
+    func comparison(addedOrRemoved: Bool) -> TensorComparison {
+        var result = TensorComparison(name: x.name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
+                                      sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
+        guard result.sameShape else { return result }
+        if x.dtype.isFloatingPoint {
+            sums.fill(&result)
+            if addedOrRemoved { result.equal = false }
+        } else {
+            result.equal = x.dtype == y.dtype && differingRows == 0 && !addedOrRemoved
+            result.fractionBeyondTolerance = result.equal ? 0 : nil
+        }
+        return result
     }
 }

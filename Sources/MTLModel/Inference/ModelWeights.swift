@@ -7,28 +7,13 @@
 final class ModelWeights: @unchecked Sendable {
     /// A table used where it is stored: rows of any dtype, decoded as they are read.
     struct TableView {
-        var base: UnsafeRawPointer
+        var rows: TensorRows
         var dtype: DType
-        var rowByteCount: Int
+        var rowByteCount: Int { rows.rowByteCount }
         var columns: Int
-        /// A table split across shards: each part's first row and rows, in row order (`base` is
-        /// the first part's); empty for a table in one file.
-        var parts: [(firstRow: Int, base: UnsafeRawPointer)] = []
 
         @inline(__always)
-        func row(_ index: Int) -> UnsafeRawPointer {
-            parts.isEmpty ? base + index * rowByteCount : partRow(index)
-        }
-
-        /// The row in the part holding it: the last part starting at or before it.
-        private func partRow(_ index: Int) -> UnsafeRawPointer {
-            var low = 0, high = parts.count - 1
-            while low < high {
-                let middle = (low + high + 1) / 2
-                if parts[middle].firstRow <= index { low = middle } else { high = middle - 1 }
-            }
-            return parts[low].base + (index - parts[low].firstRow) * rowByteCount
-        }
+        func row(_ index: Int) -> UnsafeRawPointer { rows.row(index) }
     }
 
     struct FieldWeights {
@@ -123,24 +108,12 @@ final class ModelWeights: @unchecked Sendable {
         }
         func array(_ name: TensorName) throws -> [Float] { Array(try floats(name)) }
         /// A table in its stored dtype, part by part (one part unless the model is sharded):
-        /// mapped when uncompressed, else an owned copy.
+        /// mapped when uncompressed (the mapping outlives self), else an owned copy.
         func table(_ name: TensorName) throws -> TableView {
             let tensor = model.tensor(name)
-            var bases: [(firstRow: Int, base: UnsafeRawPointer)] = []
-            for part in tensor.parts {
-                let piece = part.tensor
-                if piece.entry.compression == .none {
-                    let base = try piece.withBytes { $0.baseAddress }  // the mapping outlives self
-                    bases.append((part.firstRow, base ?? UnsafeRawPointer(bitPattern: 64)!))
-                } else {
-                    let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(Int(piece.entry.byteCount), 1), alignment: 64)
-                    ownedRaw.append(copy)
-                    try piece.withBytes { copy.copyMemory(from: $0) }
-                    bases.append((part.firstRow, UnsafeRawPointer(copy.baseAddress!)))
-                }
-            }
-            return TableView(base: bases[0].base, dtype: tensor.dtype, rowByteCount: tensor.rowByteCount, columns: tensor.columnCount,
-                             parts: tensor.isSplit ? bases : [])
+            let parts = try tensor.parts.map { part in (part.firstRow, try part.tensor.storedOrInflated(into: &ownedRaw)) }
+            return TableView(rows: TensorRows(parts: parts, rowByteCount: tensor.rowByteCount, count: tensor.rowCount),
+                             dtype: tensor.dtype, columns: tensor.columnCount)
         }
 
         var fields: [FieldWeights] = []

@@ -163,13 +163,15 @@ final class KeyJoin {
 /// The keys of a keyed table as stored: little-endian 64-bit values at any alignment (a
 /// safetensors checkpoint aligns tensors to their element size only), read as unsigned.
 struct KeyColumn {
-    let bytes: UnsafeRawBufferPointer
+    let rows: TensorRows
 
-    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
-    init(_ keys: UnsafeBufferPointer<UInt64>) { bytes = UnsafeRawBufferPointer(keys) }
+    init(_ bytes: UnsafeRawBufferPointer) { rows = TensorRows(parts: [(0, bytes)], rowByteCount: 8, count: bytes.count / 8) }
+    init(_ keys: UnsafeBufferPointer<UInt64>) { self.init(UnsafeRawBufferPointer(keys)) }
+    /// The keys of a keys tensor split or not (one row of 8 bytes each).
+    init(_ rows: TensorRows) { self.rows = rows }
 
-    var count: Int { bytes.count / 8 }
+    var count: Int { rows.count }
 
     @inline(__always)
-    subscript(row: Int) -> UInt64 { UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: row * 8, as: UInt64.self)) }
+    subscript(row: Int) -> UInt64 { UInt64(littleEndian: rows.row(row).loadUnaligned(as: UInt64.self)) }
 }
