@@ -7,7 +7,7 @@ import Testing
 @Suite("Golden fixtures of every format version")
 struct GoldenFixtureTests {
     static let fixtures = ["v1.0/small", "v1.0/small-training", "v1.0/edge-cases-training-zlib",
-                           "v1.1/small-int8", "v1.1/small-int4-training", "v1.2/small-edited.mtlmd"]
+                           "v1.1/small-int8", "v1.1/small-int4-training", "v1.2/small-edited.mtlmd", "v1.3/small-training"]
 
     @Test("inspect --json --tensors gives the recorded document", arguments: fixtures)
     func inspectOutput(name: String) throws {
@@ -40,6 +40,23 @@ struct GoldenFixtureTests {
         let regenerated = TemporaryDirectory()
         try Synthesizer(seed: 7).write(serving.architecture, to: regenerated.path("m.mtlm"), source: "t")
         #expect(try tensorBytes(serving) == tensorBytes(ModelFile(path: regenerated.path("m.mtlm"))))
+    }
+
+    @Test("The sharded 1.3 fixture: a root and three shards that verify together and alone, holding by id every row of v1.0/small-training")
+    func shardedGolden() throws {
+        let model = try Model(path: TestPaths.fixture("v1.3/small-training.mtlm"))
+        let original = try Model(path: TestPaths.fixture("v1.0/small-training.mtlm"))
+        #expect(model.file.version == FormatVersion(major: 1, minor: 3) && model.file.requiredFeatures == [.sharding])
+        #expect(model.shards.map { ($0.path as NSString).lastPathComponent } == (1...3).map { "small-training-0000\($0)-of-00003.mtlm" })
+        #expect(model.shards.allSatisfy { $0.manifest.shard!.modelID == model.file.manifest.shards!.modelID && ModelVerifier().verify($0).isValid })
+        #expect(ModelVerifier().verify(model.file).isValid)
+        #expect(model.architecture == original.architecture)
+        let item = model.shards.map { $0.manifest.shard!.parts[1] }
+        #expect(item.map(\.bucketBits) == [16, 16, 16] && item.map(\.buckets) == [0..<21845, 21845..<43690, 43690..<65536])
+        #expect(try runCLI(["diff", TestPaths.fixture("v1.0/small-training.mtlm"), TestPaths.fixture("v1.3/small-training.mtlm")]).status == 0)
+        let predicted = try runCLI(["predict", TestPaths.fixture("v1.3/small-training.mtlm"), TestPaths.fixture("predict/small.txt")])
+        let expected = try runCLI(["predict", TestPaths.fixture("v1.0/small-training.mtlm"), TestPaths.fixture("predict/small.txt")])
+        #expect(predicted.status == 0 && predicted.stdout == expected.stdout)
     }
 
     @Test("Quantized 1.1 files decode to the values they were written with")
