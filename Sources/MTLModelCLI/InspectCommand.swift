@@ -29,8 +29,8 @@ struct InspectCommand: ParsableCommand {
         let file = try limits.open(model)
         // Statistics read every value: of a model, only once it is known to be one (a delta's
         // patches have no architecture of their own to check).
-        if stats && file.manifest.delta == nil { _ = try Model(file) }
-        let summary = try ModelSummary(file, includeTensors: tensors, statistics: stats)
+        let checked = stats && file.manifest.delta == nil ? try Model(file, options: limits.modelOptions) : nil
+        let summary = try ModelSummary(file, includeTensors: tensors, statistics: stats, checked: checked)
         if json {
             try Terminal.json(InspectOutput(summary: summary))
             return

@@ -58,13 +58,12 @@ public struct ModelSummary: Sendable, Codable {
     ///   - includeTensors: list every tensor.
     ///   - statistics: also compute per-tensor statistics (reads every payload; the only
     ///     option whose cost grows with the weights).
-    public init(_ model: ModelFile, includeTensors: Bool, statistics: Bool) throws {
+    ///   - checked: the model of `model` when it is one (statistics of a sharded model's
+    ///     tables are read from its shards); nil reads `model` alone.
+    public init(_ model: ModelFile, includeTensors: Bool, statistics: Bool, checked: Model? = nil) throws {
         // A sharded model's root: the whole model's tensors (the shard table's with the root's),
-        // read from the root alone.
+        // read from the root alone, but for statistics.
         let manifest = model.manifest.wholeModel
-        if statistics, model.manifest.shards != nil {
-            throw MTLModelError(.unsupported, "is a sharded model; inspect --stats does not read sharded models yet: consolidate it first with mtl-model shard \(model.path) OUT.mtlm --shards 1", file: model.path)
-        }
         file = model.path
         fileByteCount = model.fileByteCount
         shards = model.manifest.shards?.files.map { ShardSummary(file: $0.fileName, byteCount: $0.byteCount, rows: $0.parts.map(\.rowCount)) }
@@ -91,7 +90,7 @@ public struct ModelSummary: Sendable, Codable {
                                  byteCount: entry.byteCount, storedByteCount: entry.storedByteCount, offset: entry.offset,
                                  compression: entry.compression, chunkCount: entry.chunkCount)
                 if statistics {
-                    row.statistics = try model.statistics(of: entry.name)
+                    row.statistics = try checked.map { try $0.tensor(entry).statistics() } ?? model.statistics(of: entry.name)
                 }
                 rows.append(row)
             }

@@ -112,10 +112,17 @@ extension ModelFile {
     /// Statistics of tensor `name`, streamed chunk by chunk in bounded memory (checksums are
     /// verified on the way unless `Options.verifyChecksumsOnAccess` is off).
     public func statistics(of name: String) throws -> TensorStatistics {
+        var accumulator = TensorStatistics.Accumulator()
+        try accumulate(name, into: &accumulator)
+        return accumulator.statistics
+    }
+
+    /// Adds the elements of tensor `name` to `accumulator` (a part of a sharded tensor is one
+    /// of several such calls).
+    func accumulate(_ name: String, into accumulator: inout TensorStatistics.Accumulator) throws {
         guard let entry = entry(named: name) else {
             throw MTLModelError(.invalidArgument, "no tensor named \"\(name)\"", file: path, location: .init(tensor: name))
         }
-        var accumulator = TensorStatistics.Accumulator()
         if entry.dtype.isQuantized {
             // Rows straddle chunks: read the whole tensor (mapped) and feed it in windows of rows.
             let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(entry.columnCount)))
@@ -129,12 +136,20 @@ extension ModelFile {
                 }
             }
             file.release(entry.offset, entry.storedByteCount)
-            return accumulator.statistics
+            return
         }
         try visitChunks(of: entry, checkingChecksums: checksChecksumsOnAccess) { visit in
             guard let chunk = visit.logical else { throw chunkError(visit, of: entry) }
             accumulator.add(chunk, dtype: entry.dtype)
         }
+    }
+}
+
+extension ModelTensor {
+    /// Statistics of the whole tensor, part by part when it is split across shards.
+    public func statistics() throws -> TensorStatistics {
+        var accumulator = TensorStatistics.Accumulator()
+        for part in parts { try part.tensor.file.accumulate(part.tensor.name, into: &accumulator) }
         return accumulator.statistics
     }
 }
