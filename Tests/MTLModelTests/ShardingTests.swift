@@ -301,12 +301,36 @@ struct ShardingTests {
         }
     }
 
+    @Test("export .npz and .onnx of a sharded model write the bytes the export of its consolidation writes", arguments: [3, 7])
+    func exportAcrossShards(_ count: Int) throws {
+        let directory = TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory.path("sharded"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory.path("one"), withIntermediateDirectories: true)
+        var sources = ["v1.0/small-training.mtlm", "v1.1/small-int4-training.mtlm", "v1.1/small-int8.mtlm"].map(TestPaths.fixture)
+        if let demo = try importedDemo(into: directory) { sources.append(demo.serving) }  // tables large enough for external data
+        for fixture in sources {
+            let root = directory.path("sharded/m.mtlm"), one = directory.path("one/m.mtlm")
+            try shard(fixture, root, count)
+            try shard(root, one, 1)
+            for format in ["npz", "onnx"] {
+                #expect(try runCLI(["export", root, directory.path("sharded/out.\(format)")]).status == 0)
+                #expect(try runCLI(["export", one, directory.path("one/out.\(format)")]).status == 0)
+                for suffix in format == "onnx" ? ["", ".data"] : [""] {
+                    let a = FileManager.default.contents(atPath: directory.path("sharded/out.\(format)\(suffix)"))
+                    let b = FileManager.default.contents(atPath: directory.path("one/out.\(format)\(suffix)"))
+                    // (Small models keep every initializer inline: no .data file on either side.)
+                    #expect((a != nil || suffix == ".data") && a == b, "\(fixture) \(format)\(suffix)")
+                }
+            }
+        }
+    }
+
     @Test("commands that do not read sharded models yet refuse one with the way round (exit 2); a shard is not a model")
     func unsupportedCommands() throws {
         let directory = TemporaryDirectory()
         let root = directory.path("m.mtlm")
         try shard(TestPaths.fixture("v1.0/small-training.mtlm"), root, 3)
-        for arguments in [["export", root, directory.path("q.npz")], ["delta", root, root, directory.path("q.mtlmd")]] {
+        for arguments in [["export", root, directory.path("q.safetensors")], ["delta", root, root, directory.path("q.mtlmd")]] {
             let result = try runCLI(arguments)
             #expect(result.status == 2 && result.stderr.contains("does not read sharded models yet") && result.stderr.contains("--shards 1"),
                     "\(arguments[0]): \(result.stderr)")

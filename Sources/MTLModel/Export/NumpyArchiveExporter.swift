@@ -14,22 +14,15 @@ public struct NumpyArchiveExporter {
     public init() {}
 
     public func export(_ checked: Model, to output: String) throws {
-        try checked.requireOneFile(for: "export")
-        let model = checked.file
+        let model = checked
         let archive = try ZipArchiveWriter(path: output, zip64Threshold: zip64Threshold)
         for entry in model.tensors {
             let dtype = Self.exportedDType(entry.dtype)
             let header = Self.npyHeader(dtype: dtype, shape: entry.shape)
             try archive.begin("\(entry.name).npy", size: UInt64(header.count) + dtype.storedByteCount(shape: entry.shape)!)
             try archive.write(header)
-            if dtype == entry.dtype {
-                try model.visitValidChunks(of: entry) { chunk in
-                    try archive.write(chunk)
-                }
-            } else {
-                try model.requireValid(entry)
-                    try model.visitDecodedRows(of: entry) { floats in try archive.write(UnsafeRawBufferPointer(floats)) }
-            }
+            // A sharded model's tables are streamed part by part: one array per tensor, as for one file.
+            try model.tensor(entry).visitValid(asFloat32: dtype != entry.dtype) { bytes in try archive.write(bytes) }
             try archive.end()
         }
         var members = [(Self.configMember, model.architecture.config.serialized())]

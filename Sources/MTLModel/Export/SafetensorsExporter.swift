@@ -9,7 +9,7 @@ public struct SafetensorsExporter {
     public init() {}
 
     public func export(_ checked: Model, to output: String) throws(MTLModelError) {
-        try checked.requireOneFile(for: "export")
+        try checked.requireOneFile(for: "export to .safetensors")
         let model = checked.file
         var metadata: [String: JSONValue] = [SafetensorsImporter.configKey: .string(model.architecture.config.serialized())]
         for entry in model.manifest.metadata where entry.key != SafetensorsImporter.configKey {

@@ -78,4 +78,25 @@ public struct ModelTensor: Sendable {
         if let shardParts { return shardParts.forEach { $0.tensor.releasePages() } }
         file.file.release(entry.offset, entry.storedByteCount)
     }
+
+    /// Checks the tensor (each part: checksums, values, distinct keys) and visits its logical
+    /// bytes in order, chunk by chunk, part by part; `asFloat32` decodes every row to float32
+    /// instead. What exporters stream, in bounded memory whether the tensor is split or not.
+    func visitValid(asFloat32: Bool, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        for part in parts {
+            let piece = part.tensor
+            if asFloat32 {
+                try piece.requireValid()
+                try piece.file.visitDecodedRows(of: piece.entry) { floats in try body(UnsafeRawBufferPointer(floats)) }
+            } else {
+                try piece.file.visitValidChunks(of: piece.entry, body)
+            }
+        }
+    }
+
+    /// Checks every part once before a command writes anything derived from it: checksums,
+    /// values and distinct keys (`ModelFile.requireValid`).
+    func requireValid() throws {
+        for part in parts { try part.tensor.file.requireValid(part.tensor.entry) }
+    }
 }

@@ -22,7 +22,7 @@ final class RowSource {
         do {
             for part in tensor.parts {
                 let piece = part.tensor
-                try piece.file.requireValid(piece.entry)
+                try piece.requireValid()
                 views.append((part.firstRow, try piece.storedOrInflated(into: &owned)))
             }
         } catch {

@@ -31,8 +31,7 @@ public struct ONNXExporter {
     public init() {}
 
     public func export(_ model: Model, to output: String) throws -> ONNXExportReport {
-        try model.requireOneFile(for: "export")
-        let store = try InitializerStore(model: model.file, output: output, threshold: externalThreshold)
+        let store = try InitializerStore(output: output, threshold: externalThreshold)
         var graph = NFwFMGraph(model: model, store: store)
         try graph.build()
         var builder = graph.builder
@@ -66,14 +65,12 @@ public struct ONNXExporter {
 
 /// The initializers' bytes: small ones inline, large ones appended to the external data file.
 private final class InitializerStore {
-    let model: ModelFile
     let dataPath: String
     let location: String
     let threshold: UInt64
     private var dataFile: AtomicOutputFile?
 
-    init(model: ModelFile, output: String, threshold: UInt64) throws {
-        self.model = model
+    init(output: String, threshold: UInt64) throws {
         dataPath = output + ".data"
         location = URL(fileURLWithPath: dataPath).lastPathComponent
         self.threshold = threshold
@@ -106,24 +103,20 @@ private final class InitializerStore {
         return ONNXInitializer(name: name, dataType: type, dims: dims, payload: payload)
     }
 
-    /// A tensor's stored bytes as they are.
-    func stored(_ entry: TensorEntry, as type: ONNXDataType, dims: [Int64]? = nil, name: String? = nil) throws -> ONNXInitializer {
-        try add(name ?? entry.name, type, dims: dims ?? entry.shape.map { Int64($0) }, byteCount: entry.byteCount) { sink in
-            try model.visitValidChunks(of: entry) { chunk in
-                try sink(chunk)
-            }
+    /// A tensor's stored bytes as they are (a sharded table's parts in order).
+    func stored(_ tensor: ModelTensor, as type: ONNXDataType, dims: [Int64]? = nil, name: String? = nil) throws -> ONNXInitializer {
+        try add(name ?? tensor.name, type, dims: dims ?? tensor.shape.map { Int64($0) }, byteCount: tensor.entry.byteCount) { sink in
+            try tensor.visitValid(asFloat32: false, sink)
         }
     }
 
     /// The bytes `range` of every row of a table stored in a fused row layout (codes, then
     /// scale and bias): how quantized rows split into the separate tensors ONNX needs.
-    func rowSlices(_ entry: TensorEntry, _ range: Range<Int>, as type: ONNXDataType, dims: [Int64], name: String) throws -> ONNXInitializer {
-        let columns = entry.columnCount
-        let rows = columns == 0 ? 0 : Int(entry.elementCount) / columns
-        let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(columns)))
+    func rowSlices(_ tensor: ModelTensor, _ range: Range<Int>, as type: ONNXDataType, dims: [Int64], name: String) throws -> ONNXInitializer {
+        let rows = tensor.columnCount == 0 ? 0 : Int(tensor.entry.elementCount) / tensor.columnCount
         return try add(name, type, dims: dims, byteCount: UInt64(rows * range.count)) { sink in
-            try model.requireValid(entry)
-            try model.withTensorBytes(entry.name) { stored in
+            try tensor.requireValid()
+            try tensor.withRows { stored in
                 let window = 16_384
                 var buffer = [UInt8](repeating: 0, count: min(rows, window) * range.count)
                 var start = 0
@@ -131,12 +124,11 @@ private final class InitializerStore {
                     let count = min(window, rows - start)
                     buffer.withUnsafeMutableBytes { out in
                         for r in 0..<count {
-                            let source = stored.baseAddress! + (start + r) * rowBytes + range.lowerBound
-                            (out.baseAddress! + r * range.count).copyMemory(from: source, byteCount: range.count)
+                            (out.baseAddress! + r * range.count).copyMemory(from: stored.row(start + r) + range.lowerBound, byteCount: range.count)
                         }
                     }
                     try buffer.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[..<(count * range.count)])) }
-                    if entry.compression == .none { model.file.release(entry.offset + UInt64(start * rowBytes), UInt64(count * rowBytes)) }
+                    tensor.releasePages(rows: start..<start + count)
                     start += count
                 }
             }
@@ -144,10 +136,9 @@ private final class InitializerStore {
     }
 
     /// A tensor's values decoded to float32.
-    func decoded(_ entry: TensorEntry, dims: [Int64]? = nil, name: String? = nil) throws -> ONNXInitializer {
-        try add(name ?? entry.name, .float, dims: dims ?? entry.shape.map { Int64($0) }, byteCount: entry.elementCount * 4) { sink in
-            try model.requireValid(entry)
-                    try model.visitDecodedRows(of: entry) { floats in try sink(UnsafeRawBufferPointer(floats)) }
+    func decoded(_ tensor: ModelTensor, dims: [Int64]? = nil, name: String? = nil) throws -> ONNXInitializer {
+        try add(name ?? tensor.name, .float, dims: dims ?? tensor.shape.map { Int64($0) }, byteCount: tensor.entry.elementCount * 4) { sink in
+            try tensor.visitValid(asFloat32: true, sink)
         }
     }
 
@@ -172,7 +163,7 @@ private struct NFwFMGraph {
         self.store = store
     }
 
-    private func entry(_ name: TensorName) -> TensorEntry { model.tensor(name).entry }
+    private func entry(_ name: TensorName) -> ModelTensor { model.tensor(name) }
 
     mutating func build() throws {
         let k = Int64(architecture.embeddingDim)
@@ -300,8 +291,15 @@ private struct NFwFMGraph {
             return (builder.node("Where", [valid, ids, zero]), builder.mul(values, builder.cast(valid, to: .float)))
         case .keyed:
             let keysTensor = model.tensor(.keys(field.name))
-            try model.file.requireValid(keysTensor.entry)  // distinct: LabelEncoder would keep one row of a repeated id
-            let keys = try keysTensor.withElements(as: UInt64.self) { $0.map { Int64(bitPattern: $0) } }
+            try keysTensor.requireValid()  // distinct: LabelEncoder would keep one row of a repeated id
+            let keys = try keysTensor.withRows { rows in
+                let column = KeyColumn(rows)
+                // Each part was checked alone; parts of a sharded table are checked together here.
+                if keysTensor.isSplit, let duplicate = KeyJoin.duplicateKey(in: column, release: { _ in }) {
+                    throw MTLModelError(.malformed, "duplicate key \(duplicate) in two shards (run mtl-model verify)", file: model.path, location: .init(tensor: keysTensor.name))
+                }
+                return (0..<column.count).map { Int64(bitPattern: column[$0]) }
+            }
             let positions = builder.node("LabelEncoder", [ids], [("keys_int64s", .ints(keys)), ("values_int64s", .ints(Array(0..<n))),
                                                                  ("default_int64", .int(-1))], domain: "ai.onnx.ml")
             let valid = builder.node("GreaterOrEqual", [positions, zero])
@@ -311,7 +309,7 @@ private struct NFwFMGraph {
 
     /// The rows `rows` ([N, L]) of a table [n, K] as float32 [N, L, K], decoded in the graph
     /// from the stored type.
-    private mutating func lookup(_ entry: TensorEntry, _ rows: String) throws -> String {
+    private mutating func lookup(_ entry: ModelTensor, _ rows: String) throws -> String {
         let n = Int64(entry.shape[0]), k = Int64(entry.columnCount)
         func gather(_ table: ONNXInitializer) -> String {
             builder.node("Gather", [builder.initializer(table), rows])
