@@ -20,5 +20,6 @@ let package = Package(
         .executableTarget(name: "FuzzSafetensors", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
         .executableTarget(name: "FuzzDataset", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
         .executableTarget(name: "FuzzModelStructure", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
+        .executableTarget(name: "FuzzShardedModel", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
     ]
 )

@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(FuzzModelReader FuzzModelStructure FuzzSafetensors FuzzDataset)
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzModelReader FuzzModelStructure FuzzShardedModel FuzzSafetensors FuzzDataset)
 cd "$here"
 swift build -c release --sanitize=fuzzer --sanitize=address >/dev/null
 bin=$(swift build -c release --sanitize=fuzzer --sanitize=address --show-bin-path)
@@ -16,8 +16,9 @@ scratch=${FUZZ_SCRATCH:-$(mktemp -d)}
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1
 for target in "${targets[@]}"; do
   case $target in
-    FuzzModelReader) seeds=("$here/../fixtures/v1.0" "$here/../fixtures/v1.1" "$here/../fixtures/v1.2" "$here/../fixtures/corrupt") ;;
+    FuzzModelReader) seeds=("$here/../fixtures/v1.0" "$here/../fixtures/v1.1" "$here/../fixtures/v1.2" "$here/../fixtures/v1.3" "$here/../fixtures/corrupt") ;;
     FuzzModelStructure) seeds=("$here/seeds/structure") ;;
+    FuzzShardedModel) seeds=("$here/seeds/sharded") ;;
     FuzzSafetensors) seeds=("$here/seeds/safetensors") ;;
     FuzzDataset) seeds=("$here/seeds/dataset" "$here/../fixtures/predict") ;;
   esac

@@ -173,7 +173,10 @@ public struct ModelDiff: Sendable {
         let tensorA = a.tensor(x), tensorB = b.tensor(y)
         try tensorA.withRows { rowsA in
             try tensorB.withRows { rowsB in
-                var start = 0
+                // Released every 16 MiB of rows read, not every window: a release costs the
+                // pages of a folio around it (`MappedFile.release`).
+                let stride = max(window, (16 << 20) / max(tensorA.rowByteCount, 1))
+                var start = 0, released = 0
                 while start < rows {
                     let count = min(window, rows - start)
                     valuesA.withUnsafeMutableBufferPointer { va in
@@ -185,9 +188,12 @@ public struct ModelDiff: Sendable {
                             body(UnsafeBufferPointer(rebasing: va[..<(count * columns)]), UnsafeBufferPointer(rebasing: vb[..<(count * columns)]))
                         }
                     }
-                    tensorA.releasePages(rows: start..<start + count)
-                    tensorB.releasePages(rows: start..<start + count)
                     start += count
+                    if start - released >= stride || start == rows {
+                        tensorA.releasePages(rows: released..<start)
+                        tensorB.releasePages(rows: released..<start)
+                        released = start
+                    }
                 }
             }
         }
@@ -203,7 +209,15 @@ public struct ModelDiff: Sendable {
         }
         if !x.dtype.isFloatingPoint || !y.dtype.isFloatingPoint {
             // Keys, counts, the step: equal or not, element by element.
-            let same = try x.dtype == y.dtype && (a.tensor(x).withRows { p in try b.tensor(y).withRows { q in p.bytesEqual(q) } })
+            let tensorA = a.tensor(x), tensorB = b.tensor(y)
+            let same = try x.dtype == y.dtype && (tensorA.withRows { p in
+                try tensorB.withRows { q in
+                    p.bytesEqual(q) { rows in
+                        tensorA.releasePages(rows: rows)
+                        tensorB.releasePages(rows: rows)
+                    }
+                }
+            })
             result.equal = same
             result.fractionBeyondTolerance = same ? 0 : nil
             return result
@@ -366,29 +380,68 @@ public struct ModelDiff: Sendable {
         var changes = QuantileSketch()
         var top = TopValues(limit: topRowCount ?? 0)
         var kernelSums = mtlm_diff_sums()
-        var windowLow = Int.max, windowHigh = -1
         var rowA = [Float](repeating: 0, count: k), rowB = [Float](repeating: 0, count: k)
-        let window = 1 << 16, block = 4096
-        var matched = [Int32](repeating: -1, count: block)
+        // Rows of A in windows; when the rows of B they match are spread over B (another order:
+        // a sharded model, a trainer's), B's rows of the window are gathered in B's order first
+        // (`RowGather`): random reads of a table larger than memory would keep it resident.
+        let widest = ([tableB.rowByteCount] + others.map(\.rowsB.rowByteCount)).max()!
+        let window = min(max(1, fieldA.vocabSize), max(4096, min(1 << 18, (32 << 20) / max(widest, 1))))
+        var matched = [Int32](repeating: -1, count: window)
+        var gather = RowGather(sourceRowCount: tableB.rowCount, capacity: window)
+        let gatheredB = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, window * tableB.rowByteCount), alignment: 16)
+        owned.append(gatheredB)
+        for index in others.indices {
+            others[index].gathered = .allocate(byteCount: max(1, window * others[index].rowsB.rowByteCount), alignment: 16)
+            owned.append(others[index].gathered!)
+        }
         func decoded(_ row: UnsafeRawPointer, _ dtype: DType, _ columns: Int, _ into: UnsafeMutableBufferPointer<Float>) -> UnsafeMutablePointer<Float> {
             RowCodec.decodeRow(row, dtype: dtype, columns: columns, into: into.baseAddress!)
             return into.baseAddress!
+        }
+        // Pages are released every 65,536 rows of A (a window holds up to four such steps):
+        // A's rows done, and B's rows of the window when they were read in place.
+        let release = 1 << 16
+        func releasePages(_ rowsOfA: Range<Int>, _ rowsOfB: Range<Int>?) {
+            tableA.releasePages(rows: rowsOfA)
+            keysOfA?.releasePages(rows: rowsOfA)
+            others.forEach { $0.releasePages() }
+            if let rowsOfB { tableB.releasePages(rows: rowsOfB) }
         }
         var nonFiniteA: UInt64 = 0, nonFiniteB: UInt64 = 0
         try tableA.withRows { rowsA in
             try tableB.withRows { rowsB in
                 rowA.withUnsafeMutableBufferPointer { va in
                     rowB.withUnsafeMutableBufferPointer { vb in
-                        for ra in 0..<fieldA.vocabSize {
-                            if ra % block == 0 { match(ra..<min(ra + block, fieldA.vocabSize), &matched) }
-                            let rb = Int(matched[ra % block])
-                            if rb >= 0 {
+                        for start in stride(from: 0, to: fieldA.vocabSize, by: window) {
+                            let end = min(start + window, fieldA.vocabSize)
+                            match(start..<end, &matched)
+                            var low = Int.max, high = -1
+                            for slot in 0..<(end - start) where matched[slot] >= 0 {
+                                low = min(low, Int(matched[slot]))
+                                high = max(high, Int(matched[slot]))
+                            }
+                            let gathered = high >= low && high - low >= 4 * window
+                            if gathered {
+                                gather.gather(count: end - start, row: { Int(matched[$0]) }, from: rowsB, into: gatheredB.baseAddress!) {
+                                    tableB.releasePages(rows: $0)
+                                }
+                                for index in others.indices { others[index].gatherB(&gather, matched, count: end - start) }
+                            }
+                            for ra in start..<end {
+                                if (ra - start) % release == 0 && ra > start {
+                                    releasePages(ra - release..<ra, gathered ? nil : low..<(high + 1))
+                                }
+                                let slot = ra - start, rb = Int(matched[slot])
+                                guard rb >= 0 else { continue }
+                                let rowOfB = gathered ? UnsafeRawPointer(gatheredB.baseAddress! + slot * rowsB.rowByteCount) : rowsB.row(rb)
                                 // float32 rows are compared where they are mapped; others decoded first.
                                 let pa = x.dtype == .float32 ? rowsA.row(ra).assumingMemoryBound(to: Float.self)
                                     : UnsafePointer(decoded(rowsA.row(ra), x.dtype, k, va))
-                                let pb = y.dtype == .float32 ? rowsB.row(rb).assumingMemoryBound(to: Float.self)
-                                    : UnsafePointer(decoded(rowsB.row(rb), y.dtype, k, vb))
-                                for index in others.indices { others[index].add(ra, rb, tolerance) }
+                                let pb = y.dtype == .float32 ? rowOfB.assumingMemoryBound(to: Float.self)
+                                    : UnsafePointer(decoded(rowOfB, y.dtype, k, vb))
+                                for index in others.indices {
+                                    others[index].add(ra, others[index].rowOfB(rb, slot: gathered ? slot : nil), tolerance)
+                                }
                                 var d2: Float = 0, n2: Float = 0
                                 var rowSums = mtlm_diff_sums()
                                 var differs = mtlm_compare_row(pa, pb, k, Float(tolerance.absolute), Float(tolerance.relative), &d2, &n2, &rowSums) != 0
@@ -415,24 +468,12 @@ public struct ModelDiff: Sendable {
                                 }
                                 changes.add(change)
                                 if topRowCount != nil { top.add(id: id(ra), change) }
-                                windowLow = min(windowLow, rb)
-                                windowHigh = max(windowHigh, rb)
                                 if differs { result.changed += 1 } else { result.unchanged += 1 }
                             }
-                            if ra % window == window - 1 {
-                                // Done with these rows of A (and their keys), and with the rows of B they
-                                // matched when those are close together (keys kept in order, the usual
-                                // case). Releasing is only a hint: a row needed again is read back from
-                                // the page cache, so a wrong guess costs time, never correctness.
-                                tableA.releasePages(rows: (ra + 1 - window)..<(ra + 1))
-                                keysOfA?.releasePages(rows: (ra + 1 - window)..<(ra + 1))
-                                others.forEach { $0.releasePages() }
-                                if windowHigh >= windowLow && windowHigh - windowLow < 4 * window {
-                                    tableB.releasePages(rows: windowLow..<(windowHigh + 1))
-                                }
-                                windowLow = Int.max
-                                windowHigh = -1
-                            }
+                            // Done with these rows of A (and their keys), and with the rows of B they
+                            // matched. Releasing is only a hint: a row needed again is read back from
+                            // the page cache, so a wrong guess costs time, never correctness.
+                            releasePages(start + (end - start - 1) / release * release..<end, gathered || high < low ? nil : low..<(high + 1))
                         }
                     }
                 }
@@ -488,19 +529,37 @@ private struct RowsOfId {
                 TensorRows(parts: try tensor.parts.map { ($0.firstRow, try $0.tensor.storedOrInflated(into: &owned)) },
                            rowByteCount: tensor.rowByteCount, count: tensor.rowCount)
             }
+            // Elements of one row: 1 for a tensor of one value per id (keys, counts), whose
+            // `columnCount` (its last dimension) is the row count.
+            let columns = Int(x.shape.dropFirst().reduce(1, *))
             result.append(RowsOfId(x: x, y: y, tensorA: tensorA, tensorB: tensorB, rowsA: try rows(tensorA), rowsB: try rows(tensorB),
-                                   columns: x.columnCount, valuesA: Array(repeating: 0, count: x.columnCount),
-                                   valuesB: Array(repeating: 0, count: x.columnCount)))
+                                   columns: columns, valuesA: Array(repeating: 0, count: columns),
+                                   valuesB: Array(repeating: 0, count: columns)))
         }
         return result
     }
 
-    mutating func add(_ ra: Int, _ rb: Int, _ tolerance: DiffTolerance) {
+    /// B's rows of the current window in the window's order, when they were gathered.
+    var gathered: UnsafeMutableRawBufferPointer?
+
+    /// Gathers B's rows `matched[..<count]` into `gathered` (see `compareRows`).
+    mutating func gatherB(_ gather: inout RowGather, _ matched: [Int32], count: Int) {
+        let tensor = tensorB
+        gather.gather(count: count, row: { Int(matched[$0]) }, from: rowsB, into: gathered!.baseAddress!) { tensor.releasePages(rows: $0) }
+    }
+
+    /// Row `rb` of B, or slot `slot` of the gathered window.
+    func rowOfB(_ rb: Int, slot: Int?) -> UnsafeRawPointer {
+        guard let slot else { return rowsB.row(rb) }
+        return UnsafeRawPointer(gathered!.baseAddress! + slot * rowsB.rowByteCount)
+    }
+
+    mutating func add(_ ra: Int, _ rowB: UnsafeRawPointer, _ tolerance: DiffTolerance) {
         guard x.dtype.isFloatingPoint else {
-            if x.dtype != y.dtype || memcmp(rowsA.row(ra), rowsB.row(rb), rowsA.rowByteCount) != 0 { differingRows += 1 }
+            if x.dtype != y.dtype || memcmp(rowsA.row(ra), rowB, rowsA.rowByteCount) != 0 { differingRows += 1 }
             return
         }
-        let (rowA, rowB, columns, dtypeA, dtypeB) = (rowsA.row(ra), rowsB.row(rb), columns, x.dtype, y.dtype)
+        let (rowA, columns, dtypeA, dtypeB) = (rowsA.row(ra), columns, x.dtype, y.dtype)
         valuesA.withUnsafeMutableBufferPointer { va in
             valuesB.withUnsafeMutableBufferPointer { vb in
                 RowCodec.decodeRow(rowA, dtype: dtypeA, columns: columns, into: va.baseAddress!)

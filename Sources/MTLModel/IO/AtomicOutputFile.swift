@@ -19,7 +19,7 @@ public final class AtomicOutputFile {
     /// Where the bytes go until `commit()`: a temporary file, or nil when written in place.
     public let temporaryPath: String?
     /// The file renamed over on commit (a link resolved), or nil when written in place.
-    private let finalPath: String?
+    let finalPath: String?
     private var fd: Int32
     private var buffer: [UInt8] = []
     private let bufferCapacity = 4 << 20
@@ -67,12 +67,19 @@ public final class AtomicOutputFile {
     /// (their process no longer exists), so that crashes do not accumulate garbage. That
     /// includes the temporary files of a temporary file: commands that check their output
     /// before moving it into place (a quality gate) write it under a temporary name first.
+    ///
+    /// A model's target also owns the temporary files of its shards (`NAME-0000k-of-0000N.mtlm`,
+    /// of any count): a killed sharded write leaves one per shard it had begun.
     static func removeLeftovers(directory: String, base: String) {
-        let prefix = temporaryPrefix(base)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory) else { return }
+        let stem = base.hasSuffix(".mtlm") ? String(base.dropLast(5)) : nil
         for name in entries {
-            guard let start = [prefix, "." + prefix].first(where: { name.hasPrefix($0) }).map({ name.dropFirst($0.count) }),
-                  let pid = Int32(start.prefix { $0 != "-" }), pid != getpid() else { continue }
+            // `.BASE.mtlm-tmp-PID-…`, or `..BASE.mtlm-tmp-PID-…` for a temporary file's own.
+            let dotted = name.hasPrefix("..") ? name.dropFirst(2) : name.hasPrefix(".") ? name.dropFirst() : nil
+            guard let dotted, let marker = dotted.range(of: ".mtlm-tmp-") else { continue }
+            let written = String(dotted[..<marker.lowerBound])
+            guard written == base || stem.map({ ShardCleanup.isShardName(written, stem: $0) }) == true,
+                  let pid = Int32(dotted[marker.upperBound...].prefix { $0 != "-" }), pid != getpid() else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + name) }
         }
     }

@@ -67,7 +67,6 @@ final class MappedFile: @unchecked Sendable {
     /// Copies `count` bytes at `offset` (bounds checked by the caller).
     func copy(_ offset: UInt64, _ count: UInt64) -> [UInt8] { Array(bytes(offset, count)) }
 
-    /// Tells the kernel this process is done with the pages of `offset ..< offset + count`.
     /// Maps the pages of a range the caller is about to read, in one call (MADV_POPULATE_READ,
     /// Linux 5.14) rather than one page fault per 64 KiB; a hint, ignored where unsupported.
     func populate(_ offset: UInt64, _ count: UInt64) {
@@ -78,10 +77,21 @@ final class MappedFile: @unchecked Sendable {
         #endif
     }
 
+    /// Tells the kernel this process is done with the pages of `offset ..< offset + count`,
+    /// and with the `releaseMargin` bytes before them. Why the margin: the page cache holds
+    /// large folios (ext4 and XFS on Linux 6.x, up to 2 MiB), and a fault may map the whole
+    /// folio, pages behind the previous release included; a pass releasing behind itself in
+    /// windows smaller than a folio would leave most of what it read mapped. Releasing is a
+    /// hint: a page still in use is read back from the page cache, never lost.
     func release(_ offset: UInt64, _ count: UInt64) {
-        guard let base, count > 0, let (start, end) = pageRange(offset, count) else { return }
+        guard let base, count > 0 else { return }
+        let margin = min(offset, Self.releaseMargin)
+        guard let (start, end) = pageRange(offset - margin, count + margin) else { return }
         madvise(base + Int(start), Int(end - start), MADV_DONTNEED)
     }
+
+    /// The largest page-cache folio mapped at once on x86-64 and arm64 with 4 KiB pages.
+    static let releaseMargin: UInt64 = 2 << 20
 
     /// The whole pages covering `offset ..< offset + count`, clipped to the file; nil when
     /// nothing of it is in the file. A hint's range never traps, whatever the caller computed.

@@ -41,18 +41,26 @@ struct TensorRows: @unchecked Sendable {
         }
     }
 
-    /// Whether both hold the same bytes, row for row (however each is split).
-    func bytesEqual(_ other: TensorRows) -> Bool {
+    /// Whether both hold the same bytes, row for row (however each is split), compared in
+    /// windows of 16 MiB; `release` gets each window's rows once compared (a tensor can be
+    /// larger than memory).
+    func bytesEqual(_ other: TensorRows, release: (Range<Int>) -> Void = { _ in }) -> Bool {
         guard count == other.count, rowByteCount == other.rowByteCount else { return false }
-        var equal = true
-        visit(0..<count) { rows, piece in
-            var offset = 0
-            other.visit(rows) { _, theirs in
-                if equal, memcmp(piece.baseAddress! + offset, theirs.baseAddress!, theirs.count) != 0 { equal = false }
-                offset += theirs.count
+        let window = max(1, (16 << 20) / max(rowByteCount, 1))
+        for start in stride(from: 0, to: count, by: window) {
+            let rows = start..<min(start + window, count)
+            var equal = true
+            visit(rows) { rows, piece in
+                var offset = 0
+                other.visit(rows) { _, theirs in
+                    if equal, memcmp(piece.baseAddress! + offset, theirs.baseAddress!, theirs.count) != 0 { equal = false }
+                    offset += theirs.count
+                }
             }
+            release(rows)
+            if !equal { return false }
         }
-        return equal
+        return true
     }
 
     /// The part holding `row`: the last part starting at or before it.

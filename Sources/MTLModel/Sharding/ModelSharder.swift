@@ -125,26 +125,36 @@ public struct ModelSharder: Sendable {
         }
     }
 
-    /// Rows of one table tensor, in the order of `rows`, in pieces of up to 4 MiB.
+    /// Rows of one table tensor, in the order of `rows`: a range in windows, a list in gathered
+    /// windows.
     private func copyRows(_ source: RowSource, _ rows: ShardPlan.Rows, to writer: ModelWriter) throws {
         let entry = source.entry
         try writer.beginTensor(entry.name, dtype: entry.dtype, shape: [UInt64(rows.count)] + entry.shape.dropFirst(), role: entry.role)
         do {
             switch rows {
             case .range(let range):
-                try source.visit(range) { try writer.write($0) }
+                // Windows of 64 MiB, each released once written: a row range of a table can be
+                // gigabytes, and a mapped page read stays resident until released.
+                let window = max(1, (64 << 20) / max(source.rowByteCount, 1))
+                for start in stride(from: range.lowerBound, to: range.upperBound, by: window) {
+                    let rows = start..<min(start + window, range.upperBound)
+                    try source.visit(rows) { try writer.write($0) }
+                    source.releasePages(rows: rows)
+                }
             case .list(let list):
-                let perPiece = max(1, (4 << 20) / max(source.rowByteCount, 1))
-                var buffer = [UInt8](repeating: 0, count: perPiece * source.rowByteCount)
-                for start in stride(from: 0, to: list.count, by: perPiece) {
-                    let piece = list[start..<min(start + perPiece, list.count)]
-                    try buffer.withUnsafeMutableBytes { out in
-                        for (slot, row) in piece.enumerated() {
-                            UnsafeMutableRawBufferPointer(rebasing: out[(slot * source.rowByteCount)...]).copyMemory(from: source.row(row))
-                        }
-                        try writer.write(UnsafeRawBufferPointer(rebasing: out[..<(piece.count * source.rowByteCount)]))
+                // Windows of up to 32 MiB of output rows, each gathered from the source in
+                // ascending order (`RowGather`): the rows of a bucket are spread over a source
+                // in another order (a trainer's).
+                let window = max(1, min(list.count, max(4096, (32 << 20) / max(source.rowByteCount, 1))))
+                var gather = RowGather(sourceRowCount: source.rows.count, capacity: window)
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, window * source.rowByteCount), alignment: 16)
+                defer { buffer.deallocate() }
+                for start in stride(from: 0, to: list.count, by: window) {
+                    let count = min(window, list.count - start)
+                    gather.gather(count: count, row: { list[start + $0] }, from: source.rows, into: buffer.baseAddress!) {
+                        source.releasePages(rows: $0)
                     }
-                    if start / perPiece % 16 == 15 { source.releasePages() }
+                    try writer.write(UnsafeRawBufferPointer(rebasing: buffer[..<(count * source.rowByteCount)]))
                 }
             }
         }

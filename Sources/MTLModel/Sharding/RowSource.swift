@@ -45,4 +45,7 @@ final class RowSource {
 
     /// Drops the mapped pages read so far from the resident set (the page cache keeps them).
     func releasePages() { tensor.releasePages() }
+
+    /// Drops the mapped pages of `rows` from the resident set.
+    func releasePages(rows: Range<Int>) { tensor.releasePages(rows: rows) }
 }

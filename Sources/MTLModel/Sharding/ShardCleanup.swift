@@ -1,11 +1,13 @@
 import Foundation
 
-/// Removes, after a sharded write committed its root, the shard files of earlier or unfinished
-/// writes of the same target: files beside the root named `NAME-0000k-of-0000N.mtlm` that are
-/// shards made for this root name and whose model id no root in the directory refers to. A
-/// file that is not such a shard, or that another root (a renamed copy) still uses, is left.
+/// Removes, after a write committed a model at `root` (sharded, with id `modelID`, or one file),
+/// the shard files of earlier or unfinished writes of the same target: files beside the root
+/// named `NAME-0000k-of-0000N.mtlm` that are shards made for this root name and whose model id
+/// no root in the directory refers to. A file that is not such a shard, or that another root
+/// (a renamed copy) still uses, is left.
 enum ShardCleanup {
-    static func removeLeftovers(root: String, keeping kept: [String], modelID: [UInt8]) -> [String] {
+    @discardableResult
+    static func removeLeftovers(root: String, keeping kept: [String], modelID: [UInt8]?) -> [String] {
         let directory = (root as NSString).deletingLastPathComponent
         let rootName = (root as NSString).lastPathComponent
         let stem = rootName.hasSuffix(".mtlm") ? String(rootName.dropLast(5)) : rootName
@@ -15,7 +17,7 @@ enum ShardCleanup {
         let candidates = listed.filter { !keep.contains($0) && isShardName($0, stem: stem) }
         guard !candidates.isEmpty else { return [] }
         // Ids still in use: every sharded root beside this one (and this one).
-        var inUse: Set<[UInt8]> = [modelID]
+        var inUse: Set<[UInt8]> = modelID.map { [$0] } ?? []
         for name in listed where name.hasSuffix(".mtlm") && !isShardName(name, stem: nil) {
             if let table = try? ModelFile(path: path(name)).manifest.shards { inUse.insert(table.modelID) }
         }

@@ -191,6 +191,11 @@ public final class ModelWriter {
         let fileByteCount = output.position
         try output.commit()
         finished = true
+        if shards == nil, shard == nil, delta == nil, let path = output.finalPath {
+            // This one file replaced whatever the target was: shards of an earlier sharded
+            // model there are garbage now (ShardCleanup keeps those another root uses).
+            ShardCleanup.removeLeftovers(root: path, keeping: [], modelID: nil)
+        }
         return Written(tensors: entries, fileByteCount: fileByteCount, manifestHash: FNV1a.hash(manifestBytes))
     }
 

@@ -16,9 +16,9 @@ import Darwin
 ///
 /// A sharded model (format 1.3) is held back the same way: its shards are written under
 /// temporary names (`shardPath`) and the root at `path` names them, so the pending model can be
-/// opened and evaluated as it is; `commit()` renames the shards to their final names, writes
-/// the root again under the target's name with those names (a root is small), and removes the
-/// shards of earlier writes that no root uses any more.
+/// opened and evaluated as it is; `commit()` writes the root again with the shards' final
+/// names (a root is small), renames the shards, then the root, and removes the shards of
+/// earlier writes that no root uses any more.
 public final class PendingOutput {
     /// The path as given.
     public let target: String
@@ -90,25 +90,43 @@ public final class PendingOutput {
         guard rename(path, finalPath) == 0 else {
             throw MTLModelError(.io, "cannot move the output into place: \(String(cString: strerror(errno)))", file: target)
         }
+        ShardCleanup.removeLeftovers(root: finalPath, keeping: [], modelID: nil)
     }
 
+    /// The root with its shards' final names is written first, beside the target under this
+    /// writer's temporary prefix (so a killed commit leaves nothing the next write keeps), then
+    /// the shards are renamed, then the root: the window in which the old root meets new
+    /// shards is a few renames (and exists only when the old model had as many shards: other
+    /// counts have other names).
     private func commitSharded(_ finalPath: String) throws {
         defer { unlink(path) }
         let pendingRoot = try ModelFile(path: path)
         guard var table = pendingRoot.manifest.shards else {
             throw MTLModelError(.invalidArgument, "shards were written, but the pending root has no shard table", file: target)
         }
-        for index in table.files.indices {
-            let final = ShardNaming.path(root: finalPath, index: index + 1, count: table.files.count)
-            guard rename(ShardNaming.beside(root: path, table.files[index].fileName), final) == 0 else {
-                throw MTLModelError(.io, "cannot move shard \(index + 1) into place: \(String(cString: strerror(errno)))", file: final)
-            }
-            table.files[index].fileName = (final as NSString).lastPathComponent
+        let moves = table.files.indices.map { index in
+            (from: ShardNaming.beside(root: path, table.files[index].fileName),
+             to: ShardNaming.path(root: finalPath, index: index + 1, count: table.files.count))
         }
+        for index in table.files.indices { table.files[index].fileName = (moves[index].to as NSString).lastPathComponent }
+        let root = path + "-root"
+        defer { unlink(root) }
+        try writeRoot(pendingRoot, table: table, to: root)
+        for (index, move) in moves.enumerated() where rename(move.from, move.to) != 0 {
+            throw MTLModelError(.io, "cannot move shard \(index + 1) into place: \(String(cString: strerror(errno)))", file: move.to)
+        }
+        guard rename(root, finalPath) == 0 else {
+            throw MTLModelError(.io, "cannot move the root into place: \(String(cString: strerror(errno)))", file: target)
+        }
+        removedLeftovers = ShardCleanup.removeLeftovers(root: finalPath, keeping: table.files.map(\.fileName), modelID: table.modelID)
+    }
+
+    /// A copy of the pending root with `table` (a root is small: dense tensors only).
+    private func writeRoot(_ pendingRoot: ModelFile, table: ShardTable, to root: String) throws {
         var options = ModelWriter.Options()
         options.synchronize = synchronize
         if pendingRoot.tensors.contains(where: { $0.compression == .zlib }) { options.compression = .zlib }
-        let writer = try ModelWriter(path: finalPath, options: options)
+        let writer = try ModelWriter(path: root, options: options)
         for entry in pendingRoot.tensors {
             try pendingRoot.withTensorBytes(entry.name) { bytes in
                 try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: bytes)
@@ -116,6 +134,5 @@ public final class PendingOutput {
         }
         try writer.finish(architecture: pendingRoot.architecture, provenance: pendingRoot.manifest.provenance,
                           metadata: pendingRoot.manifest.metadata, shards: table)
-        removedLeftovers = ShardCleanup.removeLeftovers(root: finalPath, keeping: table.files.map(\.fileName), modelID: table.modelID)
     }
 }
