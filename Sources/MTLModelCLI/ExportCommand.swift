@@ -9,7 +9,9 @@ struct ExportCommand: ParsableCommand {
             The output's extension selects the format. .safetensors and .npz hold every tensor (float16 \
             as float16 in .npz; bfloat16 and quantized tensors as their float32 values) and the \
             architecture config (safetensors: __metadata__["mtl_model.config"]; npz: the member \
-            mtl_model.config.json). .onnx is a graph computing the logits, probabilities and fused \
+            mtl_model.config.json). A sharded model exported to NAME.safetensors is written as \
+            NAME-0000k-of-0000N.safetensors and NAME.safetensors.index.json (a split table's part k is \
+            TENSOR.part-0000k-of-0000N, listed in the index's metadata "mtl_model.parts"). .onnx is a graph computing the logits, probabilities and fused \
             score (docs/ONNX.md: its inputs, outputs and a runnable onnxruntime example).
             """
     )
@@ -38,7 +40,11 @@ struct ExportCommand: ParsableCommand {
         } else if output.hasSuffix(".npz") {
             try NumpyArchiveExporter().export(file, to: output)
         } else {
-            try SafetensorsExporter().export(file, to: output)
+            let written = try SafetensorsExporter().export(file, to: output)
+            if let index = written.index {
+                Terminal.error("exported \(TerminalText.escaped(model)) → \(written.files.count) files \(TerminalText.escaped(written.files[0])) … and the index \(TerminalText.escaped(index)): \(written.tensorCount) tensors and parts")
+                return
+            }
         }
         Terminal.error("exported \(TerminalText.escaped(model)) → \(TerminalText.escaped(output)): \(file.tensors.count) tensors")
     }

@@ -330,7 +330,7 @@ struct ShardingTests {
         let directory = TemporaryDirectory()
         let root = directory.path("m.mtlm")
         try shard(TestPaths.fixture("v1.0/small-training.mtlm"), root, 3)
-        for arguments in [["export", root, directory.path("q.safetensors")], ["delta", root, root, directory.path("q.mtlmd")]] {
+        for arguments in [["delta", root, root, directory.path("q.mtlmd")], ["apply", root, TestPaths.fixture("v1.2/small-edited.mtlmd"), directory.path("q.mtlm")]] {
             let result = try runCLI(arguments)
             #expect(result.status == 2 && result.stderr.contains("does not read sharded models yet") && result.stderr.contains("--shards 1"),
                     "\(arguments[0]): \(result.stderr)")
@@ -339,6 +339,59 @@ struct ShardingTests {
         let alone = try runCLI(["inspect", "--stats", directory.path("m-00001-of-00003.mtlm")])
         #expect(alone.status == 2 && alone.stderr.contains("is shard 1 of 3 of the sharded model m.mtlm: open the root"), "\(alone.stderr)")
         #expect(try runCLI(["verify", directory.path("m-00001-of-00003.mtlm")]).status == 0)
+    }
+
+    @Test("export .safetensors of a sharded model: NAME-0000k-of-0000N.safetensors and the index; parts concatenated are the consolidation's tensors",
+          arguments: [3, 7])
+    func exportSafetensorsAcrossShards(_ count: Int) throws {
+        let directory = TemporaryDirectory()
+        for fixture in ["v1.0/small-training.mtlm", "v1.1/small-int8.mtlm"].map(TestPaths.fixture) {
+            let root = directory.path("m.mtlm"), one = directory.path("one.mtlm")
+            try shard(fixture, root, count)
+            try shard(root, one, 1)
+            let result = try runCLI(["export", root, directory.path("out.safetensors")])
+            #expect(result.status == 0 && result.stderr.contains("out.safetensors.index.json"), "\(result.stderr)")
+            #expect(try runCLI(["export", one, directory.path("one.safetensors")]).status == 0)
+            #expect(!FileManager.default.fileExists(atPath: directory.path("out.safetensors")))
+            let reference = try SafetensorsFile(path: directory.path("one.safetensors"))
+            let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory.path("out.safetensors.index.json")))) as! [String: Any]
+            let weightMap = index["weight_map"] as! [String: String], metadata = index["metadata"] as! [String: Any]
+            let parts = metadata["mtl_model.parts"] as! [String: [String: Any]]
+            #expect(metadata["mtl_model.config"] as? String == reference.metadata["mtl_model.config"])
+            let files = (1...count).map { try! SafetensorsFile(path: directory.path(ShardNaming.fileName(root: "out.safetensors", index: $0, count: count, suffix: ".safetensors"))) }
+            // Every name of the index is in the file it names, and every tensor of the files is in the index.
+            #expect(Set(weightMap.keys) == Set(files.flatMap { $0.tensors.map(\.name) }))
+            for (name, file) in weightMap { #expect(files.first { $0.path.hasSuffix("/" + file) }?.tensor(named: name) != nil, "\(name)") }
+            var total = 0
+            for tensor in reference.tensors {
+                var bytes: [UInt8] = []
+                if let record = parts[tensor.name] {
+                    // Parts in order, each starting where the previous ended, together the whole tensor.
+                    var next = 0
+                    for part in record["parts"] as! [[String: Any]] {
+                        #expect(part["first_row"] as! Int == next)
+                        let file = files.first { $0.path.hasSuffix("/" + (part["file"] as! String)) }!
+                        let stored = file.tensor(named: part["tensor"] as! String)!
+                        #expect(stored.shape.first.map(Int.init) == part["rows"] as? Int && stored.dtype == tensor.dtype)
+                        bytes += Array(file.bytes(of: stored))
+                        next += part["rows"] as! Int
+                    }
+                    #expect(next == Int(tensor.shape[0]) && (record["shape"] as! [Int]).map(UInt64.init) == tensor.shape)
+                    total += 1
+                } else {
+                    #expect(weightMap[tensor.name] == ShardNaming.fileName(root: "out.safetensors", index: 1, count: count, suffix: ".safetensors"))
+                    bytes = Array(files[0].bytes(of: files[0].tensor(named: tensor.name)!))
+                }
+                #expect(bytes == Array(reference.bytes(of: tensor)), "\(fixture) \(tensor.name)")
+            }
+            #expect(total > 0)
+        }
+        // A target that cannot be written (the index's name is a directory) is refused before
+        // anything is written: no shard file, no temporary file.
+        try FileManager.default.createDirectory(atPath: directory.path("bad.safetensors.index.json"), withIntermediateDirectories: true)
+        let refused = try runCLI(["export", directory.path("m.mtlm"), directory.path("bad.safetensors")])
+        #expect(refused.status == 2 && refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.contains("bad") } == ["bad.safetensors.index.json"])
     }
 
     @Test("inspect reads the root alone: the whole model's tensors and sections, the shards with --shards and in --json")

@@ -103,19 +103,25 @@ public enum ShardNaming {
     /// Bytes of a model id.
     public static let modelIDByteCount = 16
 
-    /// `NAME-0000k-of-0000N.mtlm` for root `NAME.mtlm` (k from 1, at least five digits).
-    public static func fileName(root: String, index: Int, count: Int) -> String {
-        let stem = root.hasSuffix(".mtlm") ? String(root.dropLast(5)) : root
+    /// `NAME-0000k-of-0000N.mtlm` for root `NAME.mtlm` (k from 1, at least five digits); with
+    /// another `suffix`, the same for `NAME.suffix` (`.safetensors`: the Hugging Face names).
+    public static func fileName(root: String, index: Int, count: Int, suffix: String = ".mtlm") -> String {
+        let stem = root.hasSuffix(suffix) ? String(root.dropLast(suffix.count)) : root
+        return "\(stem)-\(ordinal(index, of: count))\(suffix)"
+    }
+
+    /// `0000k-of-0000N`.
+    public static func ordinal(_ index: Int, of count: Int) -> String {
         func digits(_ value: Int) -> String {
             let text = String(value)
             return String(repeating: "0", count: max(0, 5 - text.count)) + text
         }
-        return "\(stem)-\(digits(index))-of-\(digits(count)).mtlm"
+        return "\(digits(index))-of-\(digits(count))"
     }
 
     /// The path of shard `index` of `count` of the root at `root`: beside it.
-    public static func path(root: String, index: Int, count: Int) -> String {
-        beside(root: root, fileName(root: (root as NSString).lastPathComponent, index: index, count: count))
+    public static func path(root: String, index: Int, count: Int, suffix: String = ".mtlm") -> String {
+        beside(root: root, fileName(root: (root as NSString).lastPathComponent, index: index, count: count, suffix: suffix))
     }
 
     /// The path of file `name` in the directory of the root at `root`.

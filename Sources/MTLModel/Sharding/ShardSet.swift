@@ -75,7 +75,7 @@ struct ShardSet: Sendable {
         for (part, name) in zip(parts, fileNames) {
             let place = "field \"\(field.name)\" in shard \(name)"
             guard let rows = part.rows, rows.lowerBound == nextRow else {
-                messages.append("\(place): rows start at \(part.firstRow), where the previous shard's end (\(nextRow)): rows would be \(part.firstRow < nextRow ? "held twice" : "missing")")
+                messages.append("\(place): rows start at \(part.firstRow), not at the previous shard's end (\(nextRow)): rows would be \(part.firstRow < nextRow ? "held twice" : "missing")")
                 return messages
             }
             nextRow = rows.upperBound
@@ -86,7 +86,7 @@ struct ShardSet: Sendable {
                     return messages
                 }
                 guard part.buckets.lowerBound == nextBucket else {
-                    messages.append("\(place): buckets start at \(part.firstBucket), where the previous shard's end (\(nextBucket)): buckets would be \(part.buckets.lowerBound < nextBucket ? "held twice" : "missing")")
+                    messages.append("\(place): buckets start at \(part.firstBucket), not at the previous shard's end (\(nextBucket)): buckets would be \(part.buckets.lowerBound < nextBucket ? "held twice" : "missing")")
                     return messages
                 }
                 nextBucket = part.buckets.upperBound
