@@ -7,7 +7,7 @@ struct ImportCommand: ParsableCommand {
         abstract: "Import a PyTorch checkpoint saved as safetensors (MODEL.md names, config in its metadata)."
     )
 
-    @Argument(help: "The .safetensors checkpoint.")
+    @Argument(help: "The .safetensors checkpoint, or a sharded one's NAME.safetensors.index.json.")
     var checkpoint: String
 
     @Argument(help: "The .mtlm file to write.")

@@ -394,6 +394,79 @@ struct ShardingTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.contains("bad") } == ["bad.safetensors.index.json"])
     }
 
+    @Test("import reads a sharded safetensors checkpoint through its index: mtl-model's parts, and whole tensors spread over files as Hugging Face writes them")
+    func importShardedSafetensors() throws {
+        let directory = TemporaryDirectory()
+        let fixture = TestPaths.fixture("v1.0/small-training.mtlm")
+        let root = directory.path("m.mtlm"), one = directory.path("one.mtlm")
+        try shard(fixture, root, 3)
+        try shard(root, one, 1)
+        #expect(try runCLI(["export", root, directory.path("out.safetensors")]).status == 0)
+        let imported = try runCLI(["import", directory.path("out.safetensors.index.json"), directory.path("back.mtlm")])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        // The same tensors as the consolidated model (rows in the same order: parts concatenated).
+        let diff = try runCLI(["diff", one, directory.path("back.mtlm")])
+        #expect(diff.status == 0 && diff.stdout.contains("models are equal"), "\(diff.stdout)")
+        #expect(try runCLI(["verify", directory.path("back.mtlm")]).status == 0)
+        // One file of it alone is named as such.
+        let alone = try runCLI(["import", directory.path("out-00002-of-00003.safetensors"), directory.path("x.mtlm")])
+        #expect(alone.status == 2 && alone.stderr.contains("import its index out.safetensors.index.json"), "\(alone.stderr)")
+        let stem = try runCLI(["import", directory.path("out.safetensors"), directory.path("x.mtlm")])
+        #expect(stem.status == 2 && stem.stderr.contains("import \(directory.path("out.safetensors")).index.json"), "\(stem.stderr)")
+
+        // Hugging Face's layout: whole tensors in two files, an index with only total_size and
+        // weight_map, the config in the files' metadata.
+        let all = try SafetensorsBuilder(model: fixture)
+        var first = all, second = all
+        first.tensors = Array(all.tensors.prefix(all.tensors.count / 2))
+        second.tensors = Array(all.tensors.dropFirst(all.tensors.count / 2))
+        try first.data().write(to: URL(fileURLWithPath: directory.path("hf-00001-of-00002.safetensors")))
+        try second.data().write(to: URL(fileURLWithPath: directory.path("hf-00002-of-00002.safetensors")))
+        func writeIndex(_ map: [String: String]) throws {
+            let index: [String: Any] = ["metadata": ["total_size": 1], "weight_map": map]
+            try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: directory.path("hf.safetensors.index.json")))
+        }
+        var map: [String: String] = [:]
+        for t in first.tensors { map[t.name] = "hf-00001-of-00002.safetensors" }
+        for t in second.tensors { map[t.name] = "hf-00002-of-00002.safetensors" }
+        try writeIndex(map)
+        let hf = try runCLI(["import", directory.path("hf.safetensors.index.json"), directory.path("hf.mtlm")])
+        #expect(hf.status == 0, "\(hf.stderr)")
+        #expect(try runCLI(["diff", fixture, directory.path("hf.mtlm")]).stdout.contains("models are equal"))
+        // The index and the files disagree: a tensor the index puts in a file that lacks it
+        // (huggingface_hub #4725), a tensor of a file the index does not list, a file outside
+        // the directory. Each refused naming the tensor or file; nothing written.
+        let name = first.tensors[0].name
+        var wrong = map
+        wrong[name] = "hf-00002-of-00002.safetensors"
+        var unlisted = map
+        unlisted[name] = nil
+        var outside = map
+        outside[name] = "../hf-00001-of-00002.safetensors"
+        for (broken, message) in [(wrong, "hf-00001-of-00002.safetensors holds tensor \"\(name)\", and the index lists it in hf-00002-of-00002.safetensors"),
+                                  (unlisted, "holds tensor \"\(name)\", and the index does not list it"),
+                                  (outside, "a file beside the index is expected")] {
+            try writeIndex(broken)
+            let result = try runCLI(["import", directory.path("hf.safetensors.index.json"), directory.path("bad.mtlm")])
+            #expect(result.status == 2 && result.stderr.contains(message) && result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: directory.path("bad.mtlm")))
+        }
+        // Parts that do not add up.
+        var index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory.path("out.safetensors.index.json")))) as! [String: Any]
+        var metadata = index["metadata"] as! [String: Any]
+        var parts = metadata["mtl_model.parts"] as! [String: [String: Any]]
+        var record = parts["embedding.user_id.weight"]!
+        var list = record["parts"] as! [[String: Any]]
+        list.removeLast()
+        record["parts"] = list
+        parts["embedding.user_id.weight"] = record
+        metadata["mtl_model.parts"] = parts
+        index["metadata"] = metadata
+        try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: directory.path("out.safetensors.index.json")))
+        let short = try runCLI(["import", directory.path("out.safetensors.index.json"), directory.path("bad.mtlm")])
+        #expect(short.status == 2 && short.stderr.contains("mtl_model.parts of \"embedding.user_id.weight\""), "\(short.stderr)")
+    }
+
     @Test("inspect reads the root alone: the whole model's tensors and sections, the shards with --shards and in --json")
     func inspectRoot() throws {
         let directory = TemporaryDirectory()

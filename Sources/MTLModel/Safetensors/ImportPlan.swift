@@ -5,7 +5,7 @@
 struct ImportPlan {
     struct Item {
         var spec: TensorSpec
-        var tensor: SafetensorsFile.Tensor
+        var tensor: SafetensorsCheckpoint.Tensor
         var storedDType: DType
     }
 
@@ -17,8 +17,8 @@ struct ImportPlan {
     /// Most problems spelled out in the message; the rest are counted.
     static let shownProblems = 12
 
-    init(architecture: Architecture, tensors byName: [String: SafetensorsFile.Tensor], importer: SafetensorsImporter,
-         checkpoint: SafetensorsFile) throws(MTLModelError) {
+    init(architecture: Architecture, tensors byName: [String: SafetensorsCheckpoint.Tensor], importer: SafetensorsImporter,
+         checkpoint: SafetensorsCheckpoint) throws(MTLModelError) {
         var specs = architecture.servingTensors
         var reportedMissing = Set<String>()
         for group in TrainingStateGroup.allCases {
@@ -62,7 +62,7 @@ struct ImportPlan {
     /// The dtype `tensor` is stored in, or nil (a problem recorded). Parameters may be half
     /// precision (kept, or widened on request); other float tensors only when widened; keys
     /// may be unsigned (the same bits).
-    private mutating func storedDType(_ tensor: SafetensorsFile.Tensor, _ spec: TensorSpec, widen: Bool) -> DType? {
+    private mutating func storedDType(_ tensor: SafetensorsCheckpoint.Tensor, _ spec: TensorSpec, widen: Bool) -> DType? {
         guard tensor.shape == spec.shape else {
             let hint = tensor.shape.count == 2 && tensor.shape == spec.shape.reversed() ? " (transposed? PyTorch's nn.Linear stores [out, in])" : ""
             problems.append((spec.name, "is \(SafetensorsFile.name(of: tensor.dtype)) \(tensor.shape), the architecture needs \(SafetensorsFile.name(of: spec.dtype)) \(spec.shape)\(hint)"))
@@ -82,25 +82,24 @@ struct ImportPlan {
 
     /// Distinct keys; and unless allowed, no NaN, Inf or value whose square overflows
     /// float32 (the policy of the checked model). Pages are released behind the scan.
-    private mutating func checkValues(_ tensor: SafetensorsFile.Tensor, _ spec: TensorSpec, _ checkpoint: SafetensorsFile,
+    private mutating func checkValues(_ tensor: SafetensorsCheckpoint.Tensor, _ spec: TensorSpec, _ checkpoint: SafetensorsCheckpoint,
                                       allowNonfinite: Bool) {
-        let bytes = checkpoint.bytes(of: tensor)
         if spec.role == .keys {
-            if let duplicate = KeyJoin.duplicateKey(in: KeyColumn(bytes), release: { _ in }) {
+            if let duplicate = KeyJoin.duplicateKey(in: KeyColumn(checkpoint.rows(tensor, rowByteCount: 8)), release: { _ in }) {
                 problems.append((spec.name, "duplicate key \(duplicate) in a keyed table"))
             }
+            checkpoint.release(tensor)
             return
         }
         let entry = TensorEntry(name: spec.name, dtype: tensor.dtype, shape: tensor.shape, role: spec.role, offset: 0,
-                                storedByteCount: UInt64(bytes.count), compression: .none, chunkByteCount: 0,
+                                storedByteCount: UInt64(tensor.byteCount), compression: .none, chunkByteCount: 0,
                                 chunkCRC32: [], chunkStoredByteCounts: [])
         guard let size = tensor.dtype.elementByteCount else { return }
         var counts = ValueCounts()
-        let piece = SafetensorsImporter.pieceByteCount
-        for start in stride(from: 0, to: bytes.count, by: piece) {
-            let range = start..<min(start + piece, bytes.count)
-            counts.scanElements(UnsafeRawBufferPointer(rebasing: bytes[range]), of: entry, first: start / size)
-            checkpoint.release(tensor, range)
+        var offset = 0
+        checkpoint.visit(tensor, pieceBytes: SafetensorsImporter.pieceByteCount) { piece in
+            counts.scanElements(piece, of: entry, first: offset / size)
+            offset += piece.count
         }
         if allowNonfinite { (counts.nanCount, counts.infCount, counts.hugeCount) = (0, 0, 0) }
         for problem in counts.problems(entry) {

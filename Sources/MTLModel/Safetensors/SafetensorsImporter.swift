@@ -73,7 +73,7 @@ public struct SafetensorsImporter {
     /// - Throws: `MTLModelError` naming the checkpoint and the tensor or config key.
     @discardableResult
     public func importCheckpoint(_ path: String, to output: String) throws(MTLModelError) -> Result {
-        let checkpoint = try SafetensorsFile(path: path)
+        let checkpoint = try SafetensorsCheckpoint(path: path)
         do throws(MTLModelError) {
             var architecture = try resolveArchitecture(checkpoint)
             let byName = try renamedTensors(checkpoint)
@@ -98,7 +98,7 @@ public struct SafetensorsImporter {
         }
     }
 
-    private func resolveArchitecture(_ checkpoint: SafetensorsFile) throws(MTLModelError) -> Architecture {
+    private func resolveArchitecture(_ checkpoint: SafetensorsCheckpoint) throws(MTLModelError) -> Architecture {
         if let architecture { return architecture }
         guard let configText = checkpoint.metadata[Self.configKey] else {
             throw MTLModelError(.invalidConfig, "no architecture config: __metadata__ has no \"\(Self.configKey)\" key; give the config JSON with --config CONFIG.json")
@@ -111,8 +111,8 @@ public struct SafetensorsImporter {
     }
 
     /// The checkpoint's tensors under their MODEL.md names (`names` applied).
-    private func renamedTensors(_ checkpoint: SafetensorsFile) throws(MTLModelError) -> [String: SafetensorsFile.Tensor] {
-        var byName: [String: SafetensorsFile.Tensor] = [:]
+    private func renamedTensors(_ checkpoint: SafetensorsCheckpoint) throws(MTLModelError) -> [String: SafetensorsCheckpoint.Tensor] {
+        var byName: [String: SafetensorsCheckpoint.Tensor] = [:]
         for tensor in checkpoint.tensors {
             let name = names(tensor.name)
             if let other = byName[name] {
@@ -147,28 +147,22 @@ public struct SafetensorsImporter {
         return inferred
     }
 
-    /// Copies one tensor, 64 MiB at a time (16 Mi values when widening), each piece's pages
-    /// released once written: the resident set stays bounded whatever the size of a table.
-    private func stream(_ item: ImportPlan.Item, from checkpoint: SafetensorsFile, to writer: ModelWriter) throws(MTLModelError) {
-        let bytes = checkpoint.bytes(of: item.tensor)
+    /// Copies one tensor (its pieces in row order when the checkpoint splits it), 64 MiB at a
+    /// time (16 Mi values when widening), each piece's pages released once written: the
+    /// resident set stays bounded whatever the size of a table.
+    private func stream(_ item: ImportPlan.Item, from checkpoint: SafetensorsCheckpoint, to writer: ModelWriter) throws(MTLModelError) {
         let widen = item.storedDType != item.tensor.dtype && item.storedDType == .float32
-        let pieceBytes = widen ? Self.pieceByteCount / 4 : Self.pieceByteCount
         var floats: [Float] = []
-        for start in stride(from: 0, to: bytes.count, by: pieceBytes) {
-            let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + pieceBytes, bytes.count)])
-            if widen {
-                let count = piece.count / 2
-                floats.removeAll(keepingCapacity: true)
-                floats.reserveCapacity(count)
-                for i in 0..<count {
-                    let bits = piece.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)
-                    floats.append(item.tensor.dtype == .float16 ? RowCodec.float(fromHalf: bits) : RowCodec.float(fromBFloat: bits))
-                }
-                try writer.write(floats[...])
-            } else {
-                try writer.write(piece)
+        try checkpoint.visit(item.tensor, pieceBytes: widen ? Self.pieceByteCount / 4 : Self.pieceByteCount) { piece throws(MTLModelError) in
+            guard widen else { return try writer.write(piece) }
+            let count = piece.count / 2
+            floats.removeAll(keepingCapacity: true)
+            floats.reserveCapacity(count)
+            for i in 0..<count {
+                let bits = piece.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)
+                floats.append(item.tensor.dtype == .float16 ? RowCodec.float(fromHalf: bits) : RowCodec.float(fromBFloat: bits))
             }
-            checkpoint.release(item.tensor, start..<(start + piece.count))
+            try writer.write(floats[...])
         }
     }
 
