@@ -19,7 +19,8 @@ let package = Package(
         .executableTarget(name: "FuzzModelReader", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
         .executableTarget(name: "FuzzSafetensors", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
         .executableTarget(name: "FuzzDataset", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
-        .executableTarget(name: "FuzzModelStructure", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
-        .executableTarget(name: "FuzzShardedModel", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
+        .target(name: "FuzzSupport", dependencies: [.product(name: "MTLModel", package: mainPackage)]),
+        .executableTarget(name: "FuzzModelStructure", dependencies: ["FuzzSupport", .product(name: "MTLModel", package: mainPackage)]),
+        .executableTarget(name: "FuzzShardedModel", dependencies: ["FuzzSupport", .product(name: "MTLModel", package: mainPackage)]),
     ]
 )

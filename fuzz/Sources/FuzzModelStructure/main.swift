@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import MTLModel
 
 // Structural mutations of a valid model, past the container: each input is a list of edits
@@ -7,8 +8,7 @@ import MTLModel
 // checksum-valid file and fed to verify, the checked `Model`, the predictor and diff. Any input
 // must give a value or an MTLModelError: never a crash, a trap or an out-of-bounds read.
 enum Base {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
+    static let root = repositoryRoot
     static let golden = root.appendingPathComponent("fixtures/v1.0/small-training.mtlm").path
     static let data = root.appendingPathComponent("fixtures/predict/small.txt").path
     static let file = try! ModelFile(path: golden)
@@ -16,31 +16,13 @@ enum Base {
     static let tensors: [(TensorEntry, [UInt8])] = file.tensors.map { entry in
         (entry, try! file.withTensorBytes(entry.name) { Array($0) })
     }
-    static let tracing = ProcessInfo.processInfo.environment["FUZZ_TRACE"] != nil
     static let path = URL(fileURLWithPath: FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())
         .appendingPathComponent("fuzz-structure-\(getpid()).mtlm").path
 }
 
-/// With FUZZ_TRACE set, says how far an input got (to check that mutations reach the model).
-func trace(_ text: @autoclosure () -> String) {
-    if Base.tracing { print(text()) }
-}
-
-/// Reads the fuzzer's bytes as small integers.
-struct Bytes {
-    var data: UnsafeBufferPointer<UInt8>
-    var index = 0
-    mutating func next() -> Int? {
-        guard index < data.count else { return nil }
-        defer { index += 1 }
-        return Int(data[index])
-    }
-    mutating func value() -> Int { next() ?? 0 }
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ pointer: UnsafePointer<UInt8>, _ count: Int) -> CInt {
-    var input = Bytes(data: UnsafeBufferPointer(start: pointer, count: count))
+    var input = Bytes(pointer, count)
     var architecture = Base.model.architecture
     var tensors = Base.tensors.map { (entry: $0.0, bytes: $0.1) }
     let sizes = [0, 1, 2, 3, 7, 11, 12, 13, 20, 24, 25, 1 << 20, 1 << 40]
@@ -114,11 +96,6 @@ public func fuzz(_ pointer: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     let model: Model
     do { model = try Model(file) } catch { trace("model: \(error)"); return 0 }
     trace("model ok")
-    if let predictor = try? Predictor(model: model), let reader = try? DatasetReader(path: Base.data, architecture: model.architecture, skipInvalid: true) {
-        var batch = SampleBatch(taskCount: model.architecture.tasks.count)
-        while (try? reader.nextBatch(into: &batch, maxCount: 64)) == true { _ = try? predictor.predict(batch) }
-    }
-    _ = try? ModelDiff(topRowCount: 3, threadCount: 1).compare(model, Base.model)
-    _ = try? ModelDiff(threadCount: 1).compare(Base.model, model)
+    exercise(model, base: Base.model, data: Base.data)
     return 0
 }

@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import MTLModel
 
 // Cross-file mutations of a valid sharded model (format 1.3): each input is a list of edits of
@@ -10,8 +11,7 @@ import MTLModel
 // give a value or an MTLModelError: never a crash, a trap, an out-of-bounds read or a write
 // outside the scratch directory.
 enum Base {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
+    static let root = repositoryRoot
     static let golden = root.appendingPathComponent("fixtures/v1.3/small-training.mtlm").path
     static let data = root.appendingPathComponent("fixtures/predict/small.txt").path
     static let file = try! ModelFile(path: golden)
@@ -28,24 +28,6 @@ enum Base {
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
     }()
-    static let tracing = ProcessInfo.processInfo.environment["FUZZ_TRACE"] != nil
-}
-
-/// With FUZZ_TRACE set, says how far an input got (to check that mutations reach the model).
-func trace(_ text: @autoclosure () -> String) {
-    if Base.tracing { print(text()) }
-}
-
-/// Reads the fuzzer's bytes as small integers.
-struct Bytes {
-    var data: UnsafeBufferPointer<UInt8>
-    var index = 0
-    mutating func next() -> Int? {
-        guard index < data.count else { return nil }
-        defer { index += 1 }
-        return Int(data[index])
-    }
-    mutating func value() -> Int { next() ?? 0 }
 }
 
 /// One shard as it will be written.
@@ -74,7 +56,7 @@ func edit(_ part: inout TablePart, _ input: inout Bytes) {
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ pointer: UnsafePointer<UInt8>, _ count: Int) -> CInt {
-    var input = Bytes(data: UnsafeBufferPointer(start: pointer, count: count))
+    var input = Bytes(pointer, count)
     var table = Base.table
     var shards = Base.shards.map { ShardEdit(identity: $0.file.manifest.shard!, tensors: $0.tensors.map { (entry: $0.0, bytes: $0.1) }) }
     var fixedSize = Set<Int>(), fixedHash = Set<Int>()
@@ -174,12 +156,7 @@ func run() {
     let model: Model
     do { model = try Model(file) } catch { trace("model: \(error)"); return }
     trace("model ok")
-    if let predictor = try? Predictor(model: model), let reader = try? DatasetReader(path: Base.data, architecture: model.architecture, skipInvalid: true) {
-        var batch = SampleBatch(taskCount: model.architecture.tasks.count)
-        while (try? reader.nextBatch(into: &batch, maxCount: 64)) == true { _ = try? predictor.predict(batch) }
-    }
-    _ = try? ModelDiff(topRowCount: 3, threadCount: 1).compare(model, Base.model)
-    _ = try? ModelDiff(threadCount: 1).compare(Base.model, model)
+    exercise(model, base: Base.model, data: Base.data)
     _ = try? ModelSummary(file, includeTensors: true, statistics: true, checked: model)
     var options = ModelSharder.Options(shardCount: 2)
     options.synchronize = false
