@@ -110,19 +110,7 @@ public struct SafetensorsExporter {
         var totalSize: UInt64 = 0
         for k in 1...count {
             let fileName = (finals[k - 1] as NSString).lastPathComponent
-            var items: [Item] = []
-            for entry in model.tensors {
-                let tensor = model.tensor(entry)
-                if !tensor.isSplit {
-                    if k == 1 { items.append(Item(name: entry.name, file: model.file, entry: entry)) }
-                    continue
-                }
-                let part = tensor.parts[k - 1]
-                items.append(Item(name: "\(entry.name).part-\(ShardNaming.ordinal(k, of: count))", file: part.tensor.file, entry: part.tensor.entry))
-                let record: JSONValue = .object(["tensor": .string(items.last!.name), "file": .string(fileName),
-                                                  "first_row": .number(Double(part.firstRow)), "rows": .number(Double(part.tensor.rowCount))])
-                partsOf[entry.name, default: []].append(record)
-            }
+            let items = items(ofFile: k, count, model, named: fileName, parts: &partsOf)
             for item in items {
                 weightMap[item.name] = .string(fileName)
                 totalSize += item.byteCount
@@ -153,6 +141,24 @@ public struct SafetensorsExporter {
         }
         committed = true
         return Written(files: finals, index: index, tensorCount: weightMap.count)
+    }
+
+    /// What file `k` of `count` holds: shard k's part of every split tensor (its record
+    /// appended to `parts`) and, in file 1, every tensor that is not split.
+    private func items(ofFile k: Int, _ count: Int, _ model: Model, named fileName: String, parts: inout [String: [JSONValue]]) -> [Item] {
+        var items: [Item] = []
+        for entry in model.tensors {
+            let tensor = model.tensor(entry)
+            guard tensor.isSplit else {
+                if k == 1 { items.append(Item(name: entry.name, file: model.file, entry: entry)) }
+                continue
+            }
+            let part = tensor.parts[k - 1]
+            items.append(Item(name: "\(entry.name).part-\(ShardNaming.ordinal(k, of: count))", file: part.tensor.file, entry: part.tensor.entry))
+            parts[entry.name, default: []].append(.object(["tensor": .string(items.last!.name), "file": .string(fileName),
+                                                           "first_row": .number(Double(part.firstRow)), "rows": .number(Double(part.tensor.rowCount))]))
+        }
+        return items
     }
 
     static func exportedDType(_ dtype: DType) -> DType {
