@@ -117,7 +117,7 @@ public struct SafetensorsExporter {
             }
             var fileMetadata: [String: JSONValue] = k == 1 ? modelMetadata(model, config: config) : [SafetensorsImporter.configKey: .string(config)]
             fileMetadata["mtl_model.index"] = .string(name + Self.indexSuffix)
-            let temporary = ShardNaming.beside(root: output, "\(AtomicOutputFile.temporaryPrefix(fileName))\(getpid())-pending")
+            let temporary = ShardNaming.beside(root: output, AtomicOutputFile.pendingPath(directory: "", base: fileName))
             pending.append(temporary)
             try write(items, metadata: fileMetadata, to: temporary)
         }
@@ -132,7 +132,7 @@ public struct SafetensorsExporter {
         }
         indexMetadata["mtl_model.parts"] = .object(parts)
         let indexBytes = Array(JSONValue.object(["metadata": .object(indexMetadata), "weight_map": .object(weightMap)]).serialized().utf8)
-        let indexFile = try AtomicOutputFile(targetPath: ShardNaming.beside(root: output, "\(AtomicOutputFile.temporaryPrefix(name + Self.indexSuffix))\(getpid())-pending"))
+        let indexFile = try AtomicOutputFile(targetPath: ShardNaming.beside(root: output, AtomicOutputFile.pendingPath(directory: "", base: name + Self.indexSuffix)))
         pending.append(indexFile.targetPath)
         try indexFile.append(indexBytes)
         try indexFile.commit()

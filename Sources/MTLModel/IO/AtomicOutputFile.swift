@@ -63,6 +63,12 @@ public final class AtomicOutputFile {
     /// Temporary files of a target named `base` start with this, then the writer's process id.
     static func temporaryPrefix(_ base: String) -> String { ".\(base).mtlm-tmp-" }
 
+    /// Where a held-back output of `directory` + `base` waits for its commit: this writer's
+    /// temporary name, so the next write of the same target removes it if the process dies.
+    static func pendingPath(directory: String, base: String, suffix: String = "") -> String {
+        "\(directory)\(temporaryPrefix(base))\(getpid())-pending\(suffix)"
+    }
+
     /// Removes the temporary files that writers of the same target left when they were killed
     /// (their process no longer exists), so that crashes do not accumulate garbage. That
     /// includes the temporary files of a temporary file: commands that check their output

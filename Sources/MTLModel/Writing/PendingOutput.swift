@@ -46,7 +46,7 @@ public final class PendingOutput {
             // target removes this file if the process dies before deciding; and, as every
             // writer of the target does, this one removes what killed writers left.
             AtomicOutputFile.removeLeftovers(directory: directory, base: base)
-            path = "\(directory)\(AtomicOutputFile.temporaryPrefix(base))\(getpid())-pending"
+            path = AtomicOutputFile.pendingPath(directory: directory, base: base)
             finalPath = resolved
             self.directory = directory
         case .inPlace, .standardOutput:
@@ -77,7 +77,7 @@ public final class PendingOutput {
         let base = (final as NSString).lastPathComponent
         AtomicOutputFile.removeLeftovers(directory: directory, base: base)
         // Ends in .mtlm, as the names a root lists must, so the pending model opens as it is.
-        let path = "\(directory)\(AtomicOutputFile.temporaryPrefix(base))\(getpid())-pending.mtlm"
+        let path = AtomicOutputFile.pendingPath(directory: directory, base: base, suffix: ".mtlm")
         shardPaths.append(path)
         return path
     }
