@@ -60,7 +60,9 @@ struct InspectCommand: ParsableCommand {
         lines.append("producer      \(e(summary.producer)) \(e(summary.producerVersion)), created \(summary.created)")
         lines.append("source        \(e(summary.source))")
         if let delta = summary.delta {
-            lines.append("form          delta for base \(delta.baseContentHash): \(delta.unchangedTensors) tensors from the base, \(delta.patchedTensors) patched by rows, \(delta.fullTensors) stored whole")
+            // A sharded delta's root describes its own tensors; each delta shard records its own.
+            let scope = summary.shards == nil ? "" : " in the root (each delta shard says what it patches)"
+            lines.append("form          delta for base \(delta.baseContentHash): \(delta.unchangedTensors) tensors from the base, \(delta.patchedTensors) patched by rows, \(delta.fullTensors) stored whole\(scope)")
         } else {
             lines.append("form          \(summary.hasTrainingState ? "training (with optimizer / loss / row-count state)" : "serving")")
         }

@@ -9,8 +9,8 @@ struct CLITests {
         let result = try runCLI(["--version"])
         #expect(result.status == 0)
         #expect(result.stdout.contains("mtl-model 0.1.0"))
-        #expect(result.stdout.contains("reads .mtlm format 1.0 through 1.3"))
-        #expect(result.stdout.contains("writes 1.0 through 1.3: the lowest a model needs"))
+        #expect(result.stdout.contains("reads .mtlm format 1.0 through 1.4"))
+        #expect(result.stdout.contains("writes 1.0 through 1.4: the lowest a model needs"))
     }
 
     @Test("Usage errors exit 2 with a message on stderr", arguments: [["synth"], ["inspect"], ["frobnicate"], ["inspect", "a", "--bogus"], ["synth", "c", "o", "--compression", "lzma"]])

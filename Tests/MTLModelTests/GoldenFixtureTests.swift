@@ -2,12 +2,13 @@ import Foundation
 import Testing
 @testable import MTLModel
 
-/// The files in fixtures/v1.0, v1.1 and v1.2 were written once by the release that introduced
+/// The files in fixtures/v1.0 … v1.4 were written once by the release that introduced
 /// their version and are never regenerated: every later reader must read them as it did.
 @Suite("Golden fixtures of every format version")
 struct GoldenFixtureTests {
     static let fixtures = ["v1.0/small", "v1.0/small-training", "v1.0/edge-cases-training-zlib",
-                           "v1.1/small-int8", "v1.1/small-int4-training", "v1.2/small-edited.mtlmd", "v1.3/small-training"]
+                           "v1.1/small-int8", "v1.1/small-int4-training", "v1.2/small-edited.mtlmd", "v1.3/small-training",
+                           "v1.4/small-training-edited.mtlmd"]
 
     @Test("inspect --json --tensors gives the recorded document", arguments: fixtures)
     func inspectOutput(name: String) throws {
@@ -57,6 +58,24 @@ struct GoldenFixtureTests {
         let predicted = try runCLI(["predict", TestPaths.fixture("v1.3/small-training.mtlm"), TestPaths.fixture("predict/small.txt")])
         let expected = try runCLI(["predict", TestPaths.fixture("v1.0/small-training.mtlm"), TestPaths.fixture("predict/small.txt")])
         #expect(predicted.status == 0 && predicted.stdout == expected.stdout)
+    }
+
+    @Test("The sharded 1.4 delta applies to the golden 1.3 model, shard by shard, and rebuilds the recorded model tensor for tensor")
+    func shardedDeltaGolden() throws {
+        let delta = try ModelFile(path: TestPaths.fixture("v1.4/small-training-edited.mtlmd"))
+        #expect(delta.version == FormatVersion(major: 1, minor: 4) && delta.requiredFeatures == [.delta, .sharding])
+        #expect(ModelVerifier().verify(delta).isValid)
+        let directory = TemporaryDirectory()
+        let result = try runCLI(["apply", TestPaths.fixture("v1.3/small-training.mtlm"), delta.path, directory.path("r.mtlm")])
+        #expect(result.status == 0, "\(result.stderr)")
+        let rebuilt = try Model(path: directory.path("r.mtlm")), expected = try Model(path: TestPaths.fixture("v1.4/small-training-edited.mtlm"))
+        #expect(rebuilt.files.count == 4 && expected.files.count == 4)
+        for (r, e) in zip(rebuilt.files, expected.files) {
+            #expect(try tensorBytes(r) == tensorBytes(e) && r.manifest.provenance == e.manifest.provenance, "\(e.path)")
+        }
+        // The recorded delta patches rows (row 5 of user_id, in shard 1), not only whole tensors.
+        let shard = try ModelFile(path: TestPaths.fixture("v1.4/small-training-edited-00001-of-00003.mtlmd"))
+        #expect(shard.manifest.delta?.tensors.first { $0.name == "embedding.user_id.weight" }?.source == .rows)
     }
 
     @Test("Quantized 1.1 files decode to the values they were written with")

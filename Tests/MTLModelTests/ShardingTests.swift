@@ -45,11 +45,6 @@ struct ShardingTests {
         }
     }
 
-    func shard(_ input: String, _ output: String, _ count: Int, _ extra: [String] = []) throws {
-        let result = try runCLI(["shard", input, output, "--shards", String(count)] + extra)
-        #expect(result.status == 0, "\(result.stderr)")
-    }
-
     @Test("split into 1, 3 and 7 shards and consolidate: every tensor back, row for row by id in keyed tables; the root and each shard verify", arguments: sources)
     func roundTrip(_ fixture: String) throws {
         let directory = TemporaryDirectory()
@@ -325,17 +320,11 @@ struct ShardingTests {
         }
     }
 
-    @Test("commands that do not read sharded models yet refuse one with the way round (exit 2); a shard is not a model")
-    func unsupportedCommands() throws {
+    @Test("a shard is not a model: commands refuse it naming its root (exit 2); verify checks it alone")
+    func shardIsNotAModel() throws {
         let directory = TemporaryDirectory()
         let root = directory.path("m.mtlm")
         try shard(TestPaths.fixture("v1.0/small-training.mtlm"), root, 3)
-        for arguments in [["delta", root, root, directory.path("q.mtlmd")], ["apply", root, TestPaths.fixture("v1.2/small-edited.mtlmd"), directory.path("q.mtlm")]] {
-            let result = try runCLI(arguments)
-            #expect(result.status == 2 && result.stderr.contains("does not read sharded models yet") && result.stderr.contains("--shards 1"),
-                    "\(arguments[0]): \(result.stderr)")
-            #expect(!FileManager.default.fileExists(atPath: directory.path("q.mtlm")))
-        }
         let alone = try runCLI(["inspect", "--stats", directory.path("m-00001-of-00003.mtlm")])
         #expect(alone.status == 2 && alone.stderr.contains("is shard 1 of 3 of the sharded model m.mtlm: open the root"), "\(alone.stderr)")
         #expect(try runCLI(["verify", directory.path("m-00001-of-00003.mtlm")]).status == 0)

@@ -136,3 +136,9 @@ func copyModel(_ source: String, to path: String, architecture: Architecture? = 
 func setFloat(_ bytes: inout [UInt8], _ index: Int, _ value: Float) {
     bytes.withUnsafeMutableBytes { $0.storeBytes(of: value, toByteOffset: index * 4, as: Float.self) }
 }
+
+/// Writes `input` split into `count` shards at `output` (`--shards 1`: one file), with the CLI.
+func shard(_ input: String, _ output: String, _ count: Int, _ extra: [String] = []) throws {
+    let result = try runCLI(["shard", input, output, "--shards", String(count)] + extra)
+    #expect(result.status == 0, "\(result.stderr)")
+}

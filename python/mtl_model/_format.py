@@ -122,6 +122,10 @@ def decode_header(b):
         raise malformed("header checksum mismatch (stored 0x%08x, computed 0x%08x)" % (stored, computed), 60)
     required = struct.unpack_from("<Q", b, 16)[0]
     if required & FEATURE_SHARDING:
+        if required & FEATURE_DELTA:
+            raise MTLModelError("unsupported", "file is the root or a shard of a sharded delta (format 1.4), which this "
+                                "package does not read yet: apply it with mtl-model apply BASE DELTA OUT.mtlm",
+                                offset=16)
         raise MTLModelError("unsupported", "file is the root or a shard of a sharded model (format 1.3), which this "
                             "package does not read yet: consolidate it with mtl-model shard ROOT OUT.mtlm --shards 1",
                             offset=16)

@@ -11,21 +11,29 @@ import pytest
 import mtl_model
 from conftest import fixture
 
-# Sharded models (1.3) are not read by this package yet: their fixtures are refused by name.
-SHARDED = sorted(glob.glob(fixture("v1.3", "*.mtlm")))
+# Sharded models (1.3) and sharded deltas (1.4) are not read by this package yet: their
+# fixtures are refused by name.
+SHARDED = sorted(glob.glob(fixture("v1.3", "*.mtlm")) + glob.glob(fixture("v1.4", "*.mtlm")))
+SHARDED_DELTAS = sorted(glob.glob(fixture("v1.4", "*.mtlmd")))
 GOLDEN = sorted(set(glob.glob(fixture("v1.*", "*.mtlm"))) - set(SHARDED))
-DELTAS = sorted(glob.glob(fixture("v1.*", "*.mtlmd")))
+DELTAS = sorted(set(glob.glob(fixture("v1.*", "*.mtlmd"))) - set(SHARDED_DELTAS))
 
 
 def test_there_are_fixtures_of_every_version():
     assert {os.path.basename(os.path.dirname(p)) for p in GOLDEN} == {"v1.0", "v1.1", "v1.2"}
     assert DELTAS
-    assert len(SHARDED) == 4  # a root and its three shards
+    assert len(SHARDED) == 8 and len(SHARDED_DELTAS) == 4  # roots with three shards each
 
 
 @pytest.mark.parametrize("path", SHARDED, ids=os.path.basename)
 def test_sharded_fixtures_are_refused_by_name(path):
     with pytest.raises(mtl_model.MTLModelError, match="sharded model .*--shards 1"):
+        mtl_model.load(path)
+
+
+@pytest.mark.parametrize("path", SHARDED_DELTAS, ids=os.path.basename)
+def test_sharded_deltas_are_refused_by_name(path):
+    with pytest.raises(mtl_model.MTLModelError, match="sharded delta .*mtl-model apply"):
         mtl_model.load(path)
 
 

@@ -37,6 +37,34 @@ public enum ModelDelta {
             add(entry.chunkByteCount)
             entry.chunkCRC32.forEach { add($0) }
         }
+        // A sharded model's files (format 1.4) are bound to their place in it as well: a
+        // root to its table's tensors and parts, a shard to its index and parts.
+        func add(_ parts: [TablePart]) {
+            add(UInt64(parts.count))
+            for part in parts {
+                add(part.field)
+                [part.firstRow, part.rowCount, UInt64(part.bucketBits), part.hashSeed, UInt64(part.firstBucket), UInt64(part.bucketCount)].forEach { add($0) }
+            }
+        }
+        if let table = model.manifest.shards {
+            add("shards")
+            add(UInt64(table.tensors.count))
+            for tensor in table.tensors {
+                add(tensor.name)
+                add(tensor.dtype.rawValue)
+                add(tensor.role.rawValue)
+                add(UInt64(tensor.shape.count))
+                tensor.shape.forEach { add($0) }
+            }
+            add(UInt64(table.files.count))
+            table.files.forEach { add($0.parts) }
+        }
+        if let shard = model.manifest.shard {
+            add("shard")
+            add(shard.index)
+            add(shard.count)
+            add(shard.parts)
+        }
         return hasher.value
     }
 
@@ -47,7 +75,8 @@ public enum ModelDelta {
             TensorEntry(name: $0.name, dtype: $0.dtype, shape: $0.shape, role: $0.role, offset: 0, storedByteCount: 0, compression: .none,
                         chunkByteCount: 0, chunkCRC32: [], chunkStoredByteCounts: [])
         }
-        return Manifest(provenance: recipe.newProvenance, architecture: manifest.architecture, tensors: tensors, metadata: manifest.metadata)
+        return Manifest(provenance: recipe.newProvenance, architecture: manifest.architecture, tensors: tensors, metadata: manifest.metadata,
+                        shards: manifest.shards, shard: manifest.shard)
     }
 
     /// Bytes of one row (a slice along the first dimension) of a tensor of `dtype` and `shape`.
@@ -56,15 +85,29 @@ public enum ModelDelta {
         return Int(total / first)
     }
 
-    /// Writes the delta that turns `base` into `new`.
-    public static func make(base checkedBase: Model, new checkedNew: Model, to output: String) throws -> Summary {
-        try checkedBase.requireOneFile(for: "delta")
-        try checkedNew.requireOneFile(for: "delta")
-        let base = checkedBase.file, new = checkedNew.file
+    /// Writes the delta that turns `base` into `new`: one file, or for two sharded models split
+    /// the same way a sharded delta (`ShardedDelta`).
+    public static func make(base: Model, new: Model, to output: String) throws -> Summary {
+        if base.isSharded || new.isSharded { return try ShardedDelta.make(base: base, new: new, to: output) }
         var summary = Summary(unchangedTensors: 0, patchedTensors: 0, fullTensors: 0, storedRowCount: 0, deltaByteCount: 0,
-                              newByteCount: new.fileByteCount)
-        var entries: [DeltaManifest.Tensor] = []
+                              newByteCount: new.file.fileByteCount)
         let writer = try ModelWriter(path: output)
+        let tensors = try writeChanges(base: base.file, new: new.file, into: writer, summary: &summary)
+        let written = try writer.finish(architecture: new.architecture, provenance: provenance(base, new), metadata: new.manifest.metadata,
+                                        delta: DeltaManifest(baseContentHash: contentHash(base.file), tensors: tensors, newProvenance: new.manifest.provenance))
+        summary.deltaByteCount = written.fileByteCount
+        return summary
+    }
+
+    /// The delta file's own provenance (the new model's is in its recipe).
+    static func provenance(_ base: Model, _ new: Model) -> Provenance {
+        Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "delta \(base.path) \(new.path)")
+    }
+
+    /// Writes into `writer` what turns the file `base` into the file `new` (tensor by tensor:
+    /// unchanged, patched by rows, or whole), and returns the recipe of `new`'s tensors.
+    static func writeChanges(base: ModelFile, new: ModelFile, into writer: ModelWriter, summary: inout Summary) throws -> [DeltaManifest.Tensor] {
+        var entries: [DeltaManifest.Tensor] = []
         for entry in new.tensors {
             var source = DeltaManifest.Source.full
             try new.requireValid(entry)
@@ -97,12 +140,7 @@ public enum ModelDelta {
             }
             entries.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, source: source))
         }
-        let delta = DeltaManifest(baseContentHash: contentHash(base), tensors: entries, newProvenance: new.manifest.provenance)
-        let written = try writer.finish(architecture: new.architecture,
-                          provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "delta \(base.path) \(new.path)"),
-                          metadata: new.manifest.metadata, delta: delta)
-        summary.deltaByteCount = written.fileByteCount
-        return summary
+        return entries
     }
 
     /// Indices of the rows of `new` that the base does not hold identically at the same index.
@@ -159,28 +197,43 @@ public enum ModelDelta {
         return problems
     }
 
-    /// Rebuilds the new model from `base` and `delta` at `output`, exactly.
+    /// Rebuilds the new model from `base` and `delta` at `output`, exactly: one file, or a
+    /// sharded model from a sharded base and delta (`ShardedDelta`).
     ///
     /// - Throws: when the delta was made for another base (nothing is written), or when the
     ///   delta or the base is inconsistent with the recipe.
-    public static func apply(base checkedBase: Model, delta: ModelFile, to output: String) throws {
-        try checkedBase.requireOneFile(for: "apply")
+    public static func apply(base: Model, delta: ModelFile, to output: String) throws {
         guard let recipe = delta.manifest.delta else {
             throw MTLModelError(.invalidArgument, "is a model, not a delta", file: delta.path)
         }
-        let base = checkedBase.file
+        if let shard = delta.manifest.shard {
+            throw MTLModelError(.invalidArgument, "is shard \(shard.index) of \(shard.count) of the sharded delta \(shard.rootFileName): apply its root", file: delta.path)
+        }
+        if base.isSharded || delta.manifest.shards != nil { return try ShardedDelta.apply(base: base, delta: delta, to: output) }
+        try check(base: base.file, delta: delta)
+        let writer = try ModelWriter(path: output)
+        try rebuild(base: base.file, delta: delta, into: writer)
+        try writer.finish(architecture: delta.architecture, provenance: recipe.newProvenance, metadata: delta.manifest.metadata)
+    }
+
+    /// Refuses a delta file made for another base file, or whose recipe would not rebuild a
+    /// valid file (a delta never turns a valid base into an invalid model).
+    static func check(base: ModelFile, delta: ModelFile) throws(MTLModelError) {
+        let recipe = delta.manifest.delta!
         let hash = contentHash(base)
         guard hash == recipe.baseContentHash else {
-            throw MTLModelError(.invalidArgument, String(format: "was made for another base (content hash %016llx; this base is %016llx)", recipe.baseContentHash, hash),
+            let place = base.manifest.shard == nil ? "this base" : "its base shard \(base.path)"
+            throw MTLModelError(.invalidArgument, "was made for another base (content hash \(hex64(recipe.baseContentHash)); \(place) is \(hex64(hash)))",
                                 file: delta.path)
         }
-        // The delta's own structure, then that of the model it would rebuild: a delta never
-        // turns a valid base into an invalid model.
         if let problem = structureProblems(delta.manifest).first ?? ModelStructure.problems(rebuiltManifest(delta.manifest, recipe)).first {
             throw MTLModelError(.malformed, problem.message + " (in the model this delta rebuilds)", file: delta.path, location: .init(tensor: problem.tensor))
         }
-        let writer = try ModelWriter(path: output)
-        for tensor in recipe.tensors {
+    }
+
+    /// Writes into `writer` the tensors of the file `delta` rebuilds from the file `base`.
+    static func rebuild(base: ModelFile, delta: ModelFile, into writer: ModelWriter) throws {
+        for tensor in delta.manifest.delta!.tensors {
             func fail(_ message: String) -> MTLModelError {
                 MTLModelError(.malformed, message, file: delta.path, location: .init(tensor: tensor.name))
             }
@@ -200,33 +253,38 @@ public enum ModelDelta {
                       let rowBytes = rowByteCount(tensor.dtype, tensor.shape) else {
                     throw fail("the base has no tensor whose rows fit")
                 }
-                let rows = try delta.withElements(of: DeltaTensorName.rows(tensor.name), as: UInt64.self) { Array($0) }
-                let newRowCount = Int(tensor.shape[0]), oldRowCount = Int(old.shape[0])
-                // Every row the base lacks must be in the patch; the list must be ascending.
-                guard zip(rows, rows.dropFirst()).allSatisfy({ $0 < $1 }), rows.last.map({ $0 < UInt64(newRowCount) }) ?? true,
-                      newRowCount <= oldRowCount || rows.filter({ $0 >= UInt64(oldRowCount) }).count == newRowCount - oldRowCount else {
-                    throw fail("the row list is not ascending, runs past the tensor, or misses rows the base lacks")
-                }
-                try writer.beginTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.role)
-                try base.requireValid(old)
-                try delta.requireValid(delta.entry(named: DeltaTensorName.values(tensor.name))!)
-                try base.withTensorBytes(old.name) { oldBytes in
-                    try delta.withTensorBytes(DeltaTensorName.values(tensor.name)) { values in
-                        var next = 0
-                        for row in 0..<newRowCount {
-                            if next < rows.count && rows[next] == UInt64(row) {
-                                try writer.write(UnsafeRawBufferPointer(rebasing: values[next * rowBytes..<(next + 1) * rowBytes]))
-                                next += 1
-                            } else {
-                                try writer.write(UnsafeRawBufferPointer(rebasing: oldBytes[row * rowBytes..<(row + 1) * rowBytes]))
-                            }
-                        }
-                    }
-                }
-                try writer.endTensor()
-                base.file.release(old.offset, old.storedByteCount)
+                try patch(old, of: base, with: tensor, of: delta, rowBytes: rowBytes, into: writer, fail: fail)
             }
         }
-        try writer.finish(architecture: delta.architecture, provenance: recipe.newProvenance, metadata: delta.manifest.metadata)
+    }
+
+    /// The base's tensor `old` with the delta's rows of `tensor` in place.
+    private static func patch(_ old: TensorEntry, of base: ModelFile, with tensor: DeltaManifest.Tensor, of delta: ModelFile, rowBytes: Int,
+                              into writer: ModelWriter, fail: (String) -> MTLModelError) throws {
+        let rows = try delta.withElements(of: DeltaTensorName.rows(tensor.name), as: UInt64.self) { Array($0) }
+        let newRowCount = Int(tensor.shape[0]), oldRowCount = Int(old.shape[0])
+        // Every row the base lacks must be in the patch; the list must be ascending.
+        guard zip(rows, rows.dropFirst()).allSatisfy({ $0 < $1 }), rows.last.map({ $0 < UInt64(newRowCount) }) ?? true,
+              newRowCount <= oldRowCount || rows.filter({ $0 >= UInt64(oldRowCount) }).count == newRowCount - oldRowCount else {
+            throw fail("the row list is not ascending, runs past the tensor, or misses rows the base lacks")
+        }
+        try writer.beginTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.role)
+        try base.requireValid(old)
+        try delta.requireValid(delta.entry(named: DeltaTensorName.values(tensor.name))!)
+        try base.withTensorBytes(old.name) { oldBytes in
+            try delta.withTensorBytes(DeltaTensorName.values(tensor.name)) { values in
+                var next = 0
+                for row in 0..<newRowCount {
+                    if next < rows.count && rows[next] == UInt64(row) {
+                        try writer.write(UnsafeRawBufferPointer(rebasing: values[next * rowBytes..<(next + 1) * rowBytes]))
+                        next += 1
+                    } else {
+                        try writer.write(UnsafeRawBufferPointer(rebasing: oldBytes[row * rowBytes..<(row + 1) * rowBytes]))
+                    }
+                }
+            }
+        }
+        try writer.endTensor()
+        base.file.release(old.offset, old.storedByteCount)
     }
 }

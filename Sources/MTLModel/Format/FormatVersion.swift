@@ -10,7 +10,7 @@ public struct FormatVersion: Sendable, Hashable, Comparable, Codable, CustomStri
     }
 
     /// The newest version this build writes (writers stamp the lowest one their content needs).
-    public static let current = FormatVersion(major: 1, minor: 3)
+    public static let current = FormatVersion(major: 1, minor: 4)
     /// The versions this build reads: major 1, minor 0 through `current.minor`.
     public static let readable = "1.0"
 

@@ -2,7 +2,7 @@ import Foundation
 
 /// The manifest sections of a sharded model (format 1.3, docs/FORMAT.md "Sharded models"):
 /// the root's `ShardTable` and each shard's `ShardIdentity`. Plain values; what they must
-/// satisfy together is checked by `ShardedModelCheck` when a root is opened.
+/// satisfy together is checked by `ShardSet` when a root is opened.
 
 /// The rows of one field's tables that one shard holds.
 public struct TablePart: Sendable, Hashable, Codable {
@@ -74,7 +74,7 @@ public struct ShardFile: Sendable, Hashable {
     public var fileName: String
     public var byteCount: UInt64
     /// FNV-1a 64 of the shard's manifest bytes as stored: the manifest holds the CRC-32 of
-    /// every chunk, so this binds every payload byte (`ShardedModelCheck`).
+    /// every chunk, so this binds every payload byte (`ShardSet`).
     public var manifestHash: UInt64
     /// One per field, in the architecture's field order.
     public var parts: [TablePart]
@@ -100,6 +100,10 @@ public struct ShardIdentity: Sendable, Hashable {
 }
 
 public enum ShardNaming {
+    /// How a shard's file name ends: `.mtlm` for a model's shards, `.mtlmd` for a sharded
+    /// delta's (format 1.4), so that neither is ever taken for the other's.
+    public static func suffix(delta: Bool) -> String { delta ? ".mtlmd" : ".mtlm" }
+
     /// Bytes of a model id.
     public static let modelIDByteCount = 16
 

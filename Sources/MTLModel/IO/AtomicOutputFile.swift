@@ -75,16 +75,15 @@ public final class AtomicOutputFile {
     /// before moving it into place (a quality gate) write it under a temporary name first.
     ///
     /// A model's target also owns the temporary files of its shards (`NAME-0000k-of-0000N.mtlm`,
-    /// of any count): a killed sharded write leaves one per shard it had begun.
+    /// `.mtlmd` for a delta's, of any count): a killed sharded write leaves one per shard it had begun.
     static func removeLeftovers(directory: String, base: String) {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory) else { return }
-        let stem = base.hasSuffix(".mtlm") ? String(base.dropLast(5)) : nil
         for name in entries {
             // `.BASE.mtlm-tmp-PID-…`, or `..BASE.mtlm-tmp-PID-…` for a temporary file's own.
             let dotted = name.hasPrefix("..") ? name.dropFirst(2) : name.hasPrefix(".") ? name.dropFirst() : nil
             guard let dotted, let marker = dotted.range(of: ".mtlm-tmp-") else { continue }
             let written = String(dotted[..<marker.lowerBound])
-            guard written == base || stem.map({ ShardCleanup.isShardName(written, stem: $0) }) == true,
+            guard written == base || ShardCleanup.isShardName(written, ofRoot: base),
                   let pid = Int32(dotted[marker.upperBound...].prefix { $0 != "-" }), pid != getpid() else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + name) }
         }

@@ -109,12 +109,6 @@ public final class Model: Sendable {
         architecture.trainingTensors(group).first.map { entries[$0.tensorName] != nil } ?? false
     }
 
-    /// Refuses a sharded model in a command that does not read one yet, naming the way round.
-    public func requireOneFile(for command: String) throws(MTLModelError) {
-        guard isSharded else { return }
-        throw MTLModelError(.unsupported, "is a sharded model (\(shards.count) shards); \(command) does not read sharded models yet: consolidate it first with mtl-model shard \(path) OUT.mtlm --shards 1", file: path)
-    }
-
     /// Batch-norm running variances that are negative or not finite: every prediction through
     /// that layer would be NaN. A few numbers per layer, read here so that no command has to.
     private static func bufferProblems(_ file: ModelFile, _ entries: [TensorName: TensorEntry]) -> [VerificationProblem] {

@@ -27,7 +27,8 @@ public final class ModelFile: @unchecked Sendable {
     public let manifestHash: UInt64
     let footer: FileFooter
     let file: MappedFile
-    private let options: Options
+    /// How the file was opened (a sharded delta opens its shards with the same limits).
+    let options: Options
     private let indexByName: [String: Int]
     private var verified: [Bool]
     /// Tensors whose values and keys were checked (`requireValid`).
@@ -74,9 +75,11 @@ public final class ModelFile: @unchecked Sendable {
             guard requiredFeatures.contains(.delta) == (manifest.delta != nil) else {
                 throw MTLModelError.malformed("the header's delta feature bit and the manifest's delta section disagree", at: 16)
             }
-            let sections = [manifest.delta != nil, manifest.shards != nil, manifest.shard != nil].filter { $0 }.count
-            guard requiredFeatures.contains(.sharding) == (manifest.shards != nil || manifest.shard != nil), sections <= 1 else {
-                throw MTLModelError.malformed("the header's sharding feature bit and the manifest's delta, shard table and shard sections disagree (at most one, and the bit set exactly with a shard section)", at: 16)
+            // A sharded delta (1.4) has a delta section and a shard table (its root) or a shard
+            // identity (its shards); a file is never both a root and a shard.
+            guard requiredFeatures.contains(.sharding) == (manifest.shards != nil || manifest.shard != nil),
+                  manifest.shards == nil || manifest.shard == nil else {
+                throw MTLModelError.malformed("the header's sharding feature bit and the manifest's shard table and shard sections disagree (at most one of them, and the bit set exactly with one)", at: 16)
             }
             indexByName = try Self.validateDirectory(manifest.tensors, footer: footer, features: requiredFeatures, limits: options.limits)
             verified = Array(repeating: false, count: manifest.tensors.count)

@@ -2,7 +2,9 @@ import Foundation
 
 /// The shards of a sharded model's root, opened beside it and checked against the root's shard
 /// table: what `Model` needs before it hands out a tensor that spans files, and what `verify`
-/// reports (every problem, each naming the shard).
+/// reports (every problem, each naming the shard). A sharded delta's root (format 1.4) opens
+/// its shards the same way: there each shard is a delta shard, and the tensors it must
+/// describe are those of its recipe (the new model's shard), not those it stores.
 ///
 /// Everything here reads manifests only (O(shards + tensors)): a shard's size and manifest
 /// hash must be the root's record of them, and its manifest lists the CRC-32 of every chunk,
@@ -18,7 +20,7 @@ struct ShardSet: Sendable {
     /// Opens the shards of `root` (which has a shard table) from the root's directory.
     static func open(root: ModelFile, options: ModelFile.Options) -> ShardSet {
         let table = root.manifest.shards!
-        var problems = tableProblems(table, root.architecture, root: root.path)
+        var problems = tableProblems(table, root.architecture, suffix: ShardNaming.suffix(delta: root.manifest.delta != nil))
         guard problems.isEmpty else { return ShardSet(table: table, files: table.files.map { _ in nil }, problems: problems) }
         var files: [ModelFile?] = []
         for (position, record) in table.files.enumerated() {
@@ -42,14 +44,14 @@ struct ShardSet: Sendable {
 
     /// The table alone: names plain and distinct, one part per field in field order, the
     /// parts of each field covering its rows (and keyed fields' buckets) exactly once, in order.
-    static func tableProblems(_ table: ShardTable, _ architecture: Architecture, root: String) -> [VerificationProblem] {
+    static func tableProblems(_ table: ShardTable, _ architecture: Architecture, suffix: String) -> [VerificationProblem] {
         var messages: [String] = []
         if table.files.isEmpty { messages.append("the shard table lists no shards") }
         var names = Set<String>()
         for file in table.files {
             let name = file.fileName
-            if name.isEmpty || name.contains("/") || name == "." || name == ".." || !name.hasSuffix(".mtlm") {
-                messages.append("shard file name \"\(name)\" is not a plain .mtlm file name beside the root")
+            if name.isEmpty || name.contains("/") || name == "." || name == ".." || !name.hasSuffix(suffix) {
+                messages.append("shard file name \"\(name)\" is not a plain \(suffix) file name beside the root")
             } else if !names.insert(name).inserted {
                 messages.append("shard file \"\(name)\" is listed twice")
             }
@@ -109,8 +111,9 @@ struct ShardSet: Sendable {
         func problem(_ message: String, tensor: String? = nil) -> VerificationProblem {
             .init(kind: .shards, tensor: tensor, byteOffset: nil, message: message)
         }
-        guard let identity = file.manifest.shard else {
-            return [problem("is not a shard (a complete model, a root or a delta), the root expects shard \(index) of \(table.files.count)")]
+        let delta = root.manifest.delta != nil
+        guard let identity = file.manifest.shard, (file.manifest.delta != nil) == delta else {
+            return [problem("is not a \(delta ? "delta's shard" : "shard") (\(describe(file.manifest))), the root expects shard \(index) of \(table.files.count)")]
         }
         guard identity.modelID == table.modelID else {
             return [problem("belongs to another model (id \(ShardNaming.hex(identity.modelID)); the root's is \(ShardNaming.hex(table.modelID))): a stale shard of an earlier write, or of another model")]
@@ -125,7 +128,11 @@ struct ShardSet: Sendable {
         if identity.parts != record.parts { problems.append(problem("holds other rows than the root records for it")) }
         if file.architecture != root.architecture { problems.append(problem("has another architecture than the root")) }
         let rows = Dictionary(uniqueKeysWithValues: zip(record.parts.map(\.field), record.parts.map(\.rowCount)))
-        var stored = Dictionary(file.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        // A delta shard describes the new shard's tensors in its recipe (what it stores is
+        // checked against the recipe by the delta's own structure check).
+        let described = file.manifest.delta.map { $0.tensors.map { ShardedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, role: $0.role) } }
+            ?? file.tensors.map { ShardedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, role: $0.role) }
+        var stored = Dictionary(described.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for tensor in table.tensors {
             guard let entry = stored.removeValue(forKey: tensor.name) else {
                 problems.append(problem("lacks its part of the tensor", tensor: tensor.name))
@@ -138,5 +145,17 @@ struct ShardSet: Sendable {
         }
         for name in stored.keys.sorted() { problems.append(problem("holds a tensor the root's shard table does not list", tensor: name)) }
         return problems
+    }
+
+    /// What a file that is not the expected kind of shard is, for the message.
+    private static func describe(_ manifest: Manifest) -> String {
+        switch (manifest.delta != nil, manifest.shard != nil, manifest.shards != nil) {
+        case (true, true, _): "a delta's shard"
+        case (true, _, true): "a sharded delta's root"
+        case (true, _, _): "a delta"
+        case (_, true, _): "a model's shard"
+        case (_, _, true): "a root"
+        default: "a complete model"
+        }
     }
 }

@@ -184,17 +184,18 @@ public final class ModelWriter {
         }
         if shards != nil || shard != nil {
             features.insert(.sharding)
-            version = max(version, FormatVersion(major: 1, minor: 3))
+            // A sharded delta is 1.4: a 1.3 reader would refuse its two sections.
+            version = max(version, FormatVersion(major: 1, minor: delta != nil ? 4 : 3))
         }
         let header = FileHeader(version: version, requiredFeatures: features)
         try output.overwrite(header.encoded(), at: 0)
         let fileByteCount = output.position
         try output.commit()
         finished = true
-        if shards == nil, shard == nil, delta == nil, let path = output.finalPath {
+        if shards == nil, shard == nil, let path = output.finalPath {
             // This one file replaced whatever the target was: shards of an earlier sharded
-            // model there are garbage now (ShardCleanup keeps those another root uses).
-            ShardCleanup.removeLeftovers(root: path, keeping: [], modelID: nil)
+            // model (or delta) there are garbage now (ShardCleanup keeps those another root uses).
+            ShardCleanup.removeLeftovers(root: path, keeping: [], modelID: nil, suffix: ShardNaming.suffix(delta: delta != nil))
         }
         return Written(tensors: entries, fileByteCount: fileByteCount, manifestHash: FNV1a.hash(manifestBytes))
     }

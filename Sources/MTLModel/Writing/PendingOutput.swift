@@ -34,9 +34,15 @@ public final class PendingOutput {
     public var synchronize = true
     /// Shard files of earlier writes removed by `commit()` (`ShardCleanup`).
     public private(set) var removedLeftovers: [String] = []
+    /// The size of the root `commit()` wrote for a sharded output (it names the shards' final
+    /// names, so it is not the size of the pending root).
+    public private(set) var committedRootByteCount: UInt64?
+    /// How the shards' file names end (`ShardNaming.suffix`): `.mtlm`, or `.mtlmd` for a delta.
+    let shardSuffix: String
 
-    public init(target: String) throws(MTLModelError) {
+    public init(target: String, delta: Bool = false) throws(MTLModelError) {
         self.target = target
+        shardSuffix = ShardNaming.suffix(delta: delta)
         switch try OutputTarget(resolving: target) {
         case .file(let resolved):
             let slash = resolved.lastIndex(of: "/")
@@ -72,12 +78,12 @@ public final class PendingOutput {
         guard let finalPath else {
             throw MTLModelError(.invalidArgument, "a sharded model is several files beside its root: name a file to write, not a device or standard output", file: target)
         }
-        let final = ShardNaming.path(root: finalPath, index: index, count: count)
+        let final = ShardNaming.path(root: finalPath, index: index, count: count, suffix: shardSuffix)
         _ = try OutputTarget(resolving: final)
         let base = (final as NSString).lastPathComponent
         AtomicOutputFile.removeLeftovers(directory: directory, base: base)
-        // Ends in .mtlm, as the names a root lists must, so the pending model opens as it is.
-        let path = AtomicOutputFile.pendingPath(directory: directory, base: base, suffix: ".mtlm")
+        // Ends as the names a root lists must, so the pending model opens as it is.
+        let path = AtomicOutputFile.pendingPath(directory: directory, base: base, suffix: shardSuffix)
         shardPaths.append(path)
         return path
     }
@@ -90,7 +96,7 @@ public final class PendingOutput {
         guard rename(path, finalPath) == 0 else {
             throw MTLModelError(.io, "cannot move the output into place: \(String(cString: strerror(errno)))", file: target)
         }
-        ShardCleanup.removeLeftovers(root: finalPath, keeping: [], modelID: nil)
+        ShardCleanup.removeLeftovers(root: finalPath, keeping: [], modelID: nil, suffix: shardSuffix)
     }
 
     /// The root with its shards' final names is written first, beside the target under this
@@ -106,23 +112,25 @@ public final class PendingOutput {
         }
         let moves = table.files.indices.map { index in
             (from: ShardNaming.beside(root: path, table.files[index].fileName),
-             to: ShardNaming.path(root: finalPath, index: index + 1, count: table.files.count))
+             to: ShardNaming.path(root: finalPath, index: index + 1, count: table.files.count, suffix: shardSuffix))
         }
         for index in table.files.indices { table.files[index].fileName = (moves[index].to as NSString).lastPathComponent }
         let root = path + "-root"
         defer { unlink(root) }
-        try writeRoot(pendingRoot, table: table, to: root)
+        committedRootByteCount = try writeRoot(pendingRoot, table: table, to: root)
         for (index, move) in moves.enumerated() where rename(move.from, move.to) != 0 {
             throw MTLModelError(.io, "cannot move shard \(index + 1) into place: \(String(cString: strerror(errno)))", file: move.to)
         }
         guard rename(root, finalPath) == 0 else {
             throw MTLModelError(.io, "cannot move the root into place: \(String(cString: strerror(errno)))", file: target)
         }
-        removedLeftovers = ShardCleanup.removeLeftovers(root: finalPath, keeping: table.files.map(\.fileName), modelID: table.modelID)
+        removedLeftovers = ShardCleanup.removeLeftovers(root: finalPath, keeping: table.files.map(\.fileName), modelID: table.modelID,
+                                                        suffix: shardSuffix)
     }
 
-    /// A copy of the pending root with `table` (a root is small: dense tensors only).
-    private func writeRoot(_ pendingRoot: ModelFile, table: ShardTable, to root: String) throws {
+    /// A copy of the pending root with `table` (a root is small: dense tensors only), a delta's
+    /// root with its recipe.
+    private func writeRoot(_ pendingRoot: ModelFile, table: ShardTable, to root: String) throws -> UInt64 {
         var options = ModelWriter.Options()
         options.synchronize = synchronize
         if pendingRoot.tensors.contains(where: { $0.compression == .zlib }) { options.compression = .zlib }
@@ -132,7 +140,7 @@ public final class PendingOutput {
                 try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: bytes)
             }
         }
-        try writer.finish(architecture: pendingRoot.architecture, provenance: pendingRoot.manifest.provenance,
-                          metadata: pendingRoot.manifest.metadata, shards: table)
+        return try writer.finish(architecture: pendingRoot.architecture, provenance: pendingRoot.manifest.provenance,
+                                 metadata: pendingRoot.manifest.metadata, delta: pendingRoot.manifest.delta, shards: table).fileByteCount
     }
 }
