@@ -13,6 +13,9 @@ struct ImportCommand: ParsableCommand {
     @Argument(help: "The .mtlm file to write.")
     var output: String
 
+    @Option(help: "Write a sharded model of N shards (format 1.3, as mtl-model shard writes it); 1: one file.")
+    var shards: Int = 1
+
     @Option(help: "Payload compression: none or zlib.")
     var compression: CompressionOption = .none
 
@@ -49,6 +52,7 @@ struct ImportCommand: ParsableCommand {
         var importer = SafetensorsImporter(writerOptions: options)
         importer.widenToFloat32 = float32
         importer.allowNonfinite = allowNonfinite
+        importer.shardCount = shards
         importer.architecture = try config.map { path throws(MTLModelError) in try Architecture(configFile: path) }
         importer.names = .init(renames: rename.map { item in
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

@@ -397,6 +397,19 @@ struct ShardingTests {
         let diff = try runCLI(["diff", one, directory.path("back.mtlm")])
         #expect(diff.status == 0 && diff.stdout.contains("models are equal"), "\(diff.stdout)")
         #expect(try runCLI(["verify", directory.path("back.mtlm")]).status == 0)
+        // --shards N writes a sharded model: the one shard writes of the same model, and no
+        // staging file is left beside it; an impossible count is refused before anything is written.
+        try FileManager.default.createDirectory(atPath: directory.path("s"), withIntermediateDirectories: true)
+        let sharded = try runCLI(["import", directory.path("out.safetensors.index.json"), directory.path("s/back.mtlm"), "--shards", "4", "--json"])
+        #expect(sharded.status == 0 && sharded.json != nil, "\(sharded.stderr)")
+        #expect(try Model(path: directory.path("s/back.mtlm")).shards.count == 4)
+        try shard(directory.path("back.mtlm"), directory.path("s/ref.mtlm"), 4)
+        #expect(try tensorBytes(ModelFile(path: directory.path("s/back-00002-of-00004.mtlm"))) == tensorBytes(ModelFile(path: directory.path("s/ref-00002-of-00004.mtlm"))))
+        #expect(try runCLI(["diff", one, directory.path("s/back.mtlm")]).stdout.contains("models are equal"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path("s")).sorted()
+                == ["back", "ref"].flatMap { name in ["\(name)-00001-of-00004.mtlm", "\(name)-00002-of-00004.mtlm", "\(name)-00003-of-00004.mtlm", "\(name)-00004-of-00004.mtlm", "\(name).mtlm"] }.sorted())
+        let zero = try runCLI(["import", directory.path("out.safetensors.index.json"), directory.path("z.mtlm"), "--shards", "0"])
+        #expect(zero.status == 2 && zero.stderr.contains("--shards must be in") && !FileManager.default.fileExists(atPath: directory.path("z.mtlm")))
         // One file of it alone is named as such.
         let alone = try runCLI(["import", directory.path("out-00002-of-00003.safetensors"), directory.path("x.mtlm")])
         #expect(alone.status == 2 && alone.stderr.contains("import its index out.safetensors.index.json"), "\(alone.stderr)")

@@ -12,6 +12,8 @@ public struct SafetensorsImporter {
     public var architecture: Architecture?
     /// How the checkpoint's names become MODEL.md's (the wrappers trainers leave on them).
     public var names = NameMapping()
+    /// Shards of the model written (format 1.3); 1 writes one file.
+    public var shardCount = 1
     static let pieceByteCount = 64 << 20
 
     public init(writerOptions: ModelWriter.Options = .init()) {
@@ -73,6 +75,32 @@ public struct SafetensorsImporter {
     /// - Throws: `MTLModelError` naming the checkpoint and the tensor or config key.
     @discardableResult
     public func importCheckpoint(_ path: String, to output: String) throws(MTLModelError) -> Result {
+        guard (1...ReadLimits().maxShardCount).contains(shardCount) else {
+            throw MTLModelError(.invalidArgument, "--shards must be in 1...\(ReadLimits().maxShardCount)")
+        }
+        guard shardCount > 1 else { return try importFile(path, to: output) }
+        // A sharded model is split from the imported file, staged beside the target under the
+        // target's temporary prefix (so a killed import leaves nothing the next write keeps).
+        let slash = output.lastIndex(of: "/")
+        let staging = AtomicOutputFile.pendingPath(directory: slash.map { String(output[...$0]) } ?? "",
+                                                   base: slash.map { String(output[output.index(after: $0)...]) } ?? output, suffix: "-import")
+        defer { unlink(staging) }
+        let result = try importFile(path, to: staging)
+        var options = ModelSharder.Options(shardCount: shardCount)
+        options.synchronize = writerOptions.synchronize
+        options.source = "import \(path) --shards \(shardCount)"
+        do {
+            _ = try ModelSharder().shard(Model(path: staging), to: output, options: options)
+        } catch let error as MTLModelError {
+            throw error
+        } catch {
+            throw MTLModelError(.io, "\(error)", file: output)
+        }
+        return result
+    }
+
+    /// Imports the checkpoint at `path` into one file at `output`.
+    private func importFile(_ path: String, to output: String) throws(MTLModelError) -> Result {
         let checkpoint = try SafetensorsCheckpoint(path: path)
         do throws(MTLModelError) {
             var architecture = try resolveArchitecture(checkpoint)
