@@ -71,7 +71,7 @@ struct AtomicWriteTests {
         return files
     }
 
-    @Test("kill -9 at 32 random moments of shard and of quantize into a sharded target: the root opens as the previous model or a complete new one")
+    @Test("kill -9 at 32 random moments of shard, quantize and apply (a sharded delta) into a sharded target: the root opens as the previous model or a complete new one")
     func killedShardedWriters() throws {
         let directory = TemporaryDirectory()
         let config = directory.path("big.json")
@@ -81,11 +81,16 @@ struct AtomicWriteTests {
         let source = directory.path("source.mtlm"), sharded = directory.path("source4.mtlm")
         #expect(try runCLI(["synth", config, source, "--training"]).status == 0)
         #expect(try runCLI(["shard", source, sharded, "--shards", "4"]).status == 0)
+        // A sharded delta to apply (format 1.4): the 4 shards quantized.
+        let quantized = directory.path("q4.mtlm"), delta = directory.path("d.mtlmd")
+        #expect(try runCLI(["quantize", sharded, quantized, "--embeddings", "int8"]).status == 0)
+        #expect(try runCLI(["delta", sharded, quantized, delta]).status == 0)
         let target = directory.path("model.mtlm")
         #expect(try runCLI(["shard", TestPaths.fixture("v1.0/small-training.mtlm"), target, "--shards", "4"]).status == 0)
         var previous = try modelFiles(directory)
         let commands = [["shard", source, target, "--shards", "4", "--threads", "2"], ["shard", sharded, target, "--shards", "3"],
-                        ["quantize", sharded, target, "--embeddings", "int8"], ["shard", sharded, target, "--shards", "1"]]
+                        ["quantize", sharded, target, "--embeddings", "int8"], ["shard", sharded, target, "--shards", "1"],
+                        ["apply", sharded, delta, target]]
         var random = SystemRandomNumberGenerator()
         var replaced = 0, window = 0
         for round in 0..<32 {
