@@ -16,7 +16,7 @@ scratch=${FUZZ_SCRATCH:-$(mktemp -d)}
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1
 for target in "${targets[@]}"; do
   case $target in
-    FuzzModelReader) seeds=("$here/../fixtures/v1.0" "$here/../fixtures/v1.1" "$here/../fixtures/v1.2" "$here/../fixtures/v1.3" "$here/../fixtures/corrupt") ;;
+    FuzzModelReader) seeds=("$here/../fixtures/v1.0" "$here/../fixtures/v1.1" "$here/../fixtures/v1.2" "$here/../fixtures/v1.3" "$here/../fixtures/v1.4" "$here/../fixtures/corrupt") ;;
     FuzzModelStructure) seeds=("$here/seeds/structure") ;;
     FuzzShardedModel) seeds=("$here/seeds/sharded") ;;
     FuzzSafetensors) seeds=("$here/seeds/safetensors") ;;

@@ -7,13 +7,15 @@ import MTLModel
 // shard's file name, size, manifest hash, model id, index, count or root name, a table
 // tensor's dtype or shape, a part or a shard removed, a payload byte of a shard — written as
 // checksum-valid files (the root's sizes and hashes recomputed unless an edit set them) and fed
-// to verify, the checked `Model`, the predictor, diff both ways and a reshard. Any input must
+// to verify, the checked `Model`, the predictor, diff both ways, a reshard, and delta / apply
+// (format 1.4) against the golden model and delta. Any input must
 // give a value or an MTLModelError: never a crash, a trap, an out-of-bounds read or a write
 // outside the scratch directory.
 enum Base {
     static let root = repositoryRoot
     static let golden = root.appendingPathComponent("fixtures/v1.3/small-training.mtlm").path
     static let data = root.appendingPathComponent("fixtures/predict/small.txt").path
+    static let delta = try? ModelFile(path: root.appendingPathComponent("fixtures/v1.4/small-training-edited.mtlmd").path)
     static let file = try! ModelFile(path: golden)
     static let model = try! Model(file)
     static let table = file.manifest.shards!
@@ -161,4 +163,8 @@ func run() {
     var options = ModelSharder.Options(shardCount: 2)
     options.synchronize = false
     _ = try? ModelSharder().shard(model, to: Base.scratch + "/out.mtlm", options: options)
+    // Sharded deltas (1.4): the golden delta applied to the mutated model, and deltas both ways.
+    if let delta = Base.delta { _ = try? ModelDelta.apply(base: model, delta: delta, to: Base.scratch + "/applied.mtlm") }
+    _ = try? ModelDelta.make(base: Base.model, new: model, to: Base.scratch + "/d.mtlmd")
+    _ = try? ModelDelta.make(base: model, new: Base.model, to: Base.scratch + "/e.mtlmd")
 }
