@@ -510,3 +510,40 @@ struct ShardingTests {
         #expect(try Model(path: root).shards.count == 2)
     }
 }
+
+@Suite("keyed shards spilled in runs")
+struct KeyedRunsTests {
+    /// Each shard written with its keyed rows in runs of `capacity` holds the bytes of the one
+    /// written from an in-memory list.
+    func compare(_ source: String, count: Int, capacity: Int, bucketBits: Int? = nil) throws {
+        let directory = TemporaryDirectory()
+        let model = try Model(path: source)
+        var options = ModelSharder.Options(shardCount: count)
+        options.synchronize = false
+        options.bucketBits = bucketBits
+        options.modelID = Array(repeating: 7, count: ShardNaming.modelIDByteCount)
+        _ = try ModelSharder().shard(model, to: directory.path("list.mtlm"), options: options)
+        options.rowListCapacity = capacity
+        _ = try ModelSharder().shard(model, to: directory.path("runs.mtlm"), options: options)
+        for index in 1...count {
+            let a = try ModelFile(path: ShardNaming.path(root: directory.path("list.mtlm"), index: index, count: count))
+            let b = try ModelFile(path: ShardNaming.path(root: directory.path("runs.mtlm"), index: index, count: count))
+            #expect(try tensorBytes(a) == tensorBytes(b), "shard \(index)")
+            #expect(a.manifest.shard!.parts == b.manifest.shard!.parts)
+        }
+        #expect(try runCLI(["verify", directory.path("runs.mtlm")]).status == 0)
+    }
+
+    @Test("runs of a few rows, buckets larger than a run, and runs past the write buffer give the list's bytes")
+    func sameBytes() throws {
+        try compare(TestPaths.fixture("v1.0/small-training.mtlm"), count: 3, capacity: 2)
+        try compare(TestPaths.fixture("v1.0/small-training.mtlm"), count: 2, capacity: 1, bucketBits: 1)
+        let directory = TemporaryDirectory()
+        let config = directory.path("keyed.json")
+        try #"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 60000, "mapping": "keyed"}], "tasks": [{"name": "t"}], "optimizer": {"type": "adagrad", "lr": 0.1}}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(try runCLI(["synth", config, directory.path("k.mtlm"), "--training"]).status == 0)
+        try compare(directory.path("k.mtlm"), count: 3, capacity: 5000)
+        try compare(directory.path("k.mtlm"), count: 2, capacity: 7000, bucketBits: 2)
+    }
+}

@@ -22,6 +22,8 @@ public struct ModelSharder: Sendable {
         public var synchronize = true
         /// The provenance source of the files written.
         public var source = "shard"
+        /// Rows of a keyed shard held as one list; more are spilled in runs (`KeyedRuns`).
+        var rowListCapacity = KeyedRuns.defaultCapacity
 
         public init(shardCount: Int) { self.shardCount = shardCount }
     }
@@ -142,23 +144,29 @@ public struct ModelSharder: Sendable {
                     source.releasePages(rows: rows)
                 }
             case .list(let list):
-                // Windows of up to 32 MiB of output rows, each gathered from the source in
-                // ascending order (`RowGather`): the rows of a bucket are spread over a source
-                // in another order (a trainer's).
-                let window = max(1, min(list.count, max(4096, (32 << 20) / max(source.rowByteCount, 1))))
-                var gather = RowGather(sourceRowCount: source.rows.count, capacity: window)
-                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, window * source.rowByteCount), alignment: 16)
-                defer { buffer.deallocate() }
-                for start in stride(from: 0, to: list.count, by: window) {
-                    let count = min(window, list.count - start)
-                    gather.gather(count: count, row: { list[start + $0] }, from: source.rows, into: buffer.baseAddress!) {
-                        source.releasePages(rows: $0)
-                    }
-                    try writer.write(UnsafeRawBufferPointer(rebasing: buffer[..<(count * source.rowByteCount)]))
-                }
+                try gatherRows(source, list, to: writer)
+            case .runs(let runs):
+                try runs.forEachChunk { try gatherRows(source, $0, to: writer) }
             }
         }
         source.releasePages()
         try writer.endTensor()
+    }
+
+    /// Rows `list` of `source`, in that order, in windows of up to 32 MiB of output rows, each
+    /// gathered from the source in ascending order (`RowGather`): the rows of a bucket are
+    /// spread over a source in another order (a trainer's).
+    private func gatherRows(_ source: RowSource, _ list: [Int], to writer: ModelWriter) throws {
+        let window = max(1, min(list.count, max(4096, (32 << 20) / max(source.rowByteCount, 1))))
+        var gather = RowGather(sourceRowCount: source.rows.count, capacity: window)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, window * source.rowByteCount), alignment: 16)
+        defer { buffer.deallocate() }
+        for start in stride(from: 0, to: list.count, by: window) {
+            let count = min(window, list.count - start)
+            gather.gather(count: count, row: { list[start + $0] }, from: source.rows, into: buffer.baseAddress!) {
+                source.releasePages(rows: $0)
+            }
+            try writer.write(UnsafeRawBufferPointer(rebasing: buffer[..<(count * source.rowByteCount)]))
+        }
     }
 }

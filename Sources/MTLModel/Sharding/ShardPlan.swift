@@ -11,11 +11,14 @@ final class ShardPlan: @unchecked Sendable {
     enum Rows {
         case range(Range<Int>)
         case list([Int])
+        /// A keyed shard of more rows than `ModelSharder.Options.rowListCapacity`: in runs.
+        case runs(KeyedRuns)
 
         var count: Int {
             switch self {
             case .range(let range): range.count
             case .list(let list): list.count
+            case .runs(let runs): runs.count
             }
         }
     }
@@ -34,6 +37,7 @@ final class ShardPlan: @unchecked Sendable {
     let rootFileName: String
     let provenance: Provenance
     let writerOptions: ModelWriter.Options
+    private let rowListCapacity: Int
     private let fields: [Architecture.Field]
     private let keyed: [String: KeyedLayout]
     private let sources: [String: RowSource]
@@ -49,6 +53,7 @@ final class ShardPlan: @unchecked Sendable {
         var writer = ModelWriter.Options()
         writer.synchronize = options.synchronize
         writerOptions = writer
+        rowListCapacity = options.rowListCapacity
         fields = model.architecture.fields
         var sources: [String: RowSource] = [:]
         for entry in model.tensors where TensorName(entry.name)?.tableField != nil {
@@ -95,6 +100,14 @@ final class ShardPlan: @unchecked Sendable {
         // A counting sort by bucket: each bucket's first slot from the counts, then one pass
         // over the keys in source order places each row (so a bucket keeps the source order).
         let buckets = ShardLayout.part(shard, of: shardCount, total: UInt64(1) << UInt64(layout.bucketBits))
+        let keys = sources[TensorName.keys(field).description]!
+        if layout.shardStarts[shard + 1] - layout.shardStarts[shard] > UInt64(rowListCapacity) {
+            return .runs(try KeyedRuns(keys: keys, counts: Array(layout.counts[Int(buckets.lowerBound)..<Int(buckets.upperBound)]),
+                                       capacity: rowListCapacity) { key in
+                let bucket = ShardLayout.bucket(key, seed: layout.seed, bucketBits: layout.bucketBits)
+                return buckets.contains(bucket) ? Int(bucket - buckets.lowerBound) : nil
+            })
+        }
         var next = [Int](repeating: 0, count: buckets.count)
         var total = 0
         for (slot, bucket) in buckets.enumerated() {
@@ -102,7 +115,7 @@ final class ShardPlan: @unchecked Sendable {
             total += Int(layout.counts[Int(bucket)])
         }
         var list = [Int](repeating: 0, count: total)
-        try Self.forEachKey(sources[TensorName.keys(field).description]!) { row, key in
+        try Self.forEachKey(keys) { row, key in
             let bucket = ShardLayout.bucket(key, seed: layout.seed, bucketBits: layout.bucketBits)
             guard buckets.contains(bucket) else { return }
             let slot = Int(bucket - buckets.lowerBound)
@@ -132,7 +145,7 @@ final class ShardPlan: @unchecked Sendable {
     }
 
     /// Every key (its 64 bits, as the bucket hash takes them) with its model row, in order.
-    private static func forEachKey(_ keys: RowSource, _ body: (Int, UInt64) -> Void) throws {
+    static func forEachKey(_ keys: RowSource, _ body: (Int, UInt64) -> Void) throws {
         var row = 0
         let total = keys.rowByteCount == 0 ? 0 : Int(keys.entry.byteCount) / keys.rowByteCount
         try keys.visit(0..<total) { bytes in
