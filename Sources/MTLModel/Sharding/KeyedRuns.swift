@@ -54,22 +54,11 @@ final class KeyedRuns: @unchecked Sendable {
         self.runs = runs
         count = total
         self.capacity = capacity
-        descriptor = try Self.temporaryFile()
+        descriptor = try TemporaryFile.unlinked("shard", for: "a shard's rows")
         try fill(keys, bucket: bucket)
     }
 
     deinit { close(descriptor) }
-
-    private static func temporaryFile() throws -> Int32 {
-        let directory = FileManager.default.temporaryDirectory.path
-        var template = Array("\(directory)/mtl-model-shard-XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else {
-            throw MTLModelError(.io, "cannot create a temporary file in \(directory) for a shard's rows: \(String(cString: strerror(errno)))")
-        }
-        unlink(template)
-        return fd
-    }
 
     /// The one pass over the keys: each of the shard's rows appended to its run's region.
     private func fill(_ keys: RowSource, bucket: (UInt64) -> Int?) throws {

@@ -26,17 +26,11 @@ final class KeyJoin {
             storage = .allocate(capacity: max(count, 1))
             mappedByteCount = 0
         } else {
-            let directory = FileManager.default.temporaryDirectory.path
-            var template = Array("\(directory)/mtl-model-diff-XXXXXX".utf8CString)
-            let fd = mkstemp(&template)
-            guard fd >= 0 else {
-                throw MTLModelError(.io, "cannot create a temporary file in \(directory) for matching keys: \(String(cString: strerror(errno)))")
-            }
-            unlink(template)
+            let fd = try TemporaryFile.unlinked("diff", for: "matching keys")
             guard ftruncate(fd, off_t(byteCount)) == 0,
                   let base = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
                 close(fd)
-                throw MTLModelError(.io, "cannot map \(byteCount) bytes of temporary file in \(directory) for matching keys: \(String(cString: strerror(errno)))")
+                throw MTLModelError(.io, "cannot map \(byteCount) bytes of a temporary file for matching keys: \(String(cString: strerror(errno)))")
             }
             fileDescriptor = fd
             storage = base.bindMemory(to: Int32.self, capacity: count)
