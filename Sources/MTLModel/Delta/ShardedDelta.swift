@@ -33,8 +33,7 @@ enum ShardedDelta {
                                             delta: DeltaManifest(baseContentHash: ModelDelta.contentHash(old), tensors: tensors,
                                                                  newProvenance: shard.manifest.provenance),
                                             shard: identity)
-            files.append(ShardFile(fileName: (path as NSString).lastPathComponent, byteCount: written.fileByteCount,
-                                   manifestHash: written.manifestHash, parts: identity.parts))
+            files.append(ShardFile(written: written, path: path, parts: identity.parts))
         }
         let writer = try ModelWriter(path: pending.path)
         let tensors = try ModelDelta.writeChanges(base: base.file, new: new.file, into: writer, summary: &summary)
@@ -98,8 +97,7 @@ enum ShardedDelta {
             identity.rootFileName = pending.targetFileName
             let written = try writer.finish(architecture: shard.architecture, provenance: shard.manifest.delta!.newProvenance,
                                             metadata: shard.manifest.metadata, shard: identity)
-            files.append(ShardFile(fileName: (path as NSString).lastPathComponent, byteCount: written.fileByteCount,
-                                   manifestHash: written.manifestHash, parts: identity.parts))
+            files.append(ShardFile(written: written, path: path, parts: identity.parts))
         }
         let writer = try ModelWriter(path: pending.path)
         try ModelDelta.rebuild(base: base.file, delta: delta, into: writer)

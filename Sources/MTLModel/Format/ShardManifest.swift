@@ -80,6 +80,14 @@ public struct ShardFile: Sendable, Hashable {
     public var parts: [TablePart]
 }
 
+extension ShardFile {
+    /// The record of the shard just written at `path` holding `parts`.
+    init(written: ModelWriter.Written, path: String, parts: [TablePart]) {
+        self.init(fileName: (path as NSString).lastPathComponent, byteCount: written.fileByteCount,
+                  manifestHash: written.manifestHash, parts: parts)
+    }
+}
+
 /// The root's shard table.
 public struct ShardTable: Sendable, Hashable {
     /// 16 bytes drawn when the root was written; every shard of this write names it.

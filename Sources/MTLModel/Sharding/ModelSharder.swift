@@ -86,8 +86,7 @@ public struct ModelSharder: Sendable {
         let identity = ShardIdentity(modelID: plan.modelID, index: UInt32(index), count: UInt32(plan.shardCount),
                                      rootFileName: plan.rootFileName, parts: parts)
         let written = try writeFile(model, plan: plan, shard: (index - 1, identity), to: path)
-        return ShardFile(fileName: (path as NSString).lastPathComponent, byteCount: written.fileByteCount,
-                         manifestHash: written.manifestHash, parts: parts)
+        return ShardFile(written: written, path: path, parts: parts)
     }
 
     /// The root: the tensors that are not tables, and the shard table.

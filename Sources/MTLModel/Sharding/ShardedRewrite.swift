@@ -38,8 +38,7 @@ enum ShardedRewrite {
                 tensors = written.tensors.map { ShardedTensor(name: $0.name, dtype: $0.dtype, shape: [0] + $0.shape.dropFirst(), role: $0.role) }
             }
             for (slot, entry) in written.tensors.enumerated() where slot < tensors.count { tensors[slot].shape[0] += entry.shape.first ?? 0 }
-            files.append(ShardFile(fileName: (path as NSString).lastPathComponent, byteCount: written.fileByteCount,
-                                   manifestHash: written.manifestHash, parts: identity.parts))
+            files.append(ShardFile(written: written, path: path, parts: identity.parts))
         }
         let writer = try ModelWriter(path: pending.path, options: options)
         try body(model.file, writer)
