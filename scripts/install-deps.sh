@@ -20,7 +20,8 @@ fi
 # packages, so what is installed already is not fetched again. It holds the test
 # dependencies — numpy, protobuf and pytest for the mtl_model package (python/, itself
 # importable from the venv); safetensors for the numpy cross-check of MODEL.md; onnx and onnxruntime to run
-# the ONNX exports (docs/ONNX.md) — and, where a CPU wheel can be had, torch, for the
+# the ONNX exports (docs/ONNX.md); dask and distributed for the cluster driver
+# (mtl_model.distributed, docs/SCALE.md) — and, where a CPU wheel can be had, torch, for the
 # from_torch tests (they are skipped, saying so, without it). The tests use .venv/bin/python3.
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
@@ -38,9 +39,9 @@ if ! "$venv/bin/python3" -c "" 2>/dev/null; then
   fi
 fi
 pip=("$venv/bin/python3" -m pip install -q --disable-pip-version-check)
-if ! "$venv/bin/python3" -c "import numpy, google.protobuf, pytest, safetensors, onnx, onnxruntime" 2>/dev/null; then
-  echo "installing into .venv: numpy protobuf pytest safetensors onnx onnxruntime (pip)" >&2
-  "${pip[@]}" numpy protobuf pytest safetensors onnx onnxruntime
+if ! "$venv/bin/python3" -c "import numpy, google.protobuf, pytest, safetensors, onnx, onnxruntime, dask.distributed" 2>/dev/null; then
+  echo "installing into .venv: numpy protobuf pytest safetensors onnx onnxruntime dask distributed (pip)" >&2
+  "${pip[@]}" numpy protobuf pytest safetensors onnx onnxruntime dask distributed
 fi
 # The package itself, editable: a .pth file naming python/ (what `pip install -e` writes),
 # so that setting up needs neither a build backend nor the network.

@@ -63,18 +63,28 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         let model = try limits.model(input)
         let pending = try PendingOutput(target: output)
+        let report = try job(model).write(into: pending)
+        if try !conclude(model, report, pending) { throw ExitCode(1) }
+    }
+
+    /// The rewrite these options ask for.
+    private func job(_ model: Model) throws -> RewriteJob<ConversionReport> {
         let converter = ModelConverter(threadCount: gate.threads)
-        let report: ConversionReport
         switch to {
         case .serving:
             var options = ModelConverter.ServingOptions()
             options.foldBatchNorm = foldBatchNorm
             options.pruneUnseen = pruneUnseen
             options.quantization = types.isEmpty ? nil : try types.plan()
-            report = try converter.toServing(model, into: pending, options: options)
+            return try converter.servingJob(model, options: options)
         case .training:
-            report = try converter.toTraining(model, into: pending, optimizer: optimizer.flatMap(Architecture.OptimizerType.init(named:)))
+            return try converter.trainingJob(model, optimizer: optimizer.flatMap(Architecture.OptimizerType.init(named:)))
         }
+    }
+
+    /// Runs the gate (which commits the output when it passes) and prints the report; returns
+    /// whether the output was written.
+    private func conclude(_ model: Model, _ report: ConversionReport, _ pending: PendingOutput) throws -> Bool {
         let outcome = try gate.gate.check(model, against: pending)
         if json {
             try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report,
@@ -82,7 +92,7 @@ struct ConvertCommand: ParsableCommand {
         } else {
             Terminal.output((render(report) + outcome.rendered).joined(separator: "\n"))
         }
-        if !outcome.passed { throw ExitCode(1) }
+        return outcome.passed
     }
 
     struct Output: Encodable {
@@ -126,5 +136,25 @@ struct ConvertCommand: ParsableCommand {
         lines.append("")
         lines.append(Format.sizes(report.sections, total: report.total))
         return lines
+    }
+}
+
+extension ConvertCommand: PlannableCommand {
+    func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
+        try TaskPlan.rewrite(command: arguments, model: limits.model(input), output: output, planPath: planPath)
+    }
+
+    func runTask(_ plan: TaskPlan, index: Int) throws -> TaskResult {
+        try plan.runRewrite(job(limits.model(input)), index: index)
+    }
+
+    func finish(_ plan: TaskPlan) throws {
+        let model = try limits.model(input)
+        var written = false
+        _ = try plan.finishRewrite(job(model)) { report, pending in
+            written = try conclude(model, report, pending)
+            return written
+        }
+        if !written { throw ExitCode(1) }
     }
 }

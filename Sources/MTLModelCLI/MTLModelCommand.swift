@@ -13,7 +13,7 @@ public struct MTLModelCommand: ParsableCommand {
         version: "mtl-model \(MTLModelVersion.tool) (reads .mtlm format \(FormatVersion.readable) through \(FormatVersion.current), writes \(FormatVersion.readable) through \(FormatVersion.current): the lowest a model needs)",
         subcommands: [SynthCommand.self, InspectCommand.self, VerifyCommand.self, ImportCommand.self, ExportCommand.self,
                       PredictCommand.self, EvalCommand.self, QuantizeCommand.self, DequantizeCommand.self, ConvertCommand.self, DiffCommand.self,
-                      DeltaCommand.self, ApplyCommand.self, ShardCommand.self]
+                      DeltaCommand.self, ApplyCommand.self, ShardCommand.self, PlanCommand.self, RunTaskCommand.self, FinishCommand.self]
     )
 
     public init() {}

@@ -43,7 +43,20 @@ struct QuantizeCommand: ParsableCommand {
         // Written beside the target under a temporary name, moved into place only when every
         // gate passes: a failed gate leaves nothing at the output path.
         let pending = try PendingOutput(target: output)
-        var report = try ModelQuantizer(plan: try plan(), threadCount: gate.threads).quantize(model, into: pending, source: "quantize \(input)")
+        let report = try quantizer.quantize(model, into: pending, source: source)
+        if try !conclude(model, report, pending) { throw ExitCode(1) }
+    }
+
+    private var quantizer: ModelQuantizer {
+        get throws { ModelQuantizer(plan: try plan(), threadCount: gate.threads) }
+    }
+
+    private var source: String { "quantize \(input)" }
+
+    /// Runs the gate (which commits the output when it passes) and prints the report; returns
+    /// whether the output was written.
+    private func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput) throws -> Bool {
+        var report = report
         let outcome = try gate.gate.check(model, against: pending)
         report.evaluation = outcome.comparison
         if json {
@@ -51,7 +64,7 @@ struct QuantizeCommand: ParsableCommand {
         } else {
             Terminal.output(render(report, outcome: outcome))
         }
-        if !outcome.passed { throw ExitCode(1) }
+        return outcome.passed
     }
 
     struct Output: Encodable {
@@ -72,5 +85,25 @@ struct QuantizeCommand: ParsableCommand {
         }
         lines += outcome.rendered
         return lines.joined(separator: "\n")
+    }
+}
+
+extension QuantizeCommand: PlannableCommand {
+    func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
+        try TaskPlan.rewrite(command: arguments, model: limits.model(input), output: output, planPath: planPath)
+    }
+
+    func runTask(_ plan: TaskPlan, index: Int) throws -> TaskResult {
+        try plan.runRewrite(quantizer.job(limits.model(input), source: source), index: index)
+    }
+
+    func finish(_ plan: TaskPlan) throws {
+        let model = try limits.model(input)
+        var written = false
+        _ = try plan.finishRewrite(quantizer.job(model, source: source)) { report, pending in
+            written = try conclude(model, report, pending)
+            return written
+        }
+        if !written { throw ExitCode(1) }
     }
 }

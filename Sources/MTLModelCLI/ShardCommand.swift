@@ -49,13 +49,19 @@ struct ShardCommand: ParsableCommand {
     }
 
     func run() throws {
-        let model = try limits.model(input)
+        try conclude(ModelSharder().shard(limits.model(input), to: output, options: options))
+    }
+
+    private var options: ModelSharder.Options {
         var options = ModelSharder.Options(shardCount: shards)
         options.threadCount = threads
         options.bucketBits = bucketBits
         options.hashSeed = hashSeed
         options.source = "shard \(input) --shards \(shards)"
-        let report = try ModelSharder().shard(model, to: output, options: options)
+        return options
+    }
+
+    private func conclude(_ report: ModelSharder.Report) throws {
         if json {
             try Terminal.json(Output(report: report))
             return
@@ -83,5 +89,19 @@ struct ShardCommand: ParsableCommand {
             shards = report.shards
             removedLeftovers = report.removedLeftovers
         }
+    }
+}
+
+extension ShardCommand: PlannableCommand {
+    func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
+        try TaskPlan.shard(command: arguments, model: limits.model(input), output: output, options: options, planPath: planPath)
+    }
+
+    func runTask(_ plan: TaskPlan, index: Int) throws -> TaskResult {
+        try plan.runShard(limits.model(input), options: options, index: index)
+    }
+
+    func finish(_ plan: TaskPlan) throws {
+        try conclude(plan.finishShard(limits.model(input), output: output, options: options))
     }
 }

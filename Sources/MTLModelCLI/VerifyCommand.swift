@@ -32,7 +32,13 @@ struct VerifyCommand: ParsableCommand {
             if json { try Terminal.json(Unreadable(file: model, error: error.description)) }
             throw error
         }
-        let report = ModelVerifier(threadCount: threads, options: limits.modelOptions).verify(file)
+        try conclude(verifier.verify(file))
+    }
+
+    private var verifier: ModelVerifier { ModelVerifier(threadCount: threads, options: limits.modelOptions) }
+
+    /// Prints the report; exit 1 when the model is invalid.
+    private func conclude(_ report: VerificationReport) throws {
         if json {
             try Terminal.json(Output(report: report))
         } else {
@@ -76,5 +82,19 @@ struct VerifyCommand: ParsableCommand {
         var valid = false
         var readable = false
         var error: String
+    }
+}
+
+extension VerifyCommand: PlannableCommand {
+    func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
+        try TaskPlan.verify(command: arguments, root: limits.open(model), planPath: planPath)
+    }
+
+    func runTask(_ plan: TaskPlan, index: Int) throws -> TaskResult {
+        try plan.runVerify(verifier, index: index)
+    }
+
+    func finish(_ plan: TaskPlan) throws {
+        try conclude(plan.finishVerify(verifier, root: limits.open(model)))
     }
 }

@@ -179,4 +179,20 @@ struct AtomicWriteTests {
             return error.code == .io && error.file == "/nonexistent-dir/m.mtlm" && error.message.contains("No such file or directory")
         }
     }
+
+    @Test("A writer that has ended but that nothing has reaped yet (a zombie) counts as gone; a live process does not")
+    func zombieWriters() throws {
+        var pid: pid_t = 0
+        let arguments: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+        defer { arguments.forEach { free($0) } }
+        #expect(posix_spawn(&pid, "/bin/true", nil, nil, arguments, environ) == 0)
+        Thread.sleep(forTimeInterval: 0.3)
+        // Not waited for: the child is a zombie, which kill(pid, 0) still finds.
+        #expect(kill(pid, 0) == 0)
+        #expect(AtomicOutputFile.processIsGone(pid))
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        #expect(AtomicOutputFile.processIsGone(pid))
+        #expect(!AtomicOutputFile.processIsGone(getpid()))
+    }
 }

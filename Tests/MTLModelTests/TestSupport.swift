@@ -62,22 +62,24 @@ struct CommandResult {
     }
 }
 
-func runCLI(_ arguments: [String], stdin: String? = nil) throws -> CommandResult {
-    try runProcess(TestPaths.executable, arguments, stdin: stdin)
+/// - Parameter directory: the working directory (this process's when nil).
+func runCLI(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], directory: String? = nil) throws -> CommandResult {
+    try runProcess(TestPaths.executable, arguments, stdin: stdin, environment: environment, directory: directory)
 }
 
 /// - Parameter environment: variables added to this process's environment.
 func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil,
-                environment: [String: String] = [:]) throws -> CommandResult {
+                environment: [String: String] = [:], directory: String? = nil) throws -> CommandResult {
     // Files rather than pipes: no side can block on a full pipe, whatever the output size.
-    let directory = TemporaryDirectory()
-    let paths = (in: directory.path("stdin"), out: directory.path("stdout"), err: directory.path("stderr"))
+    let scratch = TemporaryDirectory()
+    let paths = (in: scratch.path("stdin"), out: scratch.path("stdout"), err: scratch.path("stderr"))
     try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: paths.in))
     FileManager.default.createFile(atPath: paths.out, contents: nil)
     FileManager.default.createFile(atPath: paths.err, contents: nil)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     if !environment.isEmpty {
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     }

@@ -83,6 +83,11 @@ public struct ModelConverter {
 
     /// `toServing` into `pending`, which the caller commits (after a gate) or drops.
     public func toServing(_ model: Model, into pending: PendingOutput, options: ServingOptions) throws -> ConversionReport {
+        try servingJob(model, options: options).write(into: pending)
+    }
+
+    /// The rewrite `toServing` makes, file by file (`TaskPlan` runs it shard by shard).
+    public func servingJob(_ model: Model, options: ServingOptions) throws -> RewriteJob<ConversionReport> {
         try options.quantization?.check(model.architecture)
         let source = model.architecture
         var report = ConversionReport(form: "serving")
@@ -113,21 +118,23 @@ public struct ModelConverter {
         for entry in model.tensors where entry.role.isTrainingState || removed.contains(entry.name) {
             report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
         }
-        var changes: [String: [QuantizationReport.TensorChange]] = [:]
-        let written = try ShardedRewrite.write(model, into: pending, options: writerOptions, architecture: architecture,
-                                               provenance: provenance(model, form: "serving"), parts: pruning?.parts) { file, writer in
+        let rewrite = ShardedRewrite(model: model, options: writerOptions, architecture: architecture,
+                                     provenance: provenance(model, form: "serving"), parts: pruning?.parts) { [threadCount] file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
+            var changes: [QuantizationReport.TensorChange] = []
             for entry in file.tensors where !entry.role.isTrainingState && !removed.contains(entry.name) {
                 let target = options.quantization?.target(for: entry) ?? entry.dtype
                 if let values = folding?.values[entry.name] {
                     try rewriter.write(entry, values: values, as: target)
                 } else if let change = try rewriter.write(entry, as: target, keeping: pruning?.filter(entry.name, in: file)) {
-                    changes[entry.name, default: []].append(change)
+                    changes.append(change)
                 }
             }
+            return changes
         }
-        report.quantized = model.tensors.compactMap { changes[$0.name].map(QuantizationReport.TensorChange.merged) }
-        return Self.completed(report, architecture: architecture, input: model, written: written)
+        return RewriteJob(rewrite: rewrite) { [report] outcome in
+            Self.completed(report, quantized: outcome.changes, architecture: architecture, input: model, written: outcome.tensors)
+        }
     }
 
     /// Writes the training form of `model` to `output` (atomically), for warm starts: float32
@@ -145,6 +152,11 @@ public struct ModelConverter {
 
     /// `toTraining` into `pending`, which the caller commits (after a gate) or drops.
     public func toTraining(_ model: Model, into pending: PendingOutput, optimizer: Architecture.OptimizerType?) throws -> ConversionReport {
+        try trainingJob(model, optimizer: optimizer).write(into: pending)
+    }
+
+    /// The rewrite `toTraining` makes, file by file (`TaskPlan` runs it shard by shard).
+    public func trainingJob(_ model: Model, optimizer: Architecture.OptimizerType?) throws -> RewriteJob<ConversionReport> {
         let source = model.architecture
         guard let type = optimizer ?? source.optimizer?.type else {
             throw MTLModelError(.invalidArgument, "the model records no optimizer: name one (adagrad, adam, ftrl or sgd)", file: model.path)
@@ -182,15 +194,15 @@ public struct ModelConverter {
             report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
         }
 
-        var changes: [String: [QuantizationReport.TensorChange]] = [:]
-        let written = try ShardedRewrite.write(model, into: pending, options: writerOptions, architecture: architecture,
-                                               provenance: provenance(model, form: "training")) { file, writer in
+        let rewrite = ShardedRewrite(model: model, options: writerOptions, architecture: architecture,
+                                     provenance: provenance(model, form: "training"), parts: nil) { [threadCount, kept, fresh] file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
             let local = { (spec: TensorSpec) in ModelStructure.localSpec(spec, in: file.manifest) }
+            var changes: [QuantizationReport.TensorChange] = []
             for spec in source.servingTensors.compactMap(local) {
                 let entry = file.entry(named: spec.name)!
                 if let change = try rewriter.write(entry, as: QuantizationPlan.float32.target(for: entry) ?? entry.dtype) {
-                    changes[entry.name, default: []].append(change)
+                    changes.append(change)
                 }
             }
             for group in TrainingStateGroup.allCases {
@@ -202,9 +214,11 @@ public struct ModelConverter {
                     }
                 }
             }
+            return changes
         }
-        report.quantized = model.tensors.compactMap { changes[$0.name].map(QuantizationReport.TensorChange.merged) }
-        return Self.completed(report, architecture: architecture, input: model, written: written)
+        return RewriteJob(rewrite: rewrite) { [report] outcome in
+            Self.completed(report, quantized: outcome.changes, architecture: architecture, input: model, written: outcome.tensors)
+        }
     }
 
     private func provenance(_ model: Model, form: String) -> Provenance {
@@ -327,8 +341,10 @@ public struct ModelConverter {
     }
 
     /// Fills in the report's loss section and sizes by section, from what was written.
-    private static func completed(_ report: ConversionReport, architecture: Architecture, input: Model, written: [TensorEntry]) -> ConversionReport {
+    private static func completed(_ report: ConversionReport, quantized: [QuantizationReport.TensorChange], architecture: Architecture,
+                                  input: Model, written: [TensorEntry]) -> ConversionReport {
         var report = report
+        report.quantized = quantized
         if let loss = architecture.loss {
             report.loss = .init(weighting: loss.weighting, convention: loss.convention, frozen: loss.frozen, values: loss.values, weights: loss.weights)
         }

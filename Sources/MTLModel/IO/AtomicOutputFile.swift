@@ -85,8 +85,23 @@ public final class AtomicOutputFile {
             let written = String(dotted[..<marker.lowerBound])
             guard written == base || ShardCleanup.isShardName(written, ofRoot: base),
                   let pid = Int32(dotted[marker.upperBound...].prefix { $0 != "-" }), pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + name) }
+            if processIsGone(pid) { unlink(directory + name) }
         }
+    }
+
+    /// Whether process `pid` has ended: it does not exist, or (Linux) it is a zombie that
+    /// nothing has reaped yet — a killed writer stays one for a while in a container whose
+    /// init reaps late, and its temporary file is garbage all the same.
+    static func processIsGone(_ pid: Int32) -> Bool {
+        if kill(pid, 0) != 0 { return errno == ESRCH }
+        #if os(Linux)
+        // `/proc/PID/stat` is `PID (COMMAND) STATE …`; the command may itself hold ')'.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+        #else
+        return false
+        #endif
     }
 
     deinit {

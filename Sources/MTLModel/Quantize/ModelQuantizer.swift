@@ -107,20 +107,24 @@ public struct ModelQuantizer {
     /// Writes the quantized copy of `model` into `pending`, which the caller commits (after a
     /// gate) or drops.
     public func quantize(_ checked: Model, into pending: PendingOutput, source: String) throws -> QuantizationReport {
+        try job(checked, source: source).write(into: pending)
+    }
+
+    /// The rewrite `quantize` makes, file by file (`TaskPlan` runs it shard by shard).
+    public func job(_ checked: Model, source: String) throws -> RewriteJob<QuantizationReport> {
         try plan.check(checked.architecture)
-        var changes: [String: [QuantizationReport.TensorChange]] = [:]
         let provenance = Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source)
-        let written = try ShardedRewrite.write(checked, into: pending, options: writerOptions, architecture: checked.architecture,
-                                                 provenance: provenance) { file, writer in
+        let rewrite = ShardedRewrite(model: checked, options: writerOptions, architecture: checked.architecture,
+                                     provenance: provenance, parts: nil) { [plan, threadCount] file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
-            for entry in file.tensors {
-                if let change = try rewriter.write(entry, as: plan.target(for: entry) ?? entry.dtype) { changes[entry.name, default: []].append(change) }
-            }
+            return try file.tensors.compactMap { try rewriter.write($0, as: plan.target(for: $0) ?? $0.dtype) }
         }
-        var report = QuantizationReport()
-        report.tensors = checked.tensors.compactMap { changes[$0.name].map(QuantizationReport.TensorChange.merged) }
-        (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: checked.tensors, after: written)
-        return report
+        return RewriteJob(rewrite: rewrite) { outcome in
+            var report = QuantizationReport()
+            report.tensors = outcome.changes
+            (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: checked.tensors, after: outcome.tensors)
+            return report
+        }
     }
 }
 

@@ -19,6 +19,8 @@ public struct ModelSharder: Sendable {
         public var hashSeed: UInt64?
         /// The root's model id; nil: 16 random bytes (a plan fixes it so reruns write the same).
         public var modelID: [UInt8]?
+        /// The files' creation time; nil: now (a plan fixes it so reruns write the same).
+        public var createdUnixSeconds: Int64?
         public var synchronize = true
         /// The provenance source of the files written.
         public var source = "shard"
@@ -45,13 +47,18 @@ public struct ModelSharder: Sendable {
 
     public init() {}
 
-    public func shard(_ model: Model, to output: String, options: Options) throws -> Report {
+    /// Refuses a shard count or bucket bits out of range.
+    static func check(_ options: Options) throws {
         guard (1...ReadLimits().maxShardCount).contains(options.shardCount) else {
             throw MTLModelError(.invalidArgument, "--shards must be in 1...\(ReadLimits().maxShardCount)")
         }
         if let bits = options.bucketBits, !(1...ShardLayout.maxBucketBits).contains(bits) {
             throw MTLModelError(.invalidArgument, "--bucket-bits must be in 1...\(ShardLayout.maxBucketBits)")
         }
+    }
+
+    public func shard(_ model: Model, to output: String, options: Options) throws -> Report {
+        try Self.check(options)
         if options.shardCount == 1 {
             let plan = try ShardPlan(model, options: options, output: output)
             let written = try writeFile(model, plan: plan, shard: nil, to: output)
@@ -70,11 +77,17 @@ public struct ModelSharder: Sendable {
             }
         }
         let files = try results.all.map { try $0!.get() }
-        try writeRoot(model, plan: plan, files: files, to: pending.path)
+        return try commit(model, files: files, into: pending, modelID: plan.modelID, provenance: plan.provenance)
+    }
+
+    /// Writes the root naming `files` into `pending`, commits it, and reports what was written.
+    func commit(_ model: Model, files: [ShardFile], into pending: PendingOutput, modelID: [UInt8], provenance: Provenance,
+                output: String? = nil) throws -> Report {
+        try writeRoot(model, files: files, to: pending.path, modelID: modelID, provenance: provenance, synchronize: pending.synchronize)
         try pending.commit()
-        let rootByteCount = try ModelFile(path: output).fileByteCount
-        return Report(output: output, shardCount: files.count, byteCount: rootByteCount + files.reduce(0) { $0 + $1.byteCount },
-                      shards: files.enumerated().map { .init(file: ShardNaming.fileName(root: plan.rootFileName, index: $0 + 1, count: files.count),
+        let rootByteCount = try ModelFile(path: pending.target).fileByteCount
+        return Report(output: output ?? pending.target, shardCount: files.count, byteCount: rootByteCount + files.reduce(0) { $0 + $1.byteCount },
+                      shards: files.enumerated().map { .init(file: ShardNaming.fileName(root: pending.targetFileName, index: $0 + 1, count: files.count),
                                                             byteCount: $1.byteCount, rows: $1.parts.map(\.rowCount)) },
                       removedLeftovers: pending.removedLeftovers)
     }
@@ -91,15 +104,18 @@ public struct ModelSharder: Sendable {
 
     /// The root: the tensors that are not tables, and the shard table.
     @discardableResult
-    private func writeRoot(_ model: Model, plan: ShardPlan, files: [ShardFile], to output: String) throws -> ModelWriter.Written {
-        let writer = try ModelWriter(path: output, options: plan.writerOptions)
+    private func writeRoot(_ model: Model, files: [ShardFile], to output: String, modelID: [UInt8], provenance: Provenance,
+                           synchronize: Bool) throws -> ModelWriter.Written {
+        var options = ModelWriter.Options()
+        options.synchronize = synchronize
+        let writer = try ModelWriter(path: output, options: options)
         for entry in model.tensors where TensorName(entry.name)?.tableField == nil {
             try copyWhole(model.tensor(entry), to: writer)
         }
         let tensors = model.tensors.filter { TensorName($0.name)?.tableField != nil }
             .map { ShardedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, role: $0.role) }
-        return try writer.finish(architecture: model.architecture, provenance: plan.provenance, metadata: model.manifest.metadata,
-                                 shards: ShardTable(modelID: plan.modelID, tensors: tensors, files: files))
+        return try writer.finish(architecture: model.architecture, provenance: provenance, metadata: model.manifest.metadata,
+                                 shards: ShardTable(modelID: modelID, tensors: tensors, files: files))
     }
 
     /// One file: a shard (its table rows only) or, with no shard, the whole model.

@@ -53,12 +53,19 @@ public struct ModelVerifier: Sendable {
     /// Checks `model` and, when it is a sharded model's root, every shard (each as a file of its
     /// own, then against the root: `ShardSet`). Problems in a shard name it in `file`.
     public func verify(_ model: ModelFile) -> VerificationReport {
+        verify(model) { _, shard in verifyFile(shard) }
+    }
+
+    /// `verify(_:)` with each shard's own report from `shardReport` (index 0-based, and the
+    /// shard as the root's table opened it): computed here, or by the tasks of a plan.
+    func verify(_ model: ModelFile, shardReport: (Int, ModelFile) -> VerificationReport) -> VerificationReport {
         var report = verifyFile(model)
         guard model.manifest.shards != nil, report.problems.allSatisfy({ $0.kind != .structure }) else { return report }
         let set = ShardSet.open(root: model, options: options)
         report.problems += set.problems
-        for shard in set.files.compactMap({ $0 }) {
-            let part = verifyFile(shard)
+        for (index, shard) in set.files.enumerated() {
+            guard let shard else { continue }
+            let part = shardReport(index, shard)
             report.problems += part.problems.map { problem in
                 var problem = problem
                 problem.file = problem.file ?? shard.path
@@ -68,6 +75,9 @@ public struct ModelVerifier: Sendable {
         }
         return report
     }
+
+    /// `shard`'s own checks, as `verify` of its root makes them (a task of a plan).
+    func verifyShard(_ shard: ModelFile) -> VerificationReport { verifyFile(shard) }
 
     /// A stretch of one tensor's chunks, checked by one thread: uncompressed tensors are split
     /// into stretches of about 16 MiB; a compressed one is a single stretch, read in order.

@@ -30,6 +30,8 @@ public final class PendingOutput {
     private var committed = false
     /// Temporary shard files handed out by `shardPath`, removed unless committed.
     private var shardPaths: [String] = []
+    /// Whether shards written by others were taken in (`adoptShard`).
+    private var adoptedShards = false
     /// Whether the root written at commit is fsynced (as `ModelWriter.Options.synchronize`).
     public var synchronize = true
     /// Shard files of earlier writes removed by `commit()` (`ShardCleanup`).
@@ -88,11 +90,26 @@ public final class PendingOutput {
         return path
     }
 
+    /// Takes shard `index` of `count`, written at `path` beside the target by another process
+    /// (a task of a plan, `TaskPlan`), into this output: the root written at `path` names it,
+    /// `commit()` moves it into place. Unlike `shardPath`'s, it is left where it is when the
+    /// output is dropped (the finish may be run again). Refuses as `shardPath` does.
+    public func adoptShard(_ path: String, index: Int, of count: Int) throws(MTLModelError) {
+        guard let finalPath else {
+            throw MTLModelError(.invalidArgument, "a sharded model is several files beside its root: name a file to write, not a device or standard output", file: target)
+        }
+        _ = try OutputTarget(resolving: ShardNaming.path(root: finalPath, index: index, count: count, suffix: shardSuffix))
+        guard (path as NSString).deletingLastPathComponent == (self.path as NSString).deletingLastPathComponent else {
+            throw MTLModelError(.invalidArgument, "shard \(index) of \(count) is not beside the target", file: path)
+        }
+        adoptedShards = true
+    }
+
     /// Moves the written file (or sharded model) into place.
     public func commit() throws {
         committed = true
         guard let finalPath else { return }
-        if !shardPaths.isEmpty { return try commitSharded(finalPath) }
+        if !shardPaths.isEmpty || adoptedShards { return try commitSharded(finalPath) }
         guard rename(path, finalPath) == 0 else {
             throw MTLModelError(.io, "cannot move the output into place: \(String(cString: strerror(errno)))", file: target)
         }

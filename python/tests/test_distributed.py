@@ -1,0 +1,157 @@
+"""The Dask driver (mtl_model.distributed) on a LocalCluster of 2 worker processes: each
+command through the cluster prints what the single process prints and writes a model equal to
+the single process's; a worker killed in the middle of a task changes nothing but the time."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from conftest import cli_path, fixture
+
+distributed = pytest.importorskip("distributed")
+
+from mtl_model import distributed as driver  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with distributed.Client(cluster) as connected:
+        yield connected
+    cluster.close()
+
+
+@pytest.fixture
+def executable(cli):
+    return cli_path()
+
+
+def workspace(root, executable, shards=4):
+    """Two directories with the same sharded model at in/m.mtlm and an empty out/."""
+    sides = {}
+    for name in ("single", "planned"):
+        side = root / name
+        (side / "out").mkdir(parents=True)
+        sides[name] = side
+    (sides["single"] / "in").mkdir()
+    made = subprocess.run([executable, "shard", fixture("v1.0", "small-training.mtlm"), str(sides["single"] / "in" / "m.mtlm"),
+                           "--shards", str(shards)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    shutil.copytree(sides["single"] / "in", sides["planned"] / "in")
+    return sides["single"], sides["planned"]
+
+
+def through_driver(command, side, client, executable, capfd, monkeypatch, **options):
+    monkeypatch.chdir(side)
+    capfd.readouterr()
+    status = driver.run(command, client=client, executable=executable, **options)
+    return status, capfd.readouterr().out
+
+
+def single(command, side, executable):
+    done = subprocess.run([executable] + command, capture_output=True, text=True, cwd=side)
+    return done.returncode, done.stdout
+
+
+def same_models(executable, a, b):
+    done = subprocess.run([executable, "diff", str(a), str(b), "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["equal"]
+
+
+COMMANDS = [
+    (["verify", "in/m.mtlm", "--json"], None),
+    (["quantize", "in/m.mtlm", "out/q.mtlm", "--embeddings", "int4", "--json"], "out/q.mtlm"),
+    (["convert", "in/m.mtlm", "out/s.mtlm", "--to", "serving"], "out/s.mtlm"),
+    (["shard", "in/m.mtlm", "out/r.mtlm", "--shards", "3"], "out/r.mtlm"),
+]
+
+
+@pytest.mark.parametrize("command,output", COMMANDS, ids=[c[0][0] for c in COMMANDS])
+def test_same_as_single_process(command, output, tmp_path, client, executable, capfd, monkeypatch):
+    one, planned = workspace(tmp_path, executable)
+    expected_status, expected = single(command, one, executable)
+    assert expected_status == 0
+    status, printed = through_driver(command, planned, client, executable, capfd, monkeypatch)
+    assert status == 0
+    assert printed == expected
+    if output:
+        assert same_models(executable, one / output, planned / output)
+        assert sorted(os.listdir(planned / "out")) == sorted(os.listdir(one / "out"))
+    # The default plan (beside the input) is removed once finished.
+    assert [name for name in os.listdir(planned / "in") if "plan" in name] == []
+
+
+def test_verify_of_a_broken_model_exits_1_with_the_same_problems(tmp_path, client, executable, capfd, monkeypatch):
+    one, planned = workspace(tmp_path, executable)
+    for side in (one, planned):
+        os.remove(side / "in" / "m-00003-of-00004.mtlm")
+    command = ["verify", "in/m.mtlm"]
+    expected_status, expected = single(command, one, executable)
+    status, printed = through_driver(command, planned, client, executable, capfd, monkeypatch)
+    assert (status, printed) == (expected_status, expected) and status == 1
+    assert "shard 3 of 4" in printed
+
+
+def killing_wrapper(directory, executable, index):
+    """An mtl-model that, the first time it runs task `index`, starts it, lets it write for a
+    moment, then kills its worker process (its parent) and itself."""
+    marker = directory / "killed-once"
+    script = directory / "mtl-model-killing"
+    script.write_text("""#!/bin/bash
+if [ "$1" = run-task ] && [ "$4" = %d ] && [ ! -e %s ]; then
+  touch %s
+  "%s" "$@" &
+  sleep 0.05
+  kill -9 $PPID
+  kill -9 $!
+  kill -9 $$
+fi
+exec "%s" "$@"
+""" % (index, marker, marker, executable, executable))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script, marker
+
+
+def test_a_worker_killed_mid_task(tmp_path, client, executable, capfd, monkeypatch):
+    one, planned = workspace(tmp_path, executable)
+    wrapper, marker = killing_wrapper(tmp_path, executable, 1)
+    command = ["quantize", "in/m.mtlm", "out/q.mtlm", "--embeddings", "int8"]
+    expected_status, expected = single(command, one, executable)
+    status, printed = through_driver(command, planned, client, wrapper, capfd, monkeypatch)
+    assert marker.exists(), "the wrapper did not kill a worker"
+    assert status == 0 and printed == expected
+    assert same_models(executable, one / "out" / "q.mtlm", planned / "out" / "q.mtlm")
+    # Nothing partial anywhere: exactly the root and its shards (no staged or temporary file).
+    assert sorted(os.listdir(planned / "out")) == sorted(os.listdir(one / "out"))
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_refusals(tmp_path, client, executable, capfd, monkeypatch):
+    one, planned = workspace(tmp_path, executable)
+    monkeypatch.chdir(planned)
+    with pytest.raises(driver.DriverError, match="cannot be planned"):
+        driver.run(["diff", "in/m.mtlm", "in/m.mtlm"], client=client, executable=executable, plan=str(planned / "p.json"))
+    with pytest.raises(driver.DriverError, match="no mtl-model on PATH|is not an executable"):
+        driver.run(["verify", "in/m.mtlm"], client=client, executable=str(tmp_path / "missing"))
+    # A task that fails on its own (its input changed after planning) stops the run, naming it.
+    plan = planned / "p.json"
+    made = subprocess.run([executable, "plan", "verify", "in/m.mtlm", "--out", str(plan)], capture_output=True, text=True)
+    assert made.returncode == 0
+    data = json.loads(plan.read_text())
+    data["tasks"][0]["reads"] = ["/nonexistent/shard.mtlm"]
+    assert "does not see /nonexistent:" in _visibility_error(client, executable, str(plan), data["input"]["path"], data["tasks"])
+    status = driver.main(["verify", "in/m.mtlm", "--scheduler", "local:0", "--mtl-model", executable])
+    assert status == 2
+    assert "needs N >= 1" in capfd.readouterr().err
+
+
+def _visibility_error(client, executable, plan, model, tasks):
+    try:
+        driver._check_visible(client, executable, plan, model, tasks)
+    except driver.DriverError as error:
+        return str(error)
+    return ""
