@@ -22,7 +22,10 @@ struct DeltaCommand: ParsableCommand {
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     func run() throws {
-        let summary = try ModelDelta.make(base: try limits.model(base), new: try limits.model(new), to: output)
+        try conclude(ModelDelta.make(base: try limits.model(base), new: try limits.model(new), to: output))
+    }
+
+    private func conclude(_ summary: ModelDelta.Summary) throws {
         if json {
             try Terminal.json(Output(base: base, new: new, output: output, summary: summary))
         } else {
@@ -37,5 +40,19 @@ struct DeltaCommand: ParsableCommand {
         var new: String
         var output: String
         var summary: ModelDelta.Summary
+    }
+}
+
+extension DeltaCommand: PlannableCommand {
+    func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
+        try TaskPlan.delta(command: arguments, base: limits.model(base), new: limits.model(new), output: output, planPath: planPath)
+    }
+
+    func runTask(_ plan: TaskPlan, index: Int) throws -> TaskResult {
+        try plan.runDelta(base: limits.model(base), new: limits.model(new), index: index)
+    }
+
+    func finish(_ plan: TaskPlan) throws {
+        try conclude(plan.finishDelta(base: limits.model(base), new: limits.model(new)))
     }
 }

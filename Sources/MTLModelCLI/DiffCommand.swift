@@ -46,8 +46,16 @@ struct DiffCommand: ParsableCommand {
 
     func run() throws {
         let modelA = try limits.model(a), modelB = try limits.model(b)
-        var report = try ModelDiff(tolerance: DiffTolerance(absolute: atol, relative: rtol), topRowCount: rows ? top : nil, threadCount: threads)
-            .compare(modelA, modelB)
+        try conclude(differ.compare(modelA, modelB), modelA, modelB)
+    }
+
+    private var differ: ModelDiff {
+        ModelDiff(tolerance: DiffTolerance(absolute: atol, relative: rtol), topRowCount: rows ? top : nil, threadCount: threads)
+    }
+
+    /// Compares the predictions (`--data`), prints the report; exit 1 when the models differ.
+    private func conclude(_ report: ModelDiffReport, _ modelA: Model, _ modelB: Model) throws {
+        var report = report
         if let data {
             report.predictions = try QualityComparison.compare(modelA, modelB, data: data, threadCount: threads)
         }
@@ -123,5 +131,21 @@ struct DiffCommand: ParsableCommand {
         let nonFinite = report.tensors.contains { $0.nonFiniteA + $0.nonFiniteB > 0 }
         lines.append(report.equal ? "models are equal within tolerance" : nonFinite ? "models differ (values that are NaN or Inf are never equal)" : "models differ")
         return lines.joined(separator: "\n")
+    }
+}
+
+extension DiffCommand: PlannableCommand {
+    func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
+        try TaskPlan.diff(command: arguments, a: limits.model(a), b: limits.model(b), planPath: planPath)
+    }
+
+    func runTask(_ plan: TaskPlan, index: Int) throws -> TaskResult {
+        try plan.runDiff(differ, limits.model(a), limits.model(b), index: index)
+    }
+
+    /// `--data` is scored here, by the finish: predictions need every shard of both models.
+    func finish(_ plan: TaskPlan) throws {
+        let modelA = try limits.model(a), modelB = try limits.model(b)
+        try conclude(plan.finishDiff(differ, modelA, modelB), modelA, modelB)
     }
 }

@@ -7,7 +7,7 @@ struct PlanCommand: ParsableCommand {
         commandName: "plan",
         abstract: "Cut a command on a sharded model into tasks, one per shard, to run anywhere (docs/SCALE.md).",
         discussion: """
-            COMMAND is verify, quantize, dequantize, convert or shard, with its own arguments. Writes \
+            COMMAND is verify, quantize, dequantize, convert, shard, diff or delta (on sharded models; diff and delta of two models split alike), with its own arguments. Writes \
             PLAN.json and makes PLAN.json.d/ for the tasks' results; then run every task (`run-task \
             PLAN.json --index I` for I in 0…N-1: on a cluster, in a shell loop, with xargs -P) and \
             `finish PLAN.json`, which prints what COMMAND prints. Every worker must see the plan, the \

@@ -13,7 +13,7 @@ protocol PlannableCommand: ParsableCommand {
 }
 
 enum PlannedCommand {
-    static let names = "verify, quantize, dequantize, convert, shard"
+    static let names = "verify, quantize, dequantize, convert, shard, diff, delta"
 
     /// The command of `arguments` (`COMMAND ARGS…`), parsed as `mtl-model` parses it.
     static func parse(_ arguments: [String]) throws -> any PlannableCommand {

@@ -9,8 +9,9 @@ import Testing
 @Suite("task plans")
 struct TaskPlanTests {
     /// Two directories holding the same sharded model at `in/m.mtlm` (4 shards of the training
-    /// fixture): one for the single process, one for the plan, so that every relative path,
-    /// and so every line printed, is the same in both.
+    /// fixture) and its int8 quantization at `in/n.mtlm` (split alike): one for the single
+    /// process, one for the plan, so that every relative path, and so every line printed, is
+    /// the same in both.
     final class Workspace {
         let directory = TemporaryDirectory()
         var single: String { directory.path("single") }
@@ -23,6 +24,8 @@ struct TaskPlanTests {
             }
             try FileManager.default.createDirectory(atPath: single + "/in", withIntermediateDirectories: true)
             try shard(source, single + "/in/m.mtlm", shards)
+            let quantized = try runCLI(["quantize", "in/m.mtlm", "in/n.mtlm", "--embeddings", "int8"], directory: single)
+            #expect(quantized.status == 0, "\(quantized.stderr)")
             try FileManager.default.copyItem(atPath: single + "/in", toPath: planned + "/in")
         }
 
@@ -58,7 +61,8 @@ struct TaskPlanTests {
                 #expect(a.manifest.shards?.files.map(\.parts) == b.manifest.shards?.files.map(\.parts))
                 #expect(a.manifest.shards?.tensors == b.manifest.shards?.tensors)
             }
-            #expect(ModelVerifier().verify(try ModelFile(path: planned + "/out/m.mtlm")).problems == [])
+            let root = names.first { !$0.contains("-of-") }!
+            #expect(ModelVerifier().verify(try ModelFile(path: planned + "/out/" + root)).problems == [])
         }
     }
 
@@ -71,26 +75,39 @@ struct TaskPlanTests {
         ["convert", "in/m.mtlm", "out/m.mtlm", "--to", "training", "--optimizer", "adam"],
         ["shard", "in/m.mtlm", "out/m.mtlm", "--shards", "3"],
         ["shard", "in/m.mtlm", "out/m.mtlm", "--shards", "7", "--bucket-bits", "5", "--json"],
+        ["delta", "in/m.mtlm", "in/n.mtlm", "out/d.mtlmd"],
+        ["delta", "in/n.mtlm", "in/m.mtlm", "out/d.mtlmd", "--json"],
+        ["diff", "in/m.mtlm", "in/n.mtlm", "--rows", "--top", "3"],
+        ["diff", "in/m.mtlm", "in/n.mtlm", "--json", "--rows", "--atol", "0.0001", "--threads", "1"],
+        ["diff", "in/n.mtlm", "in/n.mtlm", "--json"],
     ]
 
     @Test("a planned command prints what the single process prints and writes the same tensors in every file", arguments: commands)
     func sameAsSingleProcess(_ command: [String]) throws {
         let workspace = try Workspace()
         let (single, planned) = try workspace.run(command)
-        #expect(single.status == 0, "\(single.stderr)")
-        #expect(planned.status == 0, "\(planned.stderr)")
-        if command.first == "shard" && command.contains("--json") {
+        // diff: 1 when the models differ.
+        let expected: Int32 = command.first == "diff" && command[2] != command[1] ? 1 : 0
+        #expect(single.status == expected, "\(single.stderr)")
+        #expect(planned.status == expected, "\(planned.stderr)")
+        if ["shard", "delta"].contains(command.first) && command.contains("--json") {
             // A root records each shard's manifest hash as a varint, and the hashes cover the
             // (random) model id: the root's size, and so the total, can differ by a few bytes.
             var (a, b) = (single.json!, planned.json!)
-            let sizes = (a["byteCount"] as! Int, b["byteCount"] as! Int)
-            #expect(abs(sizes.0 - sizes.1) <= 2 * 10 * (a["shardCount"] as! Int))
-            (a["byteCount"], b["byteCount"]) = (0, 0)
+            func size(_ document: inout [String: Any]) -> Int {
+                guard var summary = document["summary"] as? [String: Any] else {
+                    defer { document["byteCount"] = 0 }
+                    return document["byteCount"] as! Int
+                }
+                defer { summary["deltaByteCount"] = 0; document["summary"] = summary }
+                return summary["deltaByteCount"] as! Int
+            }
+            #expect(abs(size(&a) - size(&b)) <= 2 * 10 * 4)
             #expect(NSDictionary(dictionary: a) == NSDictionary(dictionary: b))
         } else {
             #expect(planned.stdout == single.stdout)
         }
-        try workspace.expectSameOutputs()
+        if command.first != "diff" { try workspace.expectSameOutputs() }
         // Nothing of the plan is left beside the output.
         #expect(try FileManager.default.contentsOfDirectory(atPath: workspace.planned + "/out").allSatisfy { !$0.contains(".plan-") && !$0.hasPrefix(".") })
     }
@@ -196,8 +213,17 @@ struct TaskPlanTests {
         let dir = workspace.planned
         var result = try runCLI(["plan", "quantize", TestPaths.fixture("v1.0/small.mtlm"), "out/q.mtlm", "--out", "plan.json"], directory: dir)
         #expect(result.status == 2 && result.stderr.contains("is one file: a plan splits a sharded model's work by shard"), "\(result.stderr)")
-        result = try runCLI(["plan", "diff", "in/m.mtlm", "in/m.mtlm", "--out", "plan.json"], directory: dir)
-        #expect(result.status == 2 && result.stderr.contains("diff cannot be planned"), "\(result.stderr)")
+        result = try runCLI(["plan", "eval", "in/m.mtlm", "data.txt", "--out", "plan.json"], directory: dir)
+        #expect(result.status == 2 && result.stderr.contains("eval cannot be planned"), "\(result.stderr)")
+        // diff and delta compare shard k with shard k: of two models split alike only.
+        try shard(dir + "/in/m.mtlm", dir + "/in/three.mtlm", 3)
+        for command in [["diff", "in/m.mtlm", "in/three.mtlm"], ["delta", "in/m.mtlm", "in/three.mtlm", "out/d.mtlmd"]] {
+            result = try runCLI(["plan"] + command + ["--out", "plan.json"], directory: dir)
+            #expect(result.status == 2 && result.stderr.contains("4 shards") && result.stderr.contains("3 shards")
+                    && result.stderr.contains("mtl-model shard in/three.mtlm OUT.mtlm --shards 4"), "\(result.stderr)")
+        }
+        result = try runCLI(["plan", "diff", "in/m.mtlm", TestPaths.fixture("v1.0/small-training.mtlm"), "--out", "plan.json"], directory: dir)
+        #expect(result.status == 2 && result.stderr.contains("small-training.mtlm one file"), "\(result.stderr)")
         result = try runCLI(["plan", "shard", "in/m.mtlm", "out/one.mtlm", "--shards", "1", "--out", "plan.json"], directory: dir)
         #expect(result.status == 2 && result.stderr.contains("--shards 1 writes one file"), "\(result.stderr)")
         result = try runCLI(["plan", "quantize", "in/m.mtlm", "in/m.mtlm", "--out", "plan.json"], directory: dir)
@@ -214,6 +240,47 @@ struct TaskPlanTests {
         try "{\"format\": \"something else\"}".write(toFile: dir + "/plan.json", atomically: true, encoding: .utf8)
         result = try runCLI(["finish", "plan.json"], directory: dir)
         #expect(result.status == 2 && result.stderr.contains("not a plan of mtl-model"), "\(result.stderr)")
+    }
+
+    @Test("a planned delta applies to the base and rebuilds the new model; its tasks write the same delta shards again")
+    func deltaApplies() throws {
+        let workspace = try Workspace()
+        let dir = workspace.planned
+        let planned = try workspace.runPlan(["delta", "in/m.mtlm", "in/n.mtlm", "out/d.mtlmd"])
+        #expect(planned.status == 0, "\(planned.stderr)")
+        let applied = try runCLI(["apply", "in/m.mtlm", "out/d.mtlmd", "out/rebuilt.mtlm"], directory: dir)
+        #expect(applied.status == 0, "\(applied.stderr)")
+        let diff = try runCLI(["diff", "in/n.mtlm", "out/rebuilt.mtlm"], directory: dir)
+        #expect(diff.status == 0, "\(diff.stdout)\(diff.stderr)")
+    }
+
+    @Test("diff of two sharded models split alike (shard by shard, merged) gives the figures the diff of their consolidations gives")
+    func shardedDiffMatchesOneFile() throws {
+        let directory = TemporaryDirectory()
+        guard let demo = try importedDemo(into: directory) else { return }
+        // The demo's training model against its pruned serving form: keyed rows removed, every
+        // value of the quantized tables changed; 5 shards each, split alike.
+        let pruned = directory.path("pruned.mtlm")
+        let converted = try runCLI(["convert", demo.training, pruned, "--to", "serving", "--prune-unseen", "--embeddings", "int8"])
+        #expect(converted.status == 0, "\(converted.stderr)")
+        try shard(demo.training, directory.path("a.mtlm"), 5)
+        try shard(pruned, directory.path("b.mtlm"), 5, ["--bucket-bits", "10"])
+        try shard(demo.training, directory.path("a10.mtlm"), 5, ["--bucket-bits", "10"])
+        func tables(_ a: String, _ b: String) throws -> (tables: [[String: Any]], tensors: [String: Bool]) {
+            let result = try runCLI(["diff", a, b, "--json", "--rows", "--top", "1"])
+            #expect(result.status == 1, "\(result.stderr)")
+            let report = result.json!["report"] as! [String: Any]
+            let tables = (report["tables"] as! [[String: Any]]).map { $0.filter { $0.key != "topChanged" } }
+            let tensors = Dictionary(uniqueKeysWithValues: (report["tensors"] as! [[String: Any]]).map { ($0["name"] as! String, $0["equal"] as! Bool) })
+            return (tables, tensors)
+        }
+        let whole = try tables(demo.training, pruned), sharded = try tables(directory.path("a10.mtlm"), directory.path("b.mtlm"))
+        #expect(sharded.tables.map { NSDictionary(dictionary: $0) } == whole.tables.map { NSDictionary(dictionary: $0) })
+        #expect(sharded.tensors == whole.tensors)
+        #expect(whole.tables.contains { ($0["removed"] as! Int) > 0 })
+        // Split otherwise (other bucket bits): compared as a whole, the same figures.
+        let other = try tables(directory.path("a.mtlm"), directory.path("b.mtlm"))
+        #expect(other.tables.map { NSDictionary(dictionary: $0) } == whole.tables.map { NSDictionary(dictionary: $0) })
     }
 
     @Test("a gate that fails at the finish writes nothing and removes the tasks' shards")

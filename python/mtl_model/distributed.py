@@ -3,7 +3,8 @@
 ``python -m mtl_model.distributed COMMAND ARGS... --scheduler local:N|tcp://HOST:PORT
 [--mtl-model PATH] [--plan PLAN.json] [--retries R] [--quiet]``
 
-COMMAND is one the Swift tool can plan (verify, quantize, dequantize, convert, shard). The
+COMMAND is one the Swift tool can plan (verify, quantize, dequantize, convert, shard, diff,
+delta; diff and delta of two models split alike). The
 driver makes the plan (``mtl-model plan``), checks that every worker sees the plan's files,
 maps ``mtl-model run-task PLAN --index I`` over the workers (each a subprocess of the Swift
 CLI on the worker), resubmits a task whose worker died (up to R times), and finishes
@@ -46,7 +47,7 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     options, command = parser.parse_known_args(argv)
     if not command or command[0].startswith("-"):
-        parser.error("name the command to run (verify, quantize, dequantize, convert, shard) and its arguments")
+        parser.error("name the command to run (verify, quantize, dequantize, convert, shard, diff, delta) and its arguments")
     if options.retries < 0:
         parser.error("--retries must be at least 0")
     try:
@@ -76,7 +77,7 @@ def run(command, scheduler=None, client=None, executable=None, plan=None, retrie
     if client is None:
         client, owned = _connect(scheduler)
     try:
-        _check_visible(client, executable, plan, planned["input"]["path"], tasks)
+        _check_visible(client, executable, plan, [model["path"] for model in planned["inputs"]], tasks)
         _run_tasks(client, executable, plan, tasks, retries, progress)
     finally:
         if owned is not None:
@@ -136,13 +137,13 @@ def _visible(paths):
     return socket.gethostname(), [path for path in paths if not os.path.exists(path)]
 
 
-def _check_visible(client, executable, plan, model, tasks):
+def _check_visible(client, executable, plan, models, tasks):
     """Every worker must see, at the same paths, the CLI, the plan, its result directory, the
-    model and the directory of every file a task reads or writes. (A shard missing from a
+    models and the directory of every file a task reads or writes. (A shard missing from a
     directory the worker sees is the task's to report, as verify does.)"""
-    paths = {executable, plan, plan + ".d", model}
+    paths = {executable, plan, plan + ".d"} | set(models)
     for task in tasks:
-        paths.update(os.path.dirname(path) for path in task["reads"] + [task.get("writes") or model])
+        paths.update(os.path.dirname(path) for path in task["reads"] + [task.get("writes") or models[0]])
     for worker, (host, missing) in sorted(client.run(_visible, sorted(paths)).items()):
         if missing:
             raise DriverError("worker %s (%s) does not see %s: every worker needs the plan's files at the same paths, "

@@ -4,13 +4,21 @@ import Foundation
 /// the base they were made from, and the exact reconstruction of the new model from them.
 public enum ModelDelta {
     public struct Summary: Sendable, Codable, Hashable {
-        public var unchangedTensors: Int
-        public var patchedTensors: Int
-        public var fullTensors: Int
+        public var unchangedTensors = 0
+        public var patchedTensors = 0
+        public var fullTensors = 0
         /// Rows stored by patched tensors (changed or added rows).
-        public var storedRowCount: Int
-        public var deltaByteCount: UInt64
-        public var newByteCount: UInt64
+        public var storedRowCount = 0
+        public var deltaByteCount: UInt64 = 0
+        public var newByteCount: UInt64 = 0
+
+        /// The counts of another file's delta added (the byte counts are the whole delta's).
+        mutating func add(_ other: Summary) {
+            unchangedTensors += other.unchangedTensors
+            patchedTensors += other.patchedTensors
+            fullTensors += other.fullTensors
+            storedRowCount += other.storedRowCount
+        }
     }
 
     /// A patch is stored only when it is smaller than this fraction of the tensor.

@@ -13,52 +13,69 @@ enum ShardedDelta {
     static func make(base: Model, new: Model, to output: String) throws -> ModelDelta.Summary {
         if let mismatch = layoutMismatch(base, new) {
             throw MTLModelError(.unsupported, "\(mismatch): a delta is made between models split the same way; "
-                + "split \(new.path) like the base first (mtl-model shard \(new.path) OUT.mtlm --shards \(max(base.shards.count, 1))\(bucketAdvice(base)))",
+                + "split \(new.path) like the base first (\(splitCommand(new.path, like: base)))",
                 file: new.path)
         }
-        var summary = ModelDelta.Summary(unchangedTensors: 0, patchedTensors: 0, fullTensors: 0, storedRowCount: 0, deltaByteCount: 0,
-                                         newByteCount: new.files.reduce(0) { $0 + $1.fileByteCount })
         let pending = try PendingOutput(target: output, delta: true)
         let deltaID = (0..<ShardNaming.modelIDByteCount).map { _ in UInt8.random(in: 0...255) }
         let provenance = ModelDelta.provenance(base, new)
-        var files: [ShardFile] = []
-        for (index, (old, shard)) in zip(base.shards, new.shards).enumerated() {
-            let path = try pending.shardPath(index + 1, of: new.shards.count)
-            let writer = try ModelWriter(path: path)
-            let tensors = try ModelDelta.writeChanges(base: old, new: shard, into: writer, summary: &summary)
-            var identity = shard.manifest.shard!
-            identity.modelID = deltaID
-            identity.rootFileName = pending.targetFileName
-            let written = try writer.finish(architecture: new.architecture, provenance: provenance,
-                                            delta: DeltaManifest(baseContentHash: ModelDelta.contentHash(old), tensors: tensors,
-                                                                 newProvenance: shard.manifest.provenance),
-                                            shard: identity)
-            files.append(ShardFile(written: written, path: path, parts: identity.parts))
+        let shards = try new.shards.indices.map { index in
+            try writeShard(index, base: base, new: new, to: pending.shardPath(index + 1, of: new.shards.count), deltaID: deltaID,
+                           rootFileName: pending.targetFileName, provenance: provenance)
         }
+        return try commitRoot(base: base, new: new, shards: shards, into: pending, deltaID: deltaID, provenance: provenance)
+    }
+
+    /// The delta of shard `index` (0-based) at `path`, for a delta root named `rootFileName`:
+    /// its record for the root, and what it holds.
+    static func writeShard(_ index: Int, base: Model, new: Model, to path: String, deltaID: [UInt8], rootFileName: String,
+                           provenance: Provenance) throws -> (file: ShardFile, summary: ModelDelta.Summary) {
+        let (old, shard) = (base.shards[index], new.shards[index])
+        var summary = ModelDelta.Summary()
+        let writer = try ModelWriter(path: path)
+        let tensors = try ModelDelta.writeChanges(base: old, new: shard, into: writer, summary: &summary)
+        var identity = shard.manifest.shard!
+        identity.modelID = deltaID
+        identity.rootFileName = rootFileName
+        let written = try writer.finish(architecture: new.architecture, provenance: provenance,
+                                        delta: DeltaManifest(baseContentHash: ModelDelta.contentHash(old), tensors: tensors,
+                                                             newProvenance: shard.manifest.provenance),
+                                        shard: identity)
+        return (ShardFile(written: written, path: path, parts: identity.parts), summary)
+    }
+
+    /// Writes the delta root naming `shards` (every delta shard, in order) into `pending` and
+    /// commits it: the summary of the whole delta.
+    static func commitRoot(base: Model, new: Model, shards: [(file: ShardFile, summary: ModelDelta.Summary)], into pending: PendingOutput,
+                           deltaID: [UInt8], provenance: Provenance) throws -> ModelDelta.Summary {
+        var summary = ModelDelta.Summary()
+        for shard in shards { summary.add(shard.summary) }
         let writer = try ModelWriter(path: pending.path)
         let tensors = try ModelDelta.writeChanges(base: base.file, new: new.file, into: writer, summary: &summary)
         var table = new.file.manifest.shards!
         table.modelID = deltaID
-        table.files = files
+        table.files = shards.map(\.file)
         try writer.finish(architecture: new.architecture, provenance: provenance, metadata: new.manifest.metadata,
-                                     delta: DeltaManifest(baseContentHash: ModelDelta.contentHash(base.file), tensors: tensors,
-                                                          newProvenance: new.manifest.provenance),
-                                     shards: table)
+                          delta: DeltaManifest(baseContentHash: ModelDelta.contentHash(base.file), tensors: tensors,
+                                               newProvenance: new.manifest.provenance),
+                          shards: table)
         try pending.commit()
-        summary.deltaByteCount = files.reduce(pending.committedRootByteCount ?? 0) { $0 + $1.byteCount }
+        summary.deltaByteCount = table.files.reduce(pending.committedRootByteCount ?? 0) { $0 + $1.byteCount }
+        summary.newByteCount = new.files.reduce(0) { $0 + $1.fileByteCount }
         return summary
     }
 
-    /// Why `new` is not split as `base` is (shard count, a field's rows or buckets), or nil.
-    static func layoutMismatch(_ base: Model, _ new: Model) -> String? {
+    /// Why `new` is not split as `base` is (shard count, a field's rows or buckets), or nil;
+    /// `names` are how the message calls the two.
+    static func layoutMismatch(_ base: Model, _ new: Model, names: (String, String) = ("the base", "the new model")) -> String? {
         func describe(_ model: Model) -> String { model.isSharded ? "\(model.shards.count) shards" : "one file" }
         guard base.isSharded, new.isSharded, base.shards.count == new.shards.count else {
-            return "the base is \(describe(base)), the new model \(describe(new))"
+            return "\(names.0) is \(describe(base)), \(names.1) \(describe(new))"
         }
         let baseParts = base.file.manifest.shards!.files.map(\.parts), newParts = new.file.manifest.shards!.files.map(\.parts)
         for (index, (old, part)) in zip(baseParts, newParts).enumerated() {
             for (a, b) in zip(old, part) where a.field != b.field || !sameSplit(a, b) {
-                return "shard \(index + 1) holds other \(b.isBucketed ? "buckets" : "rows") of field \"\(b.field)\" than the base's"
+                return "shard \(index + 1) holds other \(b.isBucketed ? "buckets" : "rows") of field \"\(b.field)\" than \(names.0)'s"
             }
         }
         return nil
@@ -69,6 +86,11 @@ enum ShardedDelta {
     private static func sameSplit(_ a: TablePart, _ b: TablePart) -> Bool {
         guard a.isBucketed || b.isBucketed else { return a.firstRow == b.firstRow && a.rowCount == b.rowCount }
         return a.bucketBits == b.bucketBits && a.hashSeed == b.hashSeed && a.buckets == b.buckets
+    }
+
+    /// The `shard` command that splits the model at `path` like `base`.
+    static func splitCommand(_ path: String, like base: Model) -> String {
+        "mtl-model shard \(path) OUT.mtlm --shards \(max(base.shards.count, 1))\(bucketAdvice(base))"
     }
 
     /// The `shard` options that reproduce the base's buckets, when one setting does.

@@ -130,6 +130,36 @@ public struct ModelDiff: Sendable {
     /// - Complexity: reads both models once, in windows of rows, in bounded memory (about
     ///   80 MB a thread, `compareTable`).
     public func compare(_ a: Model, _ b: Model) throws -> ModelDiffReport {
+        guard Self.splitAlike(a, b) else { return try compare(a, b, merged: ShardDiff(tables: try compareTables(DiffSide(a), DiffSide(b)), tensors: [])) }
+        var whole = try compareShard(0, a, b)
+        for index in a.shards.indices.dropFirst() { whole.merge(try compareShard(index, a, b)) }
+        return try compare(a, b, merged: whole)
+    }
+
+    /// Whether two sharded models are split alike (the same shard count, each field's rows or
+    /// buckets in the same shards): then shard k of one is compared with shard k of the other
+    /// alone (`compareShard`), and the shards' figures merged — the same figures whether the
+    /// shards are compared here or by the tasks of a plan.
+    public static func splitAlike(_ a: Model, _ b: Model) -> Bool {
+        ShardedDelta.layoutMismatch(a, b) == nil
+    }
+
+    /// Shard `index` (0-based) of two models split alike: its tables and other table tensors.
+    public func compareShard(_ index: Int, _ a: Model, _ b: Model) throws -> ShardDiff {
+        let x = DiffSide(a, shard: index), y = DiffSide(b, shard: index)
+        let tables = try compareTables(x, y)
+        let covered = Set(tables.flatMap { $0.tensors.map(\.name) })
+        let entriesB = Dictionary(y.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let tensors = try x.tensors.compactMap { entry in
+            try entriesB[entry.name].flatMap { covered.contains(entry.name) ? nil : try tensorPartial(entry, $0, x, y) }
+        }
+        return ShardDiff(tables: tables, tensors: tensors)
+    }
+
+    /// The report of `a` against `b` from the figures of their tables and of the other tensors
+    /// compared already (every shard's, merged in order); the remaining tensors (a sharded
+    /// model's root's) are compared here.
+    func compare(_ a: Model, _ b: Model, merged: ShardDiff) throws -> ModelDiffReport {
         let metadataA = Dictionary(uniqueKeysWithValues: a.manifest.metadata.map { ($0.key, $0.value) })
         let metadataB = Dictionary(uniqueKeysWithValues: b.manifest.metadata.map { ($0.key, $0.value) })
         let metadata = ConfigDiff.differences(.object(metadataA.mapValues { .string($0) }), .object(metadataB.mapValues { .string($0) }))
@@ -138,39 +168,53 @@ public struct ModelDiff: Sendable {
                                      metadata: metadata, onlyInA: a.tensors.map(\.name).filter { !namesB.contains($0) },
                                      onlyInB: b.tensors.map(\.name).filter { !namesA.contains($0) }, tensors: [], tables: [],
                                      tolerance: tolerance, predictions: nil)
-        // Embedding tables are read once, row by row, for both their table and tensor figures,
-        // `threadCount` tables at a time.
-        let pairs = a.architecture.embeddingDim != b.architecture.embeddingDim ? [] : a.architecture.fields.compactMap { field in
-            b.architecture.fields.first { $0.name == field.name }.map { (field, $0) }
+        let entriesA = Dictionary(a.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let entriesB = Dictionary(b.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var compared: [String: TensorComparison] = [:]
+        for partial in merged.tables {
+            let (table, comparisons) = partial.comparison(entriesA: entriesA, entriesB: entriesB, listsTop: topRowCount != nil)
+            report.tables.append(table)
+            for tensor in comparisons { compared[tensor.name] = tensor }
         }
-        let results = WorkResults<Result<(TableComparison, [TensorComparison]), any Error>>(count: pairs.count)
+        for partial in merged.tensors {
+            if let x = entriesA[partial.name], let y = entriesB[partial.name] { compared[partial.name] = partial.comparison(x, y, addedOrRemoved: false) }
+        }
+        for entry in a.tensors {
+            guard let other = entriesB[entry.name] else { continue }
+            if let done = compared[entry.name] {
+                report.tensors.append(done)
+            } else {
+                let side = (DiffSide(a), DiffSide(b))
+                report.tensors.append(try tensorPartial(entry, other, side.0, side.1).comparison(entry, other, addedOrRemoved: false))
+            }
+        }
+        return report
+    }
+
+    /// The embedding tables both sides hold (by field name, when the embedding width is the
+    /// same), `threadCount` at a time, each read once, row by row, for both its table and its
+    /// tensors' figures.
+    private func compareTables(_ a: DiffSide, _ b: DiffSide) throws -> [TablePartial] {
+        let fieldsA = a.model.architecture, fieldsB = b.model.architecture
+        let pairs = fieldsA.embeddingDim != fieldsB.embeddingDim ? [] : fieldsA.fields.compactMap { field in
+            fieldsB.fields.first { $0.name == field.name }.map { (field, $0) }
+        }
+        let results = WorkResults<Result<TablePartial, any Error>>(count: pairs.count)
         DispatchQueue.concurrentPerform(iterations: min(threadCount, pairs.count)) { _ in
             while let index = results.claim() {
                 results.set(index, Result { try compareTable(pairs[index].0, pairs[index].1, a, b) })
             }
         }
-        var tables: [String: TensorComparison] = [:]
-        for result in results.all {
-            let (table, tensors) = try result!.get()
-            report.tables.append(table)
-            for tensor in tensors { tables[tensor.name] = tensor }
-        }
-        let entriesB = Dictionary(b.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        for entry in a.tensors {
-            guard let other = entriesB[entry.name] else { continue }
-            report.tensors.append(try tables[entry.name] ?? compareTensor(entry, other, a, b))
-        }
-        return report
+        return try results.all.map { try $0!.get() }
     }
 
     /// Visits both tensors' values in aligned windows of rows, decoded to float.
-    private func windows(_ x: TensorEntry, _ y: TensorEntry, _ a: Model, _ b: Model,
+    private func windows(_ x: TensorEntry, _ y: TensorEntry, _ tensorA: ModelTensor, _ tensorB: ModelTensor,
                          _ body: (UnsafeBufferPointer<Float>, UnsafeBufferPointer<Float>) -> Void) throws {
         let columns = x.columnCount
         let rows = columns == 0 ? 0 : Int(x.elementCount) / columns
         let window = max(1, 65_536 / max(columns, 1))
         var valuesA = [Float](repeating: 0, count: min(window, rows) * columns), valuesB = valuesA
-        let tensorA = a.tensor(x), tensorB = b.tensor(y)
         try tensorA.withRows { rowsA in
             try tensorB.withRows { rowsB in
                 // Released every 16 MiB of rows read, not every window: a release costs the
@@ -199,18 +243,18 @@ public struct ModelDiff: Sendable {
         }
     }
 
-    private func compareTensor(_ x: TensorEntry, _ y: TensorEntry, _ a: Model, _ b: Model) throws -> TensorComparison {
-        var result = TensorComparison(name: x.name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
-                                      sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
-        guard result.sameShape else { return result }
+    /// A tensor compared element by element, in order (its rows line up on both sides).
+    private func tensorPartial(_ x: TensorEntry, _ y: TensorEntry, _ a: DiffSide, _ b: DiffSide) throws -> TensorPartial {
+        var result = TensorPartial(name: x.name)
+        guard x.shape == y.shape else { return result }
+        let tensorA = a.tensor(x), tensorB = b.tensor(y)
         defer {
-            a.tensor(x).releasePages()
-            b.tensor(y).releasePages()
+            tensorA.releasePages()
+            tensorB.releasePages()
         }
         if !x.dtype.isFloatingPoint || !y.dtype.isFloatingPoint {
             // Keys, counts, the step: equal or not, element by element.
-            let tensorA = a.tensor(x), tensorB = b.tensor(y)
-            let same = try x.dtype == y.dtype && (tensorA.withRows { p in
+            result.same = try x.dtype == y.dtype && (tensorA.withRows { p in
                 try tensorB.withRows { q in
                     p.bytesEqual(q) { rows in
                         tensorA.releasePages(rows: rows)
@@ -218,18 +262,17 @@ public struct ModelDiff: Sendable {
                     }
                 }
             })
-            result.equal = same
-            result.fractionBeyondTolerance = same ? 0 : nil
             return result
         }
         var sums = DifferenceSums()
-        try windows(x, y, a, b) { va, vb in sums.add(va, vb, tolerance) }
-        sums.fill(&result)
+        try windows(x, y, tensorA, tensorB) { va, vb in sums.add(va, vb, tolerance) }
+        result.sums = sums
         return result
     }
 
-    /// Running sums of an element-wise comparison (in double, per window).
-    struct DifferenceSums {
+    /// Running sums of an element-wise comparison (in double, per window). Sums of parts of a
+    /// tensor merge (`merged`) in the parts' order.
+    struct DifferenceSums: Codable, Sendable {
         var maxDifference = 0.0, differenceNorm = 0.0, normA = 0.0, normB = 0.0, dot = 0.0
         var beyond = 0, total = 0
         var nonFiniteA: UInt64 = 0, nonFiniteB: UInt64 = 0
@@ -274,6 +317,13 @@ public struct ModelDiff: Sendable {
             total += va.count
         }
 
+        /// These sums followed by `later`'s.
+        func merged(_ later: DifferenceSums) -> DifferenceSums {
+            DifferenceSums(maxDifference: max(maxDifference, later.maxDifference), differenceNorm: differenceNorm + later.differenceNorm,
+                           normA: normA + later.normA, normB: normB + later.normB, dot: dot + later.dot, beyond: beyond + later.beyond,
+                           total: total + later.total, nonFiniteA: nonFiniteA + later.nonFiniteA, nonFiniteB: nonFiniteB + later.nonFiniteB)
+        }
+
         func fill(_ result: inout TensorComparison) {
             result.maxAbsoluteDifference = maxDifference
             result.relativeL2Change = normA == 0 ? (differenceNorm == 0 ? 0 : .infinity) : (differenceNorm / normA).squareRoot()
@@ -315,11 +365,11 @@ public struct ModelDiff: Sendable {
     ///   Memory bounded whatever the tables' sizes: keys are matched by a partitioned hash join
     ///   (`KeyJoin`), the quantiles and the top rows kept in bounded memory (`QuantileSketch`,
     ///   `TopValues`).
-    private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: Model, _ b: Model) throws
-        -> (TableComparison, [TensorComparison]) {
+    private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: DiffSide, _ b: DiffSide) throws -> TablePartial {
         guard fieldA.mapping == .keyed && fieldB.mapping == .keyed else {
-            let rowsB = fieldB.vocabSize
-            return try compareRows(fieldA, fieldB, a, b, keyed: false, id: { UInt64($0) }) { rows, matched in
+            // Rows by number: a shard's rows are the same rows of both (the models are split alike).
+            let rowsB = b.tensor(.embedding(fieldB.name)).rowCount, firstRow = a.firstRow(of: fieldA.name)
+            return try compareRows(fieldA, fieldB, a, b, keyed: false, id: { UInt64(firstRow + $0) }) { rows, matched in
                 for (i, row) in rows.enumerated() { matched[i] = row < rowsB ? Int32(row) : -1 }
             }
         }
@@ -359,16 +409,14 @@ public struct ModelDiff: Sendable {
 
     /// - Parameter match: writes for each row of A in the range its row in B (−1: none). Called
     ///   for a block of rows before they are compared, so that the lookups' cache misses overlap.
-    private func compareRows(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: Model, _ b: Model, keyed: Bool,
-                             id: (Int) -> UInt64, match: (Range<Int>, inout [Int32]) -> Void) throws -> (TableComparison, [TensorComparison]) {
+    private func compareRows(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: DiffSide, _ b: DiffSide, keyed: Bool,
+                             id: (Int) -> UInt64, match: (Range<Int>, inout [Int32]) -> Void) throws -> TablePartial {
         let tableA = a.tensor(.embedding(fieldA.name)), tableB = b.tensor(.embedding(fieldB.name))
         let name = tableA.name
         let x = tableA.entry, y = tableB.entry
         let k = x.columnCount
-        var result = TableComparison(field: fieldA.name, keyed: keyed, rowsA: fieldA.vocabSize, rowsB: fieldB.vocabSize,
-                                     added: 0, removed: 0, changed: 0, unchanged: 0)
-        var tensor = TensorComparison(name: name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
-                                      sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
+        let rowCountA = tableA.rowCount
+        var result = TablePartial(field: fieldA.name, keyed: keyed, rowsA: rowCountA, rowsB: tableB.rowCount, top: TopValues(limit: topRowCount ?? 0))
         let keysOfA = keyed ? a.tensor(.keys(fieldA.name)) : nil
         // A keyed table's other tensors (keys, first-order weights, training state) are rows of
         // the same ids: compared through the same match, not by position (a sharded model
@@ -378,14 +426,14 @@ public struct ModelDiff: Sendable {
         var others = keyed ? try RowsOfId.all(of: fieldA.name, a, b, except: name, owned: &owned) : []
         // Per-row relative change ‖b − a‖ / ‖a‖ of the rows both hold.
         var changes = QuantileSketch()
-        var top = TopValues(limit: topRowCount ?? 0)
+        var top = result.top
         var kernelSums = mtlm_diff_sums()
         var rowA = [Float](repeating: 0, count: k), rowB = [Float](repeating: 0, count: k)
         // Rows of A in windows; when the rows of B they match are spread over B (another order:
         // a sharded model, a trainer's), B's rows of the window are gathered in B's order first
         // (`RowGather`): random reads of a table larger than memory would keep it resident.
         let widest = ([tableB.rowByteCount] + others.map(\.rowsB.rowByteCount)).max()!
-        let window = min(max(1, fieldA.vocabSize), max(4096, min(1 << 18, (32 << 20) / max(widest, 1))))
+        let window = min(max(1, rowCountA), max(4096, min(1 << 18, (32 << 20) / max(widest, 1))))
         var matched = [Int32](repeating: -1, count: window)
         var gather = RowGather(sourceRowCount: tableB.rowCount, capacity: window)
         let gatheredB = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, window * tableB.rowByteCount), alignment: 16)
@@ -412,8 +460,8 @@ public struct ModelDiff: Sendable {
             try tableB.withRows { rowsB in
                 rowA.withUnsafeMutableBufferPointer { va in
                     rowB.withUnsafeMutableBufferPointer { vb in
-                        for start in stride(from: 0, to: fieldA.vocabSize, by: window) {
-                            let end = min(start + window, fieldA.vocabSize)
+                        for start in stride(from: 0, to: rowCountA, by: window) {
+                            let end = min(start + window, rowCountA)
                             match(start..<end, &matched)
                             var low = Int.max, high = -1
                             for slot in 0..<(end - start) where matched[slot] >= 0 {
@@ -481,27 +529,17 @@ public struct ModelDiff: Sendable {
         }
         tableA.releasePages()
         tableB.releasePages()
-        let common = changes.count
-        result.removed = fieldA.vocabSize - common
-        result.added = fieldB.vocabSize - common
-        if tensor.sameShape {
-            // Over the rows both hold, matched by id (the order of a keyed table's rows carries no
-            // meaning: its keys do).
-            DifferenceSums(maxDifference: kernelSums.max_abs, differenceNorm: kernelSums.d2, normA: kernelSums.a2, normB: kernelSums.b2,
-                           dot: kernelSums.dot, beyond: Int(kernelSums.beyond), total: common * k,
-                           nonFiniteA: nonFiniteA, nonFiniteB: nonFiniteB).fill(&tensor)
-            if result.added + result.removed > 0 { tensor.equal = false }
-        }
-        if common > 0 {
-            let last = common - 1
-            result.p50RelativeChange = Double(changes.value(atRank: last / 2))
-            result.p99RelativeChange = Double(changes.value(atRank: min(last, Int((Double(last) * 0.99).rounded(.up)))))
-            result.maxRelativeChange = Double(changes.maximum)
-        }
-        if topRowCount != nil {
-            result.topChanged = top.entries.map { TableComparison.Row(id: $0.id, relativeChange: Double($0.value)) }
-        }
-        return (result, [tensor] + others.map { $0.comparison(addedOrRemoved: result.added + result.removed > 0) })
+        // Over the rows both hold, matched by id (the order of a keyed table's rows carries no
+        // meaning: its keys do).
+        let sums = x.shape.dropFirst() == y.shape.dropFirst()
+            ? DifferenceSums(maxDifference: kernelSums.max_abs, differenceNorm: kernelSums.d2, normA: kernelSums.a2, normB: kernelSums.b2,
+                             dot: kernelSums.dot, beyond: Int(kernelSums.beyond), total: changes.count * k,
+                             nonFiniteA: nonFiniteA, nonFiniteB: nonFiniteB)
+            : nil
+        result.changes = changes
+        result.top = top
+        result.tensors = [TensorPartial(name: name, sums: sums)] + others.map(\.partial)
+        return result
     }
 }
 
@@ -518,7 +556,7 @@ private struct RowsOfId {
     var valuesA: [Float], valuesB: [Float]
 
     /// Every such tensor both models hold with the same trailing shape and kind of dtype.
-    static func all(of field: String, _ a: Model, _ b: Model, except embedding: String,
+    static func all(of field: String, _ a: DiffSide, _ b: DiffSide, except embedding: String,
                     owned: inout [UnsafeMutableRawBufferPointer]) throws -> [RowsOfId] {
         let entriesB = Dictionary(b.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var result: [RowsOfId] = []
@@ -574,18 +612,8 @@ private struct RowsOfId {
         tensorB.releasePages()
     }
 
-    /// The figures of the tensor as `compare` reports any tensor: none when the shapes differ.
-    func comparison(addedOrRemoved: Bool) -> TensorComparison {
-        var result = TensorComparison(name: x.name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
-                                      sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
-        guard result.sameShape else { return result }
-        if x.dtype.isFloatingPoint {
-            sums.fill(&result)
-            if addedOrRemoved { result.equal = false }
-        } else {
-            result.equal = x.dtype == y.dtype && differingRows == 0 && !addedOrRemoved
-            result.fractionBeyondTolerance = result.equal ? 0 : nil
-        }
-        return result
+    /// What the rows compared add up to.
+    var partial: TensorPartial {
+        x.dtype.isFloatingPoint ? TensorPartial(name: x.name, sums: sums) : TensorPartial(name: x.name, same: x.dtype == y.dtype && differingRows == 0)
     }
 }

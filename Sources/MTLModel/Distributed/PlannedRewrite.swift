@@ -8,7 +8,7 @@ extension TaskPlan {
     /// The plan of `command`, a rewrite of `model` into `output`.
     public static func rewrite(command: [String], model: Model, output: String, planPath: String) throws -> TaskPlan {
         try requireSharded(model, command: command)
-        return try make(kind: .rewrite, command: command, input: model.file, output: output, shardCount: model.shards.count,
+        return try make(kind: .rewrite, command: command, inputs: [model.file], output: output, shardCount: model.shards.count,
                         planPath: planPath) { [model.path, model.shards[$0].path] }
     }
 
@@ -17,7 +17,7 @@ extension TaskPlan {
         let task = try self.task(index)
         try checkKind(.rewrite)
         try checkNotFinished()
-        try checkInput(job.rewrite.model.file)
+        try checkInputs(job.rewrite.model.file)
         let written = try fixed(job.rewrite).writeShard(index, to: task.writes!, modelID: modelIDBytes,
                                                         rootFileName: (output! as NSString).lastPathComponent)
         let result = TaskResult(plan: id, index: index, file: .init(path: task.writes!, byteCount: written.file.byteCount,
@@ -34,13 +34,12 @@ extension TaskPlan {
     public func finishRewrite<Report>(_ job: RewriteJob<Report>, deciding decide: (Report, PendingOutput) throws -> Bool) throws -> Report {
         try checkKind(.rewrite)
         try checkNotFinished()
-        try checkInput(job.rewrite.model.file)
+        try checkInputs(job.rewrite.model.file)
         let results = try results()
         let shards = try results.map { result in
             let file = try stagedShard(result)
             return ShardedRewrite.WrittenShard(
-                file: ShardFile(fileName: (file.path as NSString).lastPathComponent, byteCount: file.fileByteCount,
-                                manifestHash: file.manifestHash, parts: file.manifest.shard!.parts),
+                file: ShardFile(file),
                 tensors: file.tensors, changes: result.changes ?? [])
         }
         let pending = try adoptingOutput()
@@ -61,7 +60,7 @@ extension TaskPlan {
 
     /// The pending output at the plan's target holding the tasks' staged shards.
     func adoptingOutput() throws -> PendingOutput {
-        let pending = try PendingOutput(target: output!)
+        let pending = try PendingOutput(target: output!, delta: kind == .delta)
         for task in tasks { try pending.adoptShard(task.writes!, index: task.index + 1, of: tasks.count) }
         return pending
     }

@@ -11,7 +11,7 @@ extension TaskPlan {
             throw MTLModelError(.invalidArgument, "--shards 1 writes one file: a plan splits work by output shard; run `mtl-model shard` directly")
         }
         let sources = [model.path] + model.shards.map(\.path)
-        return try make(kind: .shard, command: command, input: model.file, output: output, shardCount: options.shardCount,
+        return try make(kind: .shard, command: command, inputs: [model.file], output: output, shardCount: options.shardCount,
                         planPath: planPath) { _ in sources }
     }
 
@@ -20,7 +20,7 @@ extension TaskPlan {
         let task = try self.task(index)
         try checkKind(.shard)
         try checkNotFinished()
-        try checkInput(model.file)
+        try checkInputs(model.file)
         let plan = try ShardPlan(model, options: fixed(options), output: output!)
         let file = try ModelSharder().writeShard(index + 1, model: model, plan: plan, to: task.writes!)
         let result = TaskResult(plan: id, index: index, file: .init(path: task.writes!, byteCount: file.byteCount,
@@ -34,11 +34,10 @@ extension TaskPlan {
     public func finishShard(_ model: Model, output: String, options: ModelSharder.Options) throws -> ModelSharder.Report {
         try checkKind(.shard)
         try checkNotFinished()
-        try checkInput(model.file)
+        try checkInputs(model.file)
         let files = try results().map { result in
             let file = try stagedShard(result)
-            return ShardFile(fileName: (file.path as NSString).lastPathComponent, byteCount: file.fileByteCount,
-                             manifestHash: file.manifestHash, parts: file.manifest.shard!.parts)
+            return ShardFile(file)
         }
         let pending = try adoptingOutput()
         pending.synchronize = options.synchronize

@@ -11,7 +11,7 @@ extension TaskPlan {
             let what = root.manifest.shard != nil ? "is one shard" : "is one file"
             throw MTLModelError(.invalidArgument, "\(what): a plan splits a sharded model's work by shard; run `mtl-model verify` on it directly", file: root.path)
         }
-        return try make(kind: .verify, command: command, input: root, output: nil, shardCount: table.files.count, planPath: planPath) {
+        return try make(kind: .verify, command: command, inputs: [root], output: nil, shardCount: table.files.count, planPath: planPath) {
             [ShardNaming.beside(root: root.path, table.files[$0].fileName)]
         }
     }
@@ -36,7 +36,7 @@ extension TaskPlan {
     public func finishVerify(_ verifier: ModelVerifier, root: ModelFile) throws -> VerificationReport {
         try checkKind(.verify)
         try checkNotFinished()
-        try checkInput(root)
+        try checkInputs(root)
         let results = try results()
         var stale: Int?
         let report = verifier.verify(root) { index, shard in

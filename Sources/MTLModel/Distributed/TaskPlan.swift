@@ -25,6 +25,10 @@ public struct TaskPlan: Codable, Sendable {
         case rewrite
         /// Each task writes one shard of a new split (`shard`).
         case shard
+        /// Each task compares shard k of two models split alike (`diff`).
+        case diff
+        /// Each task writes the delta of shard k of two models split alike (`delta`).
+        case delta
     }
 
     /// A file as a plan or a result knows it: its manifest binds every payload byte (the CRC-32
@@ -74,8 +78,9 @@ public struct TaskPlan: Codable, Sendable {
     public var command: [String]
     /// The working directory of `plan`: the command's relative paths are relative to it.
     public var directory: String
-    /// The model the command reads (a sharded model's root: it binds its shards).
-    public var input: FileFingerprint
+    /// The models the command reads (a sharded model's root: it binds its shards), in the
+    /// command's order.
+    public var inputs: [FileFingerprint]
     /// The model written (its root), absolute; nil for `verify`.
     public var output: String?
     /// The output's model id (32 hex digits) and creation time, the same for every task.
@@ -86,7 +91,7 @@ public struct TaskPlan: Codable, Sendable {
     public var resultDirectory: String
 
     enum CodingKeys: String, CodingKey {
-        case format, version, id, kind, command, directory, input, output, modelID, createdUnixSeconds, tasks, resultDirectory
+        case format, version, id, kind, command, directory, inputs, output, modelID, createdUnixSeconds, tasks, resultDirectory
     }
 
     /// The shard count of the output (or of the input, for `verify`).
@@ -104,10 +109,10 @@ public struct TaskPlan: Codable, Sendable {
 // MARK: - Making, saving and reading a plan
 
 extension TaskPlan {
-    /// A new plan of `kind` for `command`, reading `input`, with one task per shard of
+    /// A new plan of `kind` for `command`, reading `inputs`, with one task per shard of
     /// `shardCount` (each reading `reads(i)`), its staged outputs beside `output`; written at
     /// `planPath` (`save`).
-    static func make(kind: Kind, command: [String], input: ModelFile, output: String?, shardCount: Int,
+    static func make(kind: Kind, command: [String], inputs: [ModelFile], output: String?, shardCount: Int,
                      planPath: String, reads: (Int) -> [String]) throws -> TaskPlan {
         let id = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         let directory = FileManager.default.currentDirectoryPath
@@ -115,12 +120,15 @@ extension TaskPlan {
         let target = try output.map { try absoluteTarget($0, in: directory) }
         let tasks = (0..<shardCount).map { index in
             Task(index: index, describes: "shard \(index + 1) of \(shardCount)", reads: reads(index).map { absolute($0, in: directory) },
-                 writes: target.map { stagedPath(root: $0, index: index + 1, count: shardCount, planID: id) },
+                 writes: target.map { stagedPath(root: $0, index: index + 1, count: shardCount, planID: id, delta: kind == .delta) },
                  result: "\(results)/task-\(String(format: "%05d", index)).json")
         }
-        var fingerprint = FileFingerprint(input)
-        fingerprint.path = absolute(input.path, in: directory)
-        let plan = TaskPlan(id: id, kind: kind, command: command, directory: directory, input: fingerprint, output: target,
+        let fingerprints = inputs.map { input in
+            var fingerprint = FileFingerprint(input)
+            fingerprint.path = absolute(input.path, in: directory)
+            return fingerprint
+        }
+        let plan = TaskPlan(id: id, kind: kind, command: command, directory: directory, inputs: fingerprints, output: target,
                             modelID: target == nil ? nil : hex((0..<ShardNaming.modelIDByteCount).map { _ in UInt8.random(in: 0...255) }),
                             createdUnixSeconds: Int64(Date().timeIntervalSince1970), tasks: tasks, resultDirectory: results)
         try plan.save(to: planPath)
@@ -178,6 +186,7 @@ extension TaskPlan {
             throw MTLModelError(.malformed, "task at position \(position) has index \(task.index)", file: path)
         }
         guard !tasks.isEmpty else { throw MTLModelError(.malformed, "the plan has no task", file: path) }
+        guard !inputs.isEmpty else { throw MTLModelError(.malformed, "the plan names no input", file: path) }
         if output != nil, modelIDBytes.count != ShardNaming.modelIDByteCount || tasks.contains(where: { $0.writes == nil }) {
             throw MTLModelError(.malformed, "the plan writes a model but lacks its model id or a task's output", file: path)
         }
@@ -213,9 +222,9 @@ extension TaskPlan {
         throw MTLModelError(.invalidArgument, "no task index: give --index I, or run as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes indexed job (JOB_COMPLETION_INDEX)")
     }
 
-    /// Refuses an input that is not the one planned (changed or replaced since).
-    func checkInput(_ file: ModelFile) throws {
-        guard input.matches(file) else {
+    /// Refuses inputs that are not the ones planned (changed or replaced since).
+    func checkInputs(_ files: ModelFile...) throws {
+        for (input, file) in zip(inputs, files) where !input.matches(file) {
             throw MTLModelError(.invalidArgument, "the model is not the one planned (\(input.byteCount) bytes, manifest \(input.manifestHash)): it changed since `plan` ran; plan again", file: file.path)
         }
     }
@@ -229,10 +238,11 @@ extension TaskPlan {
 
     /// Where shard `index` of `count` of `root` waits for the finish: beside the root, under a
     /// name with this plan's id (not a shard name of the root, so no other write removes it).
-    static func stagedPath(root: String, index: Int, count: Int, planID: String) -> String {
-        let final = ShardNaming.path(root: root, index: index, count: count, suffix: ".mtlm")
+    static func stagedPath(root: String, index: Int, count: Int, planID: String, delta: Bool) -> String {
+        let suffix = ShardNaming.suffix(delta: delta)
+        let final = ShardNaming.path(root: root, index: index, count: count, suffix: suffix)
         let name = (final as NSString).lastPathComponent
-        return ShardNaming.beside(root: root, "\(name.dropLast(".mtlm".count)).plan-\(planID).mtlm")
+        return ShardNaming.beside(root: root, "\(name.dropLast(suffix.count)).plan-\(planID)\(suffix)")
     }
 
     static func absolute(_ path: String, in directory: String) -> String {

@@ -21,6 +21,10 @@ public struct TaskResult: Codable, Sendable {
     public var changes: [QuantizationReport.TensorChange]?
     /// Verify: the shard's own report.
     public var verification: VerificationReport?
+    /// Diff: the shard pair's figures, merged at the finish (`ModelDiff.compare(_:_:merged:)`).
+    public var diff: ShardDiff?
+    /// Delta: what the shard's delta holds, added up at the finish.
+    public var delta: ModelDelta.Summary?
 }
 
 /// What `finish` records once it has run: a plan is finished once.
@@ -42,22 +46,25 @@ extension TaskPlan {
         try Self.writeJSON(result, to: tasks[result.index].result)
     }
 
-    /// Every task's result, in order; refuses, naming the task, a plan with a result missing,
-    /// unreadable or of another plan.
+    /// Every task's result, in order (`result(of:)`).
     func results() throws -> [TaskResult] {
-        try tasks.map { task in
-            let rerun = "run it: mtl-model run-task PLAN --index \(task.index)"
-            guard let data = FileManager.default.contents(atPath: task.result) else {
-                throw MTLModelError(.invalidArgument, "task \(task.index) (\(task.describes)) has no result: \(rerun)", file: task.result)
-            }
-            guard let result = try? JSONDecoder().decode(TaskResult.self, from: data) else {
-                throw MTLModelError(.malformed, "task \(task.index)'s result does not decode: \(rerun)", file: task.result)
-            }
-            guard result.plan == id, result.index == task.index else {
-                throw MTLModelError(.invalidArgument, "task \(task.index)'s result is of another plan (\(result.plan), task \(result.index)): \(rerun)", file: task.result)
-            }
-            return result
+        try tasks.map(result(of:))
+    }
+
+    /// Task `task`'s result; refuses, naming the task, a result missing, unreadable or of
+    /// another plan.
+    func result(of task: Task) throws -> TaskResult {
+        let rerun = "run it: mtl-model run-task PLAN --index \(task.index)"
+        guard let data = FileManager.default.contents(atPath: task.result) else {
+            throw MTLModelError(.invalidArgument, "task \(task.index) (\(task.describes)) has no result: \(rerun)", file: task.result)
         }
+        guard let result = try? JSONDecoder().decode(TaskResult.self, from: data) else {
+            throw MTLModelError(.malformed, "task \(task.index)'s result does not decode: \(rerun)", file: task.result)
+        }
+        guard result.plan == id, result.index == task.index else {
+            throw MTLModelError(.invalidArgument, "task \(task.index)'s result is of another plan (\(result.plan), task \(result.index)): \(rerun)", file: task.result)
+        }
+        return result
     }
 
     /// The shard task `index` wrote, opened and checked against its result: the file the task

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Little-endian fixed-width fields of the header and footer.
 struct ByteWriter {
     private(set) var bytes: [UInt8] = []
@@ -20,4 +22,23 @@ struct ByteReader {
     }
 
     func slice(_ offset: Int, _ count: Int) -> [UInt8] { Array(bytes[offset..<offset + count]) }
+}
+
+/// Arrays of integers as base64 of their little-endian bytes: lossless and compact inside a
+/// JSON document (a task's result carries a sketch of a million values).
+enum ByteCoding {
+    static func base64<T: FixedWidthInteger>(_ words: [T]) -> String {
+        var bytes = ByteWriter()
+        for word in words { bytes.append(word) }
+        return Data(bytes.bytes).base64EncodedString()
+    }
+
+    static func words<T: FixedWidthInteger>(base64 text: String, codingPath: [any CodingKey]) throws -> [T] {
+        let size = MemoryLayout<T>.size
+        guard let data = Data(base64Encoded: text), data.count % size == 0 else {
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath, debugDescription: "not base64 of \(size)-byte words"))
+        }
+        let reader = ByteReader(bytes: [UInt8](data))
+        return stride(from: 0, to: data.count, by: size).map { reader.integer(at: $0) }
+    }
 }

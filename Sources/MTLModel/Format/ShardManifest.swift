@@ -86,6 +86,12 @@ extension ShardFile {
         self.init(fileName: (path as NSString).lastPathComponent, byteCount: written.fileByteCount,
                   manifestHash: written.manifestHash, parts: parts)
     }
+
+    /// The record of the shard `file` (a shard's manifest names its parts).
+    init(_ file: ModelFile) {
+        self.init(fileName: (file.path as NSString).lastPathComponent, byteCount: file.fileByteCount,
+                  manifestHash: file.manifestHash, parts: file.manifest.shard?.parts ?? [])
+    }
 }
 
 /// The root's shard table.

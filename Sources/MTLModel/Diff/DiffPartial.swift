@@ -1,0 +1,126 @@
+/// One side of a comparison: a whole model, or the rows one of its shards holds (the shard's
+/// table tensors, their rows numbered from the shard's first).
+struct DiffSide {
+    let model: Model
+    /// 0-based; nil: the whole model.
+    let shard: Int?
+
+    init(_ model: Model, shard: Int? = nil) {
+        self.model = model
+        self.shard = shard
+    }
+
+    var path: String { shard.map { model.shards[$0].path } ?? model.path }
+    /// The tensors compared on this side: a shard's own (its tables' rows), or the whole model's.
+    var tensors: [TensorEntry] { shard.map { model.shards[$0].tensors } ?? model.tensors }
+
+    func tensor(_ name: TensorName) -> ModelTensor {
+        guard let shard else { return model.tensor(name) }
+        let file = model.shards[shard]
+        return ModelTensor(entry: file.entry(named: name.description)!, file: file)
+    }
+
+    func tensor(_ entry: TensorEntry) -> ModelTensor {
+        guard let shard else { return model.tensor(entry) }
+        return ModelTensor(entry: entry, file: model.shards[shard])
+    }
+
+    /// The row of the whole table that row 0 of this side's `field` is.
+    func firstRow(of field: String) -> Int {
+        guard let shard, let part = model.file.manifest.shards?.files[shard].parts.first(where: { $0.field == field }) else { return 0 }
+        return Int(part.firstRow)
+    }
+}
+
+/// One tensor compared over some of its rows: what adds up, exactly, over the parts of a
+/// table (a shard's rows each) into the tensor's figures.
+struct TensorPartial: Codable, Sendable {
+    var name: String
+    /// Float tensors: the running sums (nil when the two sides' rows do not line up).
+    var sums: ModelDiff.DifferenceSums?
+    /// Integer tensors (keys, counts, the step): whether every row is the same, dtype included.
+    var same: Bool?
+
+    mutating func merge(_ other: TensorPartial) {
+        sums = sums.flatMap { mine in other.sums.map { mine.merged($0) } }
+        same = same.flatMap { mine in other.same.map { mine && $0 } }
+    }
+
+    /// The tensor's figures, with the two models' whole entries (dtype, shape); `addedOrRemoved`:
+    /// its table gained or lost rows, so it is not equal whatever the rows both hold.
+    func comparison(_ x: TensorEntry, _ y: TensorEntry, addedOrRemoved: Bool) -> TensorComparison {
+        var result = TensorComparison(name: x.name, dtypeA: x.dtype, dtypeB: y.dtype, shapeA: x.shape, shapeB: y.shape,
+                                      sameShape: x.shape == y.shape, quantizationError: x.dtype != y.dtype, equal: false)
+        guard result.sameShape else { return result }
+        if let sums {
+            sums.fill(&result)
+            if addedOrRemoved { result.equal = false }
+        } else {
+            result.equal = same == true && !addedOrRemoved
+            result.fractionBeyondTolerance = result.equal ? 0 : nil
+        }
+        return result
+    }
+}
+
+/// An embedding table compared row by row over some of its rows (one shard's, or all), with
+/// the tensors of its field compared through the same match of ids: everything merges into
+/// the figures of the whole table (`merge`, then `comparison`) — the quantiles through the
+/// sketch, the most changed rows exactly.
+struct TablePartial: Codable, Sendable {
+    var field: String
+    var keyed: Bool
+    var rowsA: Int
+    var rowsB: Int
+    var changed = 0
+    var unchanged = 0
+    var changes = QuantileSketch()
+    var top: TopValues
+    /// The embedding first, then (keyed fields) the field's other tensors.
+    var tensors: [TensorPartial] = []
+
+    /// Adds the rows of `later` (the next shard's).
+    mutating func merge(_ later: TablePartial) {
+        rowsA += later.rowsA
+        rowsB += later.rowsB
+        changed += later.changed
+        unchanged += later.unchanged
+        changes.merge(later.changes)
+        top.merge(later.top)
+        for index in tensors.indices where index < later.tensors.count { tensors[index].merge(later.tensors[index]) }
+    }
+
+    /// The table's figures, and its tensors' (whole entries of each model by name).
+    func comparison(entriesA: [String: TensorEntry], entriesB: [String: TensorEntry], listsTop: Bool) -> (TableComparison, [TensorComparison]) {
+        let common = changes.count
+        var result = TableComparison(field: field, keyed: keyed, rowsA: rowsA, rowsB: rowsB, added: rowsB - common, removed: rowsA - common,
+                                     changed: changed, unchanged: unchanged)
+        if common > 0 {
+            let last = common - 1
+            result.p50RelativeChange = Double(changes.value(atRank: last / 2))
+            result.p99RelativeChange = Double(changes.value(atRank: min(last, Int((Double(last) * 0.99).rounded(.up)))))
+            result.maxRelativeChange = Double(changes.maximum)
+        }
+        if listsTop {
+            result.topChanged = top.entries.map { TableComparison.Row(id: $0.id, relativeChange: Double($0.value)) }
+        }
+        let addedOrRemoved = result.added + result.removed > 0
+        let tensors = self.tensors.compactMap { partial in
+            entriesA[partial.name].flatMap { x in entriesB[partial.name].map { partial.comparison(x, $0, addedOrRemoved: addedOrRemoved) } }
+        }
+        return (result, tensors)
+    }
+}
+
+/// What one shard pair of two models split alike contributes to their diff: its tables, and
+/// its other table tensors (a direct or modulo field's first-order weights, training state).
+public struct ShardDiff: Codable, Sendable {
+    var tables: [TablePartial]
+    var tensors: [TensorPartial]
+
+    /// Adds the next shard's.
+    mutating func merge(_ later: ShardDiff) {
+        for index in tables.indices where index < later.tables.count { tables[index].merge(later.tables[index]) }
+        for index in tensors.indices where index < later.tensors.count { tensors[index].merge(later.tensors[index]) }
+    }
+}
