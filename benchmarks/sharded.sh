@@ -10,19 +10,7 @@
 #   consolidation).
 # Usage: benchmarks/sharded.sh [WORK_DIR]   (needs ~25 GB free; RUNS=1 for a quick look)
 source "$(dirname "$0")/common.sh"
-cat > "$work/big.json" <<'JSON'
-{"embedding_dim": 16, "groups": ["user", "item", "context"],
- "fields": [{"name": "user_id", "vocab_size": 20971520, "mapping": "modulo", "group": "user"},
-            {"name": "item_id", "vocab_size": 10485760, "mapping": "keyed", "group": "item"},
-            {"name": "tags", "vocab_size": 2000, "mapping": "direct", "combiner": "mean", "group": "item"},
-            {"name": "hour", "vocab_size": 24, "mapping": "direct", "group": "context"}],
- "interaction": {"intra": true}, "linear": true, "bottom_input": "interaction+groups",
- "shared": [{"units": 128}, {"units": 64}, {"units": 32}],
- "tasks": [{"name": "ctr", "tower": [{"units": 16}], "use_linear": true},
-           {"name": "follow", "tower": [{"units": 16}]}],
- "optimizer": {"type": "adagrad", "lr": 0.04, "initial_accumulator": 0.001}}
-JSON
-[ -f "$work/one.mtlm" ] || "$bin" synth "$work/big.json" "$work/one.mtlm" --seed 1 --training >/dev/null
+[ -f "$work/one.mtlm" ] || "$bin" synth benchmarks/big-sharded.json "$work/one.mtlm" --seed 1 --training >/dev/null
 python3 - "$bin" "$work" "${RUNS:-3}" <<'PY'
 import glob, os, statistics, subprocess, sys
 binary, work, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
