@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MTLModel
 
-struct ConvertCommand: ParsableCommand {
+struct ConvertCommand: RewritingCommand {
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Convert between the training form (optimizer state, learned loss weights) and the serving form.",
@@ -60,15 +60,7 @@ struct ConvertCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
-        let model = try limits.model(input)
-        let pending = try PendingOutput(target: output)
-        let report = try job(model).write(into: pending)
-        if try !conclude(model, report, pending) { throw ExitCode(1) }
-    }
-
-    /// The rewrite these options ask for.
-    private func job(_ model: Model) throws -> RewriteJob<ConversionReport> {
+    func job(_ model: Model) throws -> RewriteJob<ConversionReport> {
         let converter = ModelConverter(threadCount: gate.threads)
         switch to {
         case .serving:
@@ -82,9 +74,7 @@ struct ConvertCommand: ParsableCommand {
         }
     }
 
-    /// Runs the gate (which commits the output when it passes) and prints the report; returns
-    /// whether the output was written.
-    private func conclude(_ model: Model, _ report: ConversionReport, _ pending: PendingOutput) throws -> Bool {
+    func conclude(_ model: Model, _ report: ConversionReport, _ pending: PendingOutput) throws -> Bool {
         let outcome = try gate.gate.check(model, against: pending)
         if json {
             try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report,
@@ -136,25 +126,5 @@ struct ConvertCommand: ParsableCommand {
         lines.append("")
         lines.append(Format.sizes(report.sections, total: report.total))
         return lines
-    }
-}
-
-extension ConvertCommand: PlannableCommand {
-    func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
-        try TaskPlan.rewrite(command: arguments, model: limits.model(input), output: output, planPath: planPath)
-    }
-
-    func runTask(_ plan: TaskPlan, index: Int) throws -> TaskResult {
-        try plan.runRewrite(job(limits.model(input)), index: index)
-    }
-
-    func finish(_ plan: TaskPlan) throws {
-        let model = try limits.model(input)
-        var written = false
-        _ = try plan.finishRewrite(job(model)) { report, pending in
-            written = try conclude(model, report, pending)
-            return written
-        }
-        if !written { throw ExitCode(1) }
     }
 }

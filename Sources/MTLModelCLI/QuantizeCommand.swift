@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MTLModel
 
-struct QuantizeCommand: ParsableCommand {
+struct QuantizeCommand: RewritingCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
         abstract: "Shrink a model's tables and dense layers, and check on real predictions what it cost.",
@@ -38,24 +38,11 @@ struct QuantizeCommand: ParsableCommand {
         _ = try plan()
     }
 
-    func run() throws {
-        let model = try limits.model(input)
-        // Written beside the target under a temporary name, moved into place only when every
-        // gate passes: a failed gate leaves nothing at the output path.
-        let pending = try PendingOutput(target: output)
-        let report = try quantizer.quantize(model, into: pending, source: source)
-        if try !conclude(model, report, pending) { throw ExitCode(1) }
+    func job(_ model: Model) throws -> RewriteJob<QuantizationReport> {
+        try ModelQuantizer(plan: try plan(), threadCount: gate.threads).job(model, source: "quantize \(input)")
     }
 
-    private var quantizer: ModelQuantizer {
-        get throws { ModelQuantizer(plan: try plan(), threadCount: gate.threads) }
-    }
-
-    private var source: String { "quantize \(input)" }
-
-    /// Runs the gate (which commits the output when it passes) and prints the report; returns
-    /// whether the output was written.
-    private func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput) throws -> Bool {
+    func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput) throws -> Bool {
         var report = report
         let outcome = try gate.gate.check(model, against: pending)
         report.evaluation = outcome.comparison
@@ -85,25 +72,5 @@ struct QuantizeCommand: ParsableCommand {
         }
         lines += outcome.rendered
         return lines.joined(separator: "\n")
-    }
-}
-
-extension QuantizeCommand: PlannableCommand {
-    func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
-        try TaskPlan.rewrite(command: arguments, model: limits.model(input), output: output, planPath: planPath)
-    }
-
-    func runTask(_ plan: TaskPlan, index: Int) throws -> TaskResult {
-        try plan.runRewrite(quantizer.job(limits.model(input), source: source), index: index)
-    }
-
-    func finish(_ plan: TaskPlan) throws {
-        let model = try limits.model(input)
-        var written = false
-        _ = try plan.finishRewrite(quantizer.job(model, source: source)) { report, pending in
-            written = try conclude(model, report, pending)
-            return written
-        }
-        if !written { throw ExitCode(1) }
     }
 }

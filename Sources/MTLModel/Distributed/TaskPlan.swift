@@ -193,10 +193,17 @@ extension TaskPlan {
     }
 
     /// Enters the directory the plan was made in, so the command's relative paths mean what
-    /// they meant; refuses, naming it, when this machine does not see it.
+    /// they meant; refuses, naming it, when this machine does not see it, an input, or the
+    /// directory of the output.
     public func enterDirectory() throws {
         guard FileManager.default.changeCurrentDirectoryPath(directory) else {
             throw Self.notVisible(directory, what: "the directory the plan was made in")
+        }
+        for input in inputs where !FileManager.default.fileExists(atPath: input.path) {
+            throw Self.notVisible(input.path, what: "the model the plan reads")
+        }
+        if let output, !FileManager.default.fileExists(atPath: (output as NSString).deletingLastPathComponent) {
+            throw Self.notVisible(output, what: "the directory of the output")
         }
     }
 
