@@ -1,7 +1,7 @@
 """Run an ``mtl-model`` command on a sharded model as one task per shard on a Dask cluster.
 
 ``python -m mtl_model.distributed COMMAND ARGS... --scheduler local:N|tcp://HOST:PORT
-[--mtl-model PATH] [--plan PLAN.json] [--retries R] [--quiet]``
+[--mtl-model PATH] [--plan PLAN.json] [--retries R] [--timeout SECONDS] [--quiet]``
 
 COMMAND is one the Swift tool can plan (verify, quantize, dequantize, convert, shard, diff,
 delta; diff and delta of two models split alike). The
@@ -14,7 +14,8 @@ exit code is the driver's. docs/SCALE.md says how to run it on Slurm and on Kube
 Shards are read from and written to paths every worker sees: a shared filesystem mounted at
 the same path everywhere (NFS, Lustre, a PVC). The plan and its results directory must be
 there too (``--plan``; by default a hidden file beside the command's first existing path
-argument, removed with its results once finished).
+argument, removed with its results and, when the run fails, with what its tasks wrote; a plan
+named with ``--plan`` is kept on failure, so the failed task can be run again and finished).
 
 Exit codes: the finish's (0 success, 1 a negative verdict), or 2 (a usage error, a path a
 worker cannot see, a task that failed, a worker lost more often than ``--retries``).
@@ -44,6 +45,7 @@ def main(argv=None):
     parser.add_argument("--mtl-model", dest="executable", help="the Swift CLI on the workers (default: mtl-model on PATH)")
     parser.add_argument("--plan", help="where to write the plan (on the shared filesystem)")
     parser.add_argument("--retries", type=int, default=3, help="resubmissions of a task whose worker died (default 3)")
+    parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for the scheduler (default 30)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     options, command = parser.parse_known_args(argv)
     if not command or command[0].startswith("-"):
@@ -52,17 +54,18 @@ def main(argv=None):
         parser.error("--retries must be at least 0")
     try:
         return run(command, scheduler=options.scheduler, executable=options.executable, plan=options.plan,
-                   retries=options.retries, progress=not options.quiet and sys.stderr.isatty())
+                   retries=options.retries, progress=not options.quiet and sys.stderr.isatty(), timeout=options.timeout)
     except DriverError as error:
         print("mtl-model.distributed: error: %s" % error, file=sys.stderr)
         return 2
 
 
-def run(command, scheduler=None, client=None, executable=None, plan=None, retries=3, progress=False):
+def run(command, scheduler=None, client=None, executable=None, plan=None, retries=3, progress=False, timeout=30):
     """Plans ``command`` (a list of arguments), runs its tasks on the cluster, finishes; returns
     the finish's exit code (its output goes to this process's stdout and stderr).
 
-    ``scheduler`` is ``local:N`` or an address; or pass a connected ``distributed.Client``.
+    ``scheduler`` is ``local:N`` or an address (reached within ``timeout`` seconds); or pass a
+    connected ``distributed.Client``.
     """
     executable = _executable(executable)
     chosen = plan is not None
@@ -74,21 +77,43 @@ def run(command, scheduler=None, client=None, executable=None, plan=None, retrie
         planned = json.load(stream)
     tasks = planned["tasks"]
     owned = None
-    if client is None:
-        client, owned = _connect(scheduler)
     try:
+        if client is None:
+            client, owned = _connect(scheduler, timeout)
         _check_visible(client, executable, plan, [model["path"] for model in planned["inputs"]], tasks)
         _run_tasks(client, executable, plan, tasks, retries, progress)
+    except DriverError as error:
+        if not chosen:
+            _abandon(plan, tasks)
+            raise
+        raise DriverError("%s (the plan %s keeps what its tasks wrote: run the task again with mtl-model run-task, then "
+                          "mtl-model finish)" % (error, plan))
     finally:
         if owned is not None:
             client.close()
             owned.close()
     finished = subprocess.run([executable, "finish", plan])
-    if not chosen and finished.returncode in (0, 1):
-        # A plan is finished once: the default one, and its results, have served.
-        shutil.rmtree(plan + ".d", ignore_errors=True)
-        os.remove(plan)
+    if not chosen:
+        # This run's own plan serves nobody once it ends: it goes, with its results and, if the
+        # finish refused it, the shards its tasks wrote.
+        _abandon(plan, tasks)
     return finished.returncode
+
+
+def _abandon(plan, tasks):
+    """Removes a plan, its results and its tasks' staged outputs. A task still running when its
+    plan is removed finds its result directory gone and removes its own output."""
+    for task in tasks:
+        if task.get("writes"):
+            try:
+                os.remove(task["writes"])
+            except FileNotFoundError:
+                pass
+    shutil.rmtree(plan + ".d", ignore_errors=True)
+    try:
+        os.remove(plan)
+    except FileNotFoundError:
+        pass
 
 
 def _executable(given):
@@ -110,7 +135,7 @@ def _default_plan_path(command):
     raise DriverError("no input file in the command to put the plan beside: name one with --plan")
 
 
-def _connect(scheduler):
+def _connect(scheduler, timeout):
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -127,7 +152,7 @@ def _connect(scheduler):
         cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster), cluster
     try:
-        return Client(scheduler, timeout="30s"), None
+        return Client(scheduler, timeout="%gs" % timeout), None
     except (OSError, TimeoutError) as error:
         raise DriverError("cannot reach the scheduler %s: %s" % (scheduler, error))
 
@@ -170,8 +195,6 @@ def _run_task(executable, plan, index):
 
 def _run_tasks(client, executable, plan, tasks, retries, progress):
     from distributed import as_completed
-    from distributed.client import FutureCancelledError  # noqa: F401  (raised as is)
-    from distributed.scheduler import KilledWorker
 
     def submit(index, attempt):
         # pure=False and a key per attempt: a resubmission is a new task, never a cached result.
@@ -179,7 +202,20 @@ def _run_tasks(client, executable, plan, tasks, retries, progress):
                              key="mtl-model-task-%d-%d-%s" % (index, attempt, os.path.basename(plan)))
 
     attempts = {task["index"]: 0 for task in tasks}
-    pending = as_completed([submit(index, 0) for index in attempts])
+    submitted = [submit(index, 0) for index in attempts]
+    pending = as_completed(submitted)
+    try:
+        _collect(pending, submit, attempts, retries, len(tasks), progress)
+    except DriverError:
+        # Tasks not started yet never start; those running end on their own.
+        client.cancel(submitted + list(pending.futures))
+        raise
+
+
+def _collect(pending, submit, attempts, retries, total, progress):
+    """Waits for every task, resubmitting one whose worker died."""
+    from distributed.scheduler import KilledWorker
+
     done, started = 0, time.monotonic()
     for future in pending:
         index = int(future.key.split("-")[3])
@@ -196,7 +232,7 @@ def _run_tasks(client, executable, plan, tasks, retries, progress):
             continue
         done += 1
         if progress:
-            _progress(done, len(tasks), time.monotonic() - started)
+            _progress(done, total, time.monotonic() - started)
     if progress:
         sys.stderr.write("\n")
 

@@ -6,6 +6,8 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -172,3 +174,64 @@ def _visibility_error(client, executable, plan, models, tasks):
     except driver.DriverError as error:
         return str(error)
     return ""
+
+
+def self_killing_wrapper(directory, executable, index):
+    """An mtl-model that, the first time it runs task `index`, is killed by a signal (as the
+    OOM killer would): its worker survives, so the driver, not Dask, must run it again."""
+    marker = directory / "killed-itself"
+    script = directory / "mtl-model-self-killing"
+    script.write_text("""#!/bin/bash
+if [ "$1" = run-task ] && [ "$4" = %d ] && [ ! -e %s ]; then
+  touch %s
+  kill -9 $$
+fi
+exec "%s" "$@"
+""" % (index, marker, marker, executable))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script, marker
+
+
+def test_retries_and_progress(tmp_path, client, executable, capfd, monkeypatch):
+    one, planned = workspace(tmp_path, executable)
+    command = ["dequantize", "in/n.mtlm", "out/d.mtlm"]
+    expected_status, expected = single(command, one, executable)
+    # A task killed by a signal is run again (default --retries 3), and the progress bar counts the tasks.
+    wrapper, marker = self_killing_wrapper(tmp_path, executable, 2)
+    monkeypatch.chdir(planned)
+    capfd.readouterr()
+    status = driver.run(command, client=client, executable=str(wrapper), progress=True)
+    printed, progress = capfd.readouterr()
+    assert marker.exists()
+    assert (status, printed) == (expected_status, expected) and status == 0
+    assert "4/4 tasks" in progress and "[" + "#" * 30 + "]" in progress
+    # With --retries 0 the first loss ends the run, naming the task; nothing is written.
+    os.remove(marker)
+    with pytest.raises(driver.DriverError, match=r"task 2: its worker was lost 1 times .*killed by signal 9.*--retries 0"):
+        driver.run(["dequantize", "in/n.mtlm", "out/e.mtlm"], client=client, executable=str(wrapper), retries=0)
+    assert not os.path.exists(planned / "out" / "e.mtlm")
+    # The run's own plan is removed with its results and what its tasks wrote (a task still
+    # running then removes its own output when it finds the plan gone).
+    def leftovers():
+        return [name for name in os.listdir(planned / "in") if "plan" in name] + \
+               [name for name in os.listdir(planned / "out") if ".plan-" in name or name.startswith(".")]
+    deadline = time.monotonic() + 20
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers() == []
+
+
+def test_command_line_on_its_own_local_cluster(tmp_path, executable):
+    """`python -m mtl_model.distributed` as a user runs it: a LocalCluster of its own, the
+    report on stdout, the command's exit code."""
+    one, planned = workspace(tmp_path, executable)
+    command = ["diff", "in/m.mtlm", "in/n.mtlm", "--rows", "--top", "2"]
+    expected_status, expected = single(command, one, executable)
+    done = subprocess.run([sys.executable, "-m", "mtl_model.distributed"] + command
+                          + ["--scheduler", "local:1", "--mtl-model", executable, "--quiet"],
+                          capture_output=True, text=True, cwd=planned)
+    assert (done.returncode, done.stdout) == (expected_status, expected) and expected_status == 1, done.stderr
+    assert [name for name in os.listdir(planned / "in") if "plan" in name] == []
+    done = subprocess.run([sys.executable, "-m", "mtl_model.distributed", "verify", "in/m.mtlm", "--scheduler", "tcp://127.0.0.1:9",
+                           "--mtl-model", executable, "--timeout", "2"], capture_output=True, text=True, cwd=planned)
+    assert done.returncode == 2 and "cannot reach the scheduler tcp://127.0.0.1:9" in done.stderr, done.stderr

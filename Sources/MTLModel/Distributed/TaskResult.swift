@@ -40,9 +40,15 @@ extension TaskPlan {
 
     var finishRecordPath: String { "\(resultDirectory)/\(Self.finishRecordName)" }
 
-    /// Writes task `index`'s result (atomically: a killed task leaves none).
+    /// Writes task `index`'s result (atomically: a killed task leaves none). A plan removed
+    /// while the task ran (a driver gave up on it) gets no result, and the task's output is
+    /// removed: nothing would ever finish or clean it.
     func save(_ result: TaskResult) throws {
         try checkNotFinished()
+        guard FileManager.default.fileExists(atPath: resultDirectory) else {
+            if let staged = tasks[result.index].writes { unlink(staged) }
+            throw MTLModelError(.invalidArgument, "the plan's result directory is gone (the plan was abandoned): task \(result.index)'s output is removed", file: resultDirectory)
+        }
         try Self.writeJSON(result, to: tasks[result.index].result)
     }
 

@@ -6,9 +6,9 @@
 # driver's own cost (cluster start, plan, scheduling and the CLI's start per task, finish)
 # measured on a 16-shard model of a few kilobytes, where the tasks do next to nothing.
 # Median of RUNS runs (default 3), inputs read into the page cache before each run.
-# Usage: benchmarks/distributed.sh [WORK_DIR]   (needs ~12 GB free; the Python of .venv)
+# Usage: benchmarks/driver.sh [WORK_DIR]   (needs ~12 GB free; the Python of .venv)
 source "$(dirname "$0")/common.sh"
 [ -f "$work/one.mtlm" ] || "$bin" synth benchmarks/big-sharded.json "$work/one.mtlm" --seed 1 --training >/dev/null
 [ -f "$work/s16.mtlm" ] || "$bin" shard "$work/one.mtlm" "$work/s16.mtlm" --shards 16 --threads 2 >/dev/null
 "$bin" shard fixtures/v1.0/small-training.mtlm "$work/tiny16.mtlm" --shards 16 >/dev/null
-PATH="$(dirname "$bin"):$PATH" "$root/.venv/bin/python3" benchmarks/distributed.py "$bin" "$work" "${RUNS:-3}"
+PATH="$(dirname "$bin"):$PATH" "$root/.venv/bin/python3" benchmarks/driver_bench.py "$bin" "$work" "${RUNS:-3}"
