@@ -74,11 +74,11 @@ struct ConvertCommand: RewritingCommand {
         }
     }
 
-    func conclude(_ model: Model, _ report: ConversionReport, _ pending: PendingOutput) throws -> Bool {
-        let outcome = try gate.gate.check(model, against: pending)
+    func conclude(_ model: Model, _ report: ConversionReport, _ pending: PendingOutput, steps: [StepAttribution.Variant]) throws -> Bool {
+        let outcome = try gate.gate.check(model, against: pending, steps: steps)
         if json {
             try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report,
-                                     evaluation: outcome.comparison, gate: outcome.verdict))
+                                     evaluation: outcome.comparison, steps: outcome.attribution?.steps, gate: outcome.verdict))
         } else {
             Terminal.output((render(report) + outcome.rendered).joined(separator: "\n"))
         }
@@ -92,6 +92,8 @@ struct ConvertCommand: RewritingCommand {
         var written: Bool
         var report: ConversionReport
         var evaluation: QualityComparison?
+        /// Each step alone (`--eval`, more than one step).
+        var steps: [StepAttribution.Step]?
         var gate: QualityGate.Verdict?
     }
 

@@ -20,7 +20,7 @@ struct DequantizeCommand: RewritingCommand {
         try ModelQuantizer(plan: .float32).job(model, source: "dequantize \(input)")
     }
 
-    func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput) throws -> Bool {
+    func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput, steps: [StepAttribution.Variant]) throws -> Bool {
         try pending.commit()
         Terminal.output("wrote \(TerminalText.escaped(output)): \(report.tensors.count) tensors decoded to float32, \(Format.bytes(report.total.byteCountBefore)) → \(Format.bytes(report.total.byteCountAfter))")
         return true

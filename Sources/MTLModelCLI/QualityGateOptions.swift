@@ -46,9 +46,25 @@ extension QualityGate.Outcome {
                  Format.number(t.maxAbsoluteDeltaP)]
             }))
         }
+        if let attribution {
+            lines.append("")
+            lines.append("each step alone (applied to the input by itself, scored on the same samples):")
+            lines.append(Format.table(["step", "task", "Δauc", "Δauc 95% CI", "Δlogloss", "Δcalibration", "max |Δp|"],
+                                      attribution.steps.flatMap { step in
+                step.comparison.tasks.map { t in
+                    [step.name, t.task, Format.number(t.deltaAUC), t.deltaAUCLow.map { "[\(Format.number($0)), \(Format.number(t.deltaAUCHigh))]" } ?? "-",
+                     Format.number(t.deltaLogloss), Format.number(t.deltaCalibration), Format.number(t.maxAbsoluteDeltaP)]
+                }
+            }))
+        }
         if let verdict {
             lines.append("")
             lines.append(verdict.passed ? "gate: passed" : "gate: FAILED, nothing written: " + verdict.failures.joined(separator: "; "))
+            if !verdict.passed, let attribution {
+                let failing = attribution.steps.filter { !$0.failures.isEmpty }
+                lines.append(failing.isEmpty ? "no step fails the gate alone: their costs add up"
+                             : "fails the gate alone: " + failing.map { "\($0.name) (\($0.failures.joined(separator: "; ")))" }.joined(separator: "; "))
+            }
         }
         return lines
     }

@@ -42,12 +42,13 @@ struct QuantizeCommand: RewritingCommand {
         try ModelQuantizer(plan: try plan(), threadCount: gate.threads).job(model, source: "quantize \(input)")
     }
 
-    func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput) throws -> Bool {
+    func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput, steps: [StepAttribution.Variant]) throws -> Bool {
         var report = report
-        let outcome = try gate.gate.check(model, against: pending)
+        let outcome = try gate.gate.check(model, against: pending, steps: steps)
         report.evaluation = outcome.comparison
         if json {
-            try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report, gate: outcome.verdict))
+            try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report, steps: outcome.attribution?.steps,
+                                     gate: outcome.verdict))
         } else {
             Terminal.output(render(report, outcome: outcome))
         }
@@ -60,6 +61,8 @@ struct QuantizeCommand: RewritingCommand {
         var output: String
         var written: Bool
         var report: QuantizationReport
+        /// Each step alone (`--eval`, more than one step).
+        var steps: [StepAttribution.Step]?
         var gate: QualityGate.Verdict?
     }
 

@@ -11,9 +11,9 @@ protocol RewritingCommand: PlannableCommand {
     var limits: ReadLimitOptions { get }
     /// The rewrite its options ask for.
     func job(_ model: Model) throws -> RewriteJob<Report>
-    /// Runs the command's gate, if any (which commits `pending` when it passes), and prints
-    /// the report; returns whether the output was written.
-    func conclude(_ model: Model, _ report: Report, _ pending: PendingOutput) throws -> Bool
+    /// Runs the command's gate, if any (which commits `pending` when it passes, and scores each
+    /// of `steps` alone), and prints the report; returns whether the output was written.
+    func conclude(_ model: Model, _ report: Report, _ pending: PendingOutput, steps: [StepAttribution.Variant]) throws -> Bool
 }
 
 extension RewritingCommand {
@@ -22,7 +22,8 @@ extension RewritingCommand {
         // Written beside the target under a temporary name, moved into place only when every
         // gate passes: a failed gate leaves nothing at the output path.
         let pending = try PendingOutput(target: output)
-        if try !conclude(model, job(model).write(into: pending), pending) { throw ExitCode(1) }
+        let job = try job(model)
+        if try !conclude(model, job.write(into: pending), pending, steps: job.steps) { throw ExitCode(1) }
     }
 
     func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {
@@ -36,8 +37,9 @@ extension RewritingCommand {
     func finish(_ plan: TaskPlan) throws {
         let model = try limits.model(input)
         var written = false
-        _ = try plan.finishRewrite(job(model)) { report, pending in
-            written = try conclude(model, report, pending)
+        let job = try job(model)
+        _ = try plan.finishRewrite(job) { report, pending in
+            written = try conclude(model, report, pending, steps: job.steps)
             return written
         }
         if !written { throw ExitCode(1) }

@@ -132,8 +132,34 @@ public struct ModelConverter {
             }
             return changes
         }
-        return RewriteJob(rewrite: rewrite) { [report] outcome in
+        var job = RewriteJob(rewrite: rewrite) { [report] outcome in
             Self.completed(report, quantized: outcome.changes, architecture: architecture, input: model, written: outcome.tensors)
+        }
+        job.steps = servingSteps(model, options: options)
+        return job
+    }
+
+    /// The steps of `toServing` with `options`, each alone: folding, pruning, each table's
+    /// quantization, the dense layers' (`StepAttribution`).
+    private func servingSteps(_ model: Model, options: ServingOptions) -> [StepAttribution.Variant] {
+        var steps: [(name: String, options: ServingOptions)] = []
+        var alone = ServingOptions()
+        if options.foldBatchNorm {
+            alone.foldBatchNorm = true
+            steps.append(("fold batch norm", alone))
+        }
+        if options.pruneUnseen {
+            alone = ServingOptions()
+            alone.pruneUnseen = true
+            steps.append(("prune unseen rows", alone))
+        }
+        for step in options.quantization?.steps(for: model) ?? [] {
+            alone = ServingOptions()
+            alone.quantization = step.plan
+            steps.append((step.name, alone))
+        }
+        return steps.map { step in
+            StepAttribution.Variant(step.name) { pending in _ = try servingJob(model, options: step.options).write(into: pending) }
         }
     }
 

@@ -23,6 +23,8 @@ public struct QualityGate: Sendable {
 
     public struct Outcome: Sendable {
         public var comparison: QualityComparison?
+        /// Each step of the rewrite alone, when it has more than one (`StepAttribution`).
+        public var attribution: StepAttribution?
         /// nil when no limit was set.
         public var verdict: Verdict?
         public var passed: Bool { verdict?.passed ?? true }
@@ -30,10 +32,14 @@ public struct QualityGate: Sendable {
 
     /// Compares `before` with the model written at `pending` (when there is data), and moves
     /// `pending` into place unless a limit is exceeded; otherwise nothing stays at the target.
-    public func check(_ before: Model, against pending: PendingOutput) throws -> Outcome {
+    /// With data and more than one step, each step alone is scored too (`StepAttribution`).
+    public func check(_ before: Model, against pending: PendingOutput, steps: [StepAttribution.Variant] = []) throws -> Outcome {
         var outcome = Outcome()
         if let data {
             outcome.comparison = try QualityComparison.compare(before, try Model(path: pending.path), data: data, threadCount: threadCount)
+            if steps.count > 1 {
+                outcome.attribution = try StepAttribution.measure(before, variants: steps, beside: pending.target, gate: self)
+            }
         }
         let failures = outcome.comparison.map(failures) ?? []
         if maxAUCDrop != nil || maxLoglossIncrease != nil { outcome.verdict = Verdict(passed: failures.isEmpty, failures: failures) }

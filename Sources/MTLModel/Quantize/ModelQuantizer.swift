@@ -119,12 +119,18 @@ public struct ModelQuantizer {
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
             return try file.tensors.compactMap { try rewriter.write($0, as: plan.target(for: $0) ?? $0.dtype) }
         }
-        return RewriteJob(rewrite: rewrite) { outcome in
+        var job = RewriteJob(rewrite: rewrite) { outcome in
             var report = QuantizationReport()
             report.tensors = outcome.changes
             (report.sections, report.total) = QuantizationReport.SectionSize.bySection(before: checked.tensors, after: outcome.tensors)
             return report
         }
+        job.steps = plan.steps(for: checked).map { step in
+            var alone = self
+            alone.plan = step.plan
+            return StepAttribution.Variant(step.name) { pending in _ = try alone.job(checked, source: source).write(into: pending) }
+        }
+        return job
     }
 }
 

@@ -32,6 +32,35 @@ public struct QuantizationPlan: Sendable, Hashable {
         ["fp32": .float32, "fp16": .float16, "bf16": .bfloat16, "int8": .int8Symmetric][name]
     }
 
+    /// The plan taken apart for `model`: one plan per table whose dtype it changes (that
+    /// field's override alone), and one for the dense layers if it changes any, each named as
+    /// `StepAttribution` shows it.
+    func steps(for model: Model) -> [(name: String, plan: QuantizationPlan)] {
+        var steps: [(name: String, plan: QuantizationPlan)] = []
+        for field in model.architecture.fields {
+            let entry = model.tensor(.embedding(field.name)).entry
+            guard let type = target(for: entry), type != entry.dtype else { continue }
+            steps.append(("quantize table \(field.name) (\(Self.name(of: type)))", QuantizationPlan(embeddings: nil, dense: nil, fields: [field.name: type])))
+        }
+        let dense = QuantizationPlan(embeddings: nil, dense: dense)
+        if let type = self.dense, model.tensors.contains(where: { entry in dense.target(for: entry).map { $0 != entry.dtype } ?? false }) {
+            steps.append(("quantize dense layers (\(Self.name(of: type)))", dense))
+        }
+        return steps
+    }
+
+    /// The option value that names `type` (`int8`, `fp16`, …).
+    static func name(of type: DType) -> String {
+        switch type {
+        case .float32: "fp32"
+        case .float16: "fp16"
+        case .bfloat16: "bf16"
+        case .int8Rowwise, .int8Symmetric: "int8"
+        case .int4Rowwise: "int4"
+        default: type.description
+        }
+    }
+
     /// Throws when a per-field override names no field of `architecture`.
     func check(_ architecture: Architecture) throws(MTLModelError) {
         for name in fields.keys.sorted() where !architecture.fields.contains(where: { $0.name == name }) {

@@ -91,6 +91,9 @@ struct ShardedRewrite {
 public struct RewriteJob<Report>: @unchecked Sendable {
     var rewrite: ShardedRewrite
     let report: (ShardedRewrite.Outcome) -> Report
+    /// The rewrite's steps, each alone, for an accuracy gate to attribute its cost
+    /// (`QualityGate.check(_:against:steps:)`).
+    public var steps: [StepAttribution.Variant] = []
 
     /// The whole rewrite into `pending` (which the caller commits, after a gate, or drops).
     public func write(into pending: PendingOutput) throws -> Report {
