@@ -2,7 +2,8 @@
 # Installs the Debian packages mtl-model needs to build and test, if any is missing.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-packages=(libprotobuf-c-dev zlib1g-dev protobuf-compiler pkg-config)
+# chromium: the tests render every --html report in a real browser, headless.
+packages=(libprotobuf-c-dev zlib1g-dev protobuf-compiler pkg-config chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

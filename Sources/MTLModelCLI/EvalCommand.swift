@@ -12,6 +12,9 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
 
+    @Option(help: "Also write the report as one self-contained HTML file: per task its ROC curve and reliability diagram.")
+    var html: String?
+
     func run() throws {
         var evaluator: Evaluator?
         let reader = try dataset.forEachBatch { batch, predictions, predictor in
@@ -21,6 +24,9 @@ struct EvalCommand: ParsableCommand {
         let names = try evaluator?.taskNames ?? ModelFile(path: dataset.model).architecture.tasks.map(\.name)
         let metrics = evaluator?.metrics() ?? names.map { TaskMetrics(task: $0, samples: 0, positives: 0) }
         let sampleCount = evaluator?.sampleCount ?? 0
+        if let html {
+            try EvalReport.make(model: dataset.model, data: dataset.data, evaluator: evaluator, metrics: metrics, sampleCount: sampleCount).write(to: html)
+        }
         if json {
             try Terminal.json(Output(sampleCount: sampleCount, skippedLineCount: reader.skippedLineCount, tasks: metrics))
             return

@@ -1,0 +1,92 @@
+import Foundation
+import Testing
+@testable import MTLModel
+
+/// `--html` reports rendered in a real browser (Debian's chromium, headless): each loads
+/// without an error, each chart has a size, nothing refers outside the file.
+@Suite("HTML reports in a browser")
+struct HTMLReportTests {
+    /// What the browser saw: each chart's width and height, the errors raised, a screenshot.
+    struct Rendering {
+        var charts: [[Double]]
+        var errors: [String]
+        var screenshot: Data
+    }
+
+    static var chromium: String? {
+        ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Loads `html` in headless chromium: a copy with a probe (errors, then the charts' sizes
+    /// into the title) is dumped as the DOM after load, the report itself is screenshot.
+    static func render(_ html: String) throws -> Rendering? {
+        guard let chromium else {
+            #expect(ProcessInfo.processInfo.environment["CI"] == nil, "chromium is needed in CI (scripts/install-deps.sh installs it)")
+            return nil
+        }
+        let directory = TemporaryDirectory()
+        let page = try String(contentsOfFile: html, encoding: .utf8)
+        let probe = """
+            <script>window.__errors=[];addEventListener('error',e=>__errors.push(String(e.message||e.target&&e.target.outerHTML)),true);
+            addEventListener('load',()=>{document.title=JSON.stringify({errors:__errors,charts:[...document.querySelectorAll('svg.chart')]
+            .map(s=>{const r=s.getBoundingClientRect();return [r.width,r.height]})})});</script>
+            """
+        try page.replacingOccurrences(of: "<head>", with: "<head>" + probe).write(toFile: directory.path("probe.html"), atomically: true, encoding: .utf8)
+        let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--user-data-dir=" + directory.path("profile")]
+        let dom = try runProcess(chromium, flags + ["--virtual-time-budget=2000", "--dump-dom", "file://" + directory.path("probe.html")])
+        #expect(dom.status == 0, "\(dom.stderr)")
+        guard let start = dom.stdout.range(of: "<title>"), let end = dom.stdout.range(of: "</title>") else {
+            Issue.record("no title in the dumped DOM")
+            return nil
+        }
+        let title = String(dom.stdout[start.upperBound..<end.lowerBound])
+            .replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&amp;", with: "&")
+        let probed = try JSONSerialization.jsonObject(with: Data(title.utf8)) as! [String: Any]
+        let shot = try runProcess(chromium, flags + ["--window-size=1200,1600", "--screenshot=" + directory.path("shot.png"), "file://" + html])
+        #expect(shot.status == 0, "\(shot.stderr)")
+        return Rendering(charts: probed["charts"] as! [[Double]], errors: probed["errors"] as! [String],
+                         screenshot: try Data(contentsOf: URL(fileURLWithPath: directory.path("shot.png"))))
+    }
+
+    /// Nothing in `html` that a browser would fetch, and no script.
+    static func expectSelfContained(_ html: String) throws {
+        let text = try String(contentsOfFile: html, encoding: .utf8).lowercased()
+        for reference in ["http:", "https:", "src=", "href=", "<script", "<link", "url(", "@import", "<iframe", "<img"] {
+            #expect(!text.contains(reference), "\(reference) in \(html)")
+        }
+    }
+
+    static func expectRendered(_ html: String, charts: Int) throws {
+        try expectSelfContained(html)
+        guard let rendering = try render(html) else { return }
+        #expect(rendering.errors == [])
+        #expect(rendering.charts.count == charts)
+        #expect(rendering.charts.allSatisfy { $0.count == 2 && $0[0] > 100 && $0[1] > 100 }, "\(rendering.charts)")
+        // A PNG of the page, of some substance (a blank page compresses to a few kB).
+        #expect(rendering.screenshot.starts(with: [0x89, 0x50, 0x4E, 0x47]) && rendering.screenshot.count > 20_000)
+    }
+
+    @Test("eval --html: the metrics, and per task a ROC curve and a reliability diagram")
+    func eval() throws {
+        let directory = TemporaryDirectory()
+        let html = directory.path("eval.html")
+        let result = try runCLI(["eval", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("predict/small.txt"), "--html", html])
+        #expect(result.status == 0, "\(result.stderr)")
+        let text = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(text.contains("ROC, ctr") && text.contains("Reliability, follow") && text.contains("fused score AUC"))
+        try Self.expectRendered(html, charts: 4)
+    }
+
+    @Test("a hostile name is escaped, and a report is never written over an input")
+    func hostile() throws {
+        let directory = TemporaryDirectory()
+        let data = directory.path("<script>alert(1)<\\script>.txt")
+        try FileManager.default.copyItem(atPath: TestPaths.fixture("predict/small.txt"), toPath: data)
+        let html = directory.path("eval.html")
+        #expect(try runCLI(["eval", TestPaths.fixture("v1.0/small.mtlm"), data, "--html", html]).status == 0)
+        try Self.expectSelfContained(html)
+        #expect(try String(contentsOfFile: html, encoding: .utf8).contains("&lt;script&gt;alert(1)&lt;\\script&gt;.txt"))
+        let overwrite = try runCLI(["eval", TestPaths.fixture("v1.0/small.mtlm"), data, "--html", data])
+        #expect(overwrite.status == 2, "\(overwrite.stdout)")
+    }
+}
