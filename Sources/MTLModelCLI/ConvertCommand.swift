@@ -76,6 +76,11 @@ struct ConvertCommand: RewritingCommand {
 
     func conclude(_ model: Model, _ report: ConversionReport, _ pending: PendingOutput, steps: [StepAttribution.Variant]) throws -> Bool {
         let outcome = try gate.gate.check(model, against: pending, steps: steps)
+        if let html = gate.html {
+            try RewriteReport.make(.init(title: "Conversion to the \(report.form) form", input: input, output: output, written: outcome.passed,
+                                         sections: report.sections, total: report.total, changes: report.quantized, outcome: outcome,
+                                         maxAUCDrop: gate.maxAUCDrop)).write(to: html)
+        }
         if json {
             try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report,
                                      evaluation: outcome.comparison, steps: outcome.attribution?.steps, gate: outcome.verdict))

@@ -14,6 +14,9 @@ struct QualityGateOptions: ParsableArguments {
     @Option(help: "Fail (exit 1, nothing written) if any task's logloss grows by more than this.")
     var maxLoglossIncrease: Double?
 
+    @Option(help: "Also write the report as one self-contained HTML file: sizes, reconstruction error; with --eval each step's ΔAUC and the calibration before and after. Written whether the gate passes or not.")
+    var html: String?
+
     @Option(help: "Threads: windows of rows encoded at once, and scoring --eval.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 

@@ -46,6 +46,10 @@ struct QuantizeCommand: RewritingCommand {
         var report = report
         let outcome = try gate.gate.check(model, against: pending, steps: steps)
         report.evaluation = outcome.comparison
+        if let html = gate.html {
+            try RewriteReport.make(.init(title: "Quantization", input: input, output: output, written: outcome.passed, sections: report.sections,
+                                         total: report.total, changes: report.tensors, outcome: outcome, maxAUCDrop: gate.maxAUCDrop)).write(to: html)
+        }
         if json {
             try Terminal.json(Output(input: input, output: output, written: outcome.passed, report: report, steps: outcome.attribution?.steps,
                                      gate: outcome.verdict))

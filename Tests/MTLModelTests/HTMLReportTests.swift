@@ -77,6 +77,30 @@ struct HTMLReportTests {
         try Self.expectRendered(html, charts: 4)
     }
 
+    @Test("quantize --eval --html: sizes, reconstruction error, each step's ΔAUC, calibration before and after; written when the gate fails too")
+    func quantize() throws {
+        let directory = TemporaryDirectory()
+        let html = directory.path("q.html")
+        let result = try runCLI(["quantize", TestPaths.fixture("v1.0/small.mtlm"), directory.path("q.mtlm"), "--embeddings", "int4",
+                                 "--eval", TestPaths.fixture("predict/small.txt"), "--max-auc-drop=-1", "--html", html])
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.path("q.mtlm")))
+        let text = try String(contentsOfFile: html, encoding: .utf8)
+        #expect(text.contains("Gate: FAILED") && text.contains("ΔAUC per step and task") && text.contains("quantize table item_id (int4): ctr"))
+        try Self.expectRendered(html, charts: 5)
+    }
+
+    @Test("convert --html without --eval: sizes and reconstruction error")
+    func convert() throws {
+        let directory = TemporaryDirectory()
+        let html = directory.path("c.html")
+        let result = try runCLI(["convert", TestPaths.fixture("v1.0/small-training.mtlm"), directory.path("s.mtlm"), "--to", "serving",
+                                 "--embeddings", "int8", "--html", html])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try String(contentsOfFile: html, encoding: .utf8).contains("training_state"))
+        try Self.expectRendered(html, charts: 2)
+    }
+
     @Test("a hostile name is escaped, and a report is never written over an input")
     func hostile() throws {
         let directory = TemporaryDirectory()

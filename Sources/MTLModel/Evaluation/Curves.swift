@@ -61,9 +61,13 @@ public struct ReliabilityDiagram: Sendable, Codable, Hashable {
 }
 
 extension Evaluator {
-    /// Task `t`'s ROC curve (nil without both classes) and reliability diagram.
-    public func curves(task t: Int) -> (roc: ROCCurve?, reliability: ReliabilityDiagram) {
-        let scores = logits(task: t).map(Double.init), labels = labels(task: t)
-        return (ROCCurve(scores: scores, labels: labels), ReliabilityDiagram(probabilities: scores.map { 1 / (1 + exp(-$0)) }, labels: labels))
+    /// Task `t`'s ROC curve; nil without both classes.
+    public func roc(task t: Int) -> ROCCurve? {
+        ROCCurve(scores: logits(task: t).map(Double.init), labels: labels(task: t))
+    }
+
+    /// Task `t`'s reliability diagram.
+    public func reliability(task t: Int) -> ReliabilityDiagram {
+        ReliabilityDiagram(probabilities: logits(task: t).map { 1 / (1 + exp(-Double($0))) }, labels: labels(task: t))
     }
 }

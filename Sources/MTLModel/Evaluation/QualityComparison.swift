@@ -22,6 +22,9 @@ public struct QualityComparison: Sendable, Codable {
         /// model also ranks in its top k, as a fraction of k.
         public var topK: Int?
         public var topKOverlap: Double?
+        /// Each model's calibration bins on the labelled samples (`ReliabilityDiagram`).
+        public var reliabilityBefore: ReliabilityDiagram?
+        public var reliabilityAfter: ReliabilityDiagram?
     }
 
     public var sampleCount: Int
@@ -67,6 +70,8 @@ public struct QualityComparison: Sendable, Codable {
                             deltaLogloss: a.logloss.flatMap { la in b.logloss.map { $0 - la } },
                             deltaCalibration: a.calibration.flatMap { ca in b.calibration.map { $0 - ca } })
             task.addShift(probabilitiesA[t], probabilitiesB[t])
+            task.reliabilityBefore = evaluatorA.reliability(task: t)
+            task.reliabilityAfter = evaluatorB.reliability(task: t)
             return task
         }
         return QualityComparison(sampleCount: evaluatorA.sampleCount, skippedLineCount: reader.skippedLineCount, tasks: tasks)

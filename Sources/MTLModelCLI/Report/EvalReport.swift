@@ -13,7 +13,7 @@ enum EvalReport {
         })
         guard let evaluator else { return report }
         for (t, m) in metrics.enumerated() {
-            let (roc, reliability) = evaluator.curves(task: t)
+            let (roc, reliability) = (evaluator.roc(task: t), evaluator.reliability(task: t))
             report.heading("Task \(m.task)")
             var charts: [SVGChart] = []
             if let roc {

@@ -60,21 +60,66 @@ struct SVGChart {
         return SVGChart(svg: wrap(title: title, body))
     }
 
-    /// Horizontal bars, one per label, scaled to the largest value; `format` prints each value.
-    static func bars(title: String, labels: [String], values: [Double], color: String = palette[0],
+    /// Horizontal bars, one group per label and one bar per series in it, scaled to the largest
+    /// value; `format` prints each value.
+    static func bars(title: String, labels: [String], series: [(name: String, values: [Double])],
                      format: (Double) -> String) -> SVGChart {
-        let rowHeight = 20.0, labelWidth = 170.0
-        let height = margin.top + Double(max(labels.count, 1)) * rowHeight + 12
-        let width = size.width + 80
-        let largest = max(values.filter(\.isFinite).max() ?? 0, 1e-300)
+        let barHeight = 14.0, labelWidth = 190.0, gap = 8.0
+        let groupHeight = Double(series.count) * barHeight + gap
+        let legendHeight = series.count > 1 ? 16.0 * Double(series.count) : 0
+        let width = size.width + 100
+        let height = margin.top + legendHeight + Double(max(labels.count, 1)) * groupHeight + 8
+        let largest = max(series.flatMap(\.values).filter(\.isFinite).max() ?? 0, 1e-300)
         var body = text(width / 2, 18, title, anchor: "middle", className: "title")
-        for (index, (name, value)) in zip(labels, values).enumerated() {
-            let y = margin.top + Double(index) * rowHeight
-            let length = value.isFinite ? max(0, value) / largest * (width - labelWidth - 90) : 0
-            body += text(labelWidth - 6, y + 13, shortened(name, to: 28), anchor: "end")
-            body += "<rect x=\"\(n(labelWidth))\" y=\"\(n(y + 3))\" width=\"\(n(max(length, 0.5)))\" height=\"\(n(rowHeight - 6))\" fill=\"\(color)\"><title>\(HTMLReport.escaped(name)): \(HTMLReport.escaped(format(value)))</title></rect>"
-            body += text(labelWidth + length + 5, y + 13, format(value), anchor: "start")
+        if series.count > 1 { body += legend(series.enumerated().map { ($1.name, palette[$0 % palette.count]) }, x: labelWidth, y: margin.top + 2) }
+        for (index, name) in labels.enumerated() {
+            let top = margin.top + legendHeight + Double(index) * groupHeight
+            body += text(labelWidth - 6, top + groupHeight / 2 + 2, shortened(name, to: 30), anchor: "end")
+            for (s, item) in series.enumerated() {
+                let value = index < item.values.count ? item.values[index] : .nan
+                let y = top + Double(s) * barHeight
+                let length = value.isFinite ? max(0, value) / largest * (width - labelWidth - 90) : 0
+                body += "<rect x=\"\(n(labelWidth))\" y=\"\(n(y + 1))\" width=\"\(n(max(length, 0.5)))\" height=\"\(n(barHeight - 2))\" fill=\"\(palette[s % palette.count])\"><title>\(HTMLReport.escaped(name)), \(HTMLReport.escaped(item.name)): \(HTMLReport.escaped(format(value)))</title></rect>"
+                body += text(labelWidth + length + 5, y + barHeight - 3, format(value), anchor: "start")
+            }
         }
+        return SVGChart(svg: wrap(title: title, body, width: width, height: height))
+    }
+
+    /// A forest plot: per row a point and its interval on one horizontal axis, with vertical
+    /// reference lines (0, a gate's limit).
+    static func forest(title: String, axis: String, rows: [(label: String, value: Double, low: Double, high: Double)],
+                       references: [(value: Double, label: String)]) -> SVGChart {
+        let rowHeight = 18.0, labelWidth = 250.0, right = 20.0
+        let width = size.width + 240
+        let height = margin.top + 6 + Double(max(rows.count, 1)) * rowHeight + 40
+        let values = rows.flatMap { [$0.low, $0.high, $0.value] } + references.map(\.value)
+        // (Reference labels sit above the rows, tick labels below the axis.)
+        let finite = values.filter(\.isFinite)
+        var low = finite.min() ?? -1, high = finite.max() ?? 1
+        if low == high { (low, high) = (low - 1e-4, high + 1e-4) }
+        let pad = (high - low) * 0.08
+        (low, high) = (low - pad, high + pad)
+        func px(_ value: Double) -> Double { labelWidth + (value - low) / (high - low) * (width - labelWidth - right) }
+        let bottom = margin.top + Double(rows.count) * rowHeight
+        var body = text(width / 2, 18, title, anchor: "middle", className: "title")
+        for reference in references {
+            body += "<line x1=\"\(n(px(reference.value)))\" y1=\"\(n(margin.top - 4))\" x2=\"\(n(px(reference.value)))\" y2=\"\(n(bottom))\" stroke=\"#9aa1ad\" stroke-dasharray=\"4 3\"/>"
+            body += text(px(reference.value), margin.top - 8, reference.label, anchor: "middle")
+        }
+        for (index, row) in rows.enumerated() {
+            let y = margin.top + Double(index) * rowHeight + rowHeight / 2
+            body += text(labelWidth - 8, y + 4, shortened(row.label, to: 40), anchor: "end")
+            guard row.value.isFinite else { continue }
+            let color = palette[0]
+            if row.low.isFinite && row.high.isFinite { body += line(px(row.low), y, px(row.high), y, color) }
+            body += "<circle cx=\"\(n(px(row.value)))\" cy=\"\(n(y))\" r=\"3.5\" fill=\"\(color)\"><title>\(HTMLReport.escaped(row.label)): \(label(row.value)) [\(label(row.low)), \(label(row.high))]</title></circle>"
+        }
+        body += line(labelWidth, bottom, width - right, bottom, "#394150")
+        for tick in ticks(low...high) {
+            body += line(px(tick), bottom, px(tick), bottom + 4, "#394150") + text(px(tick), bottom + 14, label(tick), anchor: "middle")
+        }
+        body += text(labelWidth + (width - labelWidth) / 2, height - 4, axis, anchor: "middle")
         return SVGChart(svg: wrap(title: title, body, width: width, height: height))
     }
 
