@@ -23,6 +23,9 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
 
+    @Option(help: "Also write the report as one self-contained HTML file: the architecture as a diagram, sizes by section.")
+    var html: String?
+
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     func run() throws {
@@ -31,6 +34,7 @@ struct InspectCommand: ParsableCommand {
         // patches have no architecture of their own to check).
         let checked = stats && file.manifest.delta == nil ? try Model(file, options: limits.modelOptions) : nil
         let summary = try ModelSummary(file, includeTensors: tensors, statistics: stats, checked: checked)
+        if let html { try InspectReport.make(summary, architecture: file.architecture).write(to: html) }
         if json {
             try Terminal.json(InspectOutput(summary: summary))
             return

@@ -101,6 +101,21 @@ struct HTMLReportTests {
         try Self.expectRendered(html, charts: 2)
     }
 
+    @Test("inspect --html: the architecture as a diagram (fields, groups, interaction, layers, heads, fusion), sizes by section", arguments: [
+        "v1.0/small-training.mtlm", "v1.3/small-training.mtlm"])
+    func inspect(_ fixture: String) throws {
+        let directory = TemporaryDirectory()
+        let html = directory.path("i.html")
+        let result = try runCLI(["inspect", TestPaths.fixture(fixture), "--tensors", "--html", html])
+        #expect(result.status == 0, "\(result.stderr)")
+        let text = try String(contentsOfFile: html, encoding: .utf8)
+        for part in ["user_id", "field-weighted interaction", "shared.0:", "tower.ctr.0:", "head.follow:", "fusion:", "training_state", "embedding.user_id.weight"] {
+            #expect(text.contains(part), "\(part)")
+        }
+        if fixture.hasPrefix("v1.3") { #expect(text.contains("small-training-00003-of-00003.mtlm")) }
+        try Self.expectRendered(html, charts: 2)
+    }
+
     @Test("a hostile name is escaped, and a report is never written over an input")
     func hostile() throws {
         let directory = TemporaryDirectory()

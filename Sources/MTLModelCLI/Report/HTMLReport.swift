@@ -86,7 +86,7 @@ struct HTMLReport {
         table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{padding:3px 10px;border-bottom:1px solid #e5e8ee;text-align:left}
         th{background:#f3f5f8;font-weight:600}td.number{text-align:right;font-variant-numeric:tabular-nums}
         .charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}svg.chart{background:#fff;border:1px solid #e5e8ee}
-        svg text{font:11px system-ui,sans-serif;fill:#394150}svg .title{font-size:13px;font-weight:600}
+        svg text{font:11px system-ui,sans-serif;fill:#394150}svg .title{font-size:13px;font-weight:600}svg .box-title{font-weight:600;fill:#1d2330}
         @media print{body{margin:0;max-width:none}.charts{break-inside:avoid}h2{break-after:avoid}}
         """
 }

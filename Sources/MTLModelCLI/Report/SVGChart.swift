@@ -125,7 +125,7 @@ struct SVGChart {
 
     // MARK: - Pieces
 
-    private static func wrap(title: String, _ body: String, width: Double = size.width, height: Double = size.height) -> String {
+    static func wrap(title: String, _ body: String, width: Double = size.width, height: Double = size.height) -> String {
         "<svg class=\"chart\" role=\"img\" width=\"\(n(width))\" height=\"\(n(height))\" viewBox=\"0 0 \(n(width)) \(n(height))\">"
             + "<title>\(HTMLReport.escaped(title))</title>\(body)</svg>"
     }
@@ -150,18 +150,18 @@ struct SVGChart {
 
     private static func label(_ value: Double) -> String { String(format: "%.3g", value) }
 
-    private static func line(_ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, _ color: String) -> String {
+    static func line(_ x1: Double, _ y1: Double, _ x2: Double, _ y2: Double, _ color: String) -> String {
         "<line x1=\"\(n(x1))\" y1=\"\(n(y1))\" x2=\"\(n(x2))\" y2=\"\(n(y2))\" stroke=\"\(color)\"/>"
     }
 
-    private static func text(_ x: Double, _ y: Double, _ content: String, anchor: String, className: String? = nil) -> String {
+    static func text(_ x: Double, _ y: Double, _ content: String, anchor: String, className: String? = nil) -> String {
         "<text x=\"\(n(x))\" y=\"\(n(y))\" text-anchor=\"\(anchor)\"\(className.map { " class=\"\($0)\"" } ?? "")>\(HTMLReport.escaped(content))</text>"
     }
 
-    private static func shortened(_ text: String, to length: Int) -> String {
+    static func shortened(_ text: String, to length: Int) -> String {
         text.count <= length ? text : "…" + text.suffix(length - 1)
     }
 
     /// A coordinate with two decimals: enough for a pixel, short in the file.
-    private static func n(_ value: Double) -> String { String(format: "%.2f", value) }
+    static func n(_ value: Double) -> String { String(format: "%.2f", value) }
 }
