@@ -36,6 +36,9 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "Print one JSON document instead of text.")
     var json = false
 
+    @Option(help: "Also write the report as one self-contained HTML file: changes per tensor, per-row change per table, and with --data the predictions' shift.")
+    var html: String?
+
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     func validate() throws {
@@ -59,6 +62,7 @@ struct DiffCommand: ParsableCommand {
         if let data {
             report.predictions = try QualityComparison.compare(modelA, modelB, data: data, threadCount: threads)
         }
+        if let html { try DiffReport.make(a: a, b: b, report).write(to: html) }
         if json {
             try Terminal.json(Output(a: a, b: b, equal: report.equal, report: report))
         } else {

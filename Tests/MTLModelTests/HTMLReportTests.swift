@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MTLModel
+@testable import MTLModelCLI
 
 /// `--html` reports rendered in a real browser (Debian's chromium, headless): each loads
 /// without an error, each chart has a size, nothing refers outside the file.
@@ -114,6 +115,28 @@ struct HTMLReportTests {
         }
         if fixture.hasPrefix("v1.3") { #expect(text.contains("small-training-00003-of-00003.mtlm")) }
         try Self.expectRendered(html, charts: 2)
+    }
+
+    @Test("diff --html: changed tensors, each table's rows by change and its most changed ids, the predictions' shift per task")
+    func diff() throws {
+        let directory = TemporaryDirectory()
+        let a = TestPaths.fixture("v1.0/small.mtlm"), b = directory.path("b.mtlm")
+        #expect(try runCLI(["quantize", a, b, "--embeddings", "int8"]).status == 0)
+        let html = directory.path("d.html")
+        let result = try runCLI(["diff", a, b, "--rows", "--data", TestPaths.fixture("predict/small.txt"), "--html", html])
+        #expect(result.status == 1, "\(result.stderr)")
+        let text = try String(contentsOfFile: html, encoding: .utf8)
+        for part in ["Relative L2 change", "Rows of item_id by relative change", "Most changed ids of item_id", "Samples by |Δp|, ctr",
+                     "p of a against p of b, follow", "top 1% overlap"] {
+            #expect(text.contains(HTMLReport.escaped(part)), "\(part)")
+        }
+        let fields = try ModelFile(path: a).architecture.fields.count
+        try Self.expectRendered(html, charts: 2 + fields + 2 * 2)
+        // A model against itself: equal, each table's rows all unchanged.
+        let same = try runCLI(["diff", a, a, "--html", html])
+        #expect(same.status == 0)
+        #expect(try String(contentsOfFile: html, encoding: .utf8).contains("The models are equal within tolerance."))
+        try Self.expectRendered(html, charts: fields)
     }
 
     @Test("a hostile name is escaped, and a report is never written over an input")

@@ -90,16 +90,26 @@ struct TablePartial: Codable, Sendable {
         for index in tensors.indices where index < later.tensors.count { tensors[index].merge(later.tensors[index]) }
     }
 
+    /// The 0-based rank of quantile `q` among `count` values (the nearest rank above).
+    private static func rank(_ q: Double, of count: Int) -> Int {
+        q == 0.5 ? (count - 1) / 2 : min(count - 1, Int((Double(count - 1) * q).rounded(.up)))
+    }
+
     /// The table's figures, and its tensors' (whole entries of each model by name).
     func comparison(entriesA: [String: TensorEntry], entriesB: [String: TensorEntry], listsTop: Bool) -> (TableComparison, [TensorComparison]) {
         let common = changes.count
         var result = TableComparison(field: field, keyed: keyed, rowsA: rowsA, rowsB: rowsB, added: rowsB - common, removed: rowsA - common,
                                      changed: changed, unchanged: unchanged)
         if common > 0 {
-            let last = common - 1
-            result.p50RelativeChange = Double(changes.value(atRank: last / 2))
-            result.p99RelativeChange = Double(changes.value(atRank: min(last, Int((Double(last) * 0.99).rounded(.up)))))
+            result.p50RelativeChange = Double(changes.value(atRank: Self.rank(0.5, of: common)))
+            result.p99RelativeChange = Double(changes.value(atRank: Self.rank(0.99, of: common)))
             result.maxRelativeChange = Double(changes.maximum)
+            let zeros = changes.zeroCount
+            if common > zeros {
+                result.p50ChangedRelativeChange = Double(changes.value(atRank: zeros + Self.rank(0.5, of: common - zeros)))
+                result.p99ChangedRelativeChange = Double(changes.value(atRank: zeros + Self.rank(0.99, of: common - zeros)))
+            }
+            result.changeHistogram = changes.counts(below: [Float.leastNonzeroMagnitude] + TableComparison.changeHistogramEdges)
         }
         if listsTop {
             result.topChanged = top.entries.map { TableComparison.Row(id: $0.id, relativeChange: Double($0.value)) }

@@ -90,6 +90,16 @@ public struct TableComparison: Sendable, Codable, Hashable {
     public var maxRelativeChange: Double?
     /// The most changed ids (with `rows`).
     public var topChanged: [Row]?
+    /// p50 and p99 of the per-row change over the rows that changed at all (change > 0): where
+    /// 50 of 30,000 rows changed, the percentiles over all rows are 0.
+    public var p50ChangedRelativeChange: Double?
+    public var p99ChangedRelativeChange: Double?
+    /// Rows by their relative change: `changeHistogram[0]` rows of no change, then one count
+    /// per decade from below 1e-6 up to 1e1 and above (`changeHistogramEdges`).
+    public var changeHistogram: [Int]?
+
+    /// Upper edges of the histogram's bins after the first (exactly 0).
+    public static let changeHistogramEdges: [Float] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10]
 }
 
 /// Everything that differs between two models.

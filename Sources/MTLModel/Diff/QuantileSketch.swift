@@ -62,6 +62,25 @@ struct QuantileSketch {
         count += other.count
     }
 
+    /// How many values are 0 (or subnormal, in the histogram: below 2^-126).
+    var zeroCount: Int {
+        counts.isEmpty ? exact.reduce(0) { $0 + ($1 == 0 ? 1 : 0) } : Int(counts[0])
+    }
+
+    /// How many values fall below each of `edges` (ascending) and at or above the one before:
+    /// `edges.count + 1` counts, the last of values at or above the last edge. From the
+    /// histogram, a bucket counts where its smallest value falls (2^-12 relative).
+    func counts(below edges: [Float]) -> [Int] {
+        var result = [Int](repeating: 0, count: edges.count + 1)
+        func bin(_ value: Float) -> Int { edges.firstIndex { value < $0 } ?? edges.count }
+        if counts.isEmpty {
+            for value in exact { result[bin(value)] += 1 }
+        } else {
+            for bucket in counts.indices where counts[bucket] > 0 { result[bin(minima[bucket])] += Int(counts[bucket]) }
+        }
+        return result
+    }
+
     /// The value of rank `rank` (0-based) in ascending order.
     func value(atRank rank: Int) -> Float {
         precondition(rank < count)

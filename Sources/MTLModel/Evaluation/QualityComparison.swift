@@ -1,6 +1,12 @@
+import Foundation
+
 /// How two models score the same labelled samples: per task the metrics of each and a paired
 /// confidence interval of the AUC difference.
 public struct QualityComparison: Sendable, Codable {
+    /// Upper edges of `Task.deltaPHistogram`'s bins after the first (exactly 0).
+    public static let deltaPHistogramEdges: [Double] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    public static let jointBinCount = 24
+
     public struct Task: Sendable, Codable {
         public var task: String
         public var before: TaskMetrics
@@ -22,6 +28,13 @@ public struct QualityComparison: Sendable, Codable {
         /// model also ranks in its top k, as a fraction of k.
         public var topK: Int?
         public var topKOverlap: Double?
+        /// Samples by |Δp|: `deltaPHistogram[0]` of no change, then one count per decade from
+        /// below 1e-6 up to 1e-1 and above (`deltaPHistogramEdges`).
+        public var deltaPHistogram: [Int]?
+        /// How p_before and p_after spread together: `jointCounts[i][j]` samples with p_before
+        /// in bin i and p_after in bin j of `jointBinCount` equal bins over [0, `jointRange`].
+        public var jointCounts: [[Int]]?
+        public var jointRange: Double?
         /// Each model's calibration bins on the labelled samples (`ReliabilityDiagram`).
         public var reliabilityBefore: ReliabilityDiagram?
         public var reliabilityAfter: ReliabilityDiagram?
@@ -83,6 +96,22 @@ extension QualityComparison.Task {
     mutating func addShift(_ a: [Float], _ b: [Float]) {
         guard !a.isEmpty else { return }
         let deltas = zip(a, b).map { Double(abs($1 - $0)) }.sorted()
+        var histogram = [Int](repeating: 0, count: QualityComparison.deltaPHistogramEdges.count + 2)
+        for delta in deltas {
+            histogram[delta == 0 ? 0 : 1 + (QualityComparison.deltaPHistogramEdges.firstIndex { delta < $0 } ?? QualityComparison.deltaPHistogramEdges.count)] += 1
+        }
+        deltaPHistogram = histogram
+        // The joint range: the largest probability of either, rounded up to a tenth (or to a
+        // power of ten below 0.1: a click-through rate of 0.5% would fill one bin of [0, 1]).
+        let largest = Double(max(a.max() ?? 0, b.max() ?? 0))
+        let range = largest >= 0.1 ? min(1, (largest * 10).rounded(.up) / 10) : Swift.max(1e-6, pow(10, (log10(Swift.max(largest, 1e-7))).rounded(.up)))
+        let bins = QualityComparison.jointBinCount
+        var joint = [[Int]](repeating: [Int](repeating: 0, count: bins), count: bins)
+        for (p, q) in zip(a, b) {
+            joint[Swift.min(bins - 1, Int(Double(p) / range * Double(bins)))][Swift.min(bins - 1, Int(Double(q) / range * Double(bins)))] += 1
+        }
+        jointCounts = joint
+        jointRange = range
         meanAbsoluteDeltaP = deltas.reduce(0, +) / Double(deltas.count)
         p50AbsoluteDeltaP = deltas[(deltas.count - 1) / 2]
         p99AbsoluteDeltaP = deltas[min(deltas.count - 1, Int((Double(deltas.count - 1) * 0.99).rounded(.up)))]

@@ -34,6 +34,14 @@ struct HTMLReport {
         parts.append(html + "</tbody></table>")
     }
 
+    /// A table folded under a one-line summary (the reader unfolds it; no script).
+    mutating func folded(_ summary: String, _ headers: [String], _ rows: [[String]]) {
+        var inner = HTMLReport(title: "", subtitle: "")
+        inner.parts = []
+        inner.table(headers, rows)
+        parts.append("<details><summary>\(Self.escaped(summary))</summary>\(inner.parts.joined())</details>")
+    }
+
     /// Charts side by side (they wrap on a narrow page and when printed).
     mutating func charts(_ charts: [SVGChart]) {
         parts.append("<div class=\"charts\">" + charts.map { "<figure>\($0.svg)</figure>" }.joined() + "</div>")
@@ -85,7 +93,7 @@ struct HTMLReport {
         .subtitle{color:#5b6372;margin:4px 0 0;word-break:break-all}
         table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{padding:3px 10px;border-bottom:1px solid #e5e8ee;text-align:left}
         th{background:#f3f5f8;font-weight:600}td.number{text-align:right;font-variant-numeric:tabular-nums}
-        .charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0}svg.chart{background:#fff;border:1px solid #e5e8ee}
+        .charts{display:flex;flex-wrap:wrap;gap:12px}details{margin:6px 0}summary{cursor:pointer}figure{margin:0}svg.chart{background:#fff;border:1px solid #e5e8ee}
         svg text{font:11px system-ui,sans-serif;fill:#394150}svg .title{font-size:13px;font-weight:600}svg .box-title{font-weight:600;fill:#1d2330}
         @media print{body{margin:0;max-width:none}.charts{break-inside:avoid}h2{break-after:avoid}}
         """

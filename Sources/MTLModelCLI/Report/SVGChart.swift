@@ -86,6 +86,29 @@ struct SVGChart {
         return SVGChart(svg: wrap(title: title, body, width: width, height: height))
     }
 
+    /// Counts over a grid of `counts.count` × `counts.count` equal bins of [0, range]², shaded by
+    /// the logarithm of the count (row i is x, column j is y), with the diagonal.
+    static func heatmap(title: String, xLabel: String, yLabel: String, range: Double, counts: [[Int]]) -> SVGChart {
+        let plotHeight = size.height - margin.top - margin.bottom, plotWidth = plotHeight
+        let bins = Double(max(counts.count, 1)), cell = plotWidth / bins
+        let largest = log1p(Double(counts.flatMap { $0 }.max() ?? 0))
+        var body = frame(title: title, xLabel: xLabel, yLabel: yLabel)
+        for (i, column) in counts.enumerated() {
+            for (j, count) in column.enumerated() where count > 0 {
+                let opacity = largest > 0 ? 0.12 + 0.88 * log1p(Double(count)) / largest : 0
+                body += "<rect x=\"\(n(margin.left + Double(i) * cell))\" y=\"\(n(margin.top + plotHeight - Double(j + 1) * cell))\" width=\"\(n(cell))\" height=\"\(n(cell))\" fill=\"\(palette[0])\" fill-opacity=\"\(n(opacity))\"><title>\(count) samples</title></rect>"
+            }
+        }
+        body += "<rect x=\"\(n(margin.left))\" y=\"\(n(margin.top))\" width=\"\(n(plotWidth))\" height=\"\(n(plotHeight))\" fill=\"none\" stroke=\"#394150\"/>"
+        body += "<line x1=\"\(n(margin.left))\" y1=\"\(n(margin.top + plotHeight))\" x2=\"\(n(margin.left + plotWidth))\" y2=\"\(n(margin.top))\" stroke=\"#9aa1ad\" stroke-dasharray=\"4 4\"/>"
+        for tick in ticks(0...range) {
+            let offset = tick / range * plotWidth
+            body += text(margin.left + offset, margin.top + plotHeight + 16, label(tick), anchor: "middle")
+            body += text(margin.left - 7, margin.top + plotHeight - offset + 4, label(tick), anchor: "end")
+        }
+        return SVGChart(svg: wrap(title: title, body))
+    }
+
     /// A forest plot: per row a point and its interval on one horizontal axis, with vertical
     /// reference lines (0, a gate's limit).
     static func forest(title: String, axis: String, rows: [(label: String, value: Double, low: Double, high: Double)],
