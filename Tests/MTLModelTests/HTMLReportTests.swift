@@ -139,6 +139,15 @@ struct HTMLReportTests {
         try Self.expectRendered(html, charts: fields)
     }
 
+    @Test("the sample reports of docs/reports load in the browser, self-contained", arguments: ["inspect", "eval", "convert", "diff"])
+    func samples(_ name: String) throws {
+        let html = TestPaths.packageRoot.appendingPathComponent("docs/reports/\(name).html").path
+        try Self.expectSelfContained(html)
+        guard let rendering = try Self.render(html) else { return }
+        #expect(rendering.errors == [])
+        #expect(!rendering.charts.isEmpty && rendering.charts.allSatisfy { $0[0] > 100 && $0[1] > 100 })
+    }
+
     @Test("a hostile name is escaped, and a report is never written over an input")
     func hostile() throws {
         let directory = TemporaryDirectory()

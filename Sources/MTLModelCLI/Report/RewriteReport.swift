@@ -22,6 +22,8 @@ enum RewriteReport {
         if let verdict = r.outcome.verdict {
             report.paragraph(verdict.passed ? "Gate: passed." : "Gate: FAILED, nothing written: " + verdict.failures.joined(separator: "; "))
         }
+        // The deploy question first: what it costs on predictions, and which step costs it.
+        if let comparison = r.outcome.comparison { evaluation(&report, comparison, r) }
         report.heading("Sizes")
         let sections = r.sections + [r.total]
         report.charts([.bars(title: "Bytes by section", labels: sections.map(\.section),
@@ -37,7 +39,6 @@ enum RewriteReport {
                  Format.number(c.meanRelativeError), Format.number(c.maxRelativeError)]
             })
         }
-        if let comparison = r.outcome.comparison { evaluation(&report, comparison, r) }
         return report
     }
 
@@ -47,11 +48,14 @@ enum RewriteReport {
             [t.task, Format.number(t.before.auc), Format.number(t.after.auc), Format.number(t.deltaAUC), interval(t),
              Format.number(t.deltaLogloss), Format.number(t.deltaCalibration), Format.number(t.maxAbsoluteDeltaP)]
         })
-        let steps = (r.outcome.attribution?.steps ?? []).map { ($0.name, $0.comparison) } + [("all steps", comparison)]
-        var rows: [(label: String, value: Double, low: Double, high: Double)] = []
-        for (name, stepComparison) in steps {
+        let steps = (r.outcome.attribution?.steps ?? []).map { ($0.name, $0.comparison, $0.failures) }
+            + [("all steps", comparison, r.outcome.verdict?.failures ?? [])]
+        var rows: [(label: String, value: Double, low: Double, high: Double, highlighted: Bool)] = []
+        for (name, stepComparison, failures) in steps {
             for t in stepComparison.tasks {
-                rows.append(("\(name): \(t.task)", t.deltaAUC ?? .nan, t.deltaAUCLow ?? .nan, t.deltaAUCHigh ?? .nan))
+                // Red: the task this step fails the gate on.
+                let failing = failures.contains { $0.hasPrefix("\(t.task): ") }
+                rows.append(("\(name): \(t.task)", t.deltaAUC ?? .nan, t.deltaAUCLow ?? .nan, t.deltaAUCHigh ?? .nan, failing))
             }
         }
         report.heading("Each step alone: ΔAUC with its paired 95% interval")

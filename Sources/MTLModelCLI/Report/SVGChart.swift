@@ -110,8 +110,8 @@ struct SVGChart {
     }
 
     /// A forest plot: per row a point and its interval on one horizontal axis, with vertical
-    /// reference lines (0, a gate's limit).
-    static func forest(title: String, axis: String, rows: [(label: String, value: Double, low: Double, high: Double)],
+    /// reference lines (0, a gate's limit); highlighted rows in red.
+    static func forest(title: String, axis: String, rows: [(label: String, value: Double, low: Double, high: Double, highlighted: Bool)],
                        references: [(value: Double, label: String)]) -> SVGChart {
         let rowHeight = 18.0, labelWidth = 250.0, right = 20.0
         let width = size.width + 240
@@ -125,7 +125,7 @@ struct SVGChart {
         (low, high) = (low - pad, high + pad)
         func px(_ value: Double) -> Double { labelWidth + (value - low) / (high - low) * (width - labelWidth - right) }
         let bottom = margin.top + Double(rows.count) * rowHeight
-        var body = text(width / 2, 18, title, anchor: "middle", className: "title")
+        var body = text(8, 18, title, anchor: "start", className: "title")
         for reference in references {
             body += "<line x1=\"\(n(px(reference.value)))\" y1=\"\(n(margin.top - 4))\" x2=\"\(n(px(reference.value)))\" y2=\"\(n(bottom))\" stroke=\"#9aa1ad\" stroke-dasharray=\"4 3\"/>"
             body += text(px(reference.value), margin.top - 8, reference.label, anchor: "middle")
@@ -134,7 +134,7 @@ struct SVGChart {
             let y = margin.top + Double(index) * rowHeight + rowHeight / 2
             body += text(labelWidth - 8, y + 4, shortened(row.label, to: 40), anchor: "end")
             guard row.value.isFinite else { continue }
-            let color = palette[0]
+            let color = row.highlighted ? "#c0392b" : palette[0]
             if row.low.isFinite && row.high.isFinite { body += line(px(row.low), y, px(row.high), y, color) }
             body += "<circle cx=\"\(n(px(row.value)))\" cy=\"\(n(y))\" r=\"3.5\" fill=\"\(color)\"><title>\(HTMLReport.escaped(row.label)): \(label(row.value)) [\(label(row.low)), \(label(row.high))]</title></circle>"
         }
