@@ -4,7 +4,8 @@ import MTLModel
 struct ApplyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
-        abstract: "Rebuild the new model from BASE and a delta made for it (refused for any other base)."
+        abstract: "Rebuild the new model from BASE and a delta made for it (refused for any other base).",
+        discussion: "Examples:\n  mtl-model apply base.mtlm step-2000.mtlmd step-2000.mtlm"
     )
 
     @Argument(help: "The base model the delta was made from.")

@@ -13,6 +13,10 @@ struct ConvertCommand: RewritingCommand {
             optimizer slots (kept when the model has them for that optimizer), loss.log_var from the frozen \
             values, and unfreezes the loss weighting. With --eval, both models score the data (and a gate \
             option can refuse the output, exit 1).
+
+            Examples:
+              mtl-model convert ckpt.mtlm serving.mtlm --to serving --fold-batch-norm --embeddings int8 --dense fp16 --eval test.txt --max-auc-drop 0.0005 --html review.html
+              mtl-model convert serving.mtlm warm.mtlm --to training --optimizer adagrad
             """
     )
 

@@ -13,7 +13,7 @@ struct DatasetOptions: ParsableArguments {
     @Flag(help: "Skip malformed lines (and report how many) instead of stopping at the first.")
     var skipInvalid = false
 
-    @Option(help: "Threads to compute with (default: all cores).")
+    @Option(help: "Threads to compute with.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(help: "Samples read and computed at a time.")

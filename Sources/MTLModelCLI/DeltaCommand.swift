@@ -4,7 +4,8 @@ import MTLModel
 struct DeltaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delta",
-        abstract: "Write only what changed from BASE to NEW (rows of tables, whole tensors), bound to BASE."
+        abstract: "Write only what changed from BASE to NEW (rows of tables, whole tensors), bound to BASE.",
+        discussion: "Examples:\n  mtl-model delta step-1000.mtlm step-2000.mtlm step-2000.mtlmd"
     )
 
     @Argument(help: "The base model.")

@@ -5,7 +5,8 @@ import MTLModel
 struct DequantizeCommand: RewritingCommand {
     static let configuration = CommandConfiguration(
         commandName: "dequantize",
-        abstract: "Decode every quantized or half-precision tensor back to float32 (to warm-start training)."
+        abstract: "Decode every quantized or half-precision tensor back to float32 (to warm-start training).",
+        discussion: "Examples:\n  mtl-model dequantize serving-int8.mtlm float32.mtlm"
     )
 
     @Argument(help: "The .mtlm model.")

@@ -6,7 +6,7 @@ struct DiffCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
         abstract: "What changed between two models: architecture, metadata, tensors, embedding rows by feature id.",
-        discussion: "Exit 0 when equal within tolerance (default: exactly equal), 1 when they differ, 2 on errors."
+        discussion: "Exit 0 when equal within tolerance (default: exactly equal), 1 when they differ, 2 on errors.\n\nExamples:\n  mtl-model diff old.mtlm new.mtlm --rows --data test.txt --html diff.html\n  mtl-model diff a.mtlm b.mtlm --atol 1e-6 --json"
     )
 
     @Argument(help: "The first (older) model.")

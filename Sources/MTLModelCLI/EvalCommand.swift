@@ -4,7 +4,8 @@ import MTLModel
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Per task: samples, positives, AUC, logloss, calibration; and the fused score's AUC per task."
+        abstract: "Per task: samples, positives, AUC, logloss, calibration; and the fused score's AUC per task.",
+        discussion: "Examples:\n  mtl-model eval model.mtlm test.txt --html eval.html"
     )
 
     @OptionGroup var dataset: DatasetOptions

@@ -13,6 +13,9 @@ struct ExportCommand: ParsableCommand {
             NAME-0000k-of-0000N.safetensors and NAME.safetensors.index.json (a split table's part k is \
             TENSOR.part-0000k-of-0000N, listed in the index's metadata "mtl_model.parts"). .onnx is a graph computing the logits, probabilities and fused \
             score (docs/ONNX.md: its inputs, outputs and a runnable onnxruntime example).
+
+            Examples:
+              mtl-model export serving.mtlm serving.onnx
             """
     )
 

@@ -4,7 +4,8 @@ import MTLModel
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Import a PyTorch checkpoint saved as safetensors (MODEL.md names, config in its metadata)."
+        abstract: "Import a PyTorch checkpoint saved as safetensors (MODEL.md names, config in its metadata).",
+        discussion: "Examples:\n  mtl-model import ckpt.safetensors model.mtlm --strip-prefix module.\n  mtl-model import ckpt.safetensors.index.json model.mtlm --shards 16"
     )
 
     @Argument(help: "The .safetensors checkpoint, or a sharded one's NAME.safetensors.index.json.")

@@ -5,7 +5,7 @@ struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "Show a model's format, provenance, metadata, architecture and sizes.",
-        discussion: "Reads only the manifest unless --stats is given."
+        discussion: "Reads only the manifest unless --stats is given.\n\nExamples:\n  mtl-model inspect model.mtlm --tensors --html model.html"
     )
 
     @Argument(help: "The .mtlm file.")

@@ -36,7 +36,9 @@ public struct MTLModelCommand: ParsableCommand {
                 Terminal.output(message)
                 return 0
             }
-            Terminal.error(message)
+            // Argument errors in the style of every other error: the line that says what is
+            // wrong first, then the parser's usage lines.
+            Terminal.error(message.hasPrefix("Error: ") ? "mtl-model: error: " + message.dropFirst("Error: ".count) : message)
             return 2
         }
     }

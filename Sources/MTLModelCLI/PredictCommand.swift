@@ -6,7 +6,7 @@ struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
         abstract: "Score a dataset: per sample each task's probability (or logit) and the fused score.",
-        discussion: "TSV with a header line (task names, then fused) by default; --json writes one JSON object per line."
+        discussion: "TSV with a header line (task names, then fused) by default; --json writes one JSON object per line.\n\nExamples:\n  mtl-model predict serving.mtlm requests.txt -o scores.tsv"
     )
 
     @OptionGroup var dataset: DatasetOptions

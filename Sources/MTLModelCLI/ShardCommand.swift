@@ -13,7 +13,9 @@ struct ShardCommand: ParsableCommand {
             the shards are written first, the root last (its rename is the commit); shard files of \
             earlier writes of OUT that no root uses any more are removed.
 
-            Example: mtl-model shard model.mtlm sharded/model.mtlm --shards 16 --threads 2
+            Examples:
+              mtl-model shard model.mtlm sharded/model.mtlm --shards 16 --threads 2
+              mtl-model shard sharded.mtlm one.mtlm --shards 1
             """
     )
 

@@ -5,7 +5,8 @@ import MTLModel
 struct SynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth",
-        abstract: "Write a model with random weights for an architecture config (JSON of MODEL.md)."
+        abstract: "Write a model with random weights for an architecture config (JSON of MODEL.md).",
+        discussion: "Examples:\n  mtl-model synth config.json model.mtlm --seed 1 --training"
     )
 
     @Argument(help: "The architecture config JSON.")

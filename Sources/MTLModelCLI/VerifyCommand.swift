@@ -6,7 +6,7 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every checksum, the padding, the structure and the values of a model.",
-        discussion: "Exit 0 valid, 1 invalid (every problem listed), 2 unreadable."
+        discussion: "Exit 0 valid, 1 invalid (every problem listed), 2 unreadable.\n\nExamples:\n  mtl-model verify model.mtlm --json"
     )
 
     @Argument(help: "The .mtlm file: a model, a sharded model's root (its shards are verified with it), or one shard alone.")

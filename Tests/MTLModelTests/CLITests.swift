@@ -152,4 +152,25 @@ struct CLITests {
         #expect(!result.stderr.contains("\u{1B}"))
         #expect(result.stderr.contains("\\u{1b}[31mred"))
     }
+
+    @Test("every command's --help has an example and says each default once", arguments: [
+        "synth", "inspect", "verify", "import", "export", "predict", "eval", "quantize", "dequantize", "convert", "diff", "delta",
+        "apply", "shard", "plan", "run-task", "finish"])
+    func help(_ command: String) throws {
+        let result = try runCLI([command, "--help"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("Example"), "\(command)")
+        #expect(result.stdout.contains("mtl-model \(command) "), "\(command)'s example runs it")
+        for paragraph in result.stdout.components(separatedBy: "\n  -") {
+            #expect(paragraph.components(separatedBy: "(default").count <= 2, "\(command): \(paragraph)")
+        }
+    }
+
+    @Test("argument errors and other errors share one style: one line `mtl-model: error: …` first", arguments: [
+        ["quantize"], ["quantize", "a", "b", "--threads", "0"], ["quantize", "/nonexistent.mtlm", "b.mtlm"], ["nosuchcommand"]])
+    func errorStyle(_ arguments: [String]) throws {
+        let result = try runCLI(arguments)
+        #expect(result.status == 2)
+        #expect(result.stderr.hasPrefix("mtl-model: error: "), "\(result.stderr)")
+    }
 }

@@ -248,7 +248,7 @@ def _error_line(text):
     """The line of the CLI's stderr that says what went wrong (its usage lines follow it)."""
     lines = (text or "").splitlines()
     for line in lines:
-        if line.startswith("Error:") or "error:" in line:
+        if "error:" in line:
             return line.strip()
     return _last_line(text)
 
