@@ -27,6 +27,9 @@ struct DiffCommand: ParsableCommand {
     @Option(help: "How many ids --rows lists per table.")
     var top: Int = 10
 
+    @Flag(help: "List every tensor only one model holds (by default: how many of each kind).")
+    var tensors = false
+
     @Option(help: "Score this dataset with both models (same fields and tasks) and compare the predictions.")
     var data: String?
 
@@ -90,19 +93,32 @@ struct DiffCommand: ParsableCommand {
             lines.append("metadata:")
             lines += report.metadata.map { "  " + e($0) }
         }
-        lines += report.onlyInA.map { "only in \(e(a)): tensor \(e($0))" }
-        lines += report.onlyInB.map { "only in \(e(b)): tensor \(e($0))" }
+        for (names, model) in [(report.onlyInA, a), (report.onlyInB, b)] where !names.isEmpty {
+            if tensors {
+                lines += names.map { "only in \(e(model)): tensor \(e($0))" }
+            } else {
+                lines.append("only in \(e(model)): " + Self.kinds(names) + " (--tensors lists them)")
+            }
+        }
         let changed = report.tensors.filter { !$0.equal }
         if !changed.isEmpty {
             lines.append("")
             lines.append(Format.table(["tensor", "dtypes", "max |Δ|", "rel. L2 change", "cosine", "beyond tol."], changed.map { t in
                 guard t.sameShape else {
-                    return [e(t.name), "\(t.dtypeA) → \(t.dtypeB)", "shape \(t.shapeA) → \(t.shapeB)", "-", "-", "-"]
+                    return [e(t.name), Self.dtypes(t), "shape \(t.shapeA) → \(t.shapeB)", "-", "-", "-"]
                 }
-                return [e(t.name), t.quantizationError ? "\(t.dtypeA) → \(t.dtypeB) (quantization)" : t.dtypeA.description,
+                return [e(t.name), Self.dtypes(t),
                         Format.number(t.maxAbsoluteDifference), Format.number(t.relativeL2Change), Format.number(t.cosineSimilarity),
-                        Format.number(t.fractionBeyondTolerance)]
+                        t.changedElementCount.map { "\($0) of \(t.shapeA.reduce(1, *)) elements" } ?? Format.number(t.fractionBeyondTolerance)]
             }))
+        }
+        for t in changed {
+            guard let count = t.changedElementCount else { continue }
+            if let valueA = t.valueA, let valueB = t.valueB {
+                lines.append("\(e(t.name)): \(valueA) → \(valueB)")
+            } else {
+                lines.append("\(e(t.name)): \(count) of \(t.shapeA.reduce(1, *)) elements differ")
+            }
         }
         for t in report.tensors where t.nonFiniteA + t.nonFiniteB > 0 {
             lines.append("\(e(t.name)) holds NaN or Inf: \(t.nonFiniteA) values in \(e(a)), \(t.nonFiniteB) in \(e(b)) (never equal; mtl-model verify lists them)")
@@ -115,8 +131,16 @@ struct DiffCommand: ParsableCommand {
                  Format.number(t.p50RelativeChange), Format.number(t.p99RelativeChange), Format.number(t.maxRelativeChange)]
             }))
             for table in report.tables {
-                guard let top = table.topChanged, !top.isEmpty else { continue }
-                lines.append("most changed \(e(table.field)) ids: " + top.map { "\($0.id) (\(Format.number($0.relativeChange)))" }.joined(separator: ", "))
+                let what = table.keyed ? "ids" : "rows"
+                if let top = table.topChanged, !top.isEmpty {
+                    lines.append("most changed \(e(table.field)) \(what): " + top.map { "\($0.id) (\(Format.number($0.relativeChange)))" }.joined(separator: ", "))
+                }
+                if let added = table.addedIDs, !added.isEmpty {
+                    lines.append("\(e(table.field)) \(what) added: " + added.joined(separator: ", ") + (table.added > added.count ? ", … (\(table.added) in all)" : ""))
+                }
+                if let removed = table.removedIDs, !removed.isEmpty {
+                    lines.append("\(e(table.field)) \(what) removed: " + removed.joined(separator: ", ") + (table.removed > removed.count ? ", … (\(table.removed) in all)" : ""))
+                }
             }
         }
         if let predictions = report.predictions {
@@ -135,6 +159,22 @@ struct DiffCommand: ParsableCommand {
         let nonFinite = report.tensors.contains { $0.nonFiniteA + $0.nonFiniteB > 0 }
         lines.append(report.equal ? "models are equal within tolerance" : nonFinite ? "models differ (values that are NaN or Inf are never equal)" : "models differ")
         return lines.joined(separator: "\n")
+    }
+}
+
+extension DiffCommand {
+    /// "float32 → int8-rowwise (quantization)", or a folded layer's "(batch norm folded)".
+    static func dtypes(_ t: TensorComparison) -> String {
+        let types = t.dtypeA == t.dtypeB ? t.dtypeA.description : "\(t.dtypeA) → \(t.dtypeB)"
+        if t.batchNormFolded == true { return types + (t.dtypeA == t.dtypeB ? " (batch norm folded)" : " (batch norm folded, quantized)") }
+        return t.quantizationError ? types + " (quantization)" : types
+    }
+
+    /// "37 optimizer tensors, 4 stats tensors": names counted by their first component.
+    static func kinds(_ names: [String]) -> String {
+        var counts: [String: Int] = [:]
+        for name in names { counts[String(name.prefix { $0 != "." }), default: 0] += 1 }
+        return counts.keys.sorted().map { "\(counts[$0]!) \(TerminalText.escaped($0)) tensor\(counts[$0]! == 1 ? "" : "s")" }.joined(separator: ", ")
     }
 }
 

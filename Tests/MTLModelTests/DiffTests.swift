@@ -194,4 +194,36 @@ struct DiffTests {
         #expect(one == three)
         #expect(try !ModelDiff(threadCount: 2).compare(Model(a), Model(b)).equal)
     }
+
+    @Test("text that does not mislead: integer tensors by element, folded layers not called quantization, tensors of one model by kind, rows added and removed")
+    func words() throws {
+        let directory = TemporaryDirectory()
+        guard let demo = try importedDemo(into: directory) else { return }
+        let folded = directory.path("folded.mtlm"), fresh = directory.path("fresh.mtlm")
+        #expect(try runCLI(["convert", demo.training, folded, "--to", "serving", "--fold-batch-norm", "--prune-unseen", "--dense", "fp16"]).status == 0)
+        #expect(try runCLI(["convert", demo.training, fresh, "--to", "training", "--optimizer", "adam"]).status == 0)
+        var result = try runCLI(["diff", demo.training, folded, "--rows", "--top", "3"])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains("shared.1.weight") && result.stdout.contains("(batch norm folded, quantized)"))
+        #expect(!result.stdout.contains("(quantization)"))
+        #expect(result.stdout.contains("optimizer tensors") && result.stdout.contains("(--tensors lists them)"))
+        #expect(!result.stdout.contains("tensor optimizer.step"))
+        #expect(result.stdout.contains("item_id ids removed: ") && result.stdout.contains("(4694 in all)"), "\(result.stdout)")
+        result = try runCLI(["diff", folded, demo.training, "--rows", "--top", "3", "--tensors", "--json"])
+        let tables = (result.json!["report"] as! [String: Any])["tables"] as! [[String: Any]]
+        let item = tables.first { $0["field"] as! String == "item_id" }!
+        #expect((item["addedIDs"] as! [String]).count == 3 && (item["removedIDs"] as! [String]).isEmpty)
+        result = try runCLI(["diff", folded, demo.training, "--tensors"])
+        #expect(result.stdout.contains("tensor optimizer.step"))
+        // The step of a trained model against fresh Adam state: a scalar, old → new.
+        result = try runCLI(["diff", demo.training, fresh])
+        let step = try ModelFile(path: demo.training).withElements(of: "optimizer.step", as: Int64.self) { $0[0] }
+        #expect(step > 0 && result.stdout.contains("optimizer.step: \(step) → 0"), "\(result.stdout)")
+        #expect(result.stdout.contains("1 of 1 elements"), "\(result.stdout)")
+        // A non-keyed table's rows are rows.
+        let small = TestPaths.fixture("v1.0/small.mtlm"), q = directory.path("q.mtlm")
+        #expect(try runCLI(["quantize", small, q]).status == 0)
+        result = try runCLI(["diff", small, q, "--rows", "--top", "2"])
+        #expect(result.stdout.contains("most changed user_id rows: ") && result.stdout.contains("most changed item_id ids: "), "\(result.stdout)")
+    }
 }

@@ -145,6 +145,14 @@ public indirect enum TensorName: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The field whose table this tensor is or belongs to (its rows are the table's rows).
+    /// A dense layer's or a head's weight or bias (what folding batch norm changes).
+    public var isDenseLayerParameter: Bool {
+        switch self {
+        case .dense(_, _, .weight), .dense(_, _, .bias), .headWeight, .headBias: true
+        default: false
+        }
+    }
+
     public var tableField: String? {
         switch self {
         case .embedding(let field), .keys(let field), .linear(let field), .rowCount(let field): field

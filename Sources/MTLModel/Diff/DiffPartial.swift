@@ -40,10 +40,15 @@ struct TensorPartial: Codable, Sendable {
     var sums: ModelDiff.DifferenceSums?
     /// Integer tensors (keys, counts, the step): whether every row is the same, dtype included.
     var same: Bool?
+    /// Integer tensors: how many elements differ, where counted.
+    var changedElements: UInt64?
+    /// A scalar integer tensor's value in each model.
+    var values: [String]?
 
     mutating func merge(_ other: TensorPartial) {
         sums = sums.flatMap { mine in other.sums.map { mine.merged($0) } }
         same = same.flatMap { mine in other.same.map { mine && $0 } }
+        changedElements = changedElements.flatMap { mine in other.changedElements.map { mine + $0 } }
     }
 
     /// The tensor's figures, with the two models' whole entries (dtype, shape); `addedOrRemoved`:
@@ -58,6 +63,8 @@ struct TensorPartial: Codable, Sendable {
         } else {
             result.equal = same == true && !addedOrRemoved
             result.fractionBeyondTolerance = result.equal ? 0 : nil
+            result.changedElementCount = changedElements
+            (result.valueA, result.valueB) = (values?.first, values?.last)
         }
         return result
     }
@@ -78,6 +85,9 @@ struct TablePartial: Codable, Sendable {
     var top: TopValues
     /// The embedding first, then (keyed fields) the field's other tensors.
     var tensors: [TensorPartial] = []
+    /// With `rows`: the first ids added in B and removed from A (as many as the top lists).
+    var addedIDs: [UInt64] = []
+    var removedIDs: [UInt64] = []
 
     /// Adds the rows of `later` (the next shard's).
     mutating func merge(_ later: TablePartial) {
@@ -87,6 +97,8 @@ struct TablePartial: Codable, Sendable {
         unchanged += later.unchanged
         changes.merge(later.changes)
         top.merge(later.top)
+        addedIDs = Array((addedIDs + later.addedIDs).prefix(top.limit))
+        removedIDs = Array((removedIDs + later.removedIDs).prefix(top.limit))
         for index in tensors.indices where index < later.tensors.count { tensors[index].merge(later.tensors[index]) }
     }
 
@@ -113,6 +125,8 @@ struct TablePartial: Codable, Sendable {
         }
         if listsTop {
             result.topChanged = top.entries.map { TableComparison.Row(id: $0.id, relativeChange: Double($0.value)) }
+            result.addedIDs = addedIDs.map(String.init)
+            result.removedIDs = removedIDs.map(String.init)
         }
         let addedOrRemoved = result.added + result.removed > 0
         let tensors = self.tensors.compactMap { partial in

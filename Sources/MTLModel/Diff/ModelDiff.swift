@@ -37,12 +37,20 @@ public struct TensorComparison: Sendable, Codable, Hashable {
     public var cosineSimilarity: Double?
     public var fractionBeyondTolerance: Double?
     /// The dtypes differ (float32 against a quantized copy, say): the differences are then
-    /// quantization error as much as change.
+    /// quantization error as much as change. False for a dense layer's tensors when batch norm
+    /// was folded between the two (`batchNormFolded`): folding changed those values.
     public var quantizationError: Bool
+    /// A dense layer's or head's tensor of models between which batch norm was folded.
+    public var batchNormFolded: Bool?
     /// NaN and Inf values of each side (float tensors): a tensor holding any is never equal.
     public var nonFiniteA: UInt64 = 0
     public var nonFiniteB: UInt64 = 0
     public var equal: Bool
+    /// Integer tensors (keys, counts, the step): how many elements differ; of a scalar, its
+    /// value in each model.
+    public var changedElementCount: UInt64?
+    public var valueA: String?
+    public var valueB: String?
 }
 
 /// An embedding table compared row by row, keyed by feature id (keys for keyed tables,
@@ -97,6 +105,10 @@ public struct TableComparison: Sendable, Codable, Hashable {
     /// Rows by their relative change: `changeHistogram[0]` rows of no change, then one count
     /// per decade from below 1e-6 up to 1e1 and above (`changeHistogramEdges`).
     public var changeHistogram: [Int]?
+
+    /// With `rows`: the first ids (keyed) or rows added in B and removed from A, in row order.
+    public var addedIDs: [String]?
+    public var removedIDs: [String]?
 
     /// Upper edges of the histogram's bins after the first (exactly 0).
     public static let changeHistogramEdges: [Float] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10]
@@ -189,16 +201,25 @@ public struct ModelDiff: Sendable {
         for partial in merged.tensors {
             if let x = entriesA[partial.name], let y = entriesB[partial.name] { compared[partial.name] = partial.comparison(x, y, addedOrRemoved: false) }
         }
+        let folded = Self.batchNormFolded(a.architecture, b.architecture)
         for entry in a.tensors {
             guard let other = entriesB[entry.name] else { continue }
-            if let done = compared[entry.name] {
-                report.tensors.append(done)
-            } else {
-                let side = (DiffSide(a), DiffSide(b))
-                report.tensors.append(try tensorPartial(entry, other, side.0, side.1).comparison(entry, other, addedOrRemoved: false))
+            var tensor = try compared[entry.name]
+                ?? tensorPartial(entry, other, DiffSide(a), DiffSide(b)).comparison(entry, other, addedOrRemoved: false)
+            if folded && TensorName(entry.name)?.isDenseLayerParameter == true {
+                tensor.quantizationError = false
+                tensor.batchNormFolded = true
             }
+            report.tensors.append(tensor)
         }
         return report
+    }
+
+    /// Whether `b` lacks a batch norm that `a` has (a shared or tower layer's, by position):
+    /// folded, as `convert --fold-batch-norm` does, so every dense layer's values may change.
+    static func batchNormFolded(_ a: Architecture, _ b: Architecture) -> Bool {
+        let layersA = [a.shared] + a.tasks.map(\.tower), layersB = [b.shared] + b.tasks.map(\.tower)
+        return zip(layersA, layersB).contains { zip($0, $1).contains { $0.batchNorm && !$1.batchNorm } }
     }
 
     /// The embedding tables both sides hold (by field name, when the embedding width is the
@@ -263,21 +284,47 @@ public struct ModelDiff: Sendable {
             tensorB.releasePages()
         }
         if !x.dtype.isFloatingPoint || !y.dtype.isFloatingPoint {
-            // Keys, counts, the step: equal or not, element by element.
-            result.same = try x.dtype == y.dtype && (tensorA.withRows { p in
-                try tensorB.withRows { q in
-                    p.bytesEqual(q) { rows in
-                        tensorA.releasePages(rows: rows)
-                        tensorB.releasePages(rows: rows)
-                    }
+            // Keys, counts, the step: how many elements differ.
+            guard x.dtype == y.dtype, let width = x.dtype.elementByteCount, width > 0 else {
+                result.same = false
+                return result
+            }
+            let changed = try Self.differingElements(tensorA, tensorB, width: width)
+            result.changedElements = changed
+            result.same = changed == 0
+            if x.elementCount == 1, width == 8 {
+                result.values = try [tensorA, tensorB].map { tensor in
+                    try tensor.withBytes { x.dtype == .uint64 ? String($0.loadUnaligned(as: UInt64.self)) : String($0.loadUnaligned(as: Int64.self)) }
                 }
-            })
+            }
             return result
         }
         var sums = DifferenceSums()
         try windows(x, y, tensorA, tensorB) { va, vb in sums.add(va, vb, tolerance) }
         result.sums = sums
         return result
+    }
+
+    /// How many `width`-byte elements of two tensors of one shape differ, in windows of rows
+    /// whose pages are released behind.
+    private static func differingElements(_ a: ModelTensor, _ b: ModelTensor, width: Int) throws -> UInt64 {
+        try a.withRows { p in
+            try b.withRows { q in
+                var changed: UInt64 = 0
+                let perRow = p.rowByteCount / width, window = 1 << 16
+                for start in stride(from: 0, to: p.count, by: window) {
+                    let rows = start..<min(start + window, p.count)
+                    for row in rows {
+                        let x = p.row(row), y = q.row(row)
+                        guard memcmp(x, y, p.rowByteCount) != 0 else { continue }
+                        for element in 0..<perRow where memcmp(x + element * width, y + element * width, width) != 0 { changed += 1 }
+                    }
+                    a.releasePages(rows: rows)
+                    b.releasePages(rows: rows)
+                }
+                return changed
+            }
+        }
     }
 
     /// Running sums of an element-wise comparison (in double, per window). Sums of parts of a
@@ -378,8 +425,8 @@ public struct ModelDiff: Sendable {
     private func compareTable(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: DiffSide, _ b: DiffSide) throws -> TablePartial {
         guard fieldA.mapping == .keyed && fieldB.mapping == .keyed else {
             // Rows by number: a shard's rows are the same rows of both (the models are split alike).
-            let rowsB = b.tensor(.embedding(fieldB.name)).rowCount, firstRow = a.firstRow(of: fieldA.name)
-            return try compareRows(fieldA, fieldB, a, b, keyed: false, id: { UInt64(firstRow + $0) }) { rows, matched in
+            let rowsB = b.tensor(.embedding(fieldB.name)).rowCount, firstRow = a.firstRow(of: fieldA.name), firstRowB = b.firstRow(of: fieldB.name)
+            return try compareRows(fieldA, fieldB, a, b, keyed: false, id: { UInt64(firstRow + $0) }, idOfB: { UInt64(firstRowB + $0) }) { rows, matched in
                 for (i, row) in rows.enumerated() { matched[i] = row < rowsB ? Int32(row) : -1 }
             }
         }
@@ -408,8 +455,8 @@ public struct ModelDiff: Sendable {
                     throw MTLModelError(.malformed, "duplicate key \(duplicate): a keyed table maps each id to one row (run mtl-model verify)",
                                         file: a.path, location: .init(tensor: keysA.name))
                 }
-                let keysOfA = KeyColumn(rowsOfA)
-                return try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }) { rows, matched in
+                let keysOfA = KeyColumn(rowsOfA), keysOfB = KeyColumn(rowsOfB)
+                return try compareRows(fieldA, fieldB, a, b, keyed: true, id: { keysOfA[$0] }, idOfB: { keysOfB[$0] }) { rows, matched in
                     for (i, row) in rows.enumerated() { matched[i] = join[row] }
                     join.release(rows)
                 }
@@ -420,7 +467,7 @@ public struct ModelDiff: Sendable {
     /// - Parameter match: writes for each row of A in the range its row in B (−1: none). Called
     ///   for a block of rows before they are compared, so that the lookups' cache misses overlap.
     private func compareRows(_ fieldA: Architecture.Field, _ fieldB: Architecture.Field, _ a: DiffSide, _ b: DiffSide, keyed: Bool,
-                             id: (Int) -> UInt64, match: (Range<Int>, inout [Int32]) -> Void) throws -> TablePartial {
+                             id: (Int) -> UInt64, idOfB: (Int) -> UInt64, match: (Range<Int>, inout [Int32]) -> Void) throws -> TablePartial {
         let tableA = a.tensor(.embedding(fieldA.name)), tableB = b.tensor(.embedding(fieldB.name))
         let name = tableA.name
         let x = tableA.entry, y = tableB.entry
@@ -466,6 +513,8 @@ public struct ModelDiff: Sendable {
             if let rowsOfB { tableB.releasePages(rows: rowsOfB) }
         }
         var nonFiniteA: UInt64 = 0, nonFiniteB: UInt64 = 0
+        // With --rows: which rows of B were matched, a bit each, for the first rows added.
+        var matchedB = topRowCount == nil ? [] : [UInt64](repeating: 0, count: (tableB.rowCount + 63) / 64)
         try tableA.withRows { rowsA in
             try tableB.withRows { rowsB in
                 rowA.withUnsafeMutableBufferPointer { va in
@@ -490,7 +539,11 @@ public struct ModelDiff: Sendable {
                                     releasePages(ra - release..<ra, gathered ? nil : low..<(high + 1))
                                 }
                                 let slot = ra - start, rb = Int(matched[slot])
-                                guard rb >= 0 else { continue }
+                                guard rb >= 0 else {
+                                    if let limit = topRowCount, result.removedIDs.count < limit { result.removedIDs.append(id(ra)) }
+                                    continue
+                                }
+                                if !matchedB.isEmpty { matchedB[rb >> 6] |= 1 << UInt64(rb & 63) }
                                 let rowOfB = gathered ? UnsafeRawPointer(gatheredB.baseAddress! + slot * rowsB.rowByteCount) : rowsB.row(rb)
                                 // float32 rows are compared where they are mapped; others decoded first.
                                 let pa = x.dtype == .float32 ? rowsA.row(ra).assumingMemoryBound(to: Float.self)
@@ -548,6 +601,13 @@ public struct ModelDiff: Sendable {
             : nil
         result.changes = changes
         result.top = top
+        if let limit = topRowCount {
+            var rb = 0
+            while rb < tableB.rowCount && result.addedIDs.count < limit {
+                if matchedB[rb >> 6] & (1 << UInt64(rb & 63)) == 0 { result.addedIDs.append(idOfB(rb)) }
+                rb += 1
+            }
+        }
         result.tensors = [TensorPartial(name: name, sums: sums)] + others.map(\.partial)
         return result
     }
@@ -624,6 +684,8 @@ private struct RowsOfId {
 
     /// What the rows compared add up to.
     var partial: TensorPartial {
-        x.dtype.isFloatingPoint ? TensorPartial(name: x.name, sums: sums) : TensorPartial(name: x.name, same: x.dtype == y.dtype && differingRows == 0)
+        x.dtype.isFloatingPoint ? TensorPartial(name: x.name, sums: sums)
+            : TensorPartial(name: x.name, same: x.dtype == y.dtype && differingRows == 0,
+                            changedElements: x.dtype == y.dtype && columns == 1 ? UInt64(differingRows) : nil)
     }
 }

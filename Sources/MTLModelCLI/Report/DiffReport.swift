@@ -44,8 +44,12 @@ enum DiffReport {
         }
         if !changed.isEmpty {
             html.table(["tensor", "dtypes", "max |Δ|", "rel. L2 change", "cosine", "beyond tol."], changed.map { t in
-                guard t.sameShape else { return [t.name, "\(t.dtypeA) → \(t.dtypeB)", "shape \(t.shapeA) → \(t.shapeB)", "-", "-", "-"] }
-                return [t.name, t.dtypeA == t.dtypeB ? t.dtypeA.description : "\(t.dtypeA) → \(t.dtypeB)", Format.number(t.maxAbsoluteDifference),
+                guard t.sameShape else { return [t.name, DiffCommand.dtypes(t), "shape \(t.shapeA) → \(t.shapeB)", "-", "-", "-"] }
+                if let count = t.changedElementCount {
+                    let change = t.valueA.map { "\($0) → \(t.valueB ?? "")" } ?? "\(count) of \(t.shapeA.reduce(1, *)) elements differ"
+                    return [t.name, DiffCommand.dtypes(t), change, "-", "-", "-"]
+                }
+                return [t.name, DiffCommand.dtypes(t), Format.number(t.maxAbsoluteDifference),
                         Format.number(t.relativeL2Change), Format.number(t.cosineSimilarity), Format.number(t.fractionBeyondTolerance)]
             })
         }
@@ -65,9 +69,16 @@ enum DiffReport {
                                           format: { String(Int($0)) }) }
         })
         for t in report.tables {
-            guard let top = t.topChanged, !top.isEmpty else { continue }
-            html.paragraph("Most changed \(t.keyed ? "ids" : "rows") of \(t.field):")
-            html.table([t.keyed ? "id" : "row", "relative change"], top.map { [String($0.id), Format.number($0.relativeChange)] })
+            let what = t.keyed ? "ids" : "rows"
+            if let top = t.topChanged, !top.isEmpty {
+                html.paragraph("Most changed \(what) of \(t.field):")
+                html.table([t.keyed ? "id" : "row", "relative change"], top.map { [String($0.id), Format.number($0.relativeChange)] })
+            }
+            for (list, count, verb) in [(t.addedIDs, t.added, "added"), (t.removedIDs, t.removed, "removed")] {
+                guard let list, !list.isEmpty else { continue }
+                html.folded("\(count) \(what) of \(t.field) \(verb)" + (count > list.count ? " (the first \(list.count) listed)" : ""),
+                            [t.keyed ? "id" : "row"], list.map { [$0] })
+            }
         }
     }
 
