@@ -16,10 +16,14 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Also write the report as one self-contained HTML file: per task its ROC curve and reliability diagram.")
     var html: String?
 
+    @Option(help: ArgumentHelp("Also the group AUC (GAUC) of groups by this field's first id in a sample (a user): the AUC within each group holding both classes, weighted by its samples.", valueName: "field"))
+    var groupBy: String?
+
     func run() throws {
         var evaluator: Evaluator?
-        let reader = try dataset.forEachBatch { batch, predictions, predictor in
-            if evaluator == nil { evaluator = Evaluator(taskNames: predictor.architecture.tasks.map(\.name)) }
+        let reader = try dataset.forEachBatch(opened: { predictor in
+            evaluator = Evaluator(taskNames: predictor.architecture.tasks.map(\.name), groupField: try groupField(predictor.architecture))
+        }) { batch, predictions, _ in
             evaluator!.add(batch, predictions)
         }
         let names = try evaluator?.taskNames ?? ModelFile(path: dataset.model).architecture.tasks.map(\.name)
@@ -33,11 +37,22 @@ struct EvalCommand: ParsableCommand {
             return
         }
         Terminal.output("\(sampleCount) samples" + (reader.skippedLineCount > 0 ? ", \(reader.skippedLineCount) invalid lines skipped" : ""))
-        Terminal.output(Format.table(["task", "samples", "positives", "auc", "logloss", "mean pred", "mean label", "calibration", "fused auc"],
+        let grouped = groupBy.map { ["gauc by \($0)", "groups"] } ?? []
+        Terminal.output(Format.table(["task", "samples", "positives", "auc", "logloss", "mean pred", "mean label", "calibration", "fused auc"] + grouped,
                                      metrics.map { m in
             [m.task, "\(m.samples)", "\(m.positives)", Format.number(m.auc), Format.number(m.logloss), Format.number(m.meanPrediction),
              Format.number(m.meanLabel), Format.number(m.calibration), Format.number(m.fusedAUC)]
+                + (groupBy == nil ? [] : [Format.number(m.groupAUC), "\(m.groupAUCGroups ?? 0)"])
         }))
+    }
+
+    /// The index of `--group-by`'s field, or an error naming the fields there are.
+    private func groupField(_ architecture: Architecture) throws -> Int? {
+        guard let groupBy else { return nil }
+        guard let index = architecture.fields.firstIndex(where: { $0.name == groupBy }) else {
+            throw MTLModelError(.invalidArgument, "--group-by: no field named \"\(groupBy)\" (fields: \(architecture.fields.map(\.name).joined(separator: ", ")))")
+        }
+        return index
     }
 
     struct Output: Encodable {

@@ -71,10 +71,11 @@ struct HTMLReportTests {
     func eval() throws {
         let directory = TemporaryDirectory()
         let html = directory.path("eval.html")
-        let result = try runCLI(["eval", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("predict/small.txt"), "--html", html])
+        let result = try runCLI(["eval", TestPaths.fixture("v1.0/small.mtlm"), TestPaths.fixture("predict/small.txt"), "--html", html,
+                                 "--group-by", "user_id"])
         #expect(result.status == 0, "\(result.stderr)")
         let text = try String(contentsOfFile: html, encoding: .utf8)
-        #expect(text.contains("ROC, ctr") && text.contains("Reliability, follow") && text.contains("fused score AUC"))
+        #expect(text.contains("ROC, ctr") && text.contains("Reliability, follow") && text.contains("fused score AUC") && text.contains("group AUC"))
         try Self.expectRendered(html, charts: 4)
     }
 

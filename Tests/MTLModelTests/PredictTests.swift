@@ -143,4 +143,43 @@ struct PredictTests {
         let two = try Predictor(model: Model(model), threadCount: 2).predict(batch)
         #expect(one.logits == two.logits && one.fused == two.fused)
     }
+
+    @Test("eval --group-by user_id: the group AUC is what counting pairs within each user gives (the demo model on its test set)")
+    func groupAUC() throws {
+        let directory = TemporaryDirectory()
+        guard let demo = try importedDemo(into: directory) else { return }
+        let eval = try runCLI(["eval", demo.training, demo.data, "--group-by", "user_id", "--json"])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let tasks = eval.json!["tasks"] as! [[String: Any]]
+        let predicted = try runCLI(["predict", demo.training, demo.data, "--logits"])
+        let logits = predicted.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: "\t").map { Double($0)! } }
+        let samples = try String(contentsOfFile: demo.data, encoding: .utf8).split(separator: "\n").filter { !$0.hasPrefix("#") }
+        #expect(samples.count == logits.count)
+        for (t, task) in tasks.enumerated() {
+            // Per user: (score, label) of the samples labelled for this task.
+            var byUser: [String: [(Double, Bool)]] = [:]
+            for (line, scores) in zip(samples, logits) {
+                let tokens = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                let label = tokens[0].split(separator: ",")[t]
+                guard label != "-", let user = tokens.first(where: { $0.hasPrefix("user_id:") }) else { continue }
+                byUser[String(user.split(separator: ":")[1]), default: []].append((scores[t], label == "1"))
+            }
+            var weighted = 0.0, count = 0, groups = 0
+            for members in byUser.values {
+                let positives = members.filter(\.1), negatives = members.filter { !$0.1 }
+                guard !positives.isEmpty, !negatives.isEmpty else { continue }
+                var wins = 0.0
+                for p in positives { for n in negatives { wins += p.0 > n.0 ? 1 : p.0 == n.0 ? 0.5 : 0 } }
+                weighted += wins / Double(positives.count * negatives.count) * Double(members.count)
+                count += members.count
+                groups += 1
+            }
+            #expect(task["groupAUCGroups"] as? Int == groups)
+            #expect(task["groupAUCSamples"] as? Int == count)
+            // The logits printed are rounded to float32's shortest form: ties and order are the same.
+            #expect(abs((task["groupAUC"] as! Double) - weighted / Double(count)) < 1e-9, "\(task)")
+        }
+        let unknown = try runCLI(["eval", demo.training, demo.data, "--group-by", "nouser"])
+        #expect(unknown.status == 2 && unknown.stderr.contains("no field named \"nouser\" (fields: user_id, item_id, tags, hour)"))
+    }
 }

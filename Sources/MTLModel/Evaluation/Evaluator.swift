@@ -15,6 +15,12 @@ public struct TaskMetrics: Sendable, Codable, Hashable {
     public var calibration: Double?
     /// AUC of the fused ranking score against this task's labels.
     public var fusedAUC: Double?
+    /// Group AUC (with a group field): the AUC within each group (a user), weighted by the
+    /// group's samples, over the groups that hold both classes; how many groups and samples
+    /// those are.
+    public var groupAUC: Double?
+    public var groupAUCGroups: Int?
+    public var groupAUCSamples: Int?
 
     public init(task: String, samples: Int, positives: Int) {
         self.task = task
@@ -32,13 +38,19 @@ public struct TaskMetrics: Sendable, Codable, Hashable {
 /// - Complexity: keeps 13 bytes per labelled sample and task (the exact AUC needs a sort).
 public struct Evaluator: Sendable {
     public let taskNames: [String]
+    /// The field whose first id in a sample is its group (`groupAUC`); nil: no groups.
+    public let groupField: Int?
     private var logits: [[Float]]
+    /// Per task, each labelled sample's group id (nil: the sample has no id of the field).
+    private var groups: [[UInt64?]]
     private var fused: [[Double]]
     private var labels: [[Bool]]
     public private(set) var sampleCount = 0
 
-    public init(taskNames: [String]) {
+    public init(taskNames: [String], groupField: Int? = nil) {
         self.taskNames = taskNames
+        self.groupField = groupField
+        groups = Array(repeating: [], count: groupField == nil ? 0 : taskNames.count)
         logits = Array(repeating: [], count: taskNames.count)
         fused = Array(repeating: [], count: taskNames.count)
         labels = Array(repeating: [], count: taskNames.count)
@@ -47,12 +59,16 @@ public struct Evaluator: Sendable {
     public mutating func add(_ batch: SampleBatch, _ predictions: Predictions) {
         let taskCount = taskNames.count
         for sample in 0..<batch.count {
+            let group = groupField.flatMap { field in
+                (Int(batch.entryStart[sample])..<Int(batch.entryStart[sample + 1])).first { batch.entryField[$0] == field }.map { batch.entryID[$0] }
+            }
             for t in 0..<taskCount {
                 let label = batch.labels[sample * taskCount + t]
                 guard label >= 0 else { continue }
                 logits[t].append(predictions.logits[sample * taskCount + t])
                 fused[t].append(predictions.fused[sample])
                 labels[t].append(label == 1)
+                if groupField != nil { groups[t].append(group) }
             }
         }
         sampleCount += batch.count
@@ -81,8 +97,28 @@ public struct Evaluator: Sendable {
             if positives > 0 { metrics.calibration = metrics.meanPrediction! / metrics.meanLabel! }
             metrics.auc = Self.auc(logits[t].map(Double.init), labels[t])
             metrics.fusedAUC = Self.auc(fused[t], labels[t])
+            if groupField != nil { (metrics.groupAUC, metrics.groupAUCGroups, metrics.groupAUCSamples) = groupAUC(task: t) }
             return metrics
         }
+    }
+
+    /// The AUC within each group holding both classes, weighted by its samples; the groups and
+    /// samples counted. Samples without a group are left out.
+    private func groupAUC(task t: Int) -> (Double?, Int, Int) {
+        let order = groups[t].indices.filter { groups[t][$0] != nil }.sorted { groups[t][$0]! < groups[t][$1]! }
+        var weighted = 0.0, groupCount = 0, sampleCount = 0, start = 0
+        while start < order.count {
+            var end = start
+            while end < order.count && groups[t][order[end]] == groups[t][order[start]] { end += 1 }
+            let members = order[start..<end]
+            if let auc = Self.auc(members.map { Double(logits[t][$0]) }, members.map { labels[t][$0] }) {
+                weighted += auc * Double(members.count)
+                groupCount += 1
+                sampleCount += members.count
+            }
+            start = end
+        }
+        return (sampleCount == 0 ? nil : weighted / Double(sampleCount), groupCount, sampleCount)
     }
 
     static func softplus(_ x: Double) -> Double {

@@ -6,11 +6,18 @@ enum EvalReport {
     static func make(model: String, data: String, evaluator: Evaluator?, metrics: [TaskMetrics], sampleCount: Int) -> HTMLReport {
         var report = HTMLReport(title: "Evaluation", subtitle: "\(model) on \(data): \(sampleCount) samples")
         report.heading("Metrics per task")
-        report.table(["task", "samples", "positives", "AUC", "logloss", "mean prediction", "mean label", "calibration", "fused score AUC"],
+        let grouped = evaluator?.groupField != nil
+        report.table(["task", "samples", "positives", "AUC", "logloss", "mean prediction", "mean label", "calibration", "fused score AUC"]
+                        + (grouped ? ["group AUC", "groups with both classes", "their samples"] : []),
                      metrics.map { m in
             [m.task, "\(m.samples)", "\(m.positives)", Format.number(m.auc), Format.number(m.logloss), Format.number(m.meanPrediction),
              Format.number(m.meanLabel), Format.number(m.calibration), Format.number(m.fusedAUC)]
+                + (grouped ? [Format.number(m.groupAUC), "\(m.groupAUCGroups ?? 0)", "\(m.groupAUCSamples ?? 0)"] : [])
         })
+        if grouped {
+            report.paragraph("Group AUC: the AUC within each group (the samples sharing the group field's first id) that holds both classes, "
+                             + "weighted by its samples — the metric of ranking within a user.")
+        }
         guard let evaluator else { return report }
         for (t, m) in metrics.enumerated() {
             let (roc, reliability) = (evaluator.roc(task: t), evaluator.reliability(task: t))
