@@ -19,8 +19,12 @@ struct ApplyCommand: ParsableCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func run() throws {
-        try ModelDelta.apply(base: try limits.model(base), delta: try limits.open(delta), to: output)
+        let baseModel = try limits.model(base)
+        let deltaFile = try limits.open(delta)
+        try progress.run(total: Progress.byteCount(of: [baseModel])) { try ModelDelta.apply(base: baseModel, delta: deltaFile, to: output) }
         Terminal.output("wrote \(TerminalText.escaped(output))")
     }
 }

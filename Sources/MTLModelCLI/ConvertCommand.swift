@@ -49,6 +49,8 @@ struct ConvertCommand: RewritingCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func validate() throws {
         switch to {
         case .serving:

@@ -21,6 +21,8 @@ struct DatasetOptions: ParsableArguments {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
@@ -38,8 +40,11 @@ struct DatasetOptions: ParsableArguments {
         try opened(predictor)
         let batches = BatchPrefetcher(reader, taskCount: file.architecture.tasks.count, batchSize: batchSize)
         defer { batches.cancel() }
-        while let batch = try batches.next() {
-            try body(batch, try predictor.predict(batch), predictor)
+        let size = data == "-" ? 0 : (try? FileManager.default.attributesOfItem(atPath: data)[.size] as? UInt64) ?? 0
+        try progress.run(total: size) {
+            while let batch = try batches.next() {
+                try body(batch, try predictor.predict(batch), predictor)
+            }
         }
         if reader.skippedLineCount > 0 {
             Terminal.error("skipped \(reader.skippedLineCount) invalid line\(reader.skippedLineCount == 1 ? "" : "s") (first: \(reader.firstSkippedError!))")

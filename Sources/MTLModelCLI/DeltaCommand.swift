@@ -22,8 +22,13 @@ struct DeltaCommand: ParsableCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func run() throws {
-        try conclude(ModelDelta.make(base: try limits.model(base), new: try limits.model(new), to: output))
+        let (baseModel, newModel) = (try limits.model(base), try limits.model(new))
+        try conclude(progress.run(total: Progress.byteCount(of: [baseModel, newModel])) {
+            try ModelDelta.make(base: baseModel, new: newModel, to: output)
+        })
     }
 
     private func conclude(_ summary: ModelDelta.Summary) throws {

@@ -17,6 +17,8 @@ struct DequantizeCommand: RewritingCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func job(_ model: Model) throws -> RewriteJob<QuantizationReport> {
         try ModelQuantizer(plan: .float32).job(model, source: "dequantize \(input)")
     }

@@ -44,6 +44,8 @@ struct DiffCommand: ParsableCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard atol >= 0, rtol >= 0, atol.isFinite, rtol.isFinite else { throw ValidationError("--atol and --rtol must be finite and not negative") }
@@ -52,7 +54,7 @@ struct DiffCommand: ParsableCommand {
 
     func run() throws {
         let modelA = try limits.model(a), modelB = try limits.model(b)
-        try conclude(differ.compare(modelA, modelB), modelA, modelB)
+        try conclude(progress.run(total: Progress.byteCount(of: [modelA, modelB])) { try differ.compare(modelA, modelB) }, modelA, modelB)
     }
 
     private var differ: ModelDiff {

@@ -27,6 +27,8 @@ struct ExportCommand: ParsableCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func validate() throws {
         guard [".safetensors", ".npz", ".onnx"].contains(where: output.hasSuffix) else {
             throw ValidationError("unsupported output format: '\(output)' (supported: .safetensors, .npz, .onnx)")
@@ -35,6 +37,10 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let file = try limits.model(model)
+        try progress.run(total: Progress.byteCount(of: [file])) { try export(file) }
+    }
+
+    private func export(_ file: Model) throws {
         if output.hasSuffix(".onnx") {
             let report = try ONNXExporter().export(file, to: output)
             let external = report.externalData.map { " + \(TerminalText.escaped($0)) (\(report.externalByteCount) bytes of tensors)" } ?? ""

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import MTLModel
 
 struct ImportCommand: ParsableCommand {
@@ -47,6 +48,8 @@ struct ImportCommand: ParsableCommand {
         if stripPrefix.contains("") { throw ValidationError("--strip-prefix takes a non-empty prefix") }
     }
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func run() throws {
         var options = ModelWriter.Options()
         options.compression = compression.value
@@ -59,7 +62,8 @@ struct ImportCommand: ParsableCommand {
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(parts[0]), String(parts[1]))
         }, strippedPrefixes: stripPrefix)
-        let result = try importer.importCheckpoint(checkpoint, to: output)
+        let total = (try? FileManager.default.attributesOfItem(atPath: checkpoint)[.size] as? UInt64) ?? 0
+        let result = try progress.run(total: checkpoint.hasSuffix(".json") ? 0 : total) { try importer.importCheckpoint(checkpoint, to: output) }
         if json {
             try Terminal.json(Output(checkpoint: checkpoint, output: output, result: result))
         } else {

@@ -33,6 +33,8 @@ struct QuantizeCommand: RewritingCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func plan() throws -> QuantizationPlan {
         try types.plan(embeddings: .int8Rowwise, dense: .float16)
     }

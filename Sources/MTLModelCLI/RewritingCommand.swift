@@ -9,6 +9,7 @@ protocol RewritingCommand: PlannableCommand {
     var input: String { get }
     var output: String { get }
     var limits: ReadLimitOptions { get }
+    var progress: ProgressOptions { get }
     /// The rewrite its options ask for.
     func job(_ model: Model) throws -> RewriteJob<Report>
     /// Runs the command's gate, if any (which commits `pending` when it passes, and scores each
@@ -23,7 +24,8 @@ extension RewritingCommand {
         // gate passes: a failed gate leaves nothing at the output path.
         let pending = try PendingOutput(target: output)
         let job = try job(model)
-        if try !conclude(model, job.write(into: pending), pending, steps: job.steps) { throw ExitCode(1) }
+        let report = try progress.run(total: Progress.byteCount(of: [model])) { try job.write(into: pending) }
+        if try !conclude(model, report, pending, steps: job.steps) { throw ExitCode(1) }
     }
 
     func plan(_ arguments: [String], planPath: String) throws -> TaskPlan {

@@ -24,6 +24,8 @@ struct VerifyCommand: ParsableCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func run() throws {
         let file: ModelFile
         do {
@@ -32,7 +34,8 @@ struct VerifyCommand: ParsableCommand {
             if json { try Terminal.json(Unreadable(file: model, error: error.description)) }
             throw error
         }
-        try conclude(verifier.verify(file))
+        let total = file.fileByteCount + (file.manifest.shards?.files.reduce(0) { $0 + $1.byteCount } ?? 0)
+        try conclude(progress.run(total: total) { verifier.verify(file) })
     }
 
     private var verifier: ModelVerifier { ModelVerifier(threadCount: threads, options: limits.modelOptions) }

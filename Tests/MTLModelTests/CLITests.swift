@@ -173,4 +173,28 @@ struct CLITests {
         #expect(result.status == 2)
         #expect(result.stderr.hasPrefix("mtl-model: error: "), "\(result.stderr)")
     }
+
+    @Test("long commands draw a progress bar on a terminal; none with --quiet, none when stderr is not a terminal")
+    func progress() throws {
+        let directory = TemporaryDirectory()
+        let small = TestPaths.fixture("v1.0/small.mtlm"), data = TestPaths.fixture("predict/small.txt")
+        let q = directory.path("q.mtlm")
+        #expect(try runCLI(["quantize", small, q]).status == 0)
+        let commands: [[String]] = [
+            ["verify", small], ["quantize", small, directory.path("q2.mtlm")], ["diff", small, q], ["eval", small, data],
+            ["predict", small, data, "-o", directory.path("p.tsv")], ["export", small, directory.path("m.safetensors")],
+            ["delta", small, q, directory.path("d.mtlmd")], ["convert", small, directory.path("c.mtlm"), "--to", "serving"],
+        ]
+        let executable = TestPaths.executable
+        for command in commands {
+            // `script` gives the command a terminal; the bar is drawn from the start (MTLM_PROGRESS_AFTER=0).
+            let line = ([executable] + command).joined(separator: " ")
+            let shown = try runProcess("/usr/bin/script", ["-qefc", line, "/dev/null"], environment: ["MTLM_PROGRESS_AFTER": "0"])
+            #expect(shown.stdout.contains("[") && shown.stdout.contains("%") && shown.stdout.contains("/s\u{1B}[K"), "\(command): \(shown.stdout)")
+            let quiet = try runProcess("/usr/bin/script", ["-qefc", line + " --quiet", "/dev/null"], environment: ["MTLM_PROGRESS_AFTER": "0"])
+            #expect(!quiet.stdout.contains("\u{1B}[K"), "\(command)")
+            let piped = try runProcess(executable, command, environment: ["MTLM_PROGRESS_AFTER": "0"])
+            #expect(!piped.stderr.contains("\u{1B}[K") && !piped.stdout.contains("\u{1B}[K"), "\(command)")
+        }
+    }
 }

@@ -66,6 +66,9 @@ public final class DatasetReader {
 
     private var displayPath: String { path == "-" ? "<stdin>" : path }
 
+    /// The compressed bytes counted for the progress bar so far.
+    private var progressOffset: UInt64 = 0
+
     /// Replaces `batch`'s contents with up to `maxCount` samples.
     ///
     /// - Returns: false when the input is exhausted and no sample was read.
@@ -142,6 +145,13 @@ public final class DatasetReader {
             }
             if count == 0 { atEOF = true }
             end += count
+            // Progress in bytes of the file as stored (compressed, for a gzip file).
+            if let gzip {
+                Progress.advance(Int(gzip.compressedOffset - progressOffset))
+                progressOffset = gzip.compressedOffset
+            } else {
+                Progress.advance(count)
+            }
             if !kindChecked && end > 0 {
                 kindChecked = true
                 let prefix = UnsafeRawBufferPointer(start: buffer, count: min(end, 4096))

@@ -117,6 +117,8 @@ public enum ModelDelta {
     static func writeChanges(base: ModelFile, new: ModelFile, into writer: ModelWriter, summary: inout Summary) throws -> [DeltaManifest.Tensor] {
         var entries: [DeltaManifest.Tensor] = []
         for entry in new.tensors {
+            // Progress: the new tensor and its base, read once each.
+            defer { Progress.advance(Int(entry.storedByteCount + (base.entry(named: entry.name)?.storedByteCount ?? 0))) }
             var source = DeltaManifest.Source.full
             try new.requireValid(entry)
             if let old = base.entry(named: entry.name) { try base.requireValid(old) }
@@ -242,6 +244,8 @@ public enum ModelDelta {
     /// Writes into `writer` the tensors of the file `delta` rebuilds from the file `base`.
     static func rebuild(base: ModelFile, delta: ModelFile, into writer: ModelWriter) throws {
         for tensor in delta.manifest.delta!.tensors {
+            // Progress: the base's tensor (what most of the output is copied from).
+            defer { Progress.advance(Int(base.entry(named: tensor.name)?.storedByteCount ?? 0)) }
             func fail(_ message: String) -> MTLModelError {
                 MTLModelError(.malformed, message, file: delta.path, location: .init(tensor: tensor.name))
             }

@@ -299,6 +299,7 @@ public struct ModelDiff: Sendable {
             }
             return result
         }
+        defer { Progress.advance(Int(x.storedByteCount + y.storedByteCount)) }
         var sums = DifferenceSums()
         try windows(x, y, tensorA, tensorB) { va, vb in sums.add(va, vb, tolerance) }
         result.sums = sums
@@ -492,6 +493,8 @@ public struct ModelDiff: Sendable {
         let widest = ([tableB.rowByteCount] + others.map(\.rowsB.rowByteCount)).max()!
         let window = min(max(1, rowCountA), max(4096, min(1 << 18, (32 << 20) / max(widest, 1))))
         var matched = [Int32](repeating: -1, count: window)
+        // What a window of rows reads of both models, for the progress bar.
+        let bytesPerRow = tableA.rowByteCount + tableB.rowByteCount + others.reduce(0) { $0 + $1.rowsA.rowByteCount + $1.rowsB.rowByteCount }
         var gather = RowGather(sourceRowCount: tableB.rowCount, capacity: window)
         let gatheredB = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, window * tableB.rowByteCount), alignment: 16)
         owned.append(gatheredB)
@@ -585,6 +588,7 @@ public struct ModelDiff: Sendable {
                             // matched. Releasing is only a hint: a row needed again is read back from
                             // the page cache, so a wrong guess costs time, never correctness.
                             releasePages(start + (end - start - 1) / release * release..<end, gathered || high < low ? nil : low..<(high + 1))
+                            Progress.advance((end - start) * bytesPerRow)
                         }
                     }
                 }

@@ -62,6 +62,7 @@ extension ModelFile {
                     try body(UnsafeBufferPointer(rebasing: floats[..<(count * columns)]))
                 }
                 if entry.compression == .none { file.release(entry.offset + UInt64(start * rowBytes), UInt64(count * rowBytes)) }
+                Progress.advance(count * rowBytes)
                 start += count
             }
         }

@@ -240,9 +240,11 @@ public final class ModelFile: @unchecked Sendable {
     /// read of every command that writes a file derived from a model.
     func visitValidChunks(of entry: TensorEntry, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         try requireValid(entry)
+        let stored = entry.storedRanges()
         try visitChunks(of: entry, checkingChecksums: false) { visit in
             guard let chunk = visit.logical else { throw chunkError(visit, of: entry) }
             try body(chunk)
+            Progress.advance(stored[visit.index].count)
         }
     }
 

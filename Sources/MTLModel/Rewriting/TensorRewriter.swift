@@ -75,8 +75,9 @@ struct TensorRewriter {
                     try writer.write(UnsafeRawBufferPointer(rebasing: stored[(runStart * rowBytes)..<(row * rowBytes)]))
                     runStart = -1
                 }
-                if row - released >= Self.windowRowCount {
+                if row - released >= Self.windowRowCount || row == rows {
                     release(entry, rows: released..<row, rowBytes: rowBytes)
+                    Progress.advance((row - released) * rowBytes)
                     released = row
                 }
             }
@@ -118,6 +119,7 @@ struct TensorRewriter {
                 }
                 let end = min(start + batch * window, rows)
                 release(entry, rows: start..<end, rowBytes: sourceRowBytes)
+                Progress.advance((end - start) * sourceRowBytes)
                 start = end
             }
         }

@@ -182,6 +182,7 @@ public struct SafetensorsImporter {
         let widen = item.storedDType != item.tensor.dtype && item.storedDType == .float32
         var floats: [Float] = []
         try checkpoint.visit(item.tensor, pieceBytes: widen ? Self.pieceByteCount / 4 : Self.pieceByteCount) { piece throws(MTLModelError) in
+            Progress.advance(piece.count)
             guard widen else { return try writer.write(piece) }
             let count = piece.count / 2
             floats.removeAll(keepingCapacity: true)

@@ -186,6 +186,7 @@ public struct ModelVerifier: Sendable {
                 }
             }
             result.counts = scanner.counts
+            Progress.advance(Int(entry.storedByteCount))
             return result
         }
         let ranges = entry.storedRanges()
@@ -198,6 +199,7 @@ public struct ModelVerifier: Sendable {
         for index in stretch.chunks {
             let range = ranges[index]
             let stored = UnsafeRawBufferPointer(rebasing: tensor[Int(range.lowerBound)..<Int(range.upperBound)])
+            Progress.advance(stored.count)
             let crc = CRC32.checksum(stored)
             guard crc == entry.chunkCRC32[index] else {
                 result.checksumProblems.append(checksumProblem(ChunkVisit(index: index, storedOffset: entry.offset + range.lowerBound,
