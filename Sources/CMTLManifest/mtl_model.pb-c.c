@@ -412,6 +412,51 @@ void   mtlm__v1__provenance__free_unpacked
   assert(message->base.descriptor == &mtlm__v1__provenance__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   mtlm__v1__lineage_step__init
+                     (Mtlm__V1__LineageStep         *message)
+{
+  static const Mtlm__V1__LineageStep init_value = MTLM__V1__LINEAGE_STEP__INIT;
+  *message = init_value;
+}
+size_t mtlm__v1__lineage_step__get_packed_size
+                     (const Mtlm__V1__LineageStep *message)
+{
+  assert(message->base.descriptor == &mtlm__v1__lineage_step__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t mtlm__v1__lineage_step__pack
+                     (const Mtlm__V1__LineageStep *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &mtlm__v1__lineage_step__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t mtlm__v1__lineage_step__pack_to_buffer
+                     (const Mtlm__V1__LineageStep *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &mtlm__v1__lineage_step__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Mtlm__V1__LineageStep *
+       mtlm__v1__lineage_step__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Mtlm__V1__LineageStep *)
+     protobuf_c_message_unpack (&mtlm__v1__lineage_step__descriptor,
+                                allocator, len, data);
+}
+void   mtlm__v1__lineage_step__free_unpacked
+                     (Mtlm__V1__LineageStep *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &mtlm__v1__lineage_step__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   mtlm__v1__metadata_entry__init
                      (Mtlm__V1__MetadataEntry         *message)
 {
@@ -1646,7 +1691,7 @@ const ProtobufCMessageDescriptor mtlm__v1__delta__descriptor =
   (ProtobufCMessageInit) mtlm__v1__delta__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor mtlm__v1__provenance__field_descriptors[4] =
+static const ProtobufCFieldDescriptor mtlm__v1__provenance__field_descriptors[5] =
 {
   {
     "producer",
@@ -1696,9 +1741,22 @@ static const ProtobufCFieldDescriptor mtlm__v1__provenance__field_descriptors[4]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "lineage",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Mtlm__V1__Provenance, n_lineage),
+    offsetof(Mtlm__V1__Provenance, lineage),
+    &mtlm__v1__lineage_step__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned mtlm__v1__provenance__field_indices_by_name[] = {
   2,   /* field[2] = created_unix_seconds */
+  4,   /* field[4] = lineage */
   0,   /* field[0] = producer */
   1,   /* field[1] = producer_version */
   3,   /* field[3] = source */
@@ -1706,7 +1764,7 @@ static const unsigned mtlm__v1__provenance__field_indices_by_name[] = {
 static const ProtobufCIntRange mtlm__v1__provenance__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor mtlm__v1__provenance__descriptor =
 {
@@ -1716,11 +1774,75 @@ const ProtobufCMessageDescriptor mtlm__v1__provenance__descriptor =
   "Mtlm__V1__Provenance",
   "mtlm.v1",
   sizeof(Mtlm__V1__Provenance),
-  4,
+  5,
   mtlm__v1__provenance__field_descriptors,
   mtlm__v1__provenance__field_indices_by_name,
   1,  mtlm__v1__provenance__number_ranges,
   (ProtobufCMessageInit) mtlm__v1__provenance__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor mtlm__v1__lineage_step__field_descriptors[3] =
+{
+  {
+    "content_hash",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__LineageStep, content_hash),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "source",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__LineageStep, source),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_unix_seconds",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Mtlm__V1__LineageStep, created_unix_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned mtlm__v1__lineage_step__field_indices_by_name[] = {
+  0,   /* field[0] = content_hash */
+  2,   /* field[2] = created_unix_seconds */
+  1,   /* field[1] = source */
+};
+static const ProtobufCIntRange mtlm__v1__lineage_step__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor mtlm__v1__lineage_step__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "mtlm.v1.LineageStep",
+  "LineageStep",
+  "Mtlm__V1__LineageStep",
+  "mtlm.v1",
+  sizeof(Mtlm__V1__LineageStep),
+  3,
+  mtlm__v1__lineage_step__field_descriptors,
+  mtlm__v1__lineage_step__field_indices_by_name,
+  1,  mtlm__v1__lineage_step__number_ranges,
+  (ProtobufCMessageInit) mtlm__v1__lineage_step__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor mtlm__v1__metadata_entry__field_descriptors[2] =

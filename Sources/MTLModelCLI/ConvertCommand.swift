@@ -67,7 +67,8 @@ struct ConvertCommand: RewritingCommand {
     }
 
     func job(_ model: Model) throws -> RewriteJob<ConversionReport> {
-        let converter = ModelConverter(threadCount: gate.threads)
+        var converter = ModelConverter(threadCount: gate.threads)
+        converter.source = Invocation.commandLine
         switch to {
         case .serving:
             var options = ModelConverter.ServingOptions()

@@ -20,7 +20,7 @@ struct DequantizeCommand: RewritingCommand {
     @OptionGroup(title: "Progress") var progress: ProgressOptions
 
     func job(_ model: Model) throws -> RewriteJob<QuantizationReport> {
-        try ModelQuantizer(plan: .float32).job(model, source: "dequantize \(input)")
+        try ModelQuantizer(plan: .float32).job(model, source: Invocation.commandLine)
     }
 
     func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput, steps: [StepAttribution.Variant]) throws -> Bool {

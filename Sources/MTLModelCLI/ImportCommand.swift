@@ -57,6 +57,7 @@ struct ImportCommand: ParsableCommand {
         importer.widenToFloat32 = float32
         importer.allowNonfinite = allowNonfinite
         importer.shardCount = shards
+        importer.source = Invocation.commandLine
         importer.architecture = try config.map { path throws(MTLModelError) in try Architecture(configFile: path) }
         importer.names = .init(renames: rename.map { item in
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

@@ -63,6 +63,9 @@ struct InspectCommand: ParsableCommand {
         lines.append("format        \(summary.formatVersion)" + (summary.requiredFeatures.isEmpty ? "" : ", requires \(summary.requiredFeatures.joined(separator: ", "))"))
         lines.append("producer      \(e(summary.producer)) \(e(summary.producerVersion)), created \(summary.created)")
         lines.append("source        \(e(summary.source))")
+        for (index, step) in (summary.lineage ?? []).enumerated() {
+            lines.append("\(index == 0 ? "derived from" : "            ") ← \(e(step.source)) (content \(step.contentHash), created \(step.created))")
+        }
         if let delta = summary.delta {
             // A sharded delta's root describes its own tensors; each delta shard records its own.
             let scope = summary.shards == nil ? "" : " in the root (each delta shard says what it patches)"

@@ -22,6 +22,7 @@ public struct MTLModelCommand: ParsableCommand {
     /// errors become one line on stderr.
     public static func run(_ arguments: [String]) -> Int32 {
         do {
+            Invocation.arguments = arguments
             var command = try parseAsRoot(arguments)
             try command.run()
             return 0

@@ -21,6 +21,8 @@ enum PlannedCommand {
             throw MTLModelError(.invalidArgument, "name the command to plan (\(names)) and its arguments")
         }
         let command = try MTLModelCommand.parseAsRoot(arguments)
+        // What the planned command's files record: the command, not `run-task` or `finish`.
+        Invocation.arguments = arguments
         guard let plannable = command as? any PlannableCommand else {
             throw MTLModelError(.invalidArgument, "\(name) cannot be planned: the commands that can are \(names)")
         }

@@ -44,7 +44,7 @@ struct QuantizeCommand: RewritingCommand {
     }
 
     func job(_ model: Model) throws -> RewriteJob<QuantizationReport> {
-        try ModelQuantizer(plan: try plan(), threadCount: gate.threads).job(model, source: "quantize \(input)")
+        try ModelQuantizer(plan: try plan(), threadCount: gate.threads).job(model, source: Invocation.commandLine)
     }
 
     func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput, steps: [StepAttribution.Variant]) throws -> Bool {

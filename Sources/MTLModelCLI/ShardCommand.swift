@@ -59,7 +59,7 @@ struct ShardCommand: ParsableCommand {
         options.threadCount = threads
         options.bucketBits = bucketBits
         options.hashSeed = hashSeed
-        options.source = "shard \(input) --shards \(shards)"
+        options.source = Invocation.commandLine
         return options
     }
 

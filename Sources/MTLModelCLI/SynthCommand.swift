@@ -46,7 +46,7 @@ struct SynthCommand: ParsableCommand {
             return MetadataEntry(key: String(parts[0]), value: String(parts[1]))
         }
         try synthesizer.write(architecture, to: output,
-                              source: "synth --seed \(seed)\(training ? " --training" : "") \(config)",
+                              source: Invocation.commandLine,
                               metadata: entries, progress: json ? { _, _ in } : Terminal.progress("synth"))
         let model = try ModelFile(path: output)
         let summary = try ModelSummary(model, includeTensors: false, statistics: false)

@@ -197,4 +197,29 @@ struct CLITests {
             #expect(!piped.stderr.contains("\u{1B}[K") && !piped.stdout.contains("\u{1B}[K"), "\(command)")
         }
     }
+
+    @Test("a written model records the whole command and its lineage: each input's content hash and source, nearest first")
+    func lineage() throws {
+        let directory = TemporaryDirectory()
+        let small = TestPaths.fixture("v1.0/small-training.mtlm")
+        let serving = directory.path("serving model.mtlm"), quantized = directory.path("q.mtlm")
+        #expect(try runCLI(["convert", small, serving, "--to", "serving", "--fold-batch-norm"]).status == 0)
+        #expect(try runCLI(["quantize", serving, quantized, "--embeddings", "int4", "--field", "user_id=int8"]).status == 0)
+        let file = try ModelFile(path: quantized)
+        #expect(file.manifest.provenance.source == "mtl-model quantize '\(serving)' \(quantized) --embeddings int4 --field user_id=int8")
+        let lineage = file.manifest.provenance.lineage
+        #expect(lineage.count == 2)
+        let servingFile = try ModelFile(path: serving)
+        #expect(lineage.first?.contentHash == hex64(ModelDelta.contentHash(servingFile)))
+        #expect(lineage.first?.source == "mtl-model convert \(small) '\(serving)' --to serving --fold-batch-norm")
+        #expect(lineage.first?.createdUnixSeconds == servingFile.manifest.provenance.createdUnixSeconds)
+        #expect(lineage.last?.contentHash == hex64(ModelDelta.contentHash(try ModelFile(path: small))))
+        let inspect = try runCLI(["inspect", quantized])
+        #expect(inspect.stdout.contains("derived from ← mtl-model convert"), "\(inspect.stdout)")
+        let json = try runCLI(["inspect", quantized, "--json"]).json!
+        #expect((json["lineage"] as? [[String: Any]])?.count == 2)
+        // The Python package reads such a file (an older reader ignores the field).
+        let python = try TestPaths.runPython(["-c", "import sys, mtl_model; print(mtl_model.load(sys.argv[1]).verify().problems)", quantized])
+        #expect(python.stdout.contains("[]"), "\(python.stderr)")
+    }
 }

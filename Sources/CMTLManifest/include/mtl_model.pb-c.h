@@ -24,6 +24,7 @@ typedef struct Mtlm__V1__ShardIdentity Mtlm__V1__ShardIdentity;
 typedef struct Mtlm__V1__DeltaTensor Mtlm__V1__DeltaTensor;
 typedef struct Mtlm__V1__Delta Mtlm__V1__Delta;
 typedef struct Mtlm__V1__Provenance Mtlm__V1__Provenance;
+typedef struct Mtlm__V1__LineageStep Mtlm__V1__LineageStep;
 typedef struct Mtlm__V1__MetadataEntry Mtlm__V1__MetadataEntry;
 typedef struct Mtlm__V1__Field Mtlm__V1__Field;
 typedef struct Mtlm__V1__Interaction Mtlm__V1__Interaction;
@@ -377,13 +378,41 @@ struct  Mtlm__V1__Provenance
    */
   int64_t created_unix_seconds;
   /*
-   * what it was made from, e.g. "synth --seed 7 config.json"
+   * what it was made from: the command that wrote it, with every argument
    */
   char *source;
+  /*
+   * The models this file was derived from, nearest first (format 1.4, informational: a reader
+   * that does not know the field ignores it, and no version or feature bit marks it). Each
+   * derived file records its input's content hash and provenance, then the input's own lineage.
+   */
+  size_t n_lineage;
+  Mtlm__V1__LineageStep **lineage;
 };
 #define MTLM__V1__PROVENANCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__provenance__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Mtlm__V1__LineageStep
+{
+  ProtobufCMessage base;
+  /*
+   * the input's content hash, "0x" and 16 hex digits (as a delta binds its base)
+   */
+  char *content_hash;
+  /*
+   * the input's provenance source
+   */
+  char *source;
+  /*
+   * the input's creation time
+   */
+  int64_t created_unix_seconds;
+};
+#define MTLM__V1__LINEAGE_STEP__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&mtlm__v1__lineage_step__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Mtlm__V1__MetadataEntry
@@ -798,6 +827,25 @@ Mtlm__V1__Provenance *
 void   mtlm__v1__provenance__free_unpacked
                      (Mtlm__V1__Provenance *message,
                       ProtobufCAllocator *allocator);
+/* Mtlm__V1__LineageStep methods */
+void   mtlm__v1__lineage_step__init
+                     (Mtlm__V1__LineageStep         *message);
+size_t mtlm__v1__lineage_step__get_packed_size
+                     (const Mtlm__V1__LineageStep   *message);
+size_t mtlm__v1__lineage_step__pack
+                     (const Mtlm__V1__LineageStep   *message,
+                      uint8_t             *out);
+size_t mtlm__v1__lineage_step__pack_to_buffer
+                     (const Mtlm__V1__LineageStep   *message,
+                      ProtobufCBuffer     *buffer);
+Mtlm__V1__LineageStep *
+       mtlm__v1__lineage_step__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   mtlm__v1__lineage_step__free_unpacked
+                     (Mtlm__V1__LineageStep *message,
+                      ProtobufCAllocator *allocator);
 /* Mtlm__V1__MetadataEntry methods */
 void   mtlm__v1__metadata_entry__init
                      (Mtlm__V1__MetadataEntry         *message);
@@ -1055,6 +1103,9 @@ typedef void (*Mtlm__V1__Delta_Closure)
 typedef void (*Mtlm__V1__Provenance_Closure)
                  (const Mtlm__V1__Provenance *message,
                   void *closure_data);
+typedef void (*Mtlm__V1__LineageStep_Closure)
+                 (const Mtlm__V1__LineageStep *message,
+                  void *closure_data);
 typedef void (*Mtlm__V1__MetadataEntry_Closure)
                  (const Mtlm__V1__MetadataEntry *message,
                   void *closure_data);
@@ -1117,6 +1168,7 @@ extern const ProtobufCMessageDescriptor mtlm__v1__shard_identity__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__delta_tensor__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__delta__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__provenance__descriptor;
+extern const ProtobufCMessageDescriptor mtlm__v1__lineage_step__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__metadata_entry__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__field__descriptor;
 extern const ProtobufCMessageDescriptor mtlm__v1__interaction__descriptor;

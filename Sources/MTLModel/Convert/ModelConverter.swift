@@ -62,6 +62,8 @@ public struct ModelConverter {
     }
 
     public var writerOptions: ModelWriter.Options
+    /// The command recorded as the output's provenance source (default: a summary of it).
+    public var source: String?
     /// Windows of rows encoded at once when quantizing or decoding.
     public var threadCount: Int
 
@@ -248,7 +250,7 @@ public struct ModelConverter {
     }
 
     private func provenance(_ model: Model, form: String) -> Provenance {
-        Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "convert \(model.path) --to \(form)")
+        Provenance.derived(from: model.file, source: source ?? "convert \(model.path) --to \(form)")
     }
 
     /// The value a training-state tensor made anew starts at; nil for a tensor not made

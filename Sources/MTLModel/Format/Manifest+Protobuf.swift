@@ -104,6 +104,13 @@ extension Manifest {
             p.producer_version = arena.string(provenance.producerVersion)
             p.created_unix_seconds = provenance.createdUnixSeconds
             p.source = arena.string(provenance.source)
+            (p.n_lineage, p.lineage) = arena.messages(provenance.lineage) { step in
+                arena.message(mtlm__v1__lineage_step__init) { l in
+                    l.content_hash = arena.string(step.contentHash)
+                    l.source = arena.string(step.source)
+                    l.created_unix_seconds = step.createdUnixSeconds
+                }
+            }
         }
     }
 
@@ -426,10 +433,20 @@ private struct CDecoder {
     }
 
     func provenance(_ p: Mtlm__V1__Provenance, _ key: String) throws(MTLModelError) -> Provenance {
-        Provenance(producer: try string(p.producer, "\(key).producer"),
-                   producerVersion: try string(p.producer_version, "\(key).producer_version"),
-                   createdUnixSeconds: p.created_unix_seconds,
-                   source: try string(p.source, "\(key).source", maxBytes: limits.maxMetadataValueByteCount))
+        var provenance = Provenance(producer: try string(p.producer, "\(key).producer"),
+                                    producerVersion: try string(p.producer_version, "\(key).producer_version"),
+                                    createdUnixSeconds: p.created_unix_seconds,
+                                    source: try string(p.source, "\(key).source", maxBytes: limits.maxMetadataValueByteCount))
+        guard p.n_lineage <= Provenance.maxLineageCount else {
+            throw MTLModelError(.malformed, "\(p.n_lineage) lineage steps, more than \(Provenance.maxLineageCount)", location: .init(byteOffset: baseOffset, key: "\(key).lineage"))
+        }
+        for index in 0..<p.n_lineage {
+            let step = p.lineage[index]!.pointee, stepKey = "\(key).lineage[\(index)]"
+            provenance.lineage.append(.init(contentHash: try string(step.content_hash, "\(stepKey).content_hash"),
+                                            source: try string(step.source, "\(stepKey).source", maxBytes: limits.maxMetadataValueByteCount),
+                                            createdUnixSeconds: step.created_unix_seconds))
+        }
+        return provenance
     }
 
     func int(_ value: UInt64, _ key: String) throws(MTLModelError) -> Int {

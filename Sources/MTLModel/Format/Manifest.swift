@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything a file says about itself, apart from the payload bytes.
 public struct Manifest: Sendable, Hashable {
     public var provenance: Provenance
@@ -65,6 +67,30 @@ public struct Provenance: Sendable, Hashable, Codable {
     public var producerVersion: String
     public var createdUnixSeconds: Int64
     public var source: String
+    /// The models this file was derived from, nearest first (`derived(from:source:)`).
+    public var lineage: [LineageStep] = []
+
+    /// One model a file was derived from: its content hash (16 hex digits), its source and
+    /// creation time.
+    public struct LineageStep: Sendable, Hashable, Codable {
+        public var contentHash: String
+        public var source: String
+        public var createdUnixSeconds: Int64
+    }
+
+    /// The longest lineage recorded: older steps are dropped (a file's lineage cannot grow
+    /// without bound through a chain of rewrites).
+    public static let maxLineageCount = 64
+
+    /// The provenance of a file written now by `source` from `input`: the input's content
+    /// hash and provenance first, then the input's own lineage.
+    public static func derived(from input: ModelFile, source: String, createdUnixSeconds: Int64? = nil) -> Provenance {
+        var provenance = Provenance(createdUnixSeconds: createdUnixSeconds ?? Int64(Date().timeIntervalSince1970), source: source)
+        let parent = input.manifest.provenance
+        provenance.lineage = Array(([LineageStep(contentHash: hex64(ModelDelta.contentHash(input)), source: parent.source,
+                                                 createdUnixSeconds: parent.createdUnixSeconds)] + parent.lineage).prefix(maxLineageCount))
+        return provenance
+    }
 
     public init(producer: String = "mtl-model", producerVersion: String = MTLModelVersion.tool,
                 createdUnixSeconds: Int64, source: String) {

@@ -32,6 +32,15 @@ public struct ModelSummary: Sendable, Codable {
     public var producerVersion: String
     public var created: String
     public var source: String
+    /// The models this one was derived from, nearest first: what each was made by, its content
+    /// hash and creation time (ISO 8601); nil for a file that records none.
+    public var lineage: [Lineage]?
+
+    public struct Lineage: Sendable, Codable, Hashable {
+        public var contentHash: String
+        public var source: String
+        public var created: String
+    }
     public var metadata: [MetadataEntry]
     public var config: JSONValue
     public var sections: [Section]
@@ -73,6 +82,7 @@ public struct ModelSummary: Sendable, Codable {
         producerVersion = manifest.provenance.producerVersion
         created = Self.iso8601(manifest.provenance.createdUnixSeconds)
         source = manifest.provenance.source
+        lineage = manifest.provenance.lineage.isEmpty ? nil : manifest.provenance.lineage.map { Lineage(contentHash: $0.contentHash, source: $0.source, created: Self.iso8601($0.createdUnixSeconds)) }
         metadata = manifest.metadata
         config = manifest.architecture.config
         tensorCount = manifest.tensors.count

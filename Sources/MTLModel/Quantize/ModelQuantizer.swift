@@ -113,7 +113,7 @@ public struct ModelQuantizer {
     /// The rewrite `quantize` makes, file by file (`TaskPlan` runs it shard by shard).
     public func job(_ checked: Model, source: String) throws -> RewriteJob<QuantizationReport> {
         try plan.check(checked.architecture)
-        let provenance = Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source)
+        let provenance = Provenance.derived(from: checked.file, source: source)
         let rewrite = ShardedRewrite(model: checked, options: writerOptions, architecture: checked.architecture,
                                      provenance: provenance, parts: nil) { [plan, threadCount] file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)

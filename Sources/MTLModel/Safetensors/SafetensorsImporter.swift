@@ -14,6 +14,8 @@ public struct SafetensorsImporter {
     public var names = NameMapping()
     /// Shards of the model written (format 1.3); 1 writes one file.
     public var shardCount = 1
+    /// The command recorded as the model's provenance source (default: `import PATH`).
+    public var source: String?
     static let pieceByteCount = 64 << 20
 
     public init(writerOptions: ModelWriter.Options = .init()) {
@@ -88,7 +90,7 @@ public struct SafetensorsImporter {
         let result = try importFile(path, to: staging)
         var options = ModelSharder.Options(shardCount: shardCount)
         options.synchronize = writerOptions.synchronize
-        options.source = "import \(path) --shards \(shardCount)"
+        options.source = source ?? "import \(path) --shards \(shardCount)"
         do {
             _ = try ModelSharder().shard(Model(path: staging), to: output, options: options)
         } catch let error as MTLModelError {
@@ -116,7 +118,7 @@ public struct SafetensorsImporter {
             let metadata = checkpoint.metadata.filter { $0.key != Self.configKey }.sorted { $0.key < $1.key }
                 .map { MetadataEntry(key: $0.key, value: $0.value) }
             try writer.finish(architecture: architecture,
-                              provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: "import \(path)"),
+                              provenance: Provenance(createdUnixSeconds: Int64(Date().timeIntervalSince1970), source: source ?? "import \(path)"),
                               metadata: metadata)
             let parameters = plan.items.filter { !$0.spec.role.isTrainingState }.reduce(UInt64(0)) { $0 + $1.spec.elementCount }
             return Result(tensorCount: plan.items.count, parameterCount: parameters, trainingStateGroups: plan.groups,

@@ -49,7 +49,7 @@ final class ShardPlan: @unchecked Sendable {
             throw MTLModelError(.invalidArgument, "a model id is \(ShardNaming.modelIDByteCount) bytes")
         }
         rootFileName = (output as NSString).lastPathComponent
-        provenance = Provenance(createdUnixSeconds: options.createdUnixSeconds ?? Int64(Date().timeIntervalSince1970), source: options.source)
+        provenance = Provenance.derived(from: model.file, source: options.source, createdUnixSeconds: options.createdUnixSeconds)
         var writer = ModelWriter.Options()
         writer.synchronize = options.synchronize
         writerOptions = writer

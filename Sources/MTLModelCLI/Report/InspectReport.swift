@@ -8,6 +8,10 @@ enum InspectReport {
                                 subtitle: "\(summary.file): format \(summary.formatVersion), \(Format.bytes(summary.fileByteCount)), "
                                     + "\(summary.parameterCount) parameters in \(summary.tensorCount) tensors")
         report.table(["producer", "created", "source"], [["\(summary.producer) \(summary.producerVersion)", summary.created, summary.source]])
+        if let lineage = summary.lineage {
+            report.heading("Lineage")
+            report.table(["derived from (nearest first)", "content hash", "created"], lineage.map { [$0.source, $0.contentHash, $0.created] })
+        }
         if !summary.metadata.isEmpty {
             report.heading("Metadata")
             report.table(["key", "value"], summary.metadata.map { [$0.key, $0.value] })
