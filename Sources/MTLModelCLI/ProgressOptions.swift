@@ -40,12 +40,15 @@ private final class ProgressBar: @unchecked Sendable {
         let delay = ProcessInfo.processInfo.environment["MTLM_PROGRESS_AFTER"].flatMap(Double.init) ?? 0.5
         Thread.detachNewThread { [self] in
             var drawn = false
-            while !lock.withLock({ stopped }) {
+            // Drawn before `stopped` is looked at: a command past the delay shows its bar at
+            // least once, however soon it ends.
+            while true {
                 let elapsed = Date().timeIntervalSince(started)
                 if elapsed >= delay {
                     Self.draw(Progress.snapshot, elapsed: elapsed)
                     drawn = true
                 }
+                if lock.withLock({ stopped }) { break }
                 Thread.sleep(forTimeInterval: 0.2)
             }
             if drawn { Self.emit("\r\u{1B}[K") }

@@ -58,6 +58,7 @@ struct TaskPlanTests {
                 #expect(try tensorBytes(a) == tensorBytes(b), "\(name)")
                 #expect(a.tensors.map(\.name) == b.tensors.map(\.name))
                 #expect(a.manifest.provenance.source == b.manifest.provenance.source)
+                #expect(a.manifest.provenance.lineage == b.manifest.provenance.lineage)
                 #expect(a.manifest.shards?.files.map(\.parts) == b.manifest.shards?.files.map(\.parts))
                 #expect(a.manifest.shards?.tensors == b.manifest.shards?.tensors)
             }

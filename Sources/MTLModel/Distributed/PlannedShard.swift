@@ -43,7 +43,8 @@ extension TaskPlan {
         pending.synchronize = options.synchronize
         let fixed = fixed(options)
         let report = try ModelSharder().commit(model, files: files, into: pending, modelID: modelIDBytes,
-                                               provenance: Provenance(createdUnixSeconds: createdUnixSeconds, source: fixed.source), output: output)
+                                               provenance: Provenance.derived(from: model.file, source: fixed.source, createdUnixSeconds: createdUnixSeconds),
+                                               output: output)
         try markFinished(committed: true)
         return report
     }
