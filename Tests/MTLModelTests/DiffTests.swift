@@ -226,4 +226,35 @@ struct DiffTests {
         result = try runCLI(["diff", small, q, "--rows", "--top", "2"])
         #expect(result.stdout.contains("most changed user_id rows: ") && result.stdout.contains("most changed item_id ids: "), "\(result.stdout)")
     }
+
+    @Test("the change of rows by training count: bins of counts 0, 1, 2–3, …, each mean what the rows' own changes give")
+    func changeByFrequency() throws {
+        let directory = TemporaryDirectory()
+        guard let demo = try importedDemo(into: directory) else { return }
+        let quantized = directory.path("q.mtlm")
+        #expect(try runCLI(["quantize", demo.training, quantized, "--embeddings", "int4", "--dense", "fp32"]).status == 0)
+        let result = try runCLI(["diff", demo.training, quantized, "--json"])
+        let tables = (result.json!["report"] as! [String: Any])["tables"] as! [[String: Any]]
+        let user = tables.first { $0["field"] as! String == "user_id" }!
+        let bins = user["changeByFrequency"] as! [[String: Any]]
+        #expect(bins.reduce(0) { $0 + ($1["rows"] as! Int) } == user["rowsA"] as! Int)
+        // Independently: each row's ‖b − a‖ / ‖a‖ from the decoded tables, binned by its count.
+        let a = try ModelFile(path: demo.training), b = try ModelFile(path: quantized)
+        let x = try a.floats("embedding.user_id.weight"), y = try b.floats("embedding.user_id.weight")
+        let counts = try a.withElements(of: "stats.user_id.count", as: Int64.self) { Array($0) }
+        let k = a.architecture.embeddingDim
+        var sums: [Int64: (Double, Int)] = [:]
+        for row in counts.indices {
+            var d2 = 0.0, n2 = 0.0
+            for j in 0..<k { let p = Double(x[row * k + j]), q = Double(y[row * k + j]); d2 += (q - p) * (q - p); n2 += p * p }
+            let low: Int64 = counts[row] <= 0 ? 0 : 1 << (63 - counts[row].leadingZeroBitCount)
+            sums[low, default: (0, 0)].0 += (d2 / n2).squareRoot()
+            sums[low, default: (0, 0)].1 += 1
+        }
+        for bin in bins {
+            let (sum, rows) = sums[Int64(bin["minCount"] as! Int)]!
+            #expect(rows == bin["rows"] as! Int)
+            #expect(abs(sum / Double(rows) - (bin["meanRelativeChange"] as! Double)) < 1e-5 * (sum / Double(rows)), "\(bin)")
+        }
+    }
 }

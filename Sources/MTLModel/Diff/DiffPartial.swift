@@ -85,6 +85,8 @@ struct TablePartial: Codable, Sendable {
     var top: TopValues
     /// The embedding first, then (keyed fields) the field's other tensors.
     var tensors: [TensorPartial] = []
+    /// The change of rows by A's row count (`TableComparison.changeByFrequency`).
+    var frequency: FrequencyBins?
     /// With `rows`: the first ids added in B and removed from A (as many as the top lists).
     var addedIDs: [UInt64] = []
     var removedIDs: [UInt64] = []
@@ -97,6 +99,7 @@ struct TablePartial: Codable, Sendable {
         unchanged += later.unchanged
         changes.merge(later.changes)
         top.merge(later.top)
+        if let later = later.frequency { frequency?.merge(later) }
         addedIDs = Array((addedIDs + later.addedIDs).prefix(top.limit))
         removedIDs = Array((removedIDs + later.removedIDs).prefix(top.limit))
         for index in tensors.indices where index < later.tensors.count { tensors[index].merge(later.tensors[index]) }
@@ -128,6 +131,7 @@ struct TablePartial: Codable, Sendable {
             result.addedIDs = addedIDs.map(String.init)
             result.removedIDs = removedIDs.map(String.init)
         }
+        result.changeByFrequency = frequency?.bins
         let addedOrRemoved = result.added + result.removed > 0
         let tensors = self.tensors.compactMap { partial in
             entriesA[partial.name].flatMap { x in entriesB[partial.name].map { partial.comparison(x, $0, addedOrRemoved: addedOrRemoved) } }
@@ -146,5 +150,39 @@ public struct ShardDiff: Codable, Sendable {
     mutating func merge(_ later: ShardDiff) {
         for index in tables.indices where index < later.tables.count { tables[index].merge(later.tables[index]) }
         for index in tensors.indices where index < later.tensors.count { tensors[index].merge(later.tensors[index]) }
+    }
+}
+
+/// Rows binned by their training count (0, 1, 2–3, 4–7, …): how many, and the sum of their
+/// finite relative changes. Sums merge exactly.
+struct FrequencyBins: Codable, Sendable {
+    var rows = [Int](repeating: 0, count: 64)
+    var finiteRows = [Int](repeating: 0, count: 64)
+    var sums = [Double](repeating: 0, count: 64)
+
+    mutating func add(count: Int64, change: Float) {
+        let bin = count <= 0 ? 0 : min(63, 1 + (63 - count.leadingZeroBitCount))
+        rows[bin] += 1
+        if change.isFinite {
+            finiteRows[bin] += 1
+            sums[bin] += Double(change)
+        }
+    }
+
+    mutating func merge(_ other: FrequencyBins) {
+        for bin in rows.indices {
+            rows[bin] += other.rows[bin]
+            finiteRows[bin] += other.finiteRows[bin]
+            sums[bin] += other.sums[bin]
+        }
+    }
+
+    /// The bins that hold rows.
+    var bins: [TableComparison.FrequencyBin] {
+        rows.indices.filter { rows[$0] > 0 }.map { bin in
+            let low: Int64 = bin == 0 ? 0 : 1 << (bin - 1), high: Int64 = bin == 0 ? 0 : (bin == 63 ? .max : (1 << bin) - 1)
+            return .init(minCount: low, maxCount: high, rows: rows[bin],
+                         meanRelativeChange: finiteRows[bin] == 0 ? nil : sums[bin] / Double(finiteRows[bin]))
+        }
     }
 }

@@ -106,6 +106,19 @@ public struct TableComparison: Sendable, Codable, Hashable {
     /// per decade from below 1e-6 up to 1e1 and above (`changeHistogramEdges`).
     public var changeHistogram: [Int]?
 
+    /// The mean per-row change by how often training saw the row (A's `stats.{field}.count`,
+    /// when both models count rows): bins of counts 0, 1, 2–3, 4–7, … (powers of two).
+    public var changeByFrequency: [FrequencyBin]?
+
+    public struct FrequencyBin: Sendable, Codable, Hashable {
+        /// The bin's counts: `minCount...maxCount`.
+        public var minCount: Int64
+        public var maxCount: Int64
+        public var rows: Int
+        /// Over the bin's rows of finite change.
+        public var meanRelativeChange: Double?
+    }
+
     /// With `rows`: the first ids (keyed) or rows added in B and removed from A, in row order.
     public var addedIDs: [String]?
     public var removedIDs: [String]?
@@ -482,6 +495,11 @@ public struct ModelDiff: Sendable {
         var owned: [UnsafeMutableRawBufferPointer] = []
         defer { owned.forEach { $0.deallocate() } }
         var others = keyed ? try RowsOfId.all(of: fieldA.name, a, b, except: name, owned: &owned) : []
+        // Training frequency of A's rows (`stats.{field}.count`), when both models count rows.
+        let countsName = TensorName.rowCount(fieldA.name).description
+        var frequency = FrequencyBins()
+        let counts: TensorRows? = a.tensors.contains(where: { $0.name == countsName }) && b.tensors.contains(where: { $0.name == countsName })
+            ? try a.tensor(.rowCount(fieldA.name)).rows(owned: &owned) : nil
         // Per-row relative change ‖b − a‖ / ‖a‖ of the rows both hold.
         var changes = QuantileSketch()
         var top = result.top
@@ -581,6 +599,7 @@ public struct ModelDiff: Sendable {
                                     kernelSums.beyond += UInt64((0..<k).filter { tolerance.differs(pa[$0], pb[$0]) }.count)
                                 }
                                 changes.add(change)
+                                if let counts { frequency.add(count: counts.row(ra).loadUnaligned(as: Int64.self), change: change) }
                                 if topRowCount != nil { top.add(id: id(ra), change) }
                                 if differs { result.changed += 1 } else { result.unchanged += 1 }
                             }
@@ -605,6 +624,7 @@ public struct ModelDiff: Sendable {
             : nil
         result.changes = changes
         result.top = top
+        result.frequency = counts == nil ? nil : frequency
         if let limit = topRowCount {
             var rb = 0
             while rb < tableB.rowCount && result.addedIDs.count < limit {
@@ -637,10 +657,7 @@ private struct RowsOfId {
         for x in a.tensors where TensorName(x.name)?.tableField == field && x.name != embedding {
             guard let y = entriesB[x.name], x.shape.dropFirst() == y.shape.dropFirst(), x.dtype.isFloatingPoint == y.dtype.isFloatingPoint else { continue }
             let tensorA = a.tensor(x), tensorB = b.tensor(y)
-            func rows(_ tensor: ModelTensor) throws -> TensorRows {
-                TensorRows(parts: try tensor.parts.map { ($0.firstRow, try $0.tensor.storedOrInflated(into: &owned)) },
-                           rowByteCount: tensor.rowByteCount, count: tensor.rowCount)
-            }
+            func rows(_ tensor: ModelTensor) throws -> TensorRows { try tensor.rows(owned: &owned) }
             // Elements of one row: 1 for a tensor of one value per id (keys, counts), whose
             // `columnCount` (its last dimension) is the row count.
             let columns = Int(x.shape.dropFirst().reduce(1, *))
@@ -691,5 +708,12 @@ private struct RowsOfId {
         x.dtype.isFloatingPoint ? TensorPartial(name: x.name, sums: sums)
             : TensorPartial(name: x.name, same: x.dtype == y.dtype && differingRows == 0,
                             changedElements: x.dtype == y.dtype && columns == 1 ? UInt64(differingRows) : nil)
+    }
+}
+
+extension ModelTensor {
+    /// The rows of every part, mapped or inflated into `owned` (freed by the caller).
+    func rows(owned: inout [UnsafeMutableRawBufferPointer]) throws -> TensorRows {
+        TensorRows(parts: try parts.map { ($0.firstRow, try $0.tensor.storedOrInflated(into: &owned)) }, rowByteCount: rowByteCount, count: rowCount)
     }
 }

@@ -68,6 +68,12 @@ enum DiffReport {
             t.changeHistogram.map { .bars(title: "Rows of \(t.field) by relative change", labels: labels, series: [("rows", $0.map(Double.init))],
                                           format: { String(Int($0)) }) }
         })
+        html.charts(report.tables.compactMap { t in
+            guard let bins = t.changeByFrequency, !bins.isEmpty else { return nil }
+            return .bars(title: "Mean change of \(t.field)'s rows by training count", labels: bins.map { bin in
+                bin.minCount == bin.maxCount ? "seen \(bin.minCount)× (\(bin.rows) rows)" : "seen \(bin.minCount)–\(bin.maxCount)× (\(bin.rows) rows)"
+            }, series: [("mean relative change", bins.map { $0.meanRelativeChange ?? .nan })], format: { Format.number($0) })
+        })
         for t in report.tables {
             let what = t.keyed ? "ids" : "rows"
             if let top = t.topChanged, !top.isEmpty {
