@@ -43,9 +43,12 @@ struct HTMLReportTests {
         let title = String(dom.stdout[start.upperBound..<end.lowerBound])
             .replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&amp;", with: "&")
         let probed = try JSONSerialization.jsonObject(with: Data(title.utf8)) as! [String: Any]
-        let shot = try runProcess(chromium, flags + ["--window-size=1200,1600", "--screenshot=" + directory.path("shot.png"), "file://" + html])
+        // The report itself, its console logged to stderr: a message there is an error of the page.
+        let shot = try runProcess(chromium, flags + ["--enable-logging=stderr", "--v=0", "--window-size=1200,1600",
+                                                     "--screenshot=" + directory.path("shot.png"), "file://" + html])
         #expect(shot.status == 0, "\(shot.stderr)")
-        return Rendering(charts: probed["charts"] as! [[Double]], errors: probed["errors"] as! [String],
+        let console = shot.stderr.split(separator: "\n").filter { $0.contains(":CONSOLE") }
+        return Rendering(charts: probed["charts"] as! [[Double]], errors: probed["errors"] as! [String] + console.map(String.init),
                          screenshot: try Data(contentsOf: URL(fileURLWithPath: directory.path("shot.png"))))
     }
 
@@ -147,6 +150,19 @@ struct HTMLReportTests {
         guard let rendering = try Self.render(html) else { return }
         #expect(rendering.errors == [])
         #expect(!rendering.charts.isEmpty && rendering.charts.allSatisfy { $0[0] > 100 && $0[1] > 100 })
+    }
+
+    @Test("the browser check can fail: a console error, a missing resource and an external reference are caught")
+    func checkCatches() throws {
+        let directory = TemporaryDirectory()
+        let html = directory.path("bad.html")
+        try "<!DOCTYPE html><html><head><title>t</title></head><body><img src=\"missing.png\"><script>console.error('boom')</script></body></html>"
+            .write(toFile: html, atomically: true, encoding: .utf8)
+        guard let rendering = try Self.render(html) else { return }
+        #expect(rendering.errors.contains { $0.contains("boom") } && rendering.errors.contains { $0.contains("missing.png") }, "\(rendering.errors)")
+        #expect(rendering.charts.isEmpty)
+        let text = try String(contentsOfFile: html, encoding: .utf8).lowercased()
+        #expect(text.contains("src=") && text.contains("<script"))
     }
 
     @Test("a hostile name is escaped, and a report is never written over an input")
