@@ -114,24 +114,27 @@ def test_verify_of_a_broken_model_exits_1_with_the_same_problems(tmp_path, clien
     assert "shard 3 of 4" in printed
 
 
-def killing_wrapper(directory, executable, index):
-    """An mtl-model that, the first time it runs task `index`, starts it, lets it write for a
-    moment, then kills its worker process (its parent) and itself."""
-    marker = directory / "killed-once"
-    script = directory / "mtl-model-killing"
+def wrapper_killing(directory, executable, index, name, kill):
+    """An mtl-model that, the first time it runs task `index`, runs the shell lines `kill`
+    instead of the task; every other call is the real CLI."""
+    marker = directory / (name + "-once")
+    script = directory / ("mtl-model-" + name)
     script.write_text("""#!/bin/bash
 if [ "$1" = run-task ] && [ "$4" = %d ] && [ ! -e %s ]; then
   touch %s
-  "%s" "$@" &
-  sleep 0.05
-  kill -9 $PPID
-  kill -9 $!
-  kill -9 $$
+%s
 fi
 exec "%s" "$@"
-""" % (index, marker, marker, executable, executable))
+""" % (index, marker, marker, kill % {"cli": executable}, executable))
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script, marker
+
+
+def killing_wrapper(directory, executable, index):
+    """Starts task `index` the first time, lets it write for a moment, then kills its worker
+    process (its parent), the task and itself."""
+    return wrapper_killing(directory, executable, index, "killing",
+                           '  "%(cli)s" "$@" &\n  sleep 0.05\n  kill -9 $PPID\n  kill -9 $!\n  kill -9 $$')
 
 
 def test_a_worker_killed_mid_task(tmp_path, client, executable, capfd, monkeypatch):
@@ -177,19 +180,9 @@ def _visibility_error(client, executable, plan, models, tasks):
 
 
 def self_killing_wrapper(directory, executable, index):
-    """An mtl-model that, the first time it runs task `index`, is killed by a signal (as the
-    OOM killer would): its worker survives, so the driver, not Dask, must run it again."""
-    marker = directory / "killed-itself"
-    script = directory / "mtl-model-self-killing"
-    script.write_text("""#!/bin/bash
-if [ "$1" = run-task ] && [ "$4" = %d ] && [ ! -e %s ]; then
-  touch %s
-  kill -9 $$
-fi
-exec "%s" "$@"
-""" % (index, marker, marker, executable))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    return script, marker
+    """Killed by a signal the first time it runs task `index` (as the OOM killer would): its
+    worker survives, so the driver, not Dask, must run it again."""
+    return wrapper_killing(directory, executable, index, "self-killing", "  kill -9 $$")
 
 
 def test_retries_and_progress(tmp_path, client, executable, capfd, monkeypatch):
