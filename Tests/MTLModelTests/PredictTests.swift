@@ -74,6 +74,47 @@ struct PredictTests {
         #expect(tasks[1]["samples"] as? Int == 20_000 - 20_000 / 97 - 1 || tasks[1]["samples"] as? Int == 19_793)
     }
 
+    @Test("predict checks the chunks of a table its lookups touch, and only those: a bad chunk fails the samples that touch it")
+    func chunksCheckedOnTouch() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path("chunked.mtlm")
+        // small.mtlm with 64-byte chunks: user_id's rows of K = 4 floats, four to a chunk.
+        let source = try ModelFile(path: TestPaths.fixture("v1.0/small.mtlm"))
+        var options = ModelWriter.Options()
+        options.chunkByteCount = 64
+        let writer = try ModelWriter(path: path, options: options)
+        for entry in source.tensors {
+            try source.withTensorBytes(entry.name) { try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: $0) }
+        }
+        try writer.finish(architecture: source.architecture, provenance: source.manifest.provenance)
+        let entry = try #require(try ModelFile(path: path).entry(named: "embedding.user_id.weight"))
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        try handle.seek(toOffset: entry.offset + 9 * 16 + 2)  // row 9: chunk 2 (rows 8–11)
+        try handle.write(contentsOf: Data([0x5A]))
+        try handle.close()
+        let clean = "1,0 user_id:3 tags:2 hour:14\n0,1 user_id:17 hour:3\n"
+        let good = try runCLI(["predict", path, "-"], stdin: clean)
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout == (try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), "-"], stdin: clean)).stdout)
+        for threads in ["1", "2"] {
+            let bad = try runCLI(["predict", path, "-", "--threads", threads], stdin: clean + "1,1 user_id:29 hour:1\n")  // 29 mod 20 = row 9
+            #expect(bad.status == 2 && bad.stdout.isEmpty)
+            #expect(bad.stderr.contains("embedding.user_id.weight") && bad.stderr.contains("chunk 2 checksum mismatch")
+                    && bad.stderr.contains("byte \(entry.offset + 128)"), "\(bad.stderr)")
+        }
+        // The library: the same predictor fails on the bad row each time, and predicts others.
+        let predictor = try Predictor(model: try Model(path: path), threadCount: 1)
+        func batch(_ text: String) throws -> SampleBatch {
+            try text.write(toFile: directory.path("data.txt"), atomically: true, encoding: .utf8)
+            var batch = SampleBatch(taskCount: 2)
+            _ = try DatasetReader(path: directory.path("data.txt"), architecture: predictor.architecture).nextBatch(into: &batch, maxCount: 10)
+            return batch
+        }
+        let badBatch = try batch("1,1 user_id:9\n")
+        for _ in 0..<2 { #expect(throws: MTLModelError.self) { _ = try predictor.predict(badBatch) } }
+        #expect(try predictor.predict(try batch(clean)).count == 2)
+    }
+
     @Test("predict --json writes JSON lines; -o writes a file; - reads standard input")
     func outputForms() throws {
         let directory = TemporaryDirectory()

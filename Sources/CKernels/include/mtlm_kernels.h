@@ -18,6 +18,11 @@ const char *mtlm_dense_kernel_name(void);
 // Asks the CPU to start loading the cache line at p (embedding rows are random accesses into
 // tables far larger than the caches: issuing them early hides the memory latency).
 static inline void mtlm_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+
+// One-byte flags that several threads read and set (a chunk checked): atomic, so a reader
+// that sees a flag set also sees what was done before it was set.
+static inline int mtlm_flag_get(const unsigned char *flags, size_t i) { return __atomic_load_n(&flags[i], __ATOMIC_ACQUIRE); }
+static inline void mtlm_flag_set(unsigned char *flags, size_t i) { __atomic_store_n(&flags[i], 1, __ATOMIC_RELEASE); }
 #endif
 
 #ifndef MTLM_KERNELS_QUANTIZE_H

@@ -16,6 +16,8 @@ final class Workspace {
     let towerInput: UnsafeMutablePointer<Float>   // rows × shared output (kept for every task)
     /// Row of each entry of the block (-1: out of vocabulary), grown as needed.
     var entryRows: [Int] = []
+    /// The first chunk of a table that failed its checksum when a lookup touched it.
+    var failure: MTLModelError?
     let width: Int
     private let allocations: [UnsafeMutablePointer<Float>]
 
@@ -94,7 +96,11 @@ enum ForwardPass {
         ws.entryRows.withUnsafeMutableBufferPointer { rows in
             for i in 0..<entryCount {
                 let field = w.fields[Int(e.fields[firstEntry + i])]
-                let row = field.row(of: e.ids[firstEntry + i])
+                var row = field.row(of: e.ids[firstEntry + i])
+                if row >= 0, let problem = field.embedding.checks?.check(row: row) ?? field.linear?.checks?.check(row: row) {
+                    ws.failure = ws.failure ?? problem  // the batch fails; the row is not read
+                    row = -1
+                }
                 rows[i] = row
                 if row >= 0 {
                     mtlm_prefetch(field.embedding.row(row))

@@ -11,9 +11,27 @@ final class ModelWeights: @unchecked Sendable {
         var dtype: DType
         var rowByteCount: Int { rows.rowByteCount }
         var columns: Int
+        /// What checks the checksums of the chunks a lookup touches, the first time it does;
+        /// nil when every part was checked whole (compressed parts, inflated with their checks).
+        var checks: TableChecks?
 
         @inline(__always)
         func row(_ index: Int) -> UnsafeRawPointer { rows.row(index) }
+    }
+
+    /// The chunk checks of each part of a table, by row.
+    struct TableChecks {
+        let parts: [(firstRow: Int, checks: ChunkChecks?)]
+        let rowByteCount: Int
+
+        /// Checks the chunks holding row `row` not checked yet: nil when they match.
+        @inline(__always)
+        func check(row: Int) -> MTLModelError? {
+            var part = parts.count - 1
+            while parts[part].firstRow > row { part -= 1 }  // parts are shards: a few
+            guard let checks = parts[part].checks, rowByteCount > 0 else { return nil }
+            return checks.check((row - parts[part].firstRow) * rowByteCount, rowByteCount)
+        }
     }
 
     struct FieldWeights {
@@ -67,8 +85,9 @@ final class ModelWeights: @unchecked Sendable {
     private var owned: [UnsafeMutableBufferPointer<Float>] = []
     private var ownedRaw: [UnsafeMutableRawBufferPointer] = []
 
-    /// - Throws: when a tensor fails its checksum, or a keyed table repeats a key (the
-    ///   structure was checked when `model` was built).
+    /// - Throws: when a dense or interaction tensor or a compressed table fails its checksum,
+    ///   or a keyed table repeats a key (the structure was checked when `model` was built).
+    ///   The chunks of an uncompressed table are checked as lookups first touch them.
     init(_ model: Model) throws {
         self.model = model
         let arch = model.architecture
@@ -108,12 +127,25 @@ final class ModelWeights: @unchecked Sendable {
         }
         func array(_ name: TensorName) throws -> [Float] { Array(try floats(name)) }
         /// A table in its stored dtype, part by part (one part unless the model is sharded):
-        /// mapped when uncompressed (the mapping outlives self), else an owned copy.
+        /// mapped when uncompressed (the mapping outlives self; its chunks checked as lookups
+        /// first touch them, so a few lookups into a large table read a few chunks), else an
+        /// owned copy checked whole.
         func table(_ name: TensorName) throws -> TableView {
             let tensor = model.tensor(name)
-            let parts = try tensor.parts.map { part in (part.firstRow, try part.tensor.storedOrInflated(into: &ownedRaw)) }
+            var parts: [(firstRow: Int, bytes: UnsafeRawBufferPointer)] = []
+            var checks: [(firstRow: Int, checks: ChunkChecks?)] = []
+            for part in tensor.parts {
+                if let (bytes, partChecks) = part.tensor.file.mappedBytesCheckedOnTouch(of: part.tensor.name) {
+                    parts.append((part.firstRow, bytes))
+                    checks.append((part.firstRow, partChecks))
+                } else {
+                    parts.append((part.firstRow, try part.tensor.storedOrInflated(into: &ownedRaw)))
+                    checks.append((part.firstRow, nil))
+                }
+            }
             return TableView(rows: TensorRows(parts: parts, rowByteCount: tensor.rowByteCount, count: tensor.rowCount),
-                             dtype: tensor.dtype, columns: tensor.columnCount)
+                             dtype: tensor.dtype, columns: tensor.columnCount,
+                             checks: checks.contains { $0.checks != nil } ? TableChecks(parts: checks, rowByteCount: tensor.rowByteCount) : nil)
         }
 
         var fields: [FieldWeights] = []

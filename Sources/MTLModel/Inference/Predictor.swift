@@ -37,8 +37,9 @@ public final class Predictor: @unchecked Sendable {
     /// - Parameters:
     ///   - model: a checked model (kept open while the predictor lives).
     ///   - threadCount: threads a batch is split across (at least 1).
-    /// - Throws: when a tensor the forward pass needs fails its checksum, a dense weight is
-    ///   NaN or Inf, or a keyed table repeats a key.
+    /// - Throws: when a dense or interaction tensor fails its checksum (tables are checked a
+    ///   chunk at a time as lookups touch them), a dense weight is NaN or Inf, or a keyed table
+    ///   repeats a key.
     public init(model: Model, threadCount: Int = 1) throws {
         architecture = model.architecture
         self.threadCount = max(1, threadCount)
@@ -47,11 +48,14 @@ public final class Predictor: @unchecked Sendable {
 
     /// Predicts every sample of `batch`.
     ///
-    /// - Throws: when a sample's prediction is not finite (never a NaN score with success):
+    /// - Throws: when a table chunk a lookup touches fails its checksum (checked the first time
+    ///   any lookup touches it), or when a sample's prediction is not finite (never a NaN score with success):
     ///   naming the table row that holds a NaN or Inf, or, when every weight it used is finite,
     ///   saying that they overflow float32.
     public func predict(_ batch: SampleBatch) throws(MTLModelError) -> Predictions {
         var output = Predictions(taskCount: architecture.tasks.count, count: batch.count)
+        // A table chunk that fails its checksum when a lookup first touches it (one thread's).
+        nonisolated(unsafe) var failure: MTLModelError?
         let slices = min(threadCount, max(1, batch.count / 64))
         let perSlice = (batch.count + slices - 1) / max(slices, 1)
         output.logits.withUnsafeMutableBufferPointer { logits in
@@ -65,15 +69,20 @@ public final class Predictor: @unchecked Sendable {
                         let workspace = self.takeWorkspace()
                         defer { self.giveBack(workspace) }
                         var blockStart = start
-                        while blockStart < end {
+                        while blockStart < end, workspace.failure == nil {
                             let blockEnd = min(end, blockStart + ForwardPass.blockRows)
                             ForwardPass.run(weights, batch, blockStart..<blockEnd, workspace, sink)
                             blockStart = blockEnd
+                        }
+                        if let problem = workspace.failure {
+                            workspace.failure = nil
+                            self.lock.withLock { failure = failure ?? problem }
                         }
                     }
                 }
             }
         }
+        if let failure = lock.withLock({ failure }) { throw failure }
         if let bad = output.logits.firstIndex(where: { !$0.isFinite }) ?? output.fused.firstIndex(where: { !$0.isFinite }).map({ $0 * output.taskCount }) {
             throw weights.nonFiniteError(batch, sample: bad / output.taskCount)
         }

@@ -144,6 +144,9 @@ public final class ModelFile: @unchecked Sendable {
 
     private func isVerified(_ index: Int) -> Bool { lock.withLock { verified[index] } }
 
+    /// Whether every chunk of `name` was checked already.
+    func checksumsVerified(_ name: String) -> Bool { indexByName[name].map(isVerified) ?? false }
+
     /// Records that the chunks of `name` were checked (by a full pass), so access skips it.
     func markChecksumsVerified(_ name: String) {
         if let index = indexByName[name] { lock.withLock { verified[index] = true } }
