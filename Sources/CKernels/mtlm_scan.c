@@ -13,16 +13,44 @@
 // CRC-32 (the zlib polynomial, bit-reflected) of a buffer of 64 bytes or more whose length is
 // a multiple of 16, folding 4 × 128 bits at a time: "Fast CRC Computation for Generic
 // Polynomials Using PCLMULQDQ" (Gopal et al., Intel, 2009), with the constants of the
-// reflected polynomial 0xEDB88320 (x^(4·128+32) mod P, x^(4·128−32) mod P, and so on, as in
-// Linux's crc32-pclmul). `crc` is the raw register (zlib's value, inverted).
+// reflected polynomial 0xEDB88320 as in Linux's crc32-pclmul. A constant folding by d bits is
+// (x^(d−32) mod P, x^(d+32) mod P), each bit-reflected and shifted left by one (the pair of
+// 0x1c6e41596, 0x154442bd4 folds by 512 bits; 0x0ccaa009e, 0x1751997d0 by 128). `crc` is the
+// raw register (zlib's value, inverted).
+#define MTLM_FOLD_512 _mm_set_epi64x(0x1c6e41596, 0x154442bd4)
+#define MTLM_FOLD_128 _mm_set_epi64x(0x0ccaa009e, 0x1751997d0)
+
+// The end shared by both folding loops: four 128-bit lanes (x0 the earliest), then `len`
+// (a multiple of 16) more bytes at p, folded into one lane and reduced to 32 bits.
 __attribute__((target("pclmul,sse4.1")))
-static uint32_t crc32_fold(const uint8_t *p, size_t len, uint32_t crc) {
-    const __m128i k1k2 = _mm_set_epi64x(0x1c6e41596, 0x154442bd4);
-    const __m128i k3k4 = _mm_set_epi64x(0x0ccaa009e, 0x1751997d0);
+static uint32_t crc32_fold_finish(__m128i x0, __m128i x1, __m128i x2, __m128i x3, const uint8_t *p, size_t len) {
+    const __m128i k3k4 = MTLM_FOLD_128;
     const __m128i k5 = _mm_set_epi64x(0, 0x163cd6124);
     const __m128i poly = _mm_set_epi64x(0x1F7011641, 0x1DB710641);
     const __m128i mask32 = _mm_set_epi32(0, 0, 0, -1);
+    #define FOLD(x, next) _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k3k4, 0x00), _mm_clmulepi64_si128(x, k3k4, 0x11)), next)
+    __m128i x = FOLD(x0, x1);
+    x = FOLD(x, x2);
+    x = FOLD(x, x3);
+    while (len >= 16) {
+        x = FOLD(x, _mm_loadu_si128((const __m128i *)p));
+        p += 16;
+        len -= 16;
+    }
+    #undef FOLD
+    // 128 → 64 bits (appending 32 zero bits), 64 → 32, then Barrett reduction.
+    x = _mm_xor_si128(_mm_srli_si128(x, 8), _mm_clmulepi64_si128(k3k4, x, 0x01));
+    __m128i t = _mm_clmulepi64_si128(_mm_and_si128(x, mask32), k5, 0x00);
+    x = _mm_xor_si128(_mm_srli_si128(x, 4), t);
+    t = _mm_clmulepi64_si128(_mm_and_si128(x, mask32), poly, 0x10);
+    t = _mm_clmulepi64_si128(_mm_and_si128(t, mask32), poly, 0x00);
+    x = _mm_xor_si128(x, t);
+    return (uint32_t)_mm_extract_epi32(x, 1);
+}
 
+__attribute__((target("pclmul,sse4.1")))
+static uint32_t crc32_fold(const uint8_t *p, size_t len, uint32_t crc) {
+    const __m128i k1k2 = MTLM_FOLD_512;
     __m128i x0 = _mm_loadu_si128((const __m128i *)(p + 0));
     __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 16));
     __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 32));
@@ -44,33 +72,55 @@ static uint32_t crc32_fold(const uint8_t *p, size_t len, uint32_t crc) {
         p += 64;
         len -= 64;
     }
-    // Fold the four lanes into one, then the remaining 16-byte blocks.
-    #define FOLD(x, next) _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x, k3k4, 0x00), _mm_clmulepi64_si128(x, k3k4, 0x11)), next)
-    __m128i x = FOLD(x0, x1);
-    x = FOLD(x, x2);
-    x = FOLD(x, x3);
-    while (len >= 16) {
-        x = FOLD(x, _mm_loadu_si128((const __m128i *)p));
-        p += 16;
-        len -= 16;
+    return crc32_fold_finish(x0, x1, x2, x3, p, len);
+}
+
+// The same with VPCLMULQDQ on 512-bit registers, for 256 bytes or more (a multiple of 16):
+// four registers of four lanes fold 256 bytes an iteration (by 2048 bits: x^2016 and x^2080
+// mod P), then fold into one register by 512 bits, whose four lanes end as above.
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
+static uint32_t crc32_fold_avx512(const uint8_t *p, size_t len, uint32_t crc) {
+    const __m512i k2048 = _mm512_broadcast_i32x4(_mm_set_epi64x(0x1322d1430 /* x^2016 */, 0x11542778a /* x^2080 */));
+    const __m512i k512 = _mm512_broadcast_i32x4(MTLM_FOLD_512);
+    #define FOLD512(z, k, next) _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(z, k, 0x00), _mm512_clmulepi64_epi128(z, k, 0x11), next, 0x96)
+    __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 64);
+    __m512i z2 = _mm512_loadu_si512(p + 128), z3 = _mm512_loadu_si512(p + 192);
+    z0 = _mm512_xor_si512(z0, _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)crc)));
+    p += 256;
+    len -= 256;
+    while (len >= 256) {
+        z0 = FOLD512(z0, k2048, _mm512_loadu_si512(p));
+        z1 = FOLD512(z1, k2048, _mm512_loadu_si512(p + 64));
+        z2 = FOLD512(z2, k2048, _mm512_loadu_si512(p + 128));
+        z3 = FOLD512(z3, k2048, _mm512_loadu_si512(p + 192));
+        p += 256;
+        len -= 256;
     }
-    #undef FOLD
-    // 128 → 64 bits (appending 32 zero bits), 64 → 32, then Barrett reduction.
-    x = _mm_xor_si128(_mm_srli_si128(x, 8), _mm_clmulepi64_si128(k3k4, x, 0x01));
-    __m128i t = _mm_clmulepi64_si128(_mm_and_si128(x, mask32), k5, 0x00);
-    x = _mm_xor_si128(_mm_srli_si128(x, 4), t);
-    t = _mm_clmulepi64_si128(_mm_and_si128(x, mask32), poly, 0x10);
-    t = _mm_clmulepi64_si128(_mm_and_si128(t, mask32), poly, 0x00);
-    x = _mm_xor_si128(x, t);
-    return (uint32_t)_mm_extract_epi32(x, 1);
+    __m512i z = FOLD512(z0, k512, z1);
+    z = FOLD512(z, k512, z2);
+    z = FOLD512(z, k512, z3);
+    while (len >= 64) {
+        z = FOLD512(z, k512, _mm512_loadu_si512(p));
+        p += 64;
+        len -= 64;
+    }
+    #undef FOLD512
+    return crc32_fold_finish(_mm512_castsi512_si128(z), _mm512_extracti32x4_epi32(z, 1), _mm512_extracti32x4_epi32(z, 2),
+                             _mm512_extracti32x4_epi32(z, 3), p, len);
 }
 
 static int has_pclmul(void) { return mtlm_cpu_has(MTLM_CPU_PCLMUL | MTLM_CPU_SSE41); }
+static int has_vpclmul(void) { return mtlm_cpu_has(MTLM_CPU_PCLMUL | MTLM_CPU_SSE41 | MTLM_CPU_AVX512F | MTLM_CPU_VPCLMUL); }
 #endif
 
-uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len) {
+uint32_t mtlm_crc32_using(int implementation, uint32_t crc, const uint8_t *p, size_t len) {
 #if defined(__x86_64__)
-    if (len >= 64 && has_pclmul()) {
+    if (implementation >= 2 && len >= 256 && has_vpclmul()) {
+        size_t body = len & ~(size_t)15;
+        crc = ~crc32_fold_avx512(p, body, ~crc);
+        p += body;
+        len -= body;
+    } else if (implementation >= 1 && len >= 64 && has_pclmul()) {
         size_t body = len & ~(size_t)15;
         crc = ~crc32_fold(p, body, ~crc);
         p += body;
@@ -80,8 +130,11 @@ uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len) {
     return (uint32_t)crc32_z(crc, p, len);
 }
 
+uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len) { return mtlm_crc32_using(2, crc, p, len); }
+
 const char *mtlm_crc32_name(void) {
 #if defined(__x86_64__)
+    if (has_vpclmul()) return "vpclmulqdq-avx512";
     if (has_pclmul()) return "pclmul";
 #endif
     return "zlib";

@@ -6,24 +6,33 @@ import Testing
 
 @Suite("CRC-32 and value scans")
 struct ChecksumTests {
-    @Test("mtlm_crc32 equals zlib's crc32 for every length, alignment and starting value")
+    @Test("mtlm_crc32 and each of its paths (PCLMUL, VPCLMULQDQ) equal zlib's crc32 for every length, alignment and starting value")
     func crcMatchesZlib() {
         var random = SplitMix64(seed: 42)
         let bytes = (0..<5000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
         bytes.withUnsafeBufferPointer { buffer in
-            for length in Array(0..<300) + [1023, 1024, 1025, 4095, 4096, 4097, 4900] {
+            // Every length to 600 covers each path's tail (16-byte blocks, then bytes) after
+            // each number of whole 64- and 256-byte blocks.
+            for length in Array(0..<600) + [1023, 1024, 1025, 4095, 4096, 4097, 4900] {
                 for offset in [0, 1, 7, 16, 33] where offset + length <= buffer.count {
                     for start: UInt32 in [0, 0xFFFF_FFFF, 0x1234_5678] {
                         let p = buffer.baseAddress! + offset
                         let expected = UInt32(crc32_z(UInt(start), p, length))
                         #expect(mtlm_crc32(start, p, length) == expected, "length \(length) offset \(offset) start \(start)")
+                        for path: Int32 in [1, 2] {
+                            #expect(mtlm_crc32_using(path, start, p, length) == expected, "path \(path) length \(length) offset \(offset)")
+                        }
                     }
                 }
             }
         }
-        // Known value: CRC-32 of "123456789".
+        // Known value: CRC-32 of "123456789"; all zero and all one bytes at once.
         #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
-        #expect(["pclmul", "zlib"].contains(CRC32.implementation))
+        for fill: UInt8 in [0, 0xFF] {
+            let block = [UInt8](repeating: fill, count: 1 << 16)
+            block.withUnsafeBufferPointer { #expect(mtlm_crc32(0, $0.baseAddress, $0.count) == UInt32(crc32_z(0, $0.baseAddress, $0.count))) }
+        }
+        #expect(["vpclmulqdq-avx512", "pclmul", "zlib"].contains(CRC32.implementation))
     }
 
     @Test("NaN, Inf and values ≥ 2^64 are counted in float32, float16 and bfloat16, at any count")

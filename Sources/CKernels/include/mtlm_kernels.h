@@ -57,10 +57,13 @@ int mtlm_compare_row(const float *a, const float *b, size_t n, float atol, float
 
 #ifndef MTLM_KERNELS_SCAN_H
 #define MTLM_KERNELS_SCAN_H
-// CRC-32 of zlib (same value as crc32(crc, p, len)), with carry-less multiplication (PCLMUL)
-// when the CPU has it: several times zlib's table-driven speed.
+// CRC-32 of zlib (same value as crc32(crc, p, len)), with carry-less multiplication when the
+// CPU has it: VPCLMULQDQ on 512-bit registers, else PCLMUL; several times zlib's speed.
 uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len);
-// "pclmul" or "zlib": what mtlm_crc32 uses on this CPU.
+// The same with at most the given implementation: 0 zlib, 1 PCLMUL, 2 VPCLMULQDQ (each where
+// the CPU has it, else the next below): what the tests compare the fast paths with.
+uint32_t mtlm_crc32_using(int implementation, uint32_t crc, const uint8_t *p, size_t len);
+// "vpclmulqdq-avx512", "pclmul" or "zlib": what mtlm_crc32 uses on this CPU for long buffers.
 const char *mtlm_crc32_name(void);
 // Adds to *nan and *inf the NaN and Inf among n float32 values given as bit patterns, and to
 // *huge the finite ones of magnitude >= 2^64 (their squares overflow float32).

@@ -1,7 +1,7 @@
 import CKernels
 
 /// CRC-32 (the zlib / PNG polynomial), as stored for the header, manifest, footer and chunks.
-/// Computed with carry-less multiplication where the CPU has it (`mtlm_crc32`: several times
+/// Computed with carry-less multiplication where the CPU has it (`mtlm_crc32`: VPCLMULQDQ or PCLMUL, several times
 /// zlib's speed, the same values; a test checks them against zlib).
 enum CRC32 {
     static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
@@ -13,6 +13,6 @@ enum CRC32 {
         bytes.withUnsafeBytes { checksum($0) }
     }
 
-    /// "pclmul" or "zlib": the implementation used on this CPU.
+    /// "vpclmulqdq-avx512", "pclmul" or "zlib": the implementation used on this CPU.
     static var implementation: String { String(cString: mtlm_crc32_name()) }
 }
