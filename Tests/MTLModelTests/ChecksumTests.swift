@@ -86,7 +86,7 @@ struct HalfConversionTests {
     @Test("int4 levels: clamped to [0, 15] and rounded half to even")
     func int4Levels() {
         for v: Float in [-3, -0.5, 0, 0.4, 0.5, 1.5, 2.5, 7.49, 14.5, 15, 15.5, 99] {
-            #expect(RowQuantizer.int4Level(v) == min(max(v.rounded(.toNearestOrEven), 0), 15), "\(v)")
+            #expect(Int4Reference.int4Level(v) == min(max(v.rounded(.toNearestOrEven), 0), 15), "\(v)")
         }
     }
 }

@@ -61,6 +61,64 @@ struct QuantizeTests {
         }
     }
 
+    @Test("int4: the C kernel, portable and AVX-512, writes the bytes of its Swift twin: random rows of every length to 40, and edge rows")
+    func int4KernelMatchesTwin() throws {
+        var random = SplitMix64(seed: 17)
+        func uniform() -> Float { Float(random.next() >> 40) / Float(1 << 24) }
+        var rows: [[Float]] = []
+        for columns in 1...40 {
+            for scaleExponent in [-30, -12, 0, 6, 15] {  // subnormal spreads to near float16's limit
+                rows.append((0..<columns).map { _ in (uniform() * 2 - 1) * Float(sign: .plus, exponent: scaleExponent, significand: 1) })
+            }
+            rows.append([Float](repeating: 0.25, count: columns))                                     // equal values
+            rows.append((0..<columns).map { $0 % 2 == 0 ? 0 : -0.0 })                                  // signed zeros
+            rows.append((0..<columns).map { $0 % 3 == 0 ? .leastNonzeroMagnitude : -.leastNormalMagnitude }) // denormals
+            rows.append((0..<columns).map { $0 == 0 ? 65504 : ($0 == 1 ? -65504 : uniform()) })        // float16's extremes
+            rows.append((0..<columns).map { $0 == columns / 2 ? 100 : uniform() * 0.01 })              // one outlier
+            rows.append((0..<columns).map { Float($0 % 31) * 0.5 })                                    // values on half-levels (ties)
+            rows.append((0..<columns).map { (Float($0 % 16) + 0.5) * 0.125 - 1 })
+        }
+        for row in rows {
+            for search in [false, true] {
+                let byteCount = (row.count + 1) / 2 + 4
+                var twin = [UInt8](repeating: 0xEE, count: byteCount)
+                try row.withUnsafeBufferPointer { x in
+                    try twin.withUnsafeMutableBytes { try Int4Reference.encode(x.baseAddress!, columns: row.count, into: $0.baseAddress!, search: search) }
+                    for path: Int32 in [0, 1] {
+                        var kernel = [UInt8](repeating: 0xEE, count: byteCount)
+                        let status = kernel.withUnsafeMutableBytes { mtlm_encode_int4_rows(x.baseAddress!, 1, row.count, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, path) }
+                        #expect(status == -1 && kernel == twin, "path \(path), search \(search), row \(row)")
+                    }
+                }
+            }
+        }
+        // Many rows in one call (searched 4 at a time): the same bytes as one at a time.
+        for columns in [3, 16, 17, 33] {
+            let batch = rows.filter { $0.count == columns }
+            let flat = batch.flatMap { $0 }, stride = (columns + 1) / 2 + 4
+            for path: Int32 in [0, 1] {
+                var together = [UInt8](repeating: 0, count: batch.count * stride), apart = together
+                flat.withUnsafeBufferPointer { x in
+                    together.withUnsafeMutableBytes { #expect(mtlm_encode_int4_rows(x.baseAddress!, batch.count, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), stride, 1, path) == -1) }
+                    apart.withUnsafeMutableBytes { out in
+                        for r in batch.indices { _ = mtlm_encode_int4_rows(x.baseAddress! + r * columns, 1, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self) + r * stride, stride, 1, path) }
+                    }
+                }
+                #expect(together == apart, "\(columns) columns, path \(path)")
+            }
+        }
+        let withBad: [Float] = [1, 2, 3, 4, 5, 6, 1, 70000, 2]
+        var three = [UInt8](repeating: 0, count: 15)
+        withBad.withUnsafeBufferPointer { x in three.withUnsafeMutableBytes { #expect(mtlm_encode_int4_rows(x.baseAddress!, 3, 3, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 5, 1, 1) == 2) } }
+        // Beyond float16's range: refused by both, nothing written.
+        let beyond: [Float] = [1, 70000, 2]
+        var out = [UInt8](repeating: 0xEE, count: 6)
+        #expect(throws: RowQuantizer.Failure.self) { try beyond.withUnsafeBufferPointer { x in try out.withUnsafeMutableBytes { try RowQuantizer.encodeInt4(x.baseAddress!, columns: 3, into: $0.baseAddress!) } } }
+        #expect(throws: RowQuantizer.Failure.self) { try beyond.withUnsafeBufferPointer { x in try out.withUnsafeMutableBytes { try Int4Reference.encode(x.baseAddress!, columns: 3, into: $0.baseAddress!) } } }
+        #expect(out == [UInt8](repeating: 0xEE, count: 6))
+        #expect(["avx512", "portable"].contains(String(cString: mtlm_int4_kernel_name())))
+    }
+
     @Test("int4: within scale/2 (plus float16 rounding of the bias) without clipping; the search beats min/max")
     func int4() throws {
         let rows = randomRows(500, columns: 16, seed: 4)

@@ -72,7 +72,13 @@ void mtlm_count_nonfinite_f32(const uint32_t *bits, size_t n, uint64_t *nan, uin
 // magnitude bits from which a finite value counts as huge (0xFFFF: none).
 void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, uint16_t mantissa, uint16_t huge_bits,
                              uint64_t *nan, uint64_t *inf, uint64_t *huge);
-// Squared error of n values stored as int4 levels with `scale` (> 0) and `bias`, the same on
-// every CPU (8 lanes, fixed order, no FMA contraction).
-float mtlm_int4_loss(const float *x, size_t n, float scale, float bias);
+// Encodes `rows` rows of n finite float32 values (row r at x + r·n) as INT4_ROWWISE rows
+// ((n + 1) / 2 bytes of levels, float16 scale, float16 bias; row r at out + r·out_stride),
+// each over the range the greedy clipping search picks (when `search`), exactly as
+// RowQuantizer's Swift twin does. `implementation` 0 forces the portable code, 1 allows
+// AVX-512 where the CPU has it. Returns -1, or the first row whose minimum or maximum is
+// beyond float16's range (it and the rows after it are not written).
+long mtlm_encode_int4_rows(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int search, int implementation);
+// "avx512" or "portable": what mtlm_encode_int4_rows uses on this CPU.
+const char *mtlm_int4_kernel_name(void);
 #endif

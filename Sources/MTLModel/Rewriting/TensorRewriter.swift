@@ -236,11 +236,18 @@ private struct RowEncoder: Sendable {
         var decoded = [Float](repeating: 0, count: columns)
         try values.withUnsafeBufferPointer { floats in
             try encoded.withUnsafeMutableBytes { out in
+                if target == .int4Rowwise {
+                    // The clipping search of each row, all rows in one call (the kernel
+                    // interleaves rows); values checked first, as `encode` does.
+                    for r in 0..<count { try requireFinite(floats.baseAddress! + r * columns, columns: columns, row: sourceRows[r], of: entry) }
+                    let bad = mtlm_encode_int4_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes, 1, 1)
+                    if bad >= 0 { throw beyondHalfRange(row: sourceRows[bad], target, of: entry) }
+                }
                 try decoded.withUnsafeMutableBufferPointer { check in
                     for r in 0..<count {
                         let x = floats.baseAddress! + r * columns
                         let row = out.baseAddress! + r * rowBytes
-                        try encode(x, columns: columns, as: target, into: row, row: sourceRows[r], of: entry)
+                        if target != .int4Rowwise { try encode(x, columns: columns, as: target, into: row, row: sourceRows[r], of: entry) }
                         RowCodec.decodeRow(UnsafeRawPointer(row), dtype: target, columns: columns, into: check.baseAddress!)
                         var difference = 0.0, norm = 0.0
                         for j in 0..<columns {
@@ -260,15 +267,23 @@ private struct RowEncoder: Sendable {
     /// Encodes one row, naming the tensor and row when its values cannot be stored as `target`.
     func encode(_ x: UnsafePointer<Float>, columns: Int, as target: DType, into row: UnsafeMutableRawPointer,
                         row index: Int, of entry: TensorEntry) throws {
+        try requireFinite(x, columns: columns, row: index, of: entry)
+        do {
+            try RowQuantizer.encode(x, columns: columns, as: target, into: row)
+        } catch {
+            throw beyondHalfRange(row: index, target, of: entry)
+        }
+    }
+
+    private func requireFinite(_ x: UnsafePointer<Float>, columns: Int, row index: Int, of entry: TensorEntry) throws {
         for j in 0..<columns where !x[j].isFinite {
             throw MTLModelError(.invalidArgument, "row \(index) holds \(x[j]) at column \(j): cannot quantize NaN or Inf",
                                 file: path, location: .init(tensor: entry.name))
         }
-        do {
-            try RowQuantizer.encode(x, columns: columns, as: target, into: row)
-        } catch {
-            throw MTLModelError(.invalidArgument, "row \(index) has values beyond float16's range (±65504), which \(target) cannot hold; use int8 or bf16 for it",
-                                file: path, location: .init(tensor: entry.name))
-        }
+    }
+
+    private func beyondHalfRange(row index: Int, _ target: DType, of entry: TensorEntry) -> MTLModelError {
+        MTLModelError(.invalidArgument, "row \(index) has values beyond float16's range (±65504), which \(target) cannot hold; use int8 or bf16 for it",
+                      file: path, location: .init(tensor: entry.name))
     }
 }
