@@ -35,6 +35,59 @@ struct ChecksumTests {
         #expect(["vpclmulqdq-avx512", "pclmul", "zlib"].contains(CRC32.implementation))
     }
 
+    @Test("Statistics of float32 chunks: the C kernel gives the Swift loop's doubles, at every length, with NaN, Inf, signed zeros and denormals")
+    func statisticsKernel() {
+        var random = SplitMix64(seed: 5)
+        let specials: [Float] = [.nan, .infinity, -.infinity, 0, -0.0, .leastNonzeroMagnitude, -.leastNormalMagnitude, .greatestFiniteMagnitude]
+        for count in Array(0...70) + [1000, 4099] {
+            for mix in 0..<3 {
+                let values: [Float] = (0..<count).map { i in
+                    if mix == 1 { return -0.0 }  // all negative zeros: the sum stays −0
+                    if mix == 2, i % 5 == 0 { return specials[Int(random.next() % UInt64(specials.count))] }
+                    return Float(Int64(random.next() % 2001) - 1000) / 7
+                }
+                var swift = TensorStatistics.Accumulator(), kernel = TensorStatistics.Accumulator()
+                values.withUnsafeBufferPointer { x in
+                    swift.add(count) { Double(x[$0]) }
+                    kernel.merge(TensorStatistics.Accumulator.figures(float32: UnsafeRawBufferPointer(x)))
+                }
+                let a = swift.statistics, b = kernel.statistics
+                #expect(a == b, "\(count) values, mix \(mix): \(a) vs \(b)")
+                #expect(a.mean.map { $0.sign } == b.mean.map { $0.sign })
+            }
+        }
+    }
+
+    @Test("inspect --stats of a many-chunk float32 tensor (chunks on every core) equals the chunk-by-chunk sequence")
+    func statisticsInParallel() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path("big.mtlm")
+        var options = ModelWriter.Options()
+        options.chunkByteCount = 256  // 64 floats a chunk: 3,000 chunks
+        let writer = try ModelWriter(path: path, options: options)
+        var random = SplitMix64(seed: 9)
+        let values = (0..<192_000).map { i -> Float in i == 77_777 ? .nan : Float(Int64(random.next() % 100_001) - 50_000) / 3 }
+        try values.withUnsafeBytes { try writer.writeTensor("t", dtype: .float32, shape: [192_000], role: .parameter, bytes: $0) }
+        try writer.finish(architecture: architecture(fromConfig: "small.json"), provenance: Provenance(createdUnixSeconds: 0, source: "test"))
+        let file = try ModelFile(path: path)
+        var sequential = TensorStatistics.Accumulator()
+        values.withUnsafeBufferPointer { x in
+            for start in stride(from: 0, to: x.count, by: 64) {
+                sequential.add(min(64, x.count - start)) { Double(x[start + $0]) }
+            }
+        }
+        let parallel = try file.statistics(of: "t")
+        #expect(parallel == sequential.statistics)
+        #expect(parallel.nanCount == 1 && parallel.elementCount == 192_000)
+        // A chunk that fails its checksum is named, not summarised.
+        let entry = try #require(file.entry(named: "t"))
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        try handle.seek(toOffset: entry.offset + 256 * 2000 + 5)
+        try handle.write(contentsOf: Data([0x77]))
+        try handle.close()
+        #expect { _ = try ModelFile(path: path).statistics(of: "t") } throws: { ($0 as? MTLModelError)?.message.contains("chunk 2000 checksum mismatch") == true }
+    }
+
     @Test("NaN, Inf and values ≥ 2^64 are counted in float32, float16 and bfloat16, at any count")
     func nonFiniteCounts() {
         for count in [0, 1, 7, 8, 9, 100, 3000] {

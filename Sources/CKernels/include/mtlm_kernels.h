@@ -82,3 +82,15 @@ long mtlm_encode_int4_rows(const float *x, size_t rows, size_t n, uint8_t *out, 
 // "avx512" or "portable": what mtlm_encode_int4_rows uses on this CPU.
 const char *mtlm_int4_kernel_name(void);
 #endif
+
+#ifndef MTLM_KERNELS_STATS_H
+#define MTLM_KERNELS_STATS_H
+// Summary figures of n float32 values, in double: what TensorStatistics' Swift loop computes
+// for a chunk, operation for operation (the sums in element order: the same doubles).
+typedef struct {
+    uint64_t finite, zeros, nan, inf;
+    double low, high;  // over the finite values (+inf, -inf when there are none)
+    double mean, m2;   // mean of the finite values, Σ (x − mean)² (0 when there are none)
+} mtlm_stats;
+void mtlm_stats_f32(const float *x, size_t n, mtlm_stats *out);
+#endif

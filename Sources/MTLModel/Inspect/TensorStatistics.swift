@@ -1,3 +1,6 @@
+import CKernels
+import Foundation
+
 /// Summary statistics of one tensor's elements, in double precision.
 public struct TensorStatistics: Sendable, Hashable, Codable {
     public var elementCount: UInt64 = 0
@@ -44,7 +47,7 @@ public struct TensorStatistics: Sendable, Hashable, Codable {
             }
             let n = bytes.count / size
             switch dtype {
-            case .float32: add(n) { Double(bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) }
+            case .float32: merge(Self.figures(float32: bytes))
             case .float16: add(n) { Double(RowCodec.float(fromHalf: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
             case .bfloat16: add(n) { Double(RowCodec.float(fromBFloat: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
             case .int64: add(n) { Double(bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
@@ -53,8 +56,10 @@ public struct TensorStatistics: Sendable, Hashable, Codable {
             }
         }
 
+        /// Adds n values given one by one: every dtype but float32 (which `mtlm_stats_f32` takes,
+        /// as this loop computes it; a test holds the two to the same doubles).
         @inline(__always)
-        private mutating func add(_ n: Int, _ value: (Int) -> Double) {
+        mutating func add(_ n: Int, _ value: (Int) -> Double) {
             var sum = 0.0, chunkFinite: UInt64 = 0, chunkZeros: UInt64 = 0, chunkNaN: UInt64 = 0, chunkInf: UInt64 = 0
             var chunkLow = Double.infinity, chunkHigh = -Double.infinity
             for i in 0..<n {
@@ -71,24 +76,43 @@ public struct TensorStatistics: Sendable, Hashable, Codable {
                     chunkInf += 1
                 }
             }
-            count += UInt64(n)
-            nan += chunkNaN
-            inf += chunkInf
-            zeros += chunkZeros
-            guard chunkFinite > 0 else { return }
-            let chunkMean = sum / Double(chunkFinite)
-            var chunkM2 = 0.0
-            for i in 0..<n {
-                let x = value(i)
-                if x.isFinite { chunkM2 += (x - chunkMean) * (x - chunkMean) }
+            var figures = mtlm_stats(finite: chunkFinite, zeros: chunkZeros, nan: chunkNaN, inf: chunkInf, low: chunkLow, high: chunkHigh, mean: 0, m2: 0)
+            if chunkFinite > 0 {
+                let chunkMean = sum / Double(chunkFinite)
+                var chunkM2 = 0.0
+                for i in 0..<n {
+                    let x = value(i)
+                    if x.isFinite { chunkM2 += (x - chunkMean) * (x - chunkMean) }
+                }
+                figures.mean = chunkMean
+                figures.m2 = chunkM2
             }
-            let total = Double(finite + chunkFinite)
-            let delta = chunkMean - mean
-            mean += delta * Double(chunkFinite) / total
-            m2 += chunkM2 + delta * delta * Double(finite) * Double(chunkFinite) / total
-            finite += chunkFinite
-            low = Swift.min(low, chunkLow)
-            high = Swift.max(high, chunkHigh)
+            merge(figures)
+        }
+
+        /// The figures of a chunk of float32 values (`mtlm_stats_f32`: the loop above in C).
+        static func figures(float32 bytes: UnsafeRawBufferPointer) -> mtlm_stats {
+            var figures = mtlm_stats()
+            mtlm_stats_f32(bytes.baseAddress?.assumingMemoryBound(to: Float.self), bytes.count / 4, &figures)
+            return figures
+        }
+
+        /// Adds a chunk's figures: counts, and the finite values' mean and M2 by Chan et al.'s
+        /// pairwise formula. Chunks merged in order give the same doubles however they were
+        /// computed (one thread or several).
+        mutating func merge(_ chunk: mtlm_stats) {
+            count += chunk.finite + chunk.nan + chunk.inf
+            nan += chunk.nan
+            inf += chunk.inf
+            zeros += chunk.zeros
+            guard chunk.finite > 0 else { return }
+            let total = Double(finite + chunk.finite)
+            let delta = chunk.mean - mean
+            mean += delta * Double(chunk.finite) / total
+            m2 += chunk.m2 + delta * delta * Double(finite) * Double(chunk.finite) / total
+            finite += chunk.finite
+            low = Swift.min(low, chunk.low)
+            high = Swift.max(high, chunk.high)
         }
 
         var statistics: TensorStatistics {
@@ -138,10 +162,47 @@ extension ModelFile {
             file.release(entry.offset, entry.storedByteCount)
             return
         }
+        if entry.dtype == .float32, entry.compression == .none, entry.chunkCount > Self.stretchChunkCount {
+            for figures in try float32Figures(entry) { accumulator.merge(figures) }
+            return
+        }
         try visitChunks(of: entry, checkingChecksums: checksChecksumsOnAccess) { visit in
             guard let chunk = visit.logical else { throw chunkError(visit, of: entry) }
             accumulator.add(chunk, dtype: entry.dtype)
         }
+    }
+
+    /// The figures of each chunk of a large uncompressed float32 tensor, in chunk order:
+    /// stretches of chunks on every core (checksums checked on the way unless they were, or
+    /// checks are off), pages released behind each stretch.
+    private func float32Figures(_ entry: TensorEntry) throws -> [mtlm_stats] {
+        let ranges = entry.storedRanges()
+        let checkCRC = checksChecksumsOnAccess && !checksumsVerified(entry.name)
+        let stretches = stride(from: 0, to: ranges.count, by: Self.stretchChunkCount).map { $0..<min($0 + Self.stretchChunkCount, ranges.count) }
+        let results = WorkResults<Result<[mtlm_stats], MTLModelError>>(count: stretches.count)
+        DispatchQueue.concurrentPerform(iterations: min(ProcessInfo.processInfo.activeProcessorCount, stretches.count)) { _ in
+            while let next = results.claim() {
+                let chunks = stretches[next]
+                let start = entry.offset + ranges[chunks.lowerBound].lowerBound, end = entry.offset + ranges[chunks.upperBound - 1].upperBound
+                file.populate(start, end - start)
+                var figures: [mtlm_stats] = []
+                var failure: MTLModelError?
+                for chunk in chunks where failure == nil {
+                    let offset = entry.offset + ranges[chunk].lowerBound
+                    let stored = file.bytes(offset, UInt64(ranges[chunk].count))
+                    if checkCRC, case let crc = CRC32.checksum(stored), crc != entry.chunkCRC32[chunk] {
+                        failure = chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
+                    } else {
+                        figures.append(TensorStatistics.Accumulator.figures(float32: stored))
+                    }
+                }
+                file.release(start, end - start)
+                results.set(next, failure.map { .failure($0) } ?? .success(figures))
+            }
+        }
+        let figures = try results.all.flatMap { try $0!.get() }
+        if checkCRC { markChecksumsVerified(entry.name) }
+        return figures
     }
 }
 
