@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two builds of the CLI side by side in one run, on the same inputs: the p40 predict model and
 # 100k samples (benchmarks/make-p40.py) at 1 and 2 threads, and verify, quantize, convert
-# --to serving, diff, export and inspect --stats of a 1 GiB training model (MODEL.md's example
+# --to serving, diff, export, inspect --stats, delta, apply and import of a 1 GiB training model (MODEL.md's example
 # config, 16M-row user table). Medians of 3 (5 for predict), wall seconds and peak RSS. Used to
 # check that a change keeps every command's speed and memory (a redesign, a refactoring).
 # Usage: [AB_ONLY=SUBSTRING] benchmarks/ab.sh OLD_BINARY NEW_BINARY [WORK_DIR]   (needs ~6 GB free)
@@ -22,6 +22,22 @@ PY
   "$new" synth "$work/big.json" "$work/big.mtlm" --seed 1 --training >/dev/null
   "$new" synth "$work/big.json" "$work/big2.mtlm" --seed 2 --training >/dev/null
 fi
+if [ ! -f "$work/big-edit.mtlm" ]; then
+  # The same model with 1% of the user table's rows changed (a day of training on a few users):
+  # what `delta` and `apply` of a small delta are measured on. Written by the Python package.
+  PYTHONPATH="$here/../python" "${PYTHON:-$here/../.venv/bin/python3}" - "$work" <<'PY'
+import sys, numpy as np, mtl_model
+work = sys.argv[1]
+with mtl_model.load(work + "/big.mtlm") as m:
+    tensors = {name: np.array(m[name]) for name in m.tensors}
+    config = m.config
+rows = np.random.default_rng(1).choice(tensors["embedding.user_id.weight"].shape[0], 160_000, replace=False)
+tensors["embedding.user_id.weight"][rows] += np.float32(1e-3)
+mtl_model.save(work + "/big-edit.mtlm", tensors, config, fsync=False)
+PY
+fi
+[ -f "$work/big.delta.mtlmd" ] || "$new" delta "$work/big.mtlm" "$work/big-edit.mtlm" "$work/big.delta.mtlmd" >/dev/null
+[ -f "$work/big.safetensors" ] || "$new" export "$work/big.mtlm" "$work/big.safetensors" >/dev/null
 python3 - "$old" "$new" "$work" <<'PY'
 import os, statistics, subprocess, sys, time
 old, new, work = sys.argv[1:4]
@@ -45,7 +61,10 @@ cases = [("predict p40, 1 thread", ["predict", w("p40.mtlm"), w("p40.txt"), "--t
          ("convert --to serving 1 GiB", ["convert", w("big.mtlm"), w("out.mtlm"), "--to", "serving"], 3),
          ("diff two 1 GiB", ["diff", w("big.mtlm"), w("big2.mtlm")], 3),
          ("export .safetensors 1 GiB", ["export", w("big.mtlm"), w("out.safetensors")], 3),
-         ("inspect --stats 1 GiB", ["inspect", w("big.mtlm"), "--stats"], 3)]
+         ("inspect --stats 1 GiB", ["inspect", w("big.mtlm"), "--stats"], 3),
+         ("delta of two 1 GiB (1% of a table changed)", ["delta", w("big.mtlm"), w("big-edit.mtlm"), w("out.mtlm")], 3),
+         ("apply that delta", ["apply", w("big.mtlm"), w("big.delta.mtlmd"), w("out.mtlm")], 3),
+         ("import .safetensors 1 GiB", ["import", w("big.safetensors"), w("out.mtlm")], 3)]
 print("| command | old s | new s | new / old | old peak MiB | new peak MiB |")
 print("|---|---|---|---|---|---|")
 only = os.environ.get("AB_ONLY")  # a substring of the rows to run, e.g. AB_ONLY=predict

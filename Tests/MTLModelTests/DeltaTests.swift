@@ -64,6 +64,8 @@ struct DeltaTests {
         #expect(Double(deltaBytes) <= 0.10 * Double(newBytes), "\(deltaBytes) of \(newBytes)")
         #expect(try runCLI(["apply", directory.path("base.mtlm"), directory.path("d.mtlmd"), directory.path("r.mtlm")]).status == 0)
         #expect(try tensorBytes(ModelFile(path: directory.path("r.mtlm"))) == tensorBytes(ModelFile(path: directory.path("new.mtlm"))))
+        // Unchanged tensors' chunks are copied with the base's CRCs: the result verifies whole.
+        #expect(ModelVerifier().verify(try ModelFile(path: directory.path("r.mtlm"))).isValid)
     }
 
     @Test("A delta for another base is refused, and nothing is written")

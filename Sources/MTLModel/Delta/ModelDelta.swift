@@ -257,9 +257,7 @@ public enum ModelDelta {
                 guard let old = base.entry(named: tensor.name), old.dtype == tensor.dtype, old.shape == tensor.shape else {
                     throw fail("the base has no tensor of this name, dtype and shape")
                 }
-                try base.requireValid(old)
-                try base.withTensorBytes(old.name) { try writer.writeTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.role, bytes: $0) }
-                base.file.release(old.offset, old.storedByteCount)
+                try copy(old, of: base, as: tensor, into: writer)
             case .rows:
                 guard let old = base.entry(named: tensor.name), old.dtype == tensor.dtype, old.shape.dropFirst() == tensor.shape.dropFirst(),
                       let rowBytes = rowByteCount(tensor.dtype, tensor.shape) else {
@@ -268,6 +266,22 @@ public enum ModelDelta {
                 try patch(old, of: base, with: tensor, of: delta, rowBytes: rowBytes, into: writer, fail: fail)
             }
         }
+    }
+
+    /// The base's tensor `old`, unchanged: chunk by chunk in bounded memory, each chunk's CRC
+    /// taken from the base (checked there first, with the values) when the chunks line up.
+    private static func copy(_ old: TensorEntry, of base: ModelFile, as tensor: DeltaManifest.Tensor, into writer: ModelWriter) throws {
+        try writer.beginTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.role)
+        try base.requireValid(old)
+        if old.compression == .none, old.chunkByteCount == writer.chunkByteCount {
+            try base.visitStoredChunks(of: old) { index, _, stored in try writer.write(stored, checkedCRC: old.chunkCRC32[index]) }
+        } else {
+            try base.visitChunks(of: old, checkingChecksums: false) { visit in
+                guard let chunk = visit.logical else { throw base.chunkError(visit, of: old) }
+                try writer.write(chunk)
+            }
+        }
+        try writer.endTensor()
     }
 
     /// The base's tensor `old` with the delta's rows of `tensor` in place.
@@ -285,18 +299,42 @@ public enum ModelDelta {
         try delta.requireValid(delta.entry(named: DeltaTensorName.values(tensor.name))!)
         try base.withTensorBytes(old.name) { oldBytes in
             try delta.withTensorBytes(DeltaTensorName.values(tensor.name)) { values in
-                var next = 0
-                for row in 0..<newRowCount {
+                // Runs of rows, each in one write: the base's rows up to the next patched row
+                // (all below the base's row count: the guard above), then consecutive patched
+                // rows. A small delta is a few writes of large runs, not one write a row.
+                var row = 0, next = 0, released = 0
+                while row < newRowCount {
                     if next < rows.count && rows[next] == UInt64(row) {
-                        try writer.write(UnsafeRawBufferPointer(rebasing: values[next * rowBytes..<(next + 1) * rowBytes]))
-                        next += 1
+                        var end = next + 1
+                        while end < rows.count && rows[end] == rows[end - 1] + 1 { end += 1 }
+                        try writer.write(UnsafeRawBufferPointer(rebasing: values[next * rowBytes..<end * rowBytes]))
+                        row += end - next
+                        next = end
                     } else {
-                        try writer.write(UnsafeRawBufferPointer(rebasing: oldBytes[row * rowBytes..<(row + 1) * rowBytes]))
+                        let stop = next < rows.count ? Int(rows[next]) : newRowCount
+                        try copyReleasing(oldBytes, rows: row..<stop, rowBytes: rowBytes, of: old, in: base, released: &released, into: writer)
+                        row = stop
                     }
                 }
             }
         }
         try writer.endTensor()
         base.file.release(old.offset, old.storedByteCount)
+    }
+
+    /// Writes rows `rows` of the base's mapped tensor in windows of 64 MiB, releasing each
+    /// window's pages once written (`released`: bytes of the tensor released so far), so that
+    /// a patched table of any size keeps a bounded resident set.
+    private static func copyReleasing(_ bytes: UnsafeRawBufferPointer, rows: Range<Int>, rowBytes: Int, of entry: TensorEntry, in file: ModelFile,
+                                      released: inout Int, into writer: ModelWriter) throws {
+        let window = max(1, (64 << 20) / max(rowBytes, 1))
+        for start in stride(from: rows.lowerBound, to: rows.upperBound, by: window) {
+            let end = min(start + window, rows.upperBound)
+            try writer.write(UnsafeRawBufferPointer(rebasing: bytes[start * rowBytes..<end * rowBytes]))
+            if entry.compression == .none, end * rowBytes - released >= 64 << 20 {
+                file.file.release(entry.offset + UInt64(released), UInt64(end * rowBytes - released))
+                released = end * rowBytes
+            }
+        }
     }
 }

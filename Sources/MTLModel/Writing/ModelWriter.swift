@@ -97,6 +97,26 @@ public final class ModelWriter {
         current = tensor
     }
 
+    /// Appends the next whole chunk of the open tensor, whose CRC-32 the caller has: a chunk
+    /// copied from a file that checked it against that CRC, with the same chunk size, is
+    /// written without computing it again. Anything else (a compressed output, a chunk that
+    /// does not line up) is written as `write` writes it.
+    func write(_ bytes: UnsafeRawBufferPointer, checkedCRC: UInt32) throws(MTLModelError) {
+        guard var tensor = current, tensor.entry.compression == .none, tensor.chunkFill == 0,
+              UInt64(bytes.count) == min(options.chunkByteCount, tensor.byteCount - tensor.written), !bytes.isEmpty else {
+            return try write(bytes)
+        }
+        try output.append(bytes)
+        tensor.chunkCRC = checkedCRC
+        tensor.chunkFill = UInt64(bytes.count)
+        tensor.written += UInt64(bytes.count)
+        try closeChunk(&tensor)
+        current = tensor
+    }
+
+    /// Logical bytes per chunk of the tensors written.
+    var chunkByteCount: UInt64 { options.chunkByteCount }
+
     public func write<T: BitwiseCopyable>(_ elements: ArraySlice<T>) throws(MTLModelError) {
         try elements.withUnsafeBytes { raw in Result { () throws(MTLModelError) in try write(raw) } }.get()
     }
