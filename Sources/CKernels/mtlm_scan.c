@@ -77,22 +77,32 @@ static uint32_t crc32_fold(const uint8_t *p, size_t len, uint32_t crc) {
 
 // The same with VPCLMULQDQ on 512-bit registers, for 256 bytes or more (a multiple of 16):
 // four registers of four lanes fold 256 bytes an iteration (by 2048 bits: x^2016 and x^2080
-// mod P), then fold into one register by 512 bits, whose four lanes end as above.
+// mod P), then fold into one register by 512 bits, whose four lanes end as above. With
+// `magnitude`, the same loads also give the largest |x| (as bits) of the float32 values in the
+// 64-byte blocks folded, and *covered says how many bytes those were: verify's scan for NaN,
+// Inf and huge values fused into the checksum's one pass over the chunk.
 __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
-static uint32_t crc32_fold_avx512(const uint8_t *p, size_t len, uint32_t crc) {
+static inline __attribute__((always_inline)) uint32_t crc32_fold_avx512_body(const uint8_t *p, size_t len, uint32_t crc, uint32_t *magnitude, size_t *covered) {
     const __m512i k2048 = _mm512_broadcast_i32x4(_mm_set_epi64x(0x1322d1430 /* x^2016 */, 0x11542778a /* x^2080 */));
     const __m512i k512 = _mm512_broadcast_i32x4(MTLM_FOLD_512);
+    const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF);
+    __m512i m0 = _mm512_setzero_si512(), m1 = m0;
+    const uint8_t *start = p;
     #define FOLD512(z, k, next) _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(z, k, 0x00), _mm512_clmulepi64_epi128(z, k, 0x11), next, 0x96)
+    #define TRACK(m, v) if (magnitude) m = _mm512_max_epu32(m, _mm512_and_si512(v, abs))
     __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 64);
     __m512i z2 = _mm512_loadu_si512(p + 128), z3 = _mm512_loadu_si512(p + 192);
+    TRACK(m0, z0); TRACK(m1, z1); TRACK(m0, z2); TRACK(m1, z3);
     z0 = _mm512_xor_si512(z0, _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)crc)));
     p += 256;
     len -= 256;
     while (len >= 256) {
-        z0 = FOLD512(z0, k2048, _mm512_loadu_si512(p));
-        z1 = FOLD512(z1, k2048, _mm512_loadu_si512(p + 64));
-        z2 = FOLD512(z2, k2048, _mm512_loadu_si512(p + 128));
-        z3 = FOLD512(z3, k2048, _mm512_loadu_si512(p + 192));
+        __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 64), c = _mm512_loadu_si512(p + 128), d = _mm512_loadu_si512(p + 192);
+        TRACK(m0, a); TRACK(m1, b); TRACK(m0, c); TRACK(m1, d);
+        z0 = FOLD512(z0, k2048, a);
+        z1 = FOLD512(z1, k2048, b);
+        z2 = FOLD512(z2, k2048, c);
+        z3 = FOLD512(z3, k2048, d);
         p += 256;
         len -= 256;
     }
@@ -100,13 +110,28 @@ static uint32_t crc32_fold_avx512(const uint8_t *p, size_t len, uint32_t crc) {
     z = FOLD512(z, k512, z2);
     z = FOLD512(z, k512, z3);
     while (len >= 64) {
-        z = FOLD512(z, k512, _mm512_loadu_si512(p));
+        __m512i a = _mm512_loadu_si512(p);
+        TRACK(m0, a);
+        z = FOLD512(z, k512, a);
         p += 64;
         len -= 64;
     }
+    #undef TRACK
     #undef FOLD512
+    if (magnitude) {
+        *magnitude = _mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1));
+        *covered = (size_t)(p - start);
+    }
     return crc32_fold_finish(_mm512_castsi512_si128(z), _mm512_extracti32x4_epi32(z, 1), _mm512_extracti32x4_epi32(z, 2),
                              _mm512_extracti32x4_epi32(z, 3), p, len);
+}
+
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
+static uint32_t crc32_fold_avx512(const uint8_t *p, size_t len, uint32_t crc) { return crc32_fold_avx512_body(p, len, crc, 0, 0); }
+
+__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
+static uint32_t crc32_fold_avx512_magnitude(const uint8_t *p, size_t len, uint32_t crc, uint32_t *magnitude, size_t *covered) {
+    return crc32_fold_avx512_body(p, len, crc, magnitude, covered);
 }
 
 static int has_pclmul(void) { return mtlm_cpu_has(MTLM_CPU_PCLMUL | MTLM_CPU_SSE41); }
@@ -131,6 +156,30 @@ uint32_t mtlm_crc32_using(int implementation, uint32_t crc, const uint8_t *p, si
 }
 
 uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len) { return mtlm_crc32_using(2, crc, p, len); }
+
+uint32_t mtlm_crc32_f32_magnitude(uint32_t crc, const uint8_t *p, size_t len, uint32_t *magnitude, int implementation) {
+    uint32_t largest = 0;
+    size_t done = 0;
+#if defined(__x86_64__)
+    if (implementation >= 2 && len >= 256 && has_vpclmul()) {
+        size_t body = len & ~(size_t)15;
+        crc = ~crc32_fold_avx512_magnitude(p, body, ~crc, &largest, &done);
+        crc = (uint32_t)crc32_z(crc, p + body, len - body);
+    } else
+#endif
+    {
+        crc = mtlm_crc32_using(implementation, crc, p, len);
+    }
+    // The values the fused loads did not reach (all of them on the other paths).
+    for (size_t i = done; i + 4 <= len; i += 4) {
+        uint32_t bits;
+        memcpy(&bits, p + i, 4);
+        bits &= 0x7FFFFFFFu;
+        largest = bits > largest ? bits : largest;
+    }
+    *magnitude = largest;
+    return crc;
+}
 
 const char *mtlm_crc32_name(void) {
 #if defined(__x86_64__)

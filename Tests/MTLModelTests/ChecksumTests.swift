@@ -35,6 +35,32 @@ struct ChecksumTests {
         #expect(["vpclmulqdq-avx512", "pclmul", "zlib"].contains(CRC32.implementation))
     }
 
+    @Test("The CRC with the largest float32 magnitude: zlib's CRC and the scalar maximum, on every path, length and alignment, with NaN, Inf and huge values anywhere")
+    func crcWithMagnitude() {
+        var random = SplitMix64(seed: 8)
+        var floats = (0..<1200).map { _ in Float(Int64(random.next() % 20001) - 10000) / 100 }
+        for length in Array(0..<700) + [1024, 4096, 4800] {
+            for special: Float in [1, .nan, -.infinity, 0x1p64] {
+                let at = length / 4 > 0 ? Int(random.next() % UInt64(length / 4)) : 0
+                let saved = floats[at]
+                if length >= 4 { floats[at] = special }
+                floats.withUnsafeBytes { raw in
+                    for offset in [0, 4] where offset + length <= raw.count {
+                        let p = raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset
+                        var expected: UInt32 = 0
+                        for i in stride(from: 0, to: length - 3, by: 4) { expected = max(expected, raw.load(fromByteOffset: offset + i, as: UInt32.self) & 0x7FFF_FFFF) }
+                        for path: Int32 in [0, 1, 2] {
+                            var magnitude: UInt32 = 0
+                            #expect(mtlm_crc32_f32_magnitude(3, p, length, &magnitude, path) == UInt32(crc32_z(3, p, length)), "length \(length) path \(path)")
+                            #expect(magnitude == expected, "length \(length) path \(path) special \(special)")
+                        }
+                    }
+                }
+                floats[at] = saved
+            }
+        }
+    }
+
     @Test("Statistics of float32 chunks: the C kernel gives the Swift loop's doubles, at every length, with NaN, Inf, signed zeros and denormals")
     func statisticsKernel() {
         var random = SplitMix64(seed: 5)

@@ -63,6 +63,11 @@ uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len);
 // The same with at most the given implementation: 0 zlib, 1 PCLMUL, 2 VPCLMULQDQ (each where
 // the CPU has it, else the next below): what the tests compare the fast paths with.
 uint32_t mtlm_crc32_using(int implementation, uint32_t crc, const uint8_t *p, size_t len);
+// The CRC-32 of len bytes at p (float32 values, p at an element's start), and in *magnitude
+// the largest |x| of its whole values as bits (|x| < 2^64, finite, when it is below
+// 0x5F800000): one pass over the bytes where the CPU has VPCLMULQDQ. `implementation` as in
+// mtlm_crc32_using.
+uint32_t mtlm_crc32_f32_magnitude(uint32_t crc, const uint8_t *p, size_t len, uint32_t *magnitude, int implementation);
 // "vpclmulqdq-avx512", "pclmul" or "zlib": what mtlm_crc32 uses on this CPU for long buffers.
 const char *mtlm_crc32_name(void);
 // Adds to *nan and *inf the NaN and Inf among n float32 values given as bit patterns, and to

@@ -19,18 +19,29 @@ final class ModelWeights: @unchecked Sendable {
         func row(_ index: Int) -> UnsafeRawPointer { rows.row(index) }
     }
 
-    /// The chunk checks of each part of a table, by row.
+    /// The chunk checks of each part of a table, by row: a trivial value (the checkers are
+    /// kept alive by `ModelWeights`), so that copying a field's weights in the lookup loop
+    /// costs no reference counting.
     struct TableChecks {
-        let parts: [(firstRow: Int, checks: ChunkChecks?)]
+        /// Each part's first row and checker (nil: checked whole).
+        final class Parts {
+            let parts: [(firstRow: Int, checks: ChunkChecks?)]
+            init(_ parts: [(firstRow: Int, checks: ChunkChecks?)]) { self.parts = parts }
+        }
+        /// The checker of a table in one part (the usual case).
+        let single: Unmanaged<ChunkChecks>?
+        let split: Unmanaged<Parts>?
         let rowByteCount: Int
 
         /// Checks the chunks holding row `row` not checked yet: nil when they match.
         @inline(__always)
         func check(row: Int) -> MTLModelError? {
-            var part = parts.count - 1
-            while parts[part].firstRow > row { part -= 1 }  // parts are shards: a few
-            guard let checks = parts[part].checks, rowByteCount > 0 else { return nil }
-            return checks.check((row - parts[part].firstRow) * rowByteCount, rowByteCount)
+            if let single { return single._withUnsafeGuaranteedRef { $0.check(row * rowByteCount, rowByteCount) } }
+            return split?._withUnsafeGuaranteedRef { split in
+                var part = split.parts.count - 1
+                while split.parts[part].firstRow > row { part -= 1 }  // parts are shards: a few
+                return split.parts[part].checks?.check((row - split.parts[part].firstRow) * rowByteCount, rowByteCount)
+            }
         }
     }
 
@@ -82,6 +93,8 @@ final class ModelWeights: @unchecked Sendable {
     /// Width of the bottom input z, and of the shared output the towers take.
     let bottomWidth: Int
     let towerInputWidth: Int
+    /// The chunk checkers the tables' `TableChecks` point to (unretained there).
+    private let checkers: [AnyObject]
     private var owned: [UnsafeMutableBufferPointer<Float>] = []
     private var ownedRaw: [UnsafeMutableRawBufferPointer] = []
 
@@ -99,6 +112,7 @@ final class ModelWeights: @unchecked Sendable {
         fusion = arch.fusion
         var owned: [UnsafeMutableBufferPointer<Float>] = []
         var ownedRaw: [UnsafeMutableRawBufferPointer] = []
+        var checkers: [AnyObject] = []
         // Frees what was allocated so far when a later tensor fails: `deinit` does not run for
         // an initializer that throws before every property is set.
         var complete = false
@@ -143,9 +157,17 @@ final class ModelWeights: @unchecked Sendable {
                     checks.append((part.firstRow, nil))
                 }
             }
+            var tableChecks: TableChecks?
+            if checks.count == 1, let only = checks[0].checks {
+                checkers.append(only)
+                tableChecks = TableChecks(single: Unmanaged.passUnretained(only), split: nil, rowByteCount: tensor.rowByteCount)
+            } else if checks.contains(where: { $0.checks != nil }), tensor.rowByteCount > 0 {
+                let split = TableChecks.Parts(checks)
+                checkers.append(split)
+                tableChecks = TableChecks(single: nil, split: Unmanaged.passUnretained(split), rowByteCount: tensor.rowByteCount)
+            }
             return TableView(rows: TensorRows(parts: parts, rowByteCount: tensor.rowByteCount, count: tensor.rowCount),
-                             dtype: tensor.dtype, columns: tensor.columnCount,
-                             checks: checks.contains { $0.checks != nil } ? TableChecks(parts: checks, rowByteCount: tensor.rowByteCount) : nil)
+                             dtype: tensor.dtype, columns: tensor.columnCount, checks: tableChecks)
         }
 
         var fields: [FieldWeights] = []
@@ -205,6 +227,7 @@ final class ModelWeights: @unchecked Sendable {
         self.tasks = tasks
         self.owned = owned
         self.ownedRaw = ownedRaw
+        self.checkers = checkers
         complete = true
     }
 

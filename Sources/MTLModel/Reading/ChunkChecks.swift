@@ -11,6 +11,7 @@ final class ChunkChecks: @unchecked Sendable {
     private let file: ModelFile
     private let entry: TensorEntry
     private let chunkByteCount: Int
+    private let chunkShift: Int
     private let flags: UnsafeMutablePointer<UInt8>
 
     init(file: ModelFile, entry: TensorEntry) {
@@ -18,6 +19,7 @@ final class ChunkChecks: @unchecked Sendable {
         self.file = file
         self.entry = entry
         chunkByteCount = Int(entry.chunkByteCount)
+        chunkShift = chunkByteCount.nonzeroBitCount == 1 ? chunkByteCount.trailingZeroBitCount : -1
         flags = .allocate(capacity: entry.chunkCount)
         flags.initialize(repeating: 0, count: entry.chunkCount)
     }
@@ -28,7 +30,9 @@ final class ChunkChecks: @unchecked Sendable {
     /// checked yet; nil when they match.
     @inline(__always)
     func check(_ offset: Int, _ count: Int) -> MTLModelError? {
-        let first = offset / chunkByteCount, last = (offset + count - 1) / chunkByteCount
+        // A shift for the usual power-of-two chunk size (a lookup pays for this on every row).
+        let first = chunkShift >= 0 ? offset >> chunkShift : offset / chunkByteCount
+        let last = chunkShift >= 0 ? (offset + count - 1) >> chunkShift : (offset + count - 1) / chunkByteCount
         for chunk in first...last where mtlm_flag_get(flags, chunk) == 0 {
             if let problem = checkChunk(chunk) { return problem }
         }

@@ -221,8 +221,13 @@ public final class ModelFile: @unchecked Sendable {
                 for chunk in chunks where error == nil {
                     let offset = entry.offset + ranges[chunk].lowerBound
                     let stored = file.bytes(offset, UInt64(ranges[chunk].count))
-                    if checkCRC, case let crc = CRC32.checksum(stored), crc != entry.chunkCRC32[chunk] {
-                        error = chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
+                    if checkCRC {
+                        let (crc, clean) = ValueCounts.checksum(stored, of: entry)
+                        if crc != entry.chunkCRC32[chunk] {
+                            error = chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
+                        } else if !clean {
+                            counts.scanElements(stored, of: entry, first: Int(ranges[chunk].lowerBound) / elementSize)
+                        }
                     } else {
                         counts.scanElements(stored, of: entry, first: Int(ranges[chunk].lowerBound) / elementSize)
                     }

@@ -48,6 +48,18 @@ struct ValueCounts {
         return problems
     }
 
+    /// The CRC-32 of `stored`, a chunk of the uncompressed tensor `entry`, and whether its
+    /// values need no scan: float32 values all finite and of magnitude below 2^64, which the
+    /// checksum's own pass over the bytes finds (`mtlm_crc32_f32_magnitude`), in a tensor whose
+    /// values may be negative (a batch-norm variance may not: its chunks are scanned).
+    static func checksum(_ stored: UnsafeRawBufferPointer, of entry: TensorEntry) -> (crc: UInt32, clean: Bool) {
+        guard entry.dtype == .float32, let base = stored.baseAddress, !stored.isEmpty else { return (CRC32.checksum(stored), false) }
+        if case .dense(_, _, .bnRunningVar)? = TensorName(entry.name) { return (CRC32.checksum(stored), false) }
+        var magnitude: UInt32 = 0
+        let crc = mtlm_crc32_f32_magnitude(0, base.assumingMemoryBound(to: UInt8.self), stored.count, &magnitude, 2)
+        return (crc, magnitude < 0x5F80_0000)
+    }
+
     /// Scans whole elements of a non-quantized tensor, `bytes` starting at element `first`.
     mutating func scanElements(_ bytes: UnsafeRawBufferPointer, of entry: TensorEntry, first: Int) {
         guard let size = entry.dtype.elementByteCount else { return }
