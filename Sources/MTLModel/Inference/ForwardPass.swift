@@ -93,21 +93,24 @@ enum ForwardPass {
         let firstEntry = Int(e.starts[samples.lowerBound])
         let entryCount = Int(e.starts[samples.upperBound]) - firstEntry
         if ws.entryRows.count < entryCount { ws.entryRows = Array(repeating: 0, count: entryCount) }
+        // The fields are read in place (`fields[f].…`): binding one to a local would copy the
+        // struct, retaining and releasing its arrays and index for every id.
+        w.fields.withUnsafeBufferPointer { fields in
         ws.entryRows.withUnsafeMutableBufferPointer { rows in
             for i in 0..<entryCount {
-                let field = w.fields[Int(e.fields[firstEntry + i])]
-                var row = field.row(of: e.ids[firstEntry + i])
-                if row >= 0, let problem = field.embedding.checks?.check(row: row) ?? field.linear?.checks?.check(row: row) {
+                let f = Int(e.fields[firstEntry + i])
+                var row = fields[f].row(of: e.ids[firstEntry + i])
+                if row >= 0, let problem = fields[f].embedding.checks?.check(row: row) ?? fields[f].linear?.checks?.check(row: row) {
                     ws.failure = ws.failure ?? problem  // the batch fails; the row is not read
                     row = -1
                 }
                 rows[i] = row
                 if row >= 0 {
-                    mtlm_prefetch(field.embedding.row(row))
-                    if let linear = field.linear { mtlm_prefetch(linear.row(row)) }
+                    mtlm_prefetch(fields[f].embedding.row(row))
+                    if fields[f].linear != nil { mtlm_prefetch(fields[f].linear!.row(row)) }
                 }
             }
-        }
+        }}
         return firstEntry
     }
 
@@ -121,29 +124,30 @@ enum ForwardPass {
         ws.zWeight.update(repeating: 0, count: fieldCount)
         ws.zSquares.update(repeating: 0, count: fieldCount)
         ws.linear.update(repeating: 0, count: fieldCount)
+        w.fields.withUnsafeBufferPointer { fields in  // read in place, as in `lookUp`
         for entry in Int(e.starts[sample])..<Int(e.starts[sample + 1]) {
             let f = Int(e.fields[entry])
-            let field = w.fields[f]
             let row = ws.entryRows[entry - firstEntry]
             if row < 0 { continue }
             let value = e.values[entry]
             let target = ws.pooled + f * k
-            let stored = field.embedding.row(row)
-            if field.embedding.dtype == .float32 {
+            let stored = fields[f].embedding.row(row)
+            if fields[f].embedding.dtype == .float32 {
                 let vector = stored.assumingMemoryBound(to: Float.self)
                 for j in 0..<k { target[j] += value * vector[j] }
             } else {
                 // Quantized or half-precision rows are decoded as they are read.
-                RowCodec.decodeRow(stored, dtype: field.embedding.dtype, columns: k, into: ws.decodedRow)
+                RowCodec.decodeRow(stored, dtype: fields[f].embedding.dtype, columns: k, into: ws.decodedRow)
                 for j in 0..<k { target[j] += value * ws.decodedRow[j] }
             }
             ws.zWeight[f] += value
             ws.zSquares[f] += value * value
-            if let linear = field.linear {
+            if fields[f].linear != nil {
                 var weight: Float = 0
-                RowCodec.decodeRow(linear.row(row), dtype: linear.dtype, columns: 1, into: &weight)
+                RowCodec.decodeRow(fields[f].linear!.row(row), dtype: fields[f].linear!.dtype, columns: 1, into: &weight)
                 ws.linear[f] += value * weight
             }
+        }
         }
         var linearTerm = w.linearBias
         for f in 0..<fieldCount {
