@@ -38,7 +38,7 @@ struct DatasetOptions: ParsableArguments {
         let predictor = try Predictor(model: file, threadCount: threads)
         let reader = try DatasetReader(path: data, architecture: file.architecture, skipInvalid: skipInvalid)
         try opened(predictor)
-        let batches = BatchPrefetcher(reader, taskCount: file.architecture.tasks.count, batchSize: batchSize)
+        let batches = BatchPrefetcher(reader, taskCount: file.architecture.tasks.count, batchSize: batchSize, prepare: predictor.prepare)
         defer { batches.cancel() }
         let size = data == "-" ? 0 : (try? FileManager.default.attributesOfItem(atPath: data)[.size] as? UInt64) ?? 0
         try progress.run(total: size) {

@@ -14,8 +14,11 @@ public final class BatchPrefetcher: @unchecked Sendable {
     private var cancelled = false
     private let depth: Int
 
-    /// Starts reading `reader` in batches of `batchSize`.
-    public init(_ reader: DatasetReader, taskCount: Int, batchSize: Int, depth: Int = 2) {
+    /// Starts reading `reader` in batches of `batchSize`; `prepare` runs on each batch on the
+    /// parsing thread once it is handed over (`Predictor.prepare`: the table chunks the batch
+    /// touches are checked there while the forward pass runs, which then finds them checked).
+    public init(_ reader: DatasetReader, taskCount: Int, batchSize: Int, depth: Int = 2,
+                prepare: (@Sendable (SampleBatch) -> Void)? = nil) {
         self.depth = max(1, depth)
         let handoff = ReaderHandoff(reader)
         let thread = Thread { [self] in
@@ -32,6 +35,7 @@ public final class BatchPrefetcher: @unchecked Sendable {
                     ready.append(batch)
                     condition.broadcast()
                     condition.unlock()
+                    prepare?(batch)
                 }
             } catch {
                 condition.lock()

@@ -89,6 +89,25 @@ public final class Predictor: @unchecked Sendable {
         return output
     }
 
+    /// Checks the table chunks `batch` touches that are not checked yet, on the calling
+    /// thread: the reader thread calls it on the batch it has just handed over
+    /// (`BatchPrefetcher`), so that checking a large table's chunks is shared with the
+    /// forward pass instead of all done by it. Only a hint: a chunk that fails is not recorded
+    /// as checked, and `predict` reports it.
+    public func prepare(_ batch: SampleBatch) {
+        guard weights.fields.contains(where: { $0.embedding.checks != nil || $0.linear?.checks != nil }) else { return }
+        weights.fields.withUnsafeBufferPointer { fields in
+            for e in 0..<batch.entryID.count {
+                let f = Int(batch.entryField[e])
+                guard fields[f].embedding.checks != nil || fields[f].linear?.checks != nil else { continue }
+                let row = fields[f].row(of: batch.entryID[e])
+                guard row >= 0 else { continue }
+                _ = fields[f].embedding.checks?.check(row: row)
+                _ = fields[f].linear?.checks?.check(row: row)
+            }
+        }
+    }
+
     private func takeWorkspace() -> Workspace {
         lock.withLock { spareWorkspaces.popLast() } ?? Workspace(weights, rows: ForwardPass.blockRows)
     }
