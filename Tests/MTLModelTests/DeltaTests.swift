@@ -68,6 +68,29 @@ struct DeltaTests {
         #expect(ModelVerifier().verify(try ModelFile(path: directory.path("r.mtlm"))).isValid)
     }
 
+    @Test("Changed rows found window by window equal a row-by-row comparison: grown, shrunk, equal windows, the first only; every window released")
+    func changedRowsInWindows() {
+        var random = SplitMix64(seed: 4)
+        for (oldRows, newRows) in [(40, 40), (40, 47), (47, 40), (0, 5), (5, 0)] {
+            let rowBytes = 12
+            let old = (0..<oldRows * rowBytes).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            var new = (0..<newRows * rowBytes).map { i in i < old.count ? old[i] : UInt8(truncatingIfNeeded: random.next()) }
+            for row in [3, 17, 18, 39] where row < min(oldRows, newRows) { new[row * rowBytes + 5] ^= 0x40 }
+            let expected = (0..<newRows).filter { $0 >= oldRows || old[$0 * rowBytes..<($0 + 1) * rowBytes] != new[$0 * rowBytes..<($0 + 1) * rowBytes] }.map { UInt64($0) }
+            for window in [rowBytes, 5 * rowBytes, 64 << 20] {
+                old.withUnsafeBytes { a in
+                    new.withUnsafeBytes { b in
+                        var released = 0
+                        let changed = ModelDelta.changedRows(old: a, new: b, rowBytes: rowBytes, windowBytes: window) { released += $0.count }
+                        #expect(changed == expected, "\(oldRows) → \(newRows) rows, window \(window)")
+                        #expect(released == new.count)
+                        #expect(ModelDelta.changedRows(old: a, new: b, rowBytes: rowBytes, first: true, windowBytes: window) == Array(expected.prefix(1)))
+                    }
+                }
+            }
+        }
+    }
+
     @Test("A delta for another base is refused, and nothing is written")
     func wrongBase() throws {
         let directory = TemporaryDirectory()

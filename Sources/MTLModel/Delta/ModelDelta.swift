@@ -124,13 +124,21 @@ public enum ModelDelta {
             if let old = base.entry(named: entry.name) { try base.requireValid(old) }
             try new.withTensorBytes(entry.name) { newBytes in
                 if let old = base.entry(named: entry.name), old.dtype == entry.dtype {
-                    if old.shape == entry.shape, try base.withTensorBytes(old.name, { $0.elementsEqual(newBytes) }) {
+                    // Both tensors are compared in windows whose mapped pages are released
+                    // once compared: two tables larger than memory stay out of the resident set.
+                    let release = { (bytes: Range<Int>) in
+                        for (file, tensor) in [(base, old), (new, entry)] where tensor.compression == .none && bytes.upperBound <= Int(tensor.byteCount) {
+                            file.file.release(tensor.offset + UInt64(bytes.lowerBound), UInt64(bytes.count))
+                        }
+                    }
+                    defer { base.file.release(old.offset, old.storedByteCount) }
+                    if old.shape == entry.shape, try base.withTensorBytes(old.name, { changedRows(old: $0, new: newBytes, rowBytes: 1, first: true, release: release).isEmpty }) {
                         source = .base
                         return
                     }
                     if let rowBytes = rowByteCount(entry.dtype, entry.shape), !entry.shape.isEmpty, old.shape.dropFirst() == entry.shape.dropFirst() {
                         let changed = try base.withTensorBytes(old.name) { oldBytes in
-                            changedRows(old: oldBytes, new: newBytes, rowBytes: rowBytes)
+                            changedRows(old: oldBytes, new: newBytes, rowBytes: rowBytes, release: release)
                         }
                         if Double(changed.count * (rowBytes + 8)) < patchFraction * Double(newBytes.count) {
                             try writePatch(entry, changed, newBytes, rowBytes: rowBytes, writer: writer)
@@ -140,7 +148,14 @@ public enum ModelDelta {
                         }
                     }
                 }
-                try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: newBytes)
+                // Stored whole: written in windows, each released once written.
+                try writer.beginTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role)
+                for start in stride(from: 0, to: newBytes.count, by: 64 << 20) {
+                    let end = min(start + (64 << 20), newBytes.count)
+                    try writer.write(UnsafeRawBufferPointer(rebasing: newBytes[start..<end]))
+                    if entry.compression == .none { new.file.release(entry.offset + UInt64(start), UInt64(end - start)) }
+                }
+                try writer.endTensor()
             }
             new.file.release(entry.offset, entry.storedByteCount)
             switch source {
@@ -153,14 +168,27 @@ public enum ModelDelta {
         return entries
     }
 
-    /// Indices of the rows of `new` that the base does not hold identically at the same index.
-    static func changedRows(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer, rowBytes: Int) -> [UInt64] {
+    /// Indices of the rows of `new` that the base does not hold identically at the same index
+    /// (with `first`, only the first of them), compared in windows of 64 MiB, each window's
+    /// bytes handed to `release` once compared. A window that compares equal whole (the usual
+    /// case for a small delta) costs one `memcmp`.
+    static func changedRows(old: UnsafeRawBufferPointer, new: UnsafeRawBufferPointer, rowBytes: Int, first: Bool = false,
+                            windowBytes: Int = 64 << 20, release: (Range<Int>) -> Void = { _ in }) -> [UInt64] {
         let newRows = new.count / rowBytes, oldRows = old.count / rowBytes
+        let window = max(1, windowBytes / rowBytes)
         var changed: [UInt64] = []
-        for row in 0..<newRows {
-            if row >= oldRows || memcmp(old.baseAddress! + row * rowBytes, new.baseAddress! + row * rowBytes, rowBytes) != 0 {
-                changed.append(UInt64(row))
+        for start in stride(from: 0, to: newRows, by: window) {
+            let end = min(start + window, newRows), common = min(end, oldRows)
+            if common <= start || memcmp(old.baseAddress! + start * rowBytes, new.baseAddress! + start * rowBytes, (common - start) * rowBytes) != 0 {
+                for row in start..<end where row >= oldRows || memcmp(old.baseAddress! + row * rowBytes, new.baseAddress! + row * rowBytes, rowBytes) != 0 {
+                    changed.append(UInt64(row))
+                    if first { break }
+                }
+            } else if end > common {
+                changed.append(contentsOf: (common..<end).map { UInt64($0) })
             }
+            release(start * rowBytes..<end * rowBytes)
+            if first && !changed.isEmpty { break }
         }
         return changed
     }
