@@ -141,7 +141,7 @@ public enum ModelDelta {
                             changedRows(old: oldBytes, new: newBytes, rowBytes: rowBytes, release: release)
                         }
                         if Double(changed.count * (rowBytes + 8)) < patchFraction * Double(newBytes.count) {
-                            try writePatch(entry, changed, newBytes, rowBytes: rowBytes, writer: writer)
+                            try writePatch(entry, changed, newBytes, rowBytes: rowBytes, writer: writer, release: release)
                             summary.storedRowCount += changed.count
                             source = .rows
                             return
@@ -193,12 +193,21 @@ public enum ModelDelta {
         return changed
     }
 
+    /// Writes the changed rows (ascending) and their values, releasing the pages behind them
+    /// every 64 MiB of the tensor (`release`): rows spread over a large table would otherwise
+    /// map all of it again.
     private static func writePatch(_ entry: TensorEntry, _ rows: [UInt64], _ newBytes: UnsafeRawBufferPointer, rowBytes: Int,
-                                   writer: ModelWriter) throws {
+                                   writer: ModelWriter, release: (Range<Int>) -> Void) throws {
         try rows.withUnsafeBytes { try writer.writeTensor(DeltaTensorName.rows(entry.name), dtype: .uint64, shape: [UInt64(rows.count)], role: entry.role, bytes: $0) }
         try writer.beginTensor(DeltaTensorName.values(entry.name), dtype: entry.dtype, shape: [UInt64(rows.count)] + entry.shape.dropFirst(), role: entry.role)
+        var released = 0
         for row in rows {
-            try writer.write(UnsafeRawBufferPointer(rebasing: newBytes[Int(row) * rowBytes..<(Int(row) + 1) * rowBytes]))
+            let start = Int(row) * rowBytes
+            if start - released >= 64 << 20 {
+                release(released..<start)
+                released = start
+            }
+            try writer.write(UnsafeRawBufferPointer(rebasing: newBytes[start..<start + rowBytes]))
         }
         try writer.endTensor()
     }
