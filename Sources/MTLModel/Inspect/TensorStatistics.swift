@@ -176,33 +176,17 @@ extension ModelFile {
     /// stretches of chunks on every core (checksums checked on the way unless they were, or
     /// checks are off), pages released behind each stretch.
     private func float32Figures(_ entry: TensorEntry) throws -> [mtlm_stats] {
-        let ranges = entry.storedRanges()
         let checkCRC = checksChecksumsOnAccess && !checksumsVerified(entry.name)
-        let stretches = stride(from: 0, to: ranges.count, by: Self.stretchChunkCount).map { $0..<min($0 + Self.stretchChunkCount, ranges.count) }
-        let results = WorkResults<Result<[mtlm_stats], MTLModelError>>(count: stretches.count)
-        DispatchQueue.concurrentPerform(iterations: min(ProcessInfo.processInfo.activeProcessorCount, stretches.count)) { _ in
-            while let next = results.claim() {
-                let chunks = stretches[next]
-                let start = entry.offset + ranges[chunks.lowerBound].lowerBound, end = entry.offset + ranges[chunks.upperBound - 1].upperBound
-                file.populate(start, end - start)
-                var figures: [mtlm_stats] = []
-                var failure: MTLModelError?
-                for chunk in chunks where failure == nil {
-                    let offset = entry.offset + ranges[chunk].lowerBound
-                    let stored = file.bytes(offset, UInt64(ranges[chunk].count))
-                    if checkCRC, case let crc = CRC32.checksum(stored), crc != entry.chunkCRC32[chunk] {
-                        failure = chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
-                    } else {
-                        figures.append(TensorStatistics.Accumulator.figures(float32: stored))
-                    }
-                }
-                file.release(start, end - start)
-                results.set(next, failure.map { .failure($0) } ?? .success(figures))
+        let stretches = forEachStretch(of: entry, [mtlm_stats]()) { figures, chunk, offset, stored in
+            if checkCRC, case let crc = CRC32.checksum(stored), crc != entry.chunkCRC32[chunk] {
+                return chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
             }
+            figures.append(TensorStatistics.Accumulator.figures(float32: stored))
+            return nil
         }
-        let figures = try results.all.flatMap { try $0!.get() }
+        if let error = stretches.lazy.compactMap(\.error).first { throw error }
         if checkCRC { markChecksumsVerified(entry.name) }
-        return figures
+        return stretches.flatMap(\.state)
     }
 }
 

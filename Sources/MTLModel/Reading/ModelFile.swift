@@ -204,42 +204,54 @@ public final class ModelFile: @unchecked Sendable {
     /// Chunks a thread checks at once in `requireValid` (16 MiB of default chunks).
     static let stretchChunkCount = 16
 
-    /// The checksums and value counts of an uncompressed tensor of whole elements, stretches
-    /// of chunks on all cores, pages released behind each stretch.
-    private func checkStretches(_ entry: TensorEntry, checkCRC: Bool, elementSize: Int) -> (MTLModelError?, ValueCounts) {
+    /// Calls `body` on every chunk of uncompressed `entry` (its index, file offset and stored
+    /// bytes), in stretches of `stretchChunkCount` chunks on every core, each stretch's pages
+    /// mapped in one call before and released after; a stretch stops at the first chunk for
+    /// which `body` returns an error. Returns each stretch's state, in chunk order.
+    func forEachStretch<State: Sendable>(of entry: TensorEntry, _ initial: State,
+                                         _ body: @Sendable (inout State, _ chunk: Int, _ offset: UInt64, UnsafeRawBufferPointer) -> MTLModelError?)
+        -> [(error: MTLModelError?, state: State)] {
         let ranges = entry.storedRanges()
         let stretches = stride(from: 0, to: ranges.count, by: Self.stretchChunkCount).map { $0..<min($0 + Self.stretchChunkCount, ranges.count) }
-        let results = WorkResults<(MTLModelError?, ValueCounts)>(count: stretches.count)
-        let threads = min(ProcessInfo.processInfo.activeProcessorCount, stretches.count)
-        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+        let results = WorkResults<(error: MTLModelError?, state: State)>(count: stretches.count)
+        DispatchQueue.concurrentPerform(iterations: min(ProcessInfo.processInfo.activeProcessorCount, stretches.count)) { _ in
             while let next = results.claim() {
-                var counts = ValueCounts()
+                var state = initial
                 var error: MTLModelError?
                 let chunks = stretches[next]
                 let start = entry.offset + ranges[chunks.lowerBound].lowerBound, end = entry.offset + ranges[chunks.upperBound - 1].upperBound
                 file.populate(start, end - start)
                 for chunk in chunks where error == nil {
                     let offset = entry.offset + ranges[chunk].lowerBound
-                    let stored = file.bytes(offset, UInt64(ranges[chunk].count))
-                    if checkCRC {
-                        let (crc, clean) = ValueCounts.checksum(stored, of: entry)
-                        if crc != entry.chunkCRC32[chunk] {
-                            error = chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
-                        } else if !clean {
-                            counts.scanElements(stored, of: entry, first: Int(ranges[chunk].lowerBound) / elementSize)
-                        }
-                    } else {
-                        counts.scanElements(stored, of: entry, first: Int(ranges[chunk].lowerBound) / elementSize)
-                    }
+                    error = body(&state, chunk, offset, file.bytes(offset, UInt64(ranges[chunk].count)))
                 }
                 file.release(start, end - start)
-                results.set(next, (error, counts))
+                results.set(next, (error, state))
             }
         }
+        return results.all.map { $0! }
+    }
+
+    /// The checksums and value counts of an uncompressed tensor of whole elements, stretches
+    /// of chunks on all cores, pages released behind each stretch.
+    private func checkStretches(_ entry: TensorEntry, checkCRC: Bool, elementSize: Int) -> (MTLModelError?, ValueCounts) {
+        let stretches = forEachStretch(of: entry, ValueCounts()) { counts, chunk, offset, stored in
+            let first = Int(offset - entry.offset) / elementSize
+            guard checkCRC else {
+                counts.scanElements(stored, of: entry, first: first)
+                return nil
+            }
+            let (crc, clean) = ValueCounts.checksum(stored, of: entry)
+            if crc != entry.chunkCRC32[chunk] {
+                return chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
+            }
+            if !clean { counts.scanElements(stored, of: entry, first: first) }
+            return nil
+        }
         var counts = ValueCounts()
-        for result in results.all {
-            if let error = result?.0 { return (error, counts) }
-            if let part = result?.1 { counts.merge(part) }
+        for stretch in stretches {
+            if let error = stretch.error { return (error, counts) }
+            counts.merge(stretch.state)
         }
         return (nil, counts)
     }
