@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CKernels
 @testable import MTLModel
 
 @Suite("predict and eval")
@@ -172,6 +173,39 @@ struct PredictTests {
         #expect(Evaluator.auc([0.5, 0.5, 0.5, 0.5], [false, true, false, true]) == 0.5)
         #expect(Evaluator.auc([0.2, 0.5, 0.5, 0.9], [false, true, false, true]) == 0.875)
         #expect(Evaluator.auc([0.2, 0.3], [true, true]) == nil)
+    }
+
+    @Test("The dense kernel: AVX-512 gives AVX2's bits, both within rounding of the portable one, at every row count and width, with denormals, NaN and Inf")
+    func denseKernelPaths() {
+        var random = SplitMix64(seed: 17)
+        func value() -> Float { Float(Int64(random.next() % 2001) - 1000) / 997 }
+        for (inputCount, outputPadded) in [(1, 16), (3, 32), (17, 48), (64, 64), (130, 80), (40, 112), (9, 128), (33, 272)] {
+            for rows in [0, 1, 5, 6, 7, 12, 13, 66] {
+                let stride = inputCount + 3
+                var x = (0..<max(rows * stride, 1)).map { _ in value() }
+                var weight = (0..<inputCount * outputPadded).map { _ in value() }
+                let bias = (0..<outputPadded).map { _ in value() }
+                if rows > 2, inputCount > 2 {
+                    x[stride + 1] = .leastNonzeroMagnitude   // a denormal
+                    x[2 * stride] = .nan
+                    weight[outputPadded + 3] = -.infinity
+                    weight[0] = 0x1p-130
+                }
+                func run(_ path: Int32) -> [Float] {
+                    var y = [Float](repeating: -7, count: max(rows * outputPadded, 1))
+                    mtlm_dense_forward_using(path, x, stride, rows, weight, inputCount, outputPadded, bias, &y)
+                    return y
+                }
+                let portable = run(0), avx2 = run(1), avx512 = run(2)
+                let bits = { (v: [Float]) in v.map(\.bitPattern) }
+                #expect(bits(avx512) == bits(avx2), "in \(inputCount) out \(outputPadded) rows \(rows)")
+                for (a, b) in zip(avx2, portable) {
+                    #expect(a.isNaN == b.isNaN && (a.isNaN || a == b || abs(a - b) <= 1e-5 * Float(inputCount) * max(1, abs(b))),
+                            "in \(inputCount) out \(outputPadded) rows \(rows): \(a) vs \(b)")
+                }
+            }
+        }
+        #expect(["avx512f", "avx2-fma", "portable"].contains(Predictor.kernelName))
     }
 
     @Test("Threads and batch sizes do not change predictions")

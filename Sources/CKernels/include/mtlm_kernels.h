@@ -7,12 +7,19 @@
 // are x_stride floats apart, rows of y out_padded floats apart.
 //
 // Dense layers dominate the forward pass, and Swift code is compiled for baseline x86-64
-// (SSE2): this is the one kernel worth an AVX2 + FMA version, chosen at run time so the
-// binary still runs on any x86-64 CPU.
+// (SSE2): this kernel has AVX-512 and AVX2 + FMA versions, chosen at run time so the binary
+// still runs on any x86-64 CPU. The AVX-512 and AVX2 versions compute each output as the same
+// chain of fused multiply-adds (bias, then i ascending): they give the same bits. The portable
+// one adds in the same order but rounds each product (baseline x86-64 has no FMA).
 void mtlm_dense_forward(const float *x, size_t x_stride, size_t rows, const float *wt, size_t in,
                         size_t out_padded, const float *bias, float *y);
 
-// Which implementation mtlm_dense_forward uses on this CPU: "avx2-fma" or "portable".
+// The same with at most the given implementation: 0 portable, 1 AVX2 + FMA, 2 AVX-512 (each
+// where the CPU has it; the tests hold AVX-512 to AVX2 bit for bit, both to the portable one).
+void mtlm_dense_forward_using(int implementation, const float *x, size_t x_stride, size_t rows, const float *wt,
+                              size_t in, size_t out_padded, const float *bias, float *y);
+
+// Which implementation mtlm_dense_forward uses on this CPU: "avx512f", "avx2-fma" or "portable".
 const char *mtlm_dense_kernel_name(void);
 
 // Asks the CPU to start loading the cache line at p (embedding rows are random accesses into

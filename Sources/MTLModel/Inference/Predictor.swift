@@ -116,7 +116,7 @@ public final class Predictor: @unchecked Sendable {
         lock.withLock { spareWorkspaces.append(workspace) }
     }
 
-    /// The dense-layer kernel this CPU uses ("avx2-fma" or "portable").
+    /// The dense-layer kernel this CPU uses ("avx512f", "avx2-fma" or "portable").
     public static var kernelName: String { String(cString: mtlm_dense_kernel_name()) }
 }
 
