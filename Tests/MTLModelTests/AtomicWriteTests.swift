@@ -55,7 +55,7 @@ struct AtomicWriteTests {
         // of a process that cannot exist, stands for a crash long ago...
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.contains("model.mtlm.mtlm-tmp-") }
         #expect(leftovers.count <= 1, "\(leftovers)")
-        FileManager.default.createFile(atPath: directory.path(".model.mtlm.mtlm-tmp-2147483646-1"), contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: directory.path(".model.mtlm.mtlm-tmp-2147483646-1"), contents: Data([1, 2, 3]))
         // ...and the next write of the same target removes them all.
         #expect(try runCLI(["synth", TestPaths.config("small.json"), target]).status == 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.contains("model.mtlm.") } == [])
@@ -122,7 +122,7 @@ struct AtomicWriteTests {
         let directory = TemporaryDirectory()
         let target = directory.path("model.mtlm")
         let dead = directory.path(".model.mtlm.mtlm-tmp-2147483646-7")
-        FileManager.default.createFile(atPath: dead, contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: dead, contents: Data([1, 2, 3]))
         let result = try runCLI([command[0], TestPaths.fixture("v1.0/small-training.mtlm"), target] + command.dropFirst())
         #expect(result.status == 0, "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dead))

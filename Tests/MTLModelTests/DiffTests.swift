@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CKernels
 @testable import MTLModel
 
 @Suite("diff")
@@ -181,6 +182,40 @@ struct DiffTests {
             try keysA.withUnsafeBufferPointer { a in
                 try duplicated.withUnsafeBufferPointer { b in _ = try KeyJoin(keysA: KeyColumn(a), keysB: KeyColumn(b), tensorB: "k", indexBudget: 600) { _, _ in } }
             }
+        }
+    }
+
+    @Test("The duplicate-key check finds a key twice wherever it is, and nothing in distinct keys, whatever the partitions and buckets",
+          arguments: [40 << 20, 20_000])
+    func duplicateKeys(budget: Int) {
+        var random = SplitMix64(seed: 21)
+        for count in [0, 1, 2, 3, 100, 1023, 1024, 1025, 5000, 70_000] {
+            var keys = (0..<count).map { _ in random.next() }
+            if count > 10 { keys[3] = 0; keys[4] = .max }   // the kernel's free-slot marker, and its neighbour
+            let check = { (keys: [UInt64]) -> UInt64? in
+                var released = 0
+                let found = keys.withUnsafeBufferPointer { KeyJoin.duplicateKey(in: KeyColumn($0), budget: budget) { released += $0.count } }
+                #expect(released >= (budget < count * 16 ? count : 0), "count \(count)")
+                return found
+            }
+            #expect(check(keys) == nil, "count \(count)")
+            guard count >= 2 else { continue }
+            // A copy of a key placed anywhere, 0 and all-equal keys among them.
+            for (from, to) in [(0, count - 1), (count - 1, 0), (count / 2, count / 2 + 1), (3, count - 2)] where from != to && max(from, to) < count {
+                var twice = keys
+                twice[to] = twice[from]
+                #expect(check(twice) == twice[from], "count \(count) from \(from) to \(to)")
+            }
+            #expect(check([UInt64](repeating: 7, count: count)) == 7)
+        }
+        // The kernel alone, against a set, on keys drawn from a small range (many duplicates).
+        for count in [2, 50, 3000] {
+            let keys = (0..<count).map { _ in random.next() % UInt64(count * 2) }
+            var scratch = [UInt64](repeating: 0, count: count), duplicate: UInt64 = 0
+            let found = mtlm_find_duplicate_u64(keys, count, &scratch, &duplicate)
+            let counts = Dictionary(keys.map { ($0, 1) }, uniquingKeysWith: +)
+            #expect(found == (counts.count < count ? 1 : 0))
+            if found == 1 { #expect(counts[duplicate, default: 0] > 1) }
         }
     }
 

@@ -1,6 +1,7 @@
 #ifndef MTLM_KERNELS_H
 #define MTLM_KERNELS_H
 #include <stddef.h>
+#include <stdint.h>
 
 // y[r][o] = bias[o] + sum_i x[r][i] * wt[i][o] for r < rows and o < out_padded.
 // wt is the transposed weight [in][out_padded]; out_padded is a multiple of 16; rows of x
@@ -30,6 +31,15 @@ static inline void mtlm_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 // that sees a flag set also sees what was done before it was set.
 static inline int mtlm_flag_get(const unsigned char *flags, size_t i) { return __atomic_load_n(&flags[i], __ATOMIC_ACQUIRE); }
 static inline void mtlm_flag_set(unsigned char *flags, size_t i) { __atomic_store_n(&flags[i], 1, __ATOMIC_RELEASE); }
+// Whether the n keys hold a value twice: 1 with it in *duplicate (some value found twice, not
+// necessarily the first in order), 0 if not, -1 if memory ran out. `scratch` holds n keys.
+// The keys are bucketed by a hash, then each bucket is checked in a cache-sized table.
+int mtlm_find_duplicate_u64(const uint64_t *keys, size_t n, uint64_t *scratch, uint64_t *duplicate);
+
+// Starts writing the file's dirty pages in [offset, offset + length) to the disk without
+// waiting for it (Linux's sync_file_range; elsewhere nothing): advisory, -1 with errno on
+// failure.
+int mtlm_start_writeback(int fd, long long offset, long long length);
 #endif
 
 #ifndef MTLM_KERNELS_QUANTIZE_H

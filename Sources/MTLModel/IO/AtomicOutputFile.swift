@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CKernels
 import Foundation
 
 /// A file written under a temporary name in the target's directory and renamed over the
@@ -27,6 +28,11 @@ public final class AtomicOutputFile {
     private(set) var position: UInt64 = 0
     private var committed = false
     private let synchronize: Bool
+    /// Bytes whose writeback to the disk has been started (`startWriteback`).
+    private var writebackStarted: UInt64 = 0
+    /// How far ahead of the started writeback the writer may get: the disk works on one window
+    /// while the writer fills the next, and the fsync at the end waits for the last one only.
+    private static let writebackWindow: UInt64 = 32 << 20
 
     /// - Parameter synchronize: fsync before the rename (durable), or only rename (atomic).
     public init(targetPath: String, synchronize: Bool = true) throws(MTLModelError) {
@@ -122,6 +128,7 @@ public final class AtomicOutputFile {
             buffer.append(contentsOf: bytes)
         }
         position += UInt64(bytes.count)
+        startWriteback()
     }
 
     public func append(_ bytes: [UInt8]) throws(MTLModelError) {
@@ -167,6 +174,20 @@ public final class AtomicOutputFile {
         guard !buffer.isEmpty else { return }
         try withBytes(of: buffer) { raw throws(MTLModelError) in try writeAll(raw) }
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// A durable write of a temporary file starts the writeback of each window written, so the
+    /// disk writes while the command computes the next (the fsync of `commit()` would otherwise
+    /// begin it all at the end, as `dd conv=fsync` does). The pages stay cached: reading the
+    /// output next costs nothing. Off for in-place targets (a device is the user's to flush)
+    /// and for files not meant to be durable.
+    private func startWriteback() {
+        guard synchronize, temporaryPath != nil else { return }
+        let written = position - UInt64(buffer.count)
+        guard written - writebackStarted >= Self.writebackWindow else { return }
+        // Advisory: an error (a file system without it) only leaves the work to the fsync.
+        _ = mtlm_start_writeback(fd, Int64(writebackStarted), Int64(written - writebackStarted))
+        writebackStarted = written
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {

@@ -95,32 +95,50 @@ struct TensorRewriter {
             throw MTLModelError(.invalidArgument, "shape \(entry.shape) cannot be stored as \(target)", file: model.path, location: .init(tensor: entry.name))
         }
         try writer.beginTensor(entry.name, dtype: target, shape: shape, role: entry.role)
-        // Windows are encoded `threadCount` at a time, each into its own buffer, and written
-        // in order by this thread.
+        // Windows are encoded `threadCount` at a time (a batch), each into its own buffer, and
+        // written in order by this thread. With several threads the workers encode the next
+        // batch while this thread writes the last (two sets of buffers): the write — page-cache
+        // copies and checksums — is a quarter of the work, and left the workers idle.
         let window = Self.windowRowCount
-        let buffers = (0..<threadCount).map { _ in WindowBuffer(rows: window, columns: columns, rowBytes: targetRowBytes) }
+        let windowCount = (rows + window - 1) / window
+        let batchCount = (windowCount + threadCount - 1) / threadCount
+        let overlap = threadCount > 1 && batchCount > 1
+        let sets = (0..<(overlap ? 2 : 1)).map { _ in
+            (0..<threadCount).map { _ in WindowBuffer(rows: window, columns: columns, rowBytes: targetRowBytes) }
+        }
         var errors = ErrorSums()
         try model.withTensorBytes(entry.name) { stored in
             let base = MappedRows(base: stored.baseAddress!)
-            let rewriter = RowEncoder(path: model.path)
-            var start = 0
-            while start < rows {
-                let batch = min(threadCount, (rows - start + window - 1) / window), batchStart = start
-                DispatchQueue.concurrentPerform(iterations: batch) { i in
-                    let first = batchStart + i * window
-                    buffers[i].encode(rows: first..<min(first + window, rows), from: base.base, sourceRowBytes: sourceRowBytes, entry: entry,
-                                      target: target, filter: filter, rewriter: rewriter)
+            let rewriter = RowEncoder(path: model.path), threads = threadCount
+            let encode: @Sendable (Int) -> Void = { batch in
+                let set = sets[batch % sets.count], firstWindow = batch * threads
+                DispatchQueue.concurrentPerform(iterations: min(threads, windowCount - firstWindow)) { i in
+                    let first = (firstWindow + i) * window
+                    set[i].encode(rows: first..<min(first + window, rows), from: base.base, sourceRowBytes: sourceRowBytes, entry: entry,
+                                  target: target, filter: filter, rewriter: rewriter)
                 }
-                for buffer in buffers[..<batch] {
+            }
+            let encoding = DispatchGroup()
+            // No worker outlives this closure: they read the mapped bytes and fill the buffers.
+            defer { encoding.wait() }
+            for batch in 0..<batchCount {
+                if overlap {
+                    if batch == 0 { encode(0) }
+                    encoding.wait()
+                    if batch + 1 < batchCount { DispatchQueue.global().async(group: encoding) { encode(batch + 1) } }
+                } else {
+                    encode(batch)
+                }
+                let set = sets[batch % sets.count], start = batch * threads * window
+                for buffer in set[..<min(threads, windowCount - batch * threads)] {
                     if let failure = buffer.failure { throw failure }
                     try write(buffer.encoded, byteCount: buffer.count * targetRowBytes)
                     errors.sum += buffer.errors.sum
                     errors.max = max(errors.max, buffer.errors.max)
                 }
-                let end = min(start + batch * window, rows)
+                let end = min(start + threads * window, rows)
                 release(entry, rows: start..<end, rowBytes: sourceRowBytes)
                 Progress.advance((end - start) * sourceRowBytes)
-                start = end
             }
         }
         try writer.endTensor()

@@ -148,7 +148,7 @@ final class ShardPlan: @unchecked Sendable {
     static func forEachKey(_ keys: RowSource, _ body: (Int, UInt64) -> Void) throws {
         var row = 0
         let total = keys.rowByteCount == 0 ? 0 : Int(keys.entry.byteCount) / keys.rowByteCount
-        try keys.visit(0..<total) { bytes in
+        keys.visit(0..<total) { bytes in
             for offset in stride(from: 0, to: bytes.count, by: 8) {
                 body(row, UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
                 row += 1

@@ -50,7 +50,10 @@ final class GzipStream {
             let status = inflate(&stream, Z_NO_FLUSH)
             compressedOffset += UInt64(before - stream.avail_in)
             switch status {
-            case Z_OK, Z_BUF_ERROR where stream.avail_in > 0 || !atInputEnd:
+            case Z_OK:
+                continue
+            case Z_BUF_ERROR where stream.avail_in > 0 || !atInputEnd:
+                // No progress possible with what is buffered: more input is coming.
                 continue
             case Z_STREAM_END:
                 // Another member may follow.

@@ -3,8 +3,9 @@
 //
 //   PeerTimings read MODEL THREADS RUNS          open + verify (every chunk's CRC, NaN/Inf, keys)
 //   PeerTimings save CHECKPOINT OUT RUNS SYNC    the checkpoint's tensors, copied into memory
-//                                                first, written with ModelWriter; SYNC 1 or 0
-//                                                (fsync before the rename, or not)
+//                                                first, written with ModelWriter to OUT, removed
+//                                                before each run; SYNC 1 or 0 (fsync before the
+//                                                rename, or not)
 //
 // Prints one JSON object: {"seconds": median}.
 import Foundation
@@ -46,6 +47,8 @@ case "save":
     var options = ModelWriter.Options()
     options.synchronize = arguments[5] == "1"
     for _ in 0..<runs {
+        // A new file each run, as the peers write (benchmarks/peers.py says why).
+        unlink(arguments[3])
         times.append(try time {
             let writer = try ModelWriter(path: arguments[3], options: options)
             for (tensor, bytes) in tensors {
