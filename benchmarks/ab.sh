@@ -1,43 +1,17 @@
 #!/usr/bin/env bash
 # Two builds of the CLI side by side in one run, on the same inputs: the p40 predict model and
 # 100k samples (benchmarks/make-p40.py) at 1 and 2 threads, and verify, quantize, convert
-# --to serving, diff, export, inspect --stats, delta, apply and import of a 1 GiB training model (MODEL.md's example
-# config, 16M-row user table). Medians of 3 (5 for predict), wall seconds and peak RSS. Used to
+# --to serving, diff, export, inspect --stats, delta, apply and import of the training model of MODEL.md's example
+# config with a 16M-row (1 GiB) user table, 2.3 GB on disk (big-inputs.sh). Medians of 3 (5 for
+# predict; 5 for export, apply, import: the disk is noisy), wall seconds and peak RSS. Used to
 # check that a change keeps every command's speed and memory (a redesign, a refactoring).
-# Usage: [AB_ONLY=SUBSTRING] benchmarks/ab.sh OLD_BINARY NEW_BINARY [WORK_DIR]   (needs ~6 GB free)
+# Usage: [AB_ONLY=SUBSTRING] benchmarks/ab.sh OLD_BINARY NEW_BINARY [WORK_DIR]   (needs ~14 GB free)
 set -euo pipefail
 old=$1 new=$2 work=${3:-$(mktemp -d)}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$work"
 printf 'machine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-python3 "$here/make-p40.py" "$work"
-[ -f "$work/p40.mtlm" ] || "$new" synth "$work/p40.json" "$work/p40.mtlm" --seed 3 >/dev/null
-if [ ! -f "$work/big.mtlm" ]; then
-  python3 - "$here/../fixtures/configs/model-md-example.json" "$work/big.json" <<'PY'
-import json, sys
-config = json.load(open(sys.argv[1]))
-config["fields"][0]["vocab_size"] = 16_000_000
-json.dump(config, open(sys.argv[2], "w"))
-PY
-  "$new" synth "$work/big.json" "$work/big.mtlm" --seed 1 --training >/dev/null
-  "$new" synth "$work/big.json" "$work/big2.mtlm" --seed 2 --training >/dev/null
-fi
-if [ ! -f "$work/big-edit.mtlm" ]; then
-  # The same model with 1% of the user table's rows changed (a day of training on a few users):
-  # what `delta` and `apply` of a small delta are measured on. Written by the Python package.
-  PYTHONPATH="$here/../python" "${PYTHON:-$here/../.venv/bin/python3}" - "$work" <<'PY'
-import sys, numpy as np, mtl_model
-work = sys.argv[1]
-with mtl_model.load(work + "/big.mtlm") as m:
-    tensors = {name: np.array(m[name]) for name in m.tensors}
-    config = m.config
-rows = np.random.default_rng(1).choice(tensors["embedding.user_id.weight"].shape[0], 160_000, replace=False)
-tensors["embedding.user_id.weight"][rows] += np.float32(1e-3)
-mtl_model.save(work + "/big-edit.mtlm", tensors, config, fsync=False)
-PY
-fi
-[ -f "$work/big.delta.mtlmd" ] || "$new" delta "$work/big.mtlm" "$work/big-edit.mtlm" "$work/big.delta.mtlmd" >/dev/null
-[ -f "$work/big.safetensors" ] || "$new" export "$work/big.mtlm" "$work/big.safetensors" >/dev/null
+source "$here/big-inputs.sh"
 python3 - "$old" "$new" "$work" <<'PY'
 import os, statistics, subprocess, sys, time
 old, new, work = sys.argv[1:4]

@@ -99,6 +99,7 @@ elapsed = time.perf_counter() - start
 """
 
 SAFETENSORS_SAVE = """
+import os
 from safetensors.numpy import load_file, save_file
 tensors = {name: array.copy() for name, array in load_file(sys.argv[1]).items()}
 if os.path.exists(sys.argv[2]): os.remove(sys.argv[2])

@@ -209,10 +209,10 @@ struct DiffTests {
             #expect(check([UInt64](repeating: 7, count: count)) == 7)
         }
         // The kernel alone, against a set, on keys drawn from a small range (many duplicates).
-        for count in [2, 50, 3000] {
+        for count in [2, 50, 3000, 40_000] {
             let keys = (0..<count).map { _ in random.next() % UInt64(count * 2) }
-            var scratch = [UInt64](repeating: 0, count: count), duplicate: UInt64 = 0
-            let found = mtlm_find_duplicate_u64(keys, count, &scratch, &duplicate)
+            var scratch = [UInt64](repeating: 0, count: count), duplicate: UInt64 = 0, overwritten = keys
+            let found = mtlm_find_duplicate_u64(&overwritten, count, &scratch, &duplicate)
             let counts = Dictionary(keys.map { ($0, 1) }, uniquingKeysWith: +)
             #expect(found == (counts.count < count ? 1 : 0))
             if found == 1 { #expect(counts[duplicate, default: 0] > 1) }

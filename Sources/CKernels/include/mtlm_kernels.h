@@ -32,9 +32,16 @@ static inline void mtlm_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
 static inline int mtlm_flag_get(const unsigned char *flags, size_t i) { return __atomic_load_n(&flags[i], __ATOMIC_ACQUIRE); }
 static inline void mtlm_flag_set(unsigned char *flags, size_t i) { __atomic_store_n(&flags[i], 1, __ATOMIC_RELEASE); }
 // Whether the n keys hold a value twice: 1 with it in *duplicate (some value found twice, not
-// necessarily the first in order), 0 if not, -1 if memory ran out. `scratch` holds n keys.
-// The keys are bucketed by a hash, then each bucket is checked in a cache-sized table.
-int mtlm_find_duplicate_u64(const uint64_t *keys, size_t n, uint64_t *scratch, uint64_t *duplicate);
+// necessarily the first in order), 0 if not, -1 if memory ran out. The keys are overwritten
+// (by their hashes); `scratch` holds n keys. The hashes are bucketed, then each bucket is
+// checked in a cache-sized table.
+int mtlm_find_duplicate_u64(uint64_t *keys, size_t n, uint64_t *scratch, uint64_t *duplicate);
+
+// KeyJoin's partitions of n little-endian 64-bit keys at any alignment: counts[p] += the keys
+// in partition p; and the keys of one partition copied to `out` (room for the count + 1),
+// returning their count.
+void mtlm_count_partitions(const void *keys, size_t n, size_t partitions, size_t *counts);
+size_t mtlm_gather_partition(const void *keys, size_t n, size_t partitions, size_t partition, uint64_t *out);
 
 // Starts writing the file's dirty pages in [offset, offset + length) to the disk without
 // waiting for it (Linux's sync_file_range; elsewhere nothing): advisory, -1 with errno on

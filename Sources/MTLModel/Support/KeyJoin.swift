@@ -60,26 +60,19 @@ final class KeyJoin {
         var sizes = [keys.count]
         if partitions > 1 {
             sizes = [Int](repeating: 0, count: partitions)
-            for start in stride(from: 0, to: keys.count, by: window) {
-                for row in start..<min(start + window, keys.count) { sizes[Self.partition(keys[row], partitions)] += 1 }
-                release(start..<min(start + window, keys.count))
+            sizes.withUnsafeMutableBufferPointer { sizes in
+                forEachWindow(of: keys, release: release) { bytes in mtlm_count_partitions(bytes.baseAddress, bytes.count / 8, partitions, sizes.baseAddress) }
             }
         }
-        // The gathered keys, one spare slot (the branch-free gather writes one past the last
-        // member), then the kernel's scratch.
+        // The gathered keys (one spare slot: the gather writes one past the last member), then
+        // the kernel's scratch.
         let largest = sizes.max() ?? 0
         let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * largest + 1)
         defer { buffer.deallocate() }
         for partition in 0..<partitions {
             var count = 0
-            for start in stride(from: 0, to: keys.count, by: window) {
-                let rows = start..<min(start + window, keys.count)
-                for row in rows {
-                    let key = keys[row]
-                    buffer[count] = key
-                    count += partitions == 1 || Self.partition(key, partitions) == partition ? 1 : 0
-                }
-                release(rows)
+            forEachWindow(of: keys, release: release) { bytes in
+                count += mtlm_gather_partition(bytes.baseAddress, bytes.count / 8, partitions, partition, buffer + count)
             }
             var duplicate: UInt64 = 0
             let found = mtlm_find_duplicate_u64(buffer, count, buffer + largest + 1, &duplicate)
@@ -88,6 +81,16 @@ final class KeyJoin {
             if found == 1 { return duplicate }
         }
         return nil
+    }
+
+    /// The keys' bytes a window of rows at a time (a piece per part of a split tensor), each
+    /// window released once visited.
+    private static func forEachWindow(of keys: KeyColumn, release: (Range<Int>) -> Void, _ body: (UnsafeRawBufferPointer) -> Void) {
+        for start in stride(from: 0, to: keys.count, by: window) {
+            let rows = start..<min(start + window, keys.count)
+            keys.rows.visit(rows) { _, bytes in body(bytes) }
+            release(rows)
+        }
     }
 
     private static let window = 1 << 16
