@@ -96,6 +96,16 @@ struct DatasetReaderTests {
         #expect(reader.firstSkippedError?.location.line == 2)
     }
 
+    @Test("Field names are found by their bytes among hundreds, prefixes and near misses are not")
+    func fieldNameIndex() {
+        let names = (0..<500).map { "f\($0)" } + ["user_id", "ü", "a b"]
+        let index = FieldNameIndex(names)
+        func lookup(_ name: String) -> Int? { Array(name.utf8).withUnsafeBufferPointer { index.lookup($0) } }
+        for (i, name) in names.enumerated() { #expect(lookup(name) == i, "\(name)") }
+        for unknown in ["f500", "f", "f01", "user_i", "user_idx", "u", "", "F1", "a  b"] { #expect(lookup(unknown) == nil, "\(unknown)") }
+        #expect(FieldNameIndex([]).lookup(UnsafeBufferPointer(start: nil, count: 0)) == nil)
+    }
+
     @Test("Lines longer than the read buffer are read whole")
     func longLine() throws {
         let tokens = (0..<200_000).map { "tags:\($0 % 8):0.5" }.joined(separator: " ")

@@ -296,31 +296,41 @@ public final class DatasetReader {
     }
 }
 
-/// Field names → index without allocating: a hash of the bytes, confirmed by comparison.
+/// Field names → index without allocating: the bytes' FNV-1a hash in a small open-addressing
+/// table (linear probing), confirmed by comparing the bytes. A Swift dictionary keyed by that
+/// hash hashed it again (SipHash) on every token: 5% of `predict`'s reader thread.
 struct FieldNameIndex {
     private let names: [[UInt8]]
-    private let byHash: [UInt64: Int]
-    /// Two names with one hash (never seen in practice): fall back to comparing them all.
-    private let hasCollision: Bool
+    private let hashes: [UInt64]
+    /// Name index + 1 per slot, 0 for empty; a power of two at least twice the names.
+    private let slots: [Int32]
 
     init(_ fieldNames: [String]) {
         names = fieldNames.map { Array($0.utf8) }
-        var table: [UInt64: Int] = [:]
-        var collision = false
-        for (index, name) in names.enumerated() {
-            if table.updateValue(index, forKey: name.withUnsafeBufferPointer { Self.hash($0) }) != nil { collision = true }
+        hashes = names.map { name in name.withUnsafeBufferPointer { FNV1a.hash($0) } }
+        var count = 16
+        while count < 2 * names.count { count *= 2 }
+        var slots = [Int32](repeating: 0, count: count)
+        for (index, hash) in hashes.enumerated() {
+            var slot = Int(truncatingIfNeeded: hash) & (count - 1)
+            while slots[slot] != 0 { slot = (slot + 1) & (count - 1) }
+            slots[slot] = Int32(index + 1)
         }
-        byHash = table
-        hasCollision = collision
+        self.slots = slots
     }
 
     func lookup(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
-        if hasCollision { return names.firstIndex { $0.elementsEqual(bytes) } }
-        guard let index = byHash[Self.hash(bytes)], names[index].elementsEqual(bytes) else { return nil }
-        return index
-    }
-
-    private static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        FNV1a.hash(bytes)
+        let hash = FNV1a.hash(bytes), mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while slots[slot] != 0 {
+            let index = Int(slots[slot]) - 1
+            if hashes[index] == hash, names[index].withUnsafeBufferPointer({ name in
+                name.count == bytes.count && (name.isEmpty || memcmp(name.baseAddress!, bytes.baseAddress!, name.count) == 0)
+            }) {
+                return index
+            }
+            slot = (slot + 1) & mask
+        }
+        return nil
     }
 }
