@@ -26,7 +26,7 @@ struct DatasetReaderTests {
 
     @Test("Labels, bags, values, comments, blanks, tabs, CRLF, no trailing newline")
     func parsesEverything() throws {
-        let text = "# comment\n\n  \t\n1,0 user_id:123 tags:5:0.5\ttags:9:-1.5e-1\r\n  # indented\n-,1 hour:18446744073709551615\nuser_id:4 item_id:9223372036854775808\n0,0"
+        let text = "# comment\n\n  \t\n1,0 user_id:123 tags:5:0.5\ttags:9:-1.5e-1\r\n  # indented\n-,1 hour:18446744073709551615\nuser_id:000000000000000000004 item_id:9223372036854775808\n0,0"
         let (batch, _) = try read(text, batchSize: 2)
         #expect(batch.count == 4)
         #expect(batch.lineNumbers == [4, 6, 7, 8])
@@ -62,6 +62,9 @@ struct DatasetReaderTests {
         ("1,0 user_id:-3", "not a decimal unsigned integer"),
         ("1,0 user_id:12a", "not a decimal unsigned integer"),
         ("1,0 user_id:18446744073709551616", "does not fit in 64 bits"),
+        ("1,0 user_id:99999999999999999999", "does not fit in 64 bits"),
+        ("1,0 user_id:123456789012345678x", "not a decimal unsigned integer"),
+        ("1,0 user_id:1234567890123456789x", "not a decimal unsigned integer"),
         ("1,0 tags:3:", "value is not a decimal number"),
         ("1,0 tags:3:nan", "value is not a decimal number"),
         ("1,0 tags:3:inf", "value is not a decimal number"),

@@ -251,9 +251,10 @@ public final class DatasetReader {
     }
 
     private func parseFeature(_ from: Int, _ to: Int, into batch: inout SampleBatch) throws(LineError) {
-        guard let colon = (from..<to).first(where: { buffer[$0] == 0x3A }) else {
+        guard let found = memchr(buffer + from, 0x3A, to - from) else {
             throw LineError(message: "token \"\(text(from, to))\": expected field:id or field:id:value")
         }
+        let colon = from + (UnsafeMutableRawPointer(found) - UnsafeMutableRawPointer(buffer + from))
         guard let field = fieldIndex.lookup(UnsafeBufferPointer(start: buffer + from, count: colon - from)) else {
             let known = fieldNames.prefix(12).joined(separator: ", ") + (fieldNames.count > 12 ? ", …" : "")
             throw LineError(message: "token \"\(text(from, to))\": unknown field \"\(text(from, colon))\" (the model's fields: \(known))")
@@ -262,7 +263,16 @@ public final class DatasetReader {
         let idEnd = (idStart..<to).first { buffer[$0] == 0x3A } ?? to
         guard idEnd > idStart else { throw LineError(message: "token \"\(text(from, to))\": missing id") }
         var id: UInt64 = 0
-        for j in idStart..<idEnd {
+        var digits = true
+        // Up to 19 digits cannot overflow 64 bits: no check per digit (the common case).
+        let unchecked = min(idEnd, idStart + 19)
+        for j in idStart..<unchecked {
+            let digit = buffer[j] &- 0x30
+            digits = digits && digit < 10
+            id = id &* 10 &+ UInt64(digit)
+        }
+        guard digits else { throw LineError(message: "token \"\(text(from, to))\": id is not a decimal unsigned integer") }
+        for j in unchecked..<idEnd {
             let digit = buffer[j] &- 0x30
             guard digit < 10 else { throw LineError(message: "token \"\(text(from, to))\": id is not a decimal unsigned integer") }
             let (times10, o1) = id.multipliedReportingOverflow(by: 10)
