@@ -98,7 +98,7 @@ struct TensorRewriter {
         // Windows are encoded `threadCount` at a time (a batch), each into its own buffer, and
         // written in order by this thread. With several threads the workers encode the next
         // batch while this thread writes the last (two sets of buffers): the write — page-cache
-        // copies and checksums — is a quarter of the work, and left the workers idle.
+        // copies and checksums — is a third of the work, and left the workers idle.
         let window = Self.windowRowCount
         let windowCount = (rows + window - 1) / window
         let batchCount = (windowCount + threadCount - 1) / threadCount
@@ -118,17 +118,7 @@ struct TensorRewriter {
                                   target: target, filter: filter, rewriter: rewriter)
                 }
             }
-            let encoding = DispatchGroup()
-            // No worker outlives this closure: they read the mapped bytes and fill the buffers.
-            defer { encoding.wait() }
-            for batch in 0..<batchCount {
-                if overlap {
-                    if batch == 0 { encode(0) }
-                    encoding.wait()
-                    if batch + 1 < batchCount { DispatchQueue.global().async(group: encoding) { encode(batch + 1) } }
-                } else {
-                    encode(batch)
-                }
+            try Self.pipeline(count: batchCount, ahead: overlap, produce: encode) { batch in
                 let set = sets[batch % sets.count], start = batch * threads * window
                 for buffer in set[..<min(threads, windowCount - batch * threads)] {
                     if let failure = buffer.failure { throw failure }
@@ -146,6 +136,25 @@ struct TensorRewriter {
         return .init(name: entry.name, dtypeBefore: entry.dtype, dtypeAfter: target, byteCountBefore: entry.byteCount,
                      byteCountAfter: byteCountAfter, rowCount: written,
                      meanRelativeError: written == 0 ? 0 : errors.sum / Double(written), maxRelativeError: errors.max)
+    }
+
+    /// `produce(i)` then `consume(i)` for each i in order; `ahead`, `produce(i + 1)` runs on
+    /// another thread while this one runs `consume(i)`. No producer outlives the call (they
+    /// read what the caller maps, and fill what `consume` reads).
+    private static func pipeline(count: Int, ahead: Bool, produce: @escaping @Sendable (Int) -> Void,
+                                 consume: (Int) throws -> Void) throws {
+        let producing = DispatchGroup()
+        defer { producing.wait() }
+        for i in 0..<count {
+            if !ahead {
+                produce(i)
+            } else {
+                if i == 0 { produce(0) }
+                producing.wait()
+                if i + 1 < count { DispatchQueue.global().async(group: producing) { produce(i + 1) } }
+            }
+            try consume(i)
+        }
     }
 
     /// The mapped rows of the tensor being rewritten, read by the workers. Safe to share: the
