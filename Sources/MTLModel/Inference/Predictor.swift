@@ -94,10 +94,14 @@ public final class Predictor: @unchecked Sendable {
     /// (`BatchPrefetcher`), so that checking a large table's chunks is shared with the
     /// forward pass instead of all done by it. Only a hint: a chunk that fails is not recorded
     /// as checked, and `predict` reports it.
+    ///
+    /// The entries are visited last to first while the forward pass goes first to last: the
+    /// two meet in the middle instead of checking the same chunks side by side (the first
+    /// batch of random ids touches nearly every chunk of a large table: 1.1 GB to checksum).
     public func prepare(_ batch: SampleBatch) {
         guard weights.fields.contains(where: { $0.embedding.checks != nil || $0.linear?.checks != nil }) else { return }
         weights.fields.withUnsafeBufferPointer { fields in
-            for e in 0..<batch.entryID.count {
+            for e in (0..<batch.entryID.count).reversed() {
                 let f = Int(batch.entryField[e])
                 guard fields[f].embedding.checks != nil || fields[f].linear?.checks != nil else { continue }
                 let row = fields[f].row(of: batch.entryID[e])
