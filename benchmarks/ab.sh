@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Two builds of the CLI side by side in one run, on the same inputs: the p40 predict model and
-# 100k samples (benchmarks/make-p40.py) at 1 and 2 threads, and verify, quantize, convert
+# 100k samples (benchmarks/make-p40.py) at 1 and 2 threads, its int4 quantization (4M rows of
+# 16 in its tables, 274 MiB) at 1 and 2 threads, and verify, quantize, convert
 # --to serving, diff, export, inspect --stats, delta, apply and import of the training model of MODEL.md's example
 # config with a 16M-row (1 GiB) user table, 2.3 GB on disk (big-inputs.sh). Medians of 3 (5 for
 # predict; 5 for export, apply, import: the disk is noisy), wall seconds and peak RSS. Used to
@@ -32,6 +33,8 @@ cases = [("predict p40, 1 thread", ["predict", w("p40.mtlm"), w("p40.txt"), "--t
          ("predict p40, 2 threads", ["predict", w("p40.mtlm"), w("p40.txt"), "--threads", "2"], 5),
          ("verify 2.3 GB", ["verify", w("big.mtlm")], 3),
          ("quantize 2.3 GB (int8)", ["quantize", w("big.mtlm"), w("out.mtlm")], 3),
+         ("quantize p40 --embeddings int4, 1 thread", ["quantize", w("p40.mtlm"), w("out.mtlm"), "--embeddings", "int4", "--threads", "1"], 3),
+         ("quantize p40 --embeddings int4, 2 threads", ["quantize", w("p40.mtlm"), w("out.mtlm"), "--embeddings", "int4", "--threads", "2"], 3),
          ("convert --to serving 2.3 GB", ["convert", w("big.mtlm"), w("out.mtlm"), "--to", "serving"], 3),
          ("diff two 2.3 GB", ["diff", w("big.mtlm"), w("big2.mtlm")], 3),
          ("export .safetensors 2.3 GB", ["export", w("big.mtlm"), w("out.safetensors")], 5),

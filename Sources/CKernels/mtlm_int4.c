@@ -1,10 +1,11 @@
 // INT4_ROWWISE encoding (docs/FORMAT.md): the greedy clipping search of FBGEMM over a row's
 // range, then 4-bit levels with a float16 scale and bias. The search evaluates the row's
 // squared reconstruction error about 64 times, so it is the cost of int4 quantization; here
-// the whole search runs in C (the Swift twin in RowQuantizer is the reference the tests hold
-// it to), with an AVX-512 path for the error that does the same float operations in the same
-// order as the portable one: the same bytes on every CPU.
+// the whole search runs in C (the Swift twin in the tests is the reference they hold it to),
+// with an AVX-512 path that searches 16 rows at once, one a lane, doing the same float
+// operations in the same order as the portable one: the same bytes on every CPU.
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "include/mtlm_kernels.h"
 #include "mtlm_cpu.h"
@@ -69,51 +70,9 @@ static inline __attribute__((always_inline)) void int4_parameters(float low, flo
 
 static inline __attribute__((always_inline)) float loss_portable(const float *x, size_t n, float scale, float bias) { INT4_LOSS_BODY }
 
-#if defined(__x86_64__)
-// The same sum 16 elements at a time: the low and high halves of a register are two blocks of
-// 8, added to the 8 lanes one after the other as the loop above does; a partial last
-// register adds zeros to the lanes it does not reach (x + 0 = x for the sums, all ≥ +0).
-//
-// The error depends on each value's level only (e = scale · level + bias − x), and the level
-// is (x − bias) / scale clamped and rounded: a product with the reciprocal `vr` gives the same
-// level unless the quotient lies within a few ulps of a half-level (|q·r − q/s| ≤ 3 · 2^-24 ·
-// 15.5 < 2^-18 where it matters), so a register with a value within 2^-16 of one is redone
-// with the division.
-__attribute__((target("avx512f,avx512vl,avx512dq")))
-static inline __attribute__((always_inline)) float loss_avx512_v(const float *x, size_t n, __m512 vs, __m512 vb, __m512 vr) {
-    const __m512 zero = _mm512_setzero_ps(), edge = _mm512_set1_ps(0.5f - 0x1p-16f);
-    const __m512 fifteen = _mm512_set1_ps(15), magic = _mm512_set1_ps(8388608.0f);
-    __m256 lanes = _mm256_setzero_ps();
-    for (size_t j = 0; j < n; j += 16) {
-        __mmask16 mask = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
-        __m512 xv = _mm512_maskz_loadu_ps(mask, x + j);
-        __m512 d = _mm512_sub_ps(xv, vb);
-        __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(d, vr), zero), fifteen);  // max(v, 0) is v > 0 ? v : 0 (never NaN)
-        // c − RNE(c), exact (VREDUCEPS); the level RNE(c) is c minus it, as (c + 2^23) − 2^23 is.
-        __m512 fraction = _mm512_reduce_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512 v = _mm512_sub_ps(c, fraction);
-        if (_mm512_cmp_ps_mask(_mm512_abs_ps(fraction), edge, _CMP_GT_OQ)) {
-            c = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(d, vs), zero), fifteen);
-            v = _mm512_sub_ps(_mm512_add_ps(c, magic), magic);
-        }
-        __m512 e = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(vs, v), vb), xv);
-        __m512 square = _mm512_maskz_mul_ps(mask, e, e);
-        lanes = _mm256_add_ps(lanes, _mm512_castps512_ps256(square));
-        if (n - j > 8) lanes = _mm256_add_ps(lanes, _mm512_extractf32x8_ps(square, 1));
-    }
-    // q = (l0+l4, l1+l5, l2+l6, l3+l7); then (q0+q1) + (q2+q3) (addition commutes exactly).
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(lanes), _mm256_extractf128_ps(lanes, 1));
-    __m128 pairs = _mm_add_ps(q, _mm_movehdup_ps(q));  // q0+q1 in lane 0, q2+q3 in lane 2
-    return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehl_ps(pairs, pairs)));
-}
-
-#endif
-
-// One row's search: its range, the current and best ranges, the best error.
+// One row's search: its current and best ranges.
 typedef struct {
-    float low, high;            // current range
-    float best_low, best_high, best;
-    float step, minimum_width;  // 1/200 of the row's range; the search stops at 84% of it
+    float low, high, best_low, best_high;
     int searching;
 } row_search;
 
@@ -128,7 +87,7 @@ static inline __attribute__((always_inline)) float range_loss(const float *x, si
 }
 
 // RowQuantizer.encodeInt4's start: the range (min and max as Swift's min/max pick them,
-// signed zeros included), refused beyond float16's range (1), and its error.
+// signed zeros included), refused beyond float16's range (1).
 static inline __attribute__((always_inline)) int row_begin(const float *x, size_t n, int search, row_search *s) {
     float low = x[0], high = x[0];
     for (size_t j = 1; j < n; j++) {
@@ -138,10 +97,7 @@ static inline __attribute__((always_inline)) int row_begin(const float *x, size_
     if (!((low < 0 ? -low : low) <= 65504.0f && (high < 0 ? -high : high) <= 65504.0f)) return 1;
     s->low = s->best_low = low;
     s->high = s->best_high = high;
-    s->best = range_loss(x, n, low, high);
     s->searching = search && high > low;
-    s->step = (high - low) / 200.0f;
-    s->minimum_width = (high - low) * (1.0f - 0.16f);
     return 0;
 }
 
@@ -165,107 +121,308 @@ static inline __attribute__((always_inline)) void row_finish(const float *x, siz
     memcpy(out + offset, stored, 4);  // little-endian, as the format's hosts are
 }
 
-// The search one step at a time: evaluate raising the low end and lowering the high end by
-// one step, move the end whose error is lower, keep the best range seen.
+// The search one step at a time, in steps of 1/200 of the row's range: evaluate raising the low
+// end and lowering the high end by one step, move the end whose error is lower, keep the best
+// range seen. It stops when the range is down to 84% of the row's, or when the end it would
+// move does not move: a step below that end's precision (a spread of a few ulps, or one so
+// small that the step rounds to 0) would repeat the same iteration forever.
 static void search_portable(const float *x, size_t n, row_search *s) {
-    while (s->high - s->low > s->minimum_width) {
-        float raise_low = range_loss(x, n, s->low + s->step, s->high);
-        float lower_high = range_loss(x, n, s->low, s->high - s->step);
+    const float step = (s->high - s->low) / 200.0f, minimum_width = (s->high - s->low) * (1.0f - 0.16f);
+    float best = range_loss(x, n, s->low, s->high);
+    while (s->high - s->low > minimum_width) {
+        float raised = s->low + step, lowered = s->high - step;
+        float raise_low = range_loss(x, n, raised, s->high);
+        float lower_high = range_loss(x, n, s->low, lowered);
         if (raise_low < lower_high) {
-            s->low += s->step;
-            if (raise_low < s->best) { s->best_low = s->low; s->best_high = s->high; s->best = raise_low; }
+            if (raised == s->low) return;
+            s->low = raised;
+            if (raise_low < best) { s->best_low = s->low; s->best_high = s->high; best = raise_low; }
         } else {
-            s->high -= s->step;
-            if (lower_high < s->best) { s->best_low = s->low; s->best_high = s->high; s->best = lower_high; }
+            if (lowered == s->high) return;
+            s->high = lowered;
+            if (lower_high < best) { s->best_low = s->low; s->best_high = s->high; best = lower_high; }
         }
     }
+}
+
+// Adds a row's relative error ‖decoded − x‖ / ‖x‖ to errors[0] and raises errors[1] to it: the
+// figures of TensorRewriter's Swift loop, in double, its sums in element order.
+static inline __attribute__((always_inline)) void add_relative_error(double difference, double norm, double *errors) {
+    double relative = norm == 0 ? (difference == 0 ? 0 : __builtin_inf()) : __builtin_sqrt(difference / norm);
+    errors[0] += relative;
+    errors[1] = relative >= errors[1] ? relative : errors[1];
 }
 
 #if defined(__x86_64__)
 #define MTLM_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,f16c")))
 
-// Moves row s one step given the errors of raising its low end and of lowering its high end,
-// without a branch on them (each would be mispredicted half the time); returns whether it moved
-// the low end.
-MTLM_AVX512 static inline __attribute__((always_inline)) int take_step(row_search *s, float raise_loss, float lower_loss) {
-    int raise = raise_loss < lower_loss;
-    float chosen = raise ? raise_loss : lower_loss;
-    s->low = raise ? s->low + s->step : s->low;
-    s->high = raise ? s->high : s->high - s->step;
-    int better = chosen < s->best;
-    s->best = better ? chosen : s->best;
-    s->best_low = better ? s->low : s->best_low;
-    s->best_high = better ? s->high : s->best_high;
-    return raise;
+// Sixteen rows at once, one row a lane: a block of rows is transposed (element j of row r at
+// t[16·j + r]), so the error of a candidate range for 16 rows is n vector steps with no
+// horizontal sums. Every lane computes what the portable code computes for its row, operation
+// for operation (the division included: here it costs no more than a reciprocal and the check
+// that its rounding agrees).
+
+// The float16 scale and bias of ranges [low, high] (int4_parameters for 16 ranges wider than 0:
+// F16C rounds to nearest even as RowCodec.half does; max picks `smallest` when equal, the same
+// value).
+MTLM_AVX512 static inline __attribute__((always_inline)) void lane_parameters(__m512 low, __m512 high, __m512 *scale, __m512 *bias) {
+    *bias = _mm512_cvtph_ps(_mm512_cvtps_ph(low, _MM_FROUND_TO_NEAREST_INT));
+    __m512 width = _mm512_max_ps(_mm512_div_ps(_mm512_sub_ps(high, low), _mm512_set1_ps(15)), _mm512_set1_ps(0x1p-14f));
+    *scale = _mm512_cvtph_ps(_mm512_cvtps_ph(width, _MM_FROUND_TO_NEAREST_INT));
 }
 
-// The same search for up to 4 rows at once (row i at x + i·n), two steps an iteration: the
-// steps of one row wait on each other's errors, the rows do not. The step after raising the
-// low end to a = low + step, or lowering the high end to b = high − step, evaluates
-// (a + step, high) and (a, b), or (a, b) and (low, b − step): five ranges a row, each float
-// computed as the one-step loop computes it, their scales and biases rounded to float16
-// together (F16C: IEEE round to nearest even, as RowCodec.half).
-MTLM_AVX512 static void search_avx512(const float *x, size_t n, row_search *rows, size_t count) {
-    const __m256 fifteen = _mm256_set1_ps(15), smallest = _mm256_set1_ps(0x1p-14f);
-    int active[4];
-    for (size_t i = 0; i < 4; i++) active[i] = i < count && rows[i].searching;
+// The level of (x − bias) / scale: clamped to [0, 15] (v > 0 ? v : 0, then v < 15 ? v : 15), here
+// on the float's bits as signed integers, which order non-negative floats as floats and put
+// every negative one (−0 included) below +0, on pipes the float operations leave free; then
+// rounded half to even (in [0, 15] what adding and removing 2^23 gives).
+MTLM_AVX512 static inline __attribute__((always_inline)) __m512 lane_level(__m512 d, __m512 scale) {
+    __m512i bits = _mm512_castps_si512(_mm512_div_ps(d, scale));
+    __m512 clamped = _mm512_castsi512_ps(_mm512_min_epi32(_mm512_max_epi32(bits, _mm512_setzero_si512()), _mm512_set1_epi32(0x41700000)));
+    return _mm512_roundscale_ps(clamped, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+// loss_portable for 16 rows: element j's squared error into accumulator j mod 8 (written out
+// eight at a time so the accumulators stay in registers), combined in its order.
+MTLM_AVX512 static inline __attribute__((always_inline)) __m512 lane_errors(const float *t, size_t n, __m512 scale, __m512 bias) {
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, s7 = zero;
+    #define ELEMENT(j, sum)                                                                                  \
+        do {                                                                                                 \
+            __m512 x = _mm512_loadu_ps(t + 16 * (j)), v = lane_level(_mm512_sub_ps(x, bias), scale);        \
+            __m512 e = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale, v), bias), x);                       \
+            sum = _mm512_add_ps(sum, _mm512_mul_ps(e, e));                                                   \
+        } while (0)
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        ELEMENT(j, s0); ELEMENT(j + 1, s1); ELEMENT(j + 2, s2); ELEMENT(j + 3, s3);
+        ELEMENT(j + 4, s4); ELEMENT(j + 5, s5); ELEMENT(j + 6, s6); ELEMENT(j + 7, s7);
+    }
+    switch (n - j) {  // the last elements
+    case 7: ELEMENT(j + 6, s6); /* fallthrough */
+    case 6: ELEMENT(j + 5, s5); /* fallthrough */
+    case 5: ELEMENT(j + 4, s4); /* fallthrough */
+    case 4: ELEMENT(j + 3, s3); /* fallthrough */
+    case 3: ELEMENT(j + 2, s2); /* fallthrough */
+    case 2: ELEMENT(j + 1, s1); /* fallthrough */
+    case 1: ELEMENT(j, s0); /* fallthrough */
+    default: break;
+    }
+    #undef ELEMENT
+    return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s4), _mm512_add_ps(s1, s5)),
+                         _mm512_add_ps(_mm512_add_ps(s2, s6), _mm512_add_ps(s3, s7)));
+}
+
+// One block's search: its rows transposed (t) and as given (x), their current and best ranges,
+// the best errors, and the rows still searching.
+typedef struct {
+    const float *t, *x;
+    __m512 low, high, best_low, best_high, best, step, minimum_width;
+    __mmask16 lanes;
+} lane_search;
+
+// range_loss of ranges [low, high] for the block's searching rows. A range not wider than 0 has
+// scale 0 and range_loss's other sum: the search never makes one (its width stays above 84% of
+// the row's range, a step is 0.5% of it), but a row that did would get range_loss's figure.
+MTLM_AVX512 static __m512 lane_loss(const lane_search *s, size_t n, __m512 low, __m512 high) {
+    __m512 scale, bias;
+    lane_parameters(low, high, &scale, &bias);
+    __m512 loss = lane_errors(s->t, n, scale, bias);
+    __mmask16 flat = s->lanes & _mm512_cmp_ps_mask(high, low, _CMP_NGT_UQ);
+    if (flat) {
+        float l[16], h[16], out[16];
+        _mm512_storeu_ps(l, low); _mm512_storeu_ps(h, high); _mm512_storeu_ps(out, loss);
+        for (int r = 0; r < 16; r++) if (flat >> r & 1) out[r] = range_loss(s->x + (size_t)r * n, n, l[r], h[r]);
+        loss = _mm512_loadu_ps(out);
+    }
+    return loss;
+}
+
+// search_portable's start for the rows in `lanes`: the step, the width to stop at, the error of
+// the row's range.
+MTLM_AVX512 static void lane_search_begin(lane_search *s, size_t n, __mmask16 lanes) {
+    s->best_low = s->low;
+    s->best_high = s->high;
+    s->step = _mm512_div_ps(_mm512_sub_ps(s->high, s->low), _mm512_set1_ps(200.0f));
+    s->minimum_width = _mm512_mul_ps(_mm512_sub_ps(s->high, s->low), _mm512_set1_ps(1.0f - 0.16f));
+    s->lanes = lanes;
+    s->best = lanes ? lane_loss(s, n, s->low, s->high) : _mm512_setzero_ps();
+}
+
+// Whether some row still searches (its range is wider than the width to stop at); then the
+// errors of raising its low end and of lowering its high end by one step.
+MTLM_AVX512 static int lane_search_candidates(lane_search *s, size_t n, __m512 *raise_loss, __m512 *lower_loss) {
+    s->lanes &= _mm512_cmp_ps_mask(_mm512_sub_ps(s->high, s->low), s->minimum_width, _CMP_GT_OQ);
+    if (!s->lanes) return 0;
+    *raise_loss = lane_loss(s, n, _mm512_add_ps(s->low, s->step), s->high);
+    *lower_loss = lane_loss(s, n, s->low, _mm512_sub_ps(s->high, s->step));
+    return 1;
+}
+
+// Each searching row moves the end whose error is lower and keeps the best range seen; a row
+// whose end would not move stops there (search_portable's returns).
+MTLM_AVX512 static void lane_search_step(lane_search *s, __m512 raise_loss, __m512 lower_loss) {
+    __m512 raised = _mm512_add_ps(s->low, s->step), lowered = _mm512_sub_ps(s->high, s->step);
+    __mmask16 raise = s->lanes & _mm512_cmp_ps_mask(raise_loss, lower_loss, _CMP_LT_OQ), lower = s->lanes & ~raise;
+    s->lanes &= ~((raise & _mm512_cmp_ps_mask(raised, s->low, _CMP_EQ_OQ)) | (lower & _mm512_cmp_ps_mask(lowered, s->high, _CMP_EQ_OQ)));
+    raise &= s->lanes;
+    lower &= s->lanes;
+    s->low = _mm512_mask_mov_ps(s->low, raise, raised);
+    s->high = _mm512_mask_mov_ps(s->high, lower, lowered);
+    __m512 chosen = _mm512_mask_mov_ps(lower_loss, raise, raise_loss);
+    __mmask16 better = s->lanes & _mm512_cmp_ps_mask(chosen, s->best, _CMP_LT_OQ);
+    s->best = _mm512_mask_mov_ps(s->best, better, chosen);
+    s->best_low = _mm512_mask_mov_ps(s->best_low, better, s->low);
+    s->best_high = _mm512_mask_mov_ps(s->best_high, better, s->high);
+}
+
+// The searches of `count` (≤ 2) blocks together: a block's next step waits on its errors (about
+// a tenth of a step's time), and the other block's evaluations fill that wait.
+MTLM_AVX512 static void search_blocks(lane_search *s, size_t count, size_t n) {
     for (;;) {
-        int any = 0;
-        for (size_t i = 0; i < 4; i++) {
-            active[i] = active[i] && rows[i].high - rows[i].low > rows[i].minimum_width;
-            any |= active[i];
+        __m512 raise[2], lower[2];
+        int live[2] = {0, 0};
+        for (size_t b = 0; b < count; b++) live[b] = lane_search_candidates(&s[b], n, &raise[b], &lower[b]);
+        if (!live[0] && !live[1]) return;
+        for (size_t b = 0; b < count; b++) if (live[b]) lane_search_step(&s[b], raise[b], lower[b]);
+    }
+}
+
+// row_begin for a block's rows [0, *count), *count ≤ 16, transposed into t (16·n floats; lanes
+// beyond *count hold row 0 again, unused): returns -1, or the first row beyond float16's range
+// (then *count is the number of rows before it).
+MTLM_AVX512 static long lane_begin(lane_search *s, const float *x, size_t n, size_t *count, float *t) {
+    for (size_t r = 0; r < 16; r++) {
+        const float *row = x + (r < *count ? r : 0) * n;
+        for (size_t j = 0; j < n; j++) t[16 * j + r] = row[j];
+    }
+    // x < low ? x : low is min(x, low); x >= high ? x : high is max(high, x).
+    __m512 low = _mm512_loadu_ps(t), high = low;
+    for (size_t j = 1; j < n; j++) {
+        __m512 v = _mm512_loadu_ps(t + 16 * j);
+        low = _mm512_min_ps(v, low);
+        high = _mm512_max_ps(high, v);
+    }
+    const __m512 largest = _mm512_set1_ps(65504.0f);
+    __mmask16 beyond = (__mmask16)((1u << *count) - 1) & ~(_mm512_cmp_ps_mask(_mm512_abs_ps(low), largest, _CMP_LE_OQ) &
+                                                          _mm512_cmp_ps_mask(_mm512_abs_ps(high), largest, _CMP_LE_OQ));
+    *s = (lane_search){.t = t, .x = x, .low = low, .high = high};
+    if (!beyond) return -1;
+    *count = (size_t)__builtin_ctz(beyond);
+    return (long)*count;
+}
+
+// row_finish for a block's rows [0, count) over their best ranges: the levels packed two a byte
+// into bytes (byte k of row r at bytes[16·k + r]), then each row written out; with `errors`,
+// each row's relative error added to them (the decoded value is scale · level + bias, as
+// RowCodec decodes it; rows of equal values: level 0, scale 0).
+MTLM_AVX512 static void lane_finish(const lane_search *s, size_t n, size_t count, int searched, uint8_t *bytes, uint8_t *out,
+                                    size_t out_stride, double *errors) {
+    __m512 low = searched ? s->best_low : s->low, high = searched ? s->best_high : s->high, scale, bias;
+    lane_parameters(low, high, &scale, &bias);
+    __mmask16 spread = _mm512_cmp_ps_mask(high, low, _CMP_GT_OQ);
+    scale = _mm512_maskz_mov_ps(spread, scale);
+    __m512d difference[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()}, norm[2] = {difference[0], difference[0]};
+    size_t pairs = (n + 1) / 2;
+    for (size_t k = 0; k < pairs; k++) {
+        __m512i byte = _mm512_setzero_si512();
+        for (size_t j = 2 * k; j < n && j < 2 * k + 2; j++) {
+            __m512 x = _mm512_loadu_ps(s->t + 16 * j), v = _mm512_maskz_mov_ps(spread, lane_level(_mm512_sub_ps(x, bias), scale));
+            byte = _mm512_or_si512(byte, _mm512_slli_epi32(_mm512_cvttps_epi32(v), (unsigned)(j & 1) * 4));
+            if (!errors) continue;
+            __m512 decoded = _mm512_add_ps(_mm512_mul_ps(scale, v), bias);
+            for (int h = 0; h < 2; h++) {  // rows 0–7, then 8–15, in double
+                __m512d xd = _mm512_cvtps_pd(h ? _mm512_extractf32x8_ps(x, 1) : _mm512_castps512_ps256(x));
+                __m512d dd = _mm512_cvtps_pd(h ? _mm512_extractf32x8_ps(decoded, 1) : _mm512_castps512_ps256(decoded));
+                __m512d d = _mm512_sub_pd(dd, xd);
+                difference[h] = _mm512_add_pd(difference[h], _mm512_mul_pd(d, d));
+                norm[h] = _mm512_add_pd(norm[h], _mm512_mul_pd(xd, xd));
+            }
         }
-        if (!any) return;
-        float loss[4][5];
-        for (size_t i = 0; i < 4; i++) {
-            if (!active[i]) continue;
-            const row_search *s = &rows[i];
-            float a = s->low + s->step, b = s->high - s->step;
-            __m256 lows = _mm256_setr_ps(a, s->low, a + s->step, a, s->low, 0, 0, 0);
-            __m256 highs = _mm256_setr_ps(s->high, b, s->high, b, b - s->step, 1, 1, 1);
-            __m256 biases = _mm256_cvtph_ps(_mm256_cvtps_ph(lows, _MM_FROUND_TO_NEAREST_INT));
-            // max(width, smallest) is smallest when they are equal, as Swift's max picks (the same value).
-            __m256 widths = _mm256_max_ps(_mm256_div_ps(_mm256_sub_ps(highs, lows), fifteen), smallest);
-            __m256 scales = _mm256_cvtph_ps(_mm256_cvtps_ph(widths, _MM_FROUND_TO_NEAREST_INT));
-            __m256 reciprocals = _mm256_div_ps(_mm256_set1_ps(1), scales);
-            // Each range's scale, bias and reciprocal broadcast from its lane (kept in registers).
-            const __m512 s16 = _mm512_castps256_ps512(scales), b16 = _mm512_castps256_ps512(biases);
-            const __m512 r16 = _mm512_castps256_ps512(reciprocals);
-            const float *row = x + i * n;
-            #define LANE(v, c) _mm512_permutexvar_ps(_mm512_set1_epi32(c), v)
-            for (int c = 0; c < 5; c++) loss[i][c] = loss_avx512_v(row, n, LANE(s16, c), LANE(b16, c), LANE(r16, c));
-            #undef LANE
-        }
-        for (size_t i = 0; i < 4; i++) {
-            if (!active[i]) continue;
-            int raised = take_step(&rows[i], loss[i][0], loss[i][1]);
-            if (!(rows[i].high - rows[i].low > rows[i].minimum_width)) { active[i] = 0; continue; }
-            take_step(&rows[i], raised ? loss[i][2] : loss[i][3], raised ? loss[i][3] : loss[i][4]);
-        }
+        _mm_storeu_si128((__m128i *)(bytes + 16 * k), _mm512_cvtepi32_epi8(byte));
+    }
+    uint16_t scales[16], biases[16];
+    _mm256_storeu_si256((__m256i *)scales, _mm512_cvtps_ph(scale, _MM_FROUND_TO_NEAREST_INT));
+    _mm256_storeu_si256((__m256i *)biases, _mm512_cvtps_ph(bias, _MM_FROUND_TO_NEAREST_INT));
+    double differences[16], norms[16];
+    for (int h = 0; h < 2; h++) { _mm512_storeu_pd(differences + 8 * h, difference[h]); _mm512_storeu_pd(norms + 8 * h, norm[h]); }
+    for (size_t r = 0; r < count; r++) {
+        uint8_t *row = out + r * out_stride;
+        for (size_t k = 0; k < pairs; k++) row[k] = bytes[16 * k + r];
+        uint16_t stored[2] = {scales[r], biases[r]};
+        memcpy(row + pairs, stored, 4);
+        if (errors) add_relative_error(differences[r], norms[r], errors);
     }
 }
 
 static int has_avx512(void) { return mtlm_cpu_has(MTLM_CPU_AVX512F | MTLM_CPU_AVX512VL | MTLM_CPU_AVX512DQ | MTLM_CPU_F16C); }
+
+// The scratch memory encode_avx512 needs: two transposed blocks and one block of packed levels.
+static size_t avx512_scratch_bytes(size_t n) { return 32 * n * sizeof(float) + 16 * ((n + 1) / 2); }
+
+// Rows encoded 32 at a time, as two blocks of 16 searched together.
+MTLM_AVX512 static long encode_avx512(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int search, float *scratch,
+                                      double *errors) {
+    for (size_t first = 0; first < rows; first += 32) {
+        lane_search s[2];
+        size_t count[2] = {0, 0}, blocks = 0;
+        long refused = -1;
+        for (; blocks < 2 && first + 16 * blocks < rows && refused < 0; blocks++) {
+            size_t begin = first + 16 * blocks;
+            count[blocks] = rows - begin < 16 ? rows - begin : 16;
+            long bad = lane_begin(&s[blocks], x + begin * n, n, &count[blocks], scratch + 16 * n * blocks);
+            if (bad >= 0) refused = (long)begin + bad;
+        }
+        if (search) {
+            for (size_t b = 0; b < blocks; b++) {
+                __mmask16 rows_in = (__mmask16)((1u << count[b]) - 1);
+                lane_search_begin(&s[b], n, rows_in & _mm512_cmp_ps_mask(s[b].high, s[b].low, _CMP_GT_OQ));
+            }
+            search_blocks(s, blocks, n);
+        }
+        for (size_t b = 0; b < blocks; b++) {
+            lane_finish(&s[b], n, count[b], search, (uint8_t *)(scratch + 32 * n), out + (first + 16 * b) * out_stride, out_stride,
+                        errors);
+        }
+        if (refused >= 0) return refused;
+    }
+    return -1;
+}
 #endif
 
-long mtlm_encode_int4_rows(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int search, int implementation) {
+// A row's relative error from its stored form (RowCodec's decoding), for the portable path.
+static void row_error(const float *x, size_t n, const uint8_t *row, double *errors) {
+    size_t pairs = (n + 1) / 2;
+    uint16_t stored[2];
+    memcpy(stored, row + pairs, 4);
+    float scale = half_value(stored[0]), bias = half_value(stored[1]);
+    double difference = 0, norm = 0;
+    for (size_t j = 0; j < n; j++) {
+        float decoded = scale * (float)((row[j >> 1] >> ((j & 1) * 4)) & 0x0F) + bias;
+        double d = (double)decoded - (double)x[j];
+        difference += d * d;
+        norm += (double)x[j] * (double)x[j];
+    }
+    add_relative_error(difference, norm, errors);
+}
+
+long mtlm_encode_int4_rows(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int search, int implementation,
+                           double *errors) {
     if (n == 0) return -1;
-    row_search state[4];
-    for (size_t first = 0; first < rows; first += 4) {
-        size_t count = rows - first < 4 ? rows - first : 4;
-        const float *block = x + first * n;
-        for (size_t i = 0; i < count; i++) {
-            if (row_begin(block + i * n, n, search, &state[i])) return (long)(first + i);
-        }
 #if defined(__x86_64__)
-        if (implementation >= 1 && has_avx512()) {
-            search_avx512(block, n, state, count);
-        } else
+    float *scratch = implementation >= 1 && has_avx512() ? malloc(avx512_scratch_bytes(n)) : NULL;
+    if (scratch) {  // (without memory for it: the portable code)
+        long refused = encode_avx512(x, rows, n, out, out_stride, search, scratch, errors);
+        free(scratch);
+        return refused;
+    }
 #endif
-        {
-            for (size_t i = 0; i < count; i++) if (state[i].searching) search_portable(block + i * n, n, &state[i]);
-        }
-        for (size_t i = 0; i < count; i++) row_finish(block + i * n, n, &state[i], out + (first + i) * out_stride);
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * n;
+        row_search state;
+        if (row_begin(row, n, search, &state)) return (long)r;
+        if (state.searching) search_portable(row, n, &state);
+        row_finish(row, n, &state, out + r * out_stride);
+        if (errors) row_error(row, n, out + r * out_stride, errors);
     }
     return -1;
 }

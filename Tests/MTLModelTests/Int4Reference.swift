@@ -1,7 +1,8 @@
 @testable import MTLModel
 
 /// The Swift implementation of int4 encoding that `mtlm_encode_int4_row` replaced, kept
-/// verbatim as the twin the C kernel (each of its paths) must match byte for byte.
+/// as the twin the C kernel (each of its paths) must match byte for byte: verbatim but for the
+/// end of the search on a step that moves nothing.
 enum Int4Reference {
     static let smallestNormalHalf = RowQuantizer.smallestNormalHalf
     static let largestHalf = RowQuantizer.largestHalf
@@ -24,10 +25,14 @@ enum Int4Reference {
             while current.high - current.low > minimumWidth {
                 let raiseLow = int4Loss(x, columns, current.low + step, current.high)
                 let lowerHigh = int4Loss(x, columns, current.low, current.high - step)
+                // (Added with #17: a step that does not move the end — a spread of a few
+                // ulps — ends the search, which would otherwise repeat forever.)
                 if raiseLow < lowerHigh {
+                    guard current.low + step != current.low else { break }
                     current.low += step
                     if raiseLow < best.loss { best = (current.low, current.high, raiseLow) }
                 } else {
+                    guard current.high - step != current.high else { break }
                     current.high -= step
                     if lowerHigh < best.loss { best = (current.low, current.high, lowerHigh) }
                 }

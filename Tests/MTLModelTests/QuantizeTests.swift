@@ -77,6 +77,11 @@ struct QuantizeTests {
             rows.append((0..<columns).map { $0 == columns / 2 ? 100 : uniform() * 0.01 })              // one outlier
             rows.append((0..<columns).map { Float($0 % 31) * 0.5 })                                    // values on half-levels (ties)
             rows.append((0..<columns).map { (Float($0 % 16) + 0.5) * 0.125 - 1 })
+            // Spreads of a few ulps, where a step (1/200 of the spread) moves neither end: the
+            // search once repeated itself forever on these.
+            rows.append((0..<columns).map { $0 % 2 == 0 ? 0 : Float(bitPattern: 70) })
+            rows.append((0..<columns).map { $0 % 2 == 0 ? 1000 : Float(1000).nextUp.nextUp })
+            rows.append((0..<columns).map { $0 % 3 == 0 ? -0.0 : Float(bitPattern: 1) })
         }
         for row in rows {
             for search in [false, true] {
@@ -86,30 +91,63 @@ struct QuantizeTests {
                     try twin.withUnsafeMutableBytes { try Int4Reference.encode(x.baseAddress!, columns: row.count, into: $0.baseAddress!, search: search) }
                     for path: Int32 in [0, 1] {
                         var kernel = [UInt8](repeating: 0xEE, count: byteCount)
-                        let status = kernel.withUnsafeMutableBytes { mtlm_encode_int4_rows(x.baseAddress!, 1, row.count, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, path) }
+                        let status = kernel.withUnsafeMutableBytes { mtlm_encode_int4_rows(x.baseAddress!, 1, row.count, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, path, nil) }
                         #expect(status == -1 && kernel == twin, "path \(path), search \(search), row \(row)")
                     }
                 }
             }
         }
-        // Many rows in one call (searched 4 at a time): the same bytes as one at a time.
-        for columns in [3, 16, 17, 33] {
-            let batch = rows.filter { $0.count == columns }
+        // Many rows in one call (searched 16 a block, two blocks together, with a partial last
+        // block): the same bytes as one at a time.
+        for columns in [1, 3, 16, 17, 33] {
+            let edge = rows.filter { $0.count == columns }
+            let batch = (0..<75).map { $0 % 5 == 0 ? edge[$0 / 5 % edge.count] : (0..<columns).map { _ in uniform() * 2 - 1 } }
             let flat = batch.flatMap { $0 }, stride = (columns + 1) / 2 + 4
             for path: Int32 in [0, 1] {
                 var together = [UInt8](repeating: 0, count: batch.count * stride), apart = together
                 flat.withUnsafeBufferPointer { x in
-                    together.withUnsafeMutableBytes { #expect(mtlm_encode_int4_rows(x.baseAddress!, batch.count, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), stride, 1, path) == -1) }
+                    together.withUnsafeMutableBytes { #expect(mtlm_encode_int4_rows(x.baseAddress!, batch.count, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), stride, 1, path, nil) == -1) }
                     apart.withUnsafeMutableBytes { out in
-                        for r in batch.indices { _ = mtlm_encode_int4_rows(x.baseAddress! + r * columns, 1, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self) + r * stride, stride, 1, path) }
+                        for r in batch.indices { _ = mtlm_encode_int4_rows(x.baseAddress! + r * columns, 1, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self) + r * stride, stride, 1, path, nil) }
                     }
                 }
                 #expect(together == apart, "\(columns) columns, path \(path)")
+                // ... and, through the second path, the same bytes as the portable one.
+                var portable = together
+                flat.withUnsafeBufferPointer { x in
+                    portable.withUnsafeMutableBytes { _ = mtlm_encode_int4_rows(x.baseAddress!, batch.count, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), stride, 1, 0, nil) }
+                }
+                #expect(together == portable, "\(columns) columns, path \(path)")
+                // The errors it adds up: RowQuantizer.relativeError's of each row written, to the bit.
+                var expected = (sum: 0.0, max: 0.0), scratch = [Float](repeating: 0, count: columns)
+                for r in batch.indices {
+                    let e = flat.withUnsafeBufferPointer { x in
+                        together.withUnsafeBytes { RowQuantizer.relativeError(of: x.baseAddress! + r * columns, columns: columns, storedAs: $0.baseAddress! + r * stride, .int4Rowwise, scratch: &scratch) }
+                    }
+                    expected = (expected.sum + e, max(expected.max, e))
+                }
+                var sums = [0.0, 0.0], measured = together
+                flat.withUnsafeBufferPointer { x in
+                    measured.withUnsafeMutableBytes { _ = mtlm_encode_int4_rows(x.baseAddress!, batch.count, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), stride, 1, path, &sums) }
+                }
+                #expect(measured == together && sums == [expected.sum, expected.max] && expected.sum > 0, "\(columns) columns, path \(path)")
             }
+        }
+        // A row beyond float16's range in the second block of 16: the rows before it are
+        // written, it and the rows after it are not; the same on both paths.
+        for path: Int32 in [0, 1] {
+            var values = (0..<40 * 4).map { _ in uniform() }
+            values[21 * 4 + 2] = 70000
+            var out = [UInt8](repeating: 0xEE, count: 40 * 6)
+            let status = values.withUnsafeBufferPointer { x in out.withUnsafeMutableBytes { mtlm_encode_int4_rows(x.baseAddress!, 40, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 6, 1, path, nil) } }
+            var before = [UInt8](repeating: 0xEE, count: 21 * 6)
+            values.withUnsafeBufferPointer { x in before.withUnsafeMutableBytes { _ = mtlm_encode_int4_rows(x.baseAddress!, 21, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 6, 1, 0, nil) } }
+            #expect(status == 21, "path \(path)")
+            #expect(Array(out[..<(21 * 6)]) == before && out[(21 * 6)...].allSatisfy { $0 == 0xEE }, "path \(path)")
         }
         let withBad: [Float] = [1, 2, 3, 4, 5, 6, 1, 70000, 2]
         var three = [UInt8](repeating: 0, count: 15)
-        withBad.withUnsafeBufferPointer { x in three.withUnsafeMutableBytes { #expect(mtlm_encode_int4_rows(x.baseAddress!, 3, 3, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 5, 1, 1) == 2) } }
+        withBad.withUnsafeBufferPointer { x in three.withUnsafeMutableBytes { #expect(mtlm_encode_int4_rows(x.baseAddress!, 3, 3, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 5, 1, 1, nil) == 2) } }
         // Beyond float16's range: refused by both, nothing written.
         let beyond: [Float] = [1, 70000, 2]
         var out = [UInt8](repeating: 0xEE, count: 6)

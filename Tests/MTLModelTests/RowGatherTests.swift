@@ -20,7 +20,7 @@ struct RowGatherTests {
             var out = [UInt8](repeating: 0xEE, count: capacity * width)
             for start in stride(from: 0, to: rows.count, by: capacity) {
                 let n = min(capacity, rows.count - start)
-                out.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0xEE) }
+                _ = out.withUnsafeMutableBytes { $0.initializeMemory(as: UInt8.self, repeating: 0xEE) }
                 var released: [Range<Int>] = []
                 out.withUnsafeMutableBytes { buffer in
                     gather.gather(count: n, row: { rows[start + $0] }, from: source, into: buffer.baseAddress!) { released.append($0) }

@@ -149,3 +149,19 @@ extension ModelQuantizer {
         return bad >= 0 ? bad : nil
     }
 }
+
+extension ModelQuantizer {
+    /// Quantizes rows of `columns` finite float32 values to the INT4_ROWWISE layout over the
+    /// clipping range `quantize` searches: its kernel for embedding tables (16 rows at once with
+    /// AVX-512 where the CPU has it). The library benchmarks time it.
+    ///
+    /// - Returns: the index of the first row beyond float16's range, or nil.
+    public static func quantizeInt4Rows(_ values: UnsafeBufferPointer<Float>, columns: Int,
+                                        into output: UnsafeMutableRawBufferPointer) -> Int? {
+        let rows = values.count / columns, rowBytes = (columns + 1) / 2 + 4
+        precondition(output.count >= rows * rowBytes)
+        let bad = mtlm_encode_int4_rows(values.baseAddress!, rows, columns, output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                        rowBytes, 1, 1, nil)
+        return bad >= 0 ? bad : nil
+    }
+}

@@ -35,6 +35,21 @@ enum RowQuantizer {
         }
     }
 
+    /// ‖decoded − x‖ / ‖x‖ of a row stored as `dtype` (0 for a zero row stored exactly), in
+    /// double with the sums in element order: what `quantize` reports per tensor. The int4
+    /// kernel computes the same figures for its rows (`mtlm_encode_int4_rows`).
+    static func relativeError(of x: UnsafePointer<Float>, columns: Int, storedAs row: UnsafeRawPointer, _ dtype: DType,
+                              scratch: UnsafeMutablePointer<Float>) -> Double {
+        RowCodec.decodeRow(row, dtype: dtype, columns: columns, into: scratch)
+        var difference = 0.0, norm = 0.0
+        for j in 0..<columns {
+            let d = Double(scratch[j]) - Double(x[j])
+            difference += d * d
+            norm += Double(x[j]) * Double(x[j])
+        }
+        return norm == 0 ? (difference == 0 ? 0 : .infinity) : (difference / norm).squareRoot()
+    }
+
     @inline(__always)
     static func range(_ x: UnsafePointer<Float>, _ columns: Int) -> (Float, Float) {
         var low = x[0], high = x[0]
@@ -93,7 +108,7 @@ enum RowQuantizer {
     /// The search evaluates the error ~64 times a row: it runs in C (`mtlm_encode_int4_rows`,
     /// AVX-512 where the CPU has it), held by the tests to the same bytes as its Swift twin.
     static func encodeInt4(_ x: UnsafePointer<Float>, columns: Int, into out: UnsafeMutableRawPointer, search: Bool = true) throws(Failure) {
-        guard mtlm_encode_int4_rows(x, 1, columns, out.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, 1) < 0 else {
+        guard mtlm_encode_int4_rows(x, 1, columns, out.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, 1, nil) < 0 else {
             throw .beyondHalfRange
         }
     }

@@ -201,16 +201,20 @@ struct TensorRewriter {
                     return
                 }
                 // Gather the window's kept rows as float32, then encode them.
+                // (Into locals and buffers: a property written per row costs an exclusivity check each time.)
                 let columns = entry.columnCount
-                count = 0
+                var kept = 0
                 values.withUnsafeMutableBufferPointer { floats in
-                    for row in range where filter?.isKept(row) ?? true {
-                        RowCodec.decodeRow(stored + row * sourceRowBytes, dtype: entry.dtype, columns: columns,
-                                           into: floats.baseAddress! + count * columns)
-                        sourceRows[count] = row
-                        count += 1
+                    sourceRows.withUnsafeMutableBufferPointer { origins in
+                        for row in range where filter?.isKept(row) ?? true {
+                            RowCodec.decodeRow(stored + row * sourceRowBytes, dtype: entry.dtype, columns: columns,
+                                               into: floats.baseAddress! + kept * columns)
+                            origins[kept] = row
+                            kept += 1
+                        }
                     }
                 }
+                count = kept
                 if target == .int8Rowwise {
                     let rows = sourceRows
                     try values.withUnsafeBufferPointer { floats in
@@ -260,29 +264,25 @@ private struct RowEncoder: Sendable {
 
     func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
                             sourceRows: [Int], errors: inout TensorRewriter.ErrorSums, entry: TensorEntry) throws {
-        var decoded = [Float](repeating: 0, count: columns)
         try values.withUnsafeBufferPointer { floats in
             try encoded.withUnsafeMutableBytes { out in
                 if target == .int4Rowwise {
-                    // The clipping search of each row, all rows in one call (the kernel
-                    // interleaves rows); values checked first, as `encode` does.
+                    // The clipping search of each row and its error, all rows in one call (the
+                    // kernel searches 16 rows at once); values checked first, as `encode` does.
                     for r in 0..<count { try requireFinite(floats.baseAddress! + r * columns, columns: columns, row: sourceRows[r], of: entry) }
-                    let bad = mtlm_encode_int4_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes, 1, 1)
+                    var sums = [errors.sum, errors.max]
+                    let bad = mtlm_encode_int4_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes, 1, 1, &sums)
                     if bad >= 0 { throw beyondHalfRange(row: sourceRows[bad], target, of: entry) }
+                    (errors.sum, errors.max) = (sums[0], sums[1])
+                    return
                 }
+                var decoded = [Float](repeating: 0, count: columns)
                 try decoded.withUnsafeMutableBufferPointer { check in
                     for r in 0..<count {
                         let x = floats.baseAddress! + r * columns
                         let row = out.baseAddress! + r * rowBytes
-                        if target != .int4Rowwise { try encode(x, columns: columns, as: target, into: row, row: sourceRows[r], of: entry) }
-                        RowCodec.decodeRow(UnsafeRawPointer(row), dtype: target, columns: columns, into: check.baseAddress!)
-                        var difference = 0.0, norm = 0.0
-                        for j in 0..<columns {
-                            let d = Double(check[j]) - Double(x[j])
-                            difference += d * d
-                            norm += Double(x[j]) * Double(x[j])
-                        }
-                        let relative = norm == 0 ? (difference == 0 ? 0 : Double.infinity) : (difference / norm).squareRoot()
+                        try encode(x, columns: columns, as: target, into: row, row: sourceRows[r], of: entry)
+                        let relative = RowQuantizer.relativeError(of: x, columns: columns, storedAs: UnsafeRawPointer(row), target, scratch: check.baseAddress!)
                         errors.sum += relative
                         errors.max = max(errors.max, relative)
                     }
