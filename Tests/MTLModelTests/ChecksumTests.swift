@@ -114,6 +114,37 @@ struct ChecksumTests {
         #expect { _ = try ModelFile(path: path).statistics(of: "t") } throws: { ($0 as? MTLModelError)?.message.contains("chunk 2000 checksum mismatch") == true }
     }
 
+    @Test("A writer's chunk CRCs are those of its chunks however the bytes arrive: small pieces, pieces of many chunks (checksummed on another thread while written) from a chunk boundary or not, a partial last chunk")
+    func writerChunkCRCs() throws {
+        let directory = TemporaryDirectory()
+        var options = ModelWriter.Options()
+        options.chunkByteCount = 256
+        var random = SplitMix64(seed: 4)
+        let count = 256 * 40 + 100
+        let bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let expected = stride(from: 0, to: count, by: 256).map { start in
+            bytes[start..<min(start + 256, count)].withUnsafeBytes { CRC32.checksum($0) }
+        }
+        let splits: [[Int]] = [[count], [10, count - 10], [256 * 4, count - 256 * 4], [256 * 4 - 1, 1, 256 * 30, count - 256 * 34],
+                               Array(repeating: 103, count: count / 103) + [count % 103]]
+        for (index, pieces) in splits.enumerated() {
+            let path = directory.path("chunks-\(index).mtlm")
+            let writer = try ModelWriter(path: path, options: options)
+            try writer.beginTensor("t", dtype: .float32, shape: [UInt64(count / 4)], role: .parameter)
+            var start = 0
+            for piece in pieces {
+                try bytes[start..<(start + piece)].withUnsafeBytes { try writer.write($0) }
+                start += piece
+            }
+            try writer.endTensor()
+            try writer.finish(architecture: architecture(fromConfig: "small.json"), provenance: Provenance(createdUnixSeconds: 0, source: "test"))
+            let file = try ModelFile(path: path)
+            #expect(try #require(file.entry(named: "t")).chunkCRC32 == expected, "pieces \(pieces.prefix(4))")
+            // (Random bytes are not a model: only what the checksums say matters here.)
+            #expect(!ModelVerifier(threadCount: 1).verify(file).problems.contains { $0.kind == .checksum || $0.kind == .padding })
+        }
+    }
+
     @Test("NaN, Inf and values ≥ 2^64 are counted in float32, float16 and bfloat16, at any count")
     func nonFiniteCounts() {
         for count in [0, 1, 7, 8, 9, 100, 3000] {

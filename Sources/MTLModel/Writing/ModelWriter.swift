@@ -1,3 +1,4 @@
+import Dispatch
 /// Writes an `.mtlm` file tensor by tensor, in bounded memory: payloads stream to disk as they
 /// come (checksummed chunk by chunk), the manifest and footer follow, the header is written
 /// last with the lowest format version the content needs, and the file appears at its path
@@ -79,6 +80,13 @@ public final class ModelWriter {
         }
         var rest = bytes
         while !rest.isEmpty {
+            let size = Int(options.chunkByteCount)
+            if tensor.entry.compression == .none && tensor.chunkFill == 0 && rest.count >= Self.concurrentChunkCount * size {
+                let whole = rest.count / size * size
+                try writeChunksConcurrently(UnsafeRawBufferPointer(rebasing: rest[..<whole]), &tensor)
+                rest = UnsafeRawBufferPointer(rebasing: rest[whole...])
+                continue
+            }
             let take = Int(min(UInt64(rest.count), options.chunkByteCount - tensor.chunkFill))
             let piece = UnsafeRawBufferPointer(rebasing: rest[..<take])
             if tensor.entry.compression == .none {
@@ -95,6 +103,44 @@ public final class ModelWriter {
             }
         }
         current = tensor
+    }
+
+    /// Pieces of at least this many whole chunks are checksummed on another thread while this
+    /// one writes them.
+    static let concurrentChunkCount = 4
+
+    /// Whole chunks of the open tensor, from a chunk boundary: their CRCs are computed on
+    /// another thread while this one writes the bytes. The page-cache copy and the checksum
+    /// each keep a core busy; one after the other, saving a 2 GiB model took 1.44× the time of
+    /// `np.save` (which checksums nothing).
+    private func writeChunksConcurrently(_ bytes: UnsafeRawBufferPointer, _ tensor: inout OpenTensor) throws(MTLModelError) {
+        let size = Int(options.chunkByteCount), count = bytes.count / size
+        let crcs = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: count)
+        defer { crcs.deallocate() }
+        let shared = ChunkChecksums(bytes: bytes, size: size, crcs: crcs)
+        let checksumming = DispatchGroup()
+        DispatchQueue.global().async(group: checksumming) { shared.compute() }
+        defer { checksumming.wait() }  // it reads the caller's bytes: it never outlives this call
+        try output.append(bytes)
+        checksumming.wait()
+        for crc in crcs {
+            tensor.chunkCRC = crc
+            tensor.chunkFill = UInt64(size)
+            tensor.written += UInt64(size)
+            try closeChunk(&tensor)
+        }
+    }
+
+    /// The bytes and the CRC array handed to the checksumming thread: `@unchecked Sendable`
+    /// and safe, as the writing thread reads neither until that thread is done (the group's
+    /// wait orders its writes before the reads).
+    private struct ChunkChecksums: @unchecked Sendable {
+        let bytes: UnsafeRawBufferPointer
+        let size: Int
+        let crcs: UnsafeMutableBufferPointer<UInt32>
+        func compute() {
+            for i in crcs.indices { crcs[i] = CRC32.checksum(UnsafeRawBufferPointer(rebasing: bytes[(i * size)..<((i + 1) * size)])) }
+        }
     }
 
     /// Appends the next whole chunk of the open tensor, whose CRC-32 the caller has: a chunk
