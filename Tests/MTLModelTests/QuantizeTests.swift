@@ -61,6 +61,41 @@ struct QuantizeTests {
         }
     }
 
+    @Test("int8: the AVX-512 kernel (16 rows a block) writes the AVX2 loop's bytes and error figures to the bit, at every width it takes, with a partial last block, flat rows, zeros and a NaN row")
+    func int8AVX512MatchesAVX2() {
+        for columns in [8, 16, 24, 32, 40, 48] {
+            for rowCount in [1, 15, 16, 17, 100] {
+                var flat = randomRows(rowCount, columns: columns, seed: UInt64(columns * 1000 + rowCount)).flatMap { $0 }
+                for r in stride(from: 0, to: rowCount, by: 7) { for j in 0..<columns { flat[r * columns + j] = 0.25 } }  // flat rows
+                for i in stride(from: 3, to: flat.count, by: 29) { flat[i] = i % 2 == 0 ? 0 : -0.0 }                 // signed zeros
+                var results: [(status: Int, bytes: [UInt8], sum: Double, max: Double)] = []
+                for path: Int32 in [1, 2] {
+                    var bytes = [UInt8](repeating: 0xEE, count: rowCount * (columns + 8))
+                    var sum = 0.5, worst = 0.0
+                    let status = flat.withUnsafeBufferPointer { x in
+                        bytes.withUnsafeMutableBufferPointer { mtlm_quantize_int8_rowwise_using(path, x.baseAddress!, rowCount, columns, $0.baseAddress!, &sum, &worst) }
+                    }
+                    results.append((status, bytes, sum, worst))
+                }
+                #expect(results[0].status == -1 && results[0].bytes == results[1].bytes && results[0].status == results[1].status
+                        && results[0].sum == results[1].sum && results[0].max == results[1].max, "\(columns) columns, \(rowCount) rows")
+                // A NaN in the last row: it is refused, the rows before it written, on both paths.
+                flat[(rowCount - 1) * columns + columns / 2] = .nan
+                var refused: [[UInt8]] = []
+                for path: Int32 in [1, 2] {
+                    var bytes = [UInt8](repeating: 0xEE, count: rowCount * (columns + 8))
+                    var sum = 0.0, worst = 0.0
+                    let status = flat.withUnsafeBufferPointer { x in
+                        bytes.withUnsafeMutableBufferPointer { mtlm_quantize_int8_rowwise_using(path, x.baseAddress!, rowCount, columns, $0.baseAddress!, &sum, &worst) }
+                    }
+                    #expect(status == rowCount - 1 && bytes[((rowCount - 1) * (columns + 8))...].allSatisfy { $0 == 0xEE })
+                    refused.append(bytes)
+                }
+                #expect(refused[0] == refused[1] && Array(refused[0][..<((rowCount - 1) * (columns + 8))]) == Array(results[0].bytes[..<((rowCount - 1) * (columns + 8))]))
+            }
+        }
+    }
+
     @Test("int4: the C kernel, portable and AVX-512, writes the bytes of its Swift twin: random rows of every length to 40, and edge rows")
     func int4KernelMatchesTwin() throws {
         var random = SplitMix64(seed: 17)

@@ -58,6 +58,11 @@ int mtlm_start_writeback(int fd, long long offset, long long length);
 // Returns -1, or the index of the first row holding NaN or Inf (nothing is written for it).
 long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_t *out,
                                 double *error_sum, double *error_max);
+// The same through a chosen path: 0 portable, 1 AVX2 where the CPU has it, 2 AVX-512 where it
+// has it (rows of a multiple of 8 values, AVX-512 up to 48; AVX2 and AVX-512 give the same bytes
+// and errors).
+long mtlm_quantize_int8_rowwise_using(int implementation, const float *x, size_t rows, size_t cols, uint8_t *out,
+                                      double *error_sum, double *error_max);
 #endif
 
 #ifndef MTLM_KERNELS_DIFF_H
