@@ -136,7 +136,7 @@ public struct ModelQuantizer {
 
 extension ModelQuantizer {
     /// Quantizes rows of `columns` float32 values to the INT8_ROWWISE layout: the kernel of
-    /// `quantize` for embedding tables (AVX2 when the CPU has it).
+    /// `quantize` for embedding tables (AVX-512 or AVX2 when the CPU has it).
     ///
     /// - Returns: the index of the first row holding NaN or Inf, or nil.
     public static func quantizeInt8Rows(_ values: UnsafeBufferPointer<Float>, columns: Int,
