@@ -9,6 +9,7 @@
 #include <string.h>
 #include "include/mtlm_kernels.h"
 #include "mtlm_cpu.h"
+#include "mtlm_errors.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -143,14 +144,6 @@ static void search_portable(const float *x, size_t n, row_search *s) {
             if (lower_high < best) { s->best_low = s->low; s->best_high = s->high; best = lower_high; }
         }
     }
-}
-
-// Adds a row's relative error ‖decoded − x‖ / ‖x‖ to errors[0] and raises errors[1] to it: the
-// figures of TensorRewriter's Swift loop, in double, its sums in element order.
-static inline __attribute__((always_inline)) void add_relative_error(double difference, double norm, double *errors) {
-    double relative = norm == 0 ? (difference == 0 ? 0 : __builtin_inf()) : __builtin_sqrt(difference / norm);
-    errors[0] += relative;
-    errors[1] = relative >= errors[1] ? relative : errors[1];
 }
 
 #if defined(__x86_64__)
@@ -350,7 +343,7 @@ MTLM_AVX512 static void lane_finish(const lane_search *s, size_t n, size_t count
         for (size_t k = 0; k < pairs; k++) row[k] = bytes[16 * k + r];
         uint16_t stored[2] = {scales[r], biases[r]};
         memcpy(row + pairs, stored, 4);
-        if (errors) add_relative_error(differences[r], norms[r], errors);
+        if (errors) mtlm_add_relative_error(differences[r], norms[r], &errors[0], &errors[1]);
     }
 }
 
@@ -402,7 +395,7 @@ static void row_error(const float *x, size_t n, const uint8_t *row, double *erro
         difference += d * d;
         norm += (double)x[j] * (double)x[j];
     }
-    add_relative_error(difference, norm, errors);
+    mtlm_add_relative_error(difference, norm, &errors[0], &errors[1]);
 }
 
 long mtlm_encode_int4_rows(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int search, int implementation,

@@ -1,4 +1,5 @@
 #include "mtlm_kernels.h"
+#include "mtlm_errors.h"
 #include "mtlm_cpu.h"
 
 #include <string.h>
@@ -222,9 +223,7 @@ static long quantize_int8_portable(const float *x, size_t rows, size_t cols, uin
         }
         memcpy(q + cols, &stored_scale, 4);
         memcpy(q + cols + 4, &bias, 4);
-        double relative = n2 == 0 ? (d2 == 0 ? 0 : INFINITY) : sqrt((double)d2 / (double)n2);
-        sum += relative;
-        worst = relative > worst ? relative : worst;
+        mtlm_add_relative_error(d2, n2, &sum, &worst);
     }
     *error_sum = sum;
     *error_max = worst;
@@ -294,9 +293,7 @@ static long quantize_int8_avx2(const float *x, size_t rows, size_t cols, uint8_t
             dd += d2s[k];
             nn += n2s[k];
         }
-        double relative = nn == 0 ? (dd == 0 ? 0 : INFINITY) : sqrt(dd / nn);
-        sum += relative;
-        worst = relative > worst ? relative : worst;
+        mtlm_add_relative_error(dd, nn, &sum, &worst);
     }
     *error_sum = sum;
     *error_max = worst;
@@ -387,19 +384,16 @@ MTLM_INT8_AVX512 static long quantize_int8_block(const float *x, const float *t,
             n2[k] = _mm512_add_ps(n2[k], _mm512_mul_ps(a, a));
         }
     }
-    // The relative error: the 8 accumulators added in double, in order.
-    double relative[16];
+    // The error sums: the 8 accumulators added in double, in order.
+    double differences[16], norms[16];
     for (int h = 0; h < 2; h++) {
         __m512d dd = _mm512_setzero_pd(), nn = dd;
         for (int k = 0; k < 8; k++) {
             dd = _mm512_add_pd(dd, _mm512_cvtps_pd(h ? _mm512_extractf32x8_ps(d2[k], 1) : _mm512_castps512_ps256(d2[k])));
             nn = _mm512_add_pd(nn, _mm512_cvtps_pd(h ? _mm512_extractf32x8_ps(n2[k], 1) : _mm512_castps512_ps256(n2[k])));
         }
-        __m512d ratio = _mm512_sqrt_pd(_mm512_div_pd(dd, nn));
-        __mmask8 empty = _mm512_cmp_pd_mask(nn, _mm512_setzero_pd(), _CMP_EQ_OQ);
-        __mmask8 exact = _mm512_cmp_pd_mask(dd, _mm512_setzero_pd(), _CMP_EQ_OQ);
-        ratio = _mm512_mask_mov_pd(ratio, empty, _mm512_mask_mov_pd(_mm512_set1_pd(INFINITY), exact, _mm512_setzero_pd()));
-        _mm512_storeu_pd(relative + 8 * h, ratio);
+        _mm512_storeu_pd(differences + 8 * h, dd);
+        _mm512_storeu_pd(norms + 8 * h, nn);
     }
     // The bytes row by row from the rows as given (the same levels: the same operations on each
     // row's scale, bias and inverse), 16 values a step.
@@ -418,8 +412,7 @@ MTLM_INT8_AVX512 static long quantize_int8_block(const float *x, const float *t,
         }
         memcpy(q + cols, &scale_of[r], 4);
         memcpy(q + cols + 4, &low_of[r], 4);
-        *sum += relative[r];
-        *worst = relative[r] > *worst ? relative[r] : *worst;
+        mtlm_add_relative_error(differences[r], norms[r], sum, worst);
     }
     #undef LEVEL
     return refused;
