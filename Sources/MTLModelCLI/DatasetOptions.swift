@@ -34,7 +34,7 @@ struct DatasetOptions: ParsableArguments {
     ///   (where an output is created: it is then checked against both inputs).
     func forEachBatch(opened: (Predictor) throws -> Void = { _ in },
                       _ body: (SampleBatch, Predictions, Predictor) throws -> Void) throws -> DatasetReader {
-        let file = try limits.model(model)
+        let file = try limits.model(model, access: Predictor.modelAccess(forDatasetAt: data))
         let predictor = try Predictor(model: file, threadCount: threads)
         let reader = try DatasetReader(path: data, architecture: file.architecture, skipInvalid: skipInvalid)
         try opened(predictor)

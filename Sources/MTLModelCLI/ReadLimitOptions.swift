@@ -36,7 +36,9 @@ struct ReadLimitOptions: ParsableArguments {
     }
 
     /// The checked model at `path`: what every command that uses a model takes.
-    func model(_ path: String) throws(MTLModelError) -> Model {
-        try Model(path: path, options: modelOptions)
+    func model(_ path: String, access: ModelFile.Access = .bulk) throws(MTLModelError) -> Model {
+        var options = modelOptions
+        options.access = access
+        return try Model(path: path, options: options)
     }
 }

@@ -103,17 +103,68 @@ struct PredictTests {
             #expect(bad.stderr.contains("embedding.user_id.weight") && bad.stderr.contains("chunk 2 checksum mismatch")
                     && bad.stderr.contains("byte \(entry.offset + 128)"), "\(bad.stderr)")
         }
-        // The library: the same predictor fails on the bad row each time, and predicts others.
-        let predictor = try Predictor(model: try Model(path: path), threadCount: 1)
-        func batch(_ text: String) throws -> SampleBatch {
-            try text.write(toFile: directory.path("data.txt"), atomically: true, encoding: .utf8)
-            var batch = SampleBatch(taskCount: 2)
-            _ = try DatasetReader(path: directory.path("data.txt"), architecture: predictor.architecture).nextBatch(into: &batch, maxCount: 10)
-            return batch
+        // A small file is a sparse request: the same checks.
+        try (clean + "1,1 user_id:29 hour:1\n").write(toFile: directory.path("request.txt"), atomically: true, encoding: .utf8)
+        let sparseRun = try runCLI(["predict", path, directory.path("request.txt")])
+        #expect(sparseRun.status == 2 && sparseRun.stderr.contains("chunk 2 checksum mismatch"), "\(sparseRun.stderr)")
+        // The library: the same predictor fails on the bad row each time, and predicts others,
+        // also when a sparse mapping releases each chunk it checked.
+        for access in [ModelFile.Access.bulk, .sparse] {
+            var options = ModelFile.Options()
+            options.access = access
+            let predictor = try Predictor(model: try Model(path: path, options: options), threadCount: 1)
+            func batch(_ text: String) throws -> SampleBatch {
+                try text.write(toFile: directory.path("data.txt"), atomically: true, encoding: .utf8)
+                var batch = SampleBatch(taskCount: 2)
+                _ = try DatasetReader(path: directory.path("data.txt"), architecture: predictor.architecture).nextBatch(into: &batch, maxCount: 10)
+                return batch
+            }
+            let badBatch = try batch("1,1 user_id:9\n")
+            for _ in 0..<2 { #expect(throws: MTLModelError.self) { _ = try predictor.predict(badBatch) } }
+            #expect(try predictor.predict(try batch(clean)).count == 2)
         }
-        let badBatch = try batch("1,1 user_id:9\n")
-        for _ in 0..<2 { #expect(throws: MTLModelError.self) { _ = try predictor.predict(badBatch) } }
-        #expect(try predictor.predict(try batch(clean)).count == 2)
+    }
+
+    @Test("A small request maps the model sparsely, off the page cache's 2 MiB folios, and predicts exactly what a bulk mapping does")
+    func sparseAccess() throws {
+        let directory = TemporaryDirectory()
+        // Which requests are small: a file of at most 64 KiB.
+        let small = directory.path("small.txt"), large = directory.path("large.txt")
+        try String(repeating: "#", count: Predictor.smallRequestByteCount).write(toFile: small, atomically: true, encoding: .utf8)
+        try String(repeating: "#", count: Predictor.smallRequestByteCount + 1).write(toFile: large, atomically: true, encoding: .utf8)
+        #expect(Predictor.modelAccess(forDatasetAt: small) == .sparse)
+        for bulk in [large, "-", directory.path(""), directory.path("missing.txt")] {
+            #expect(Predictor.modelAccess(forDatasetAt: bulk) == .bulk, "\(bulk)")
+        }
+        // MODEL.md's example: a 6.4 MiB user table in 1 MiB chunks; 600 samples of random ids.
+        let model = directory.path("example.mtlm")
+        #expect(try runCLI(["synth", TestPaths.packageRoot.appendingPathComponent("fixtures/configs/model-md-example.json").path, model, "--seed", "3"]).status == 0)
+        var random = SystemRandomNumberGenerator()
+        let lines = (0..<600).map { _ in
+            "\(Int.random(in: 0...1, using: &random)),0 user_id:\(UInt32.random(in: 0...999_999, using: &random)) tags:\(Int.random(in: 0..<2000, using: &random)) hour:\(Int.random(in: 0..<24, using: &random))"
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: small, atomically: true, encoding: .utf8)
+        var options = ModelFile.Options()
+        options.access = .sparse
+        let sparse = try ModelFile(path: model, options: options)
+        #if os(Linux)
+        #expect(sparse.file.isSparse)
+        let address = Int(bitPattern: sparse.file.bytes(0, 1).baseAddress)
+        #expect(address % (2 << 20) == Int(sysconf(Int32(_SC_PAGESIZE))))
+        #endif
+        let reader = try DatasetReader(path: small, architecture: sparse.architecture)
+        var batch = SampleBatch(taskCount: 2)
+        _ = try reader.nextBatch(into: &batch, maxCount: 1000)
+        #expect(batch.count == 600)
+        for threads in [1, 2] {
+            let fromBulk = try Predictor(model: Model(path: model), threadCount: threads).predict(batch)
+            let fromSparse = try Predictor(model: Model(sparse), threadCount: threads).predict(batch)
+            #expect(fromBulk.logits == fromSparse.logits && fromBulk.fused == fromSparse.fused)
+        }
+        // The CLI maps sparsely for the small file, in bulk for standard input: the same output.
+        let fromFile = try runCLI(["predict", model, small])
+        let fromStandardInput = try runCLI(["predict", model, "-"], stdin: lines.joined(separator: "\n") + "\n")
+        #expect(fromFile.status == 0 && fromFile.stdout == fromStandardInput.stdout && fromFile.stdout.count > 600 * 10)
     }
 
     @Test("predict --json writes JSON lines; -o writes a file; - reads standard input")

@@ -122,6 +122,21 @@ public final class Predictor: @unchecked Sendable {
 
     /// The dense-layer kernel this CPU uses ("avx512f", "avx2-fma" or "portable").
     public static var kernelName: String { String(cString: mtlm_dense_kernel_name()) }
+
+    /// How to open the model that will score the dataset at `path`: `.sparse` when it is a
+    /// file of at most `smallRequestByteCount` bytes (some hundreds of samples: their lookups
+    /// touch a few rows of each large table), `.bulk` otherwise (standard input included).
+    public static func modelAccess(forDatasetAt path: String) -> ModelFile.Access {
+        var info = stat()
+        guard path != "-", stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+              info.st_size <= smallRequestByteCount else { return .bulk }
+        return .sparse
+    }
+
+    /// 64 KiB: at most a few thousand samples, whose random ids touch at most a few hundred
+    /// MiB of a table; mapped sparsely that is at most ~25 ms more than in bulk, and a request
+    /// of ten samples keeps ~30 MiB fewer bytes resident (docs/PERFORMANCE.md, #17).
+    public static let smallRequestByteCount = 64 << 10
 }
 
 /// Where a forward pass writes its results (sample-major), shared across threads that

@@ -48,6 +48,8 @@ final class ChunkChecks: @unchecked Sendable {
             return file.chunkError(ChunkVisit(index: chunk, storedOffset: offset, checksumMismatch: (entry.chunkCRC32[chunk], crc)), of: entry)
         }
         mtlm_flag_set(flags, chunk)
+        // A sparse reader keeps only the rows it reads, not the chunks around them.
+        if file.file.isSparse { file.file.release(offset, UInt64(range.count)) }
         return nil
     }
 }

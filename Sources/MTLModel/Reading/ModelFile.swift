@@ -14,7 +14,21 @@ public final class ModelFile: @unchecked Sendable {
         /// Check a tensor's chunk checksums the first time it is accessed.
         public var verifyChecksumsOnAccess = true
         public var limits = ReadLimits()
+        /// How the weights will be read: it decides how the file is mapped.
+        public var access = Access.bulk
         public init() {}
+    }
+
+    /// How a reader touches the weights of a file.
+    public enum Access: Sendable {
+        /// Whole tensors, or most rows of them: what every command does but a small `predict`.
+        /// Large page-cache folios are mapped whole, the cheapest way to map a lot.
+        case bulk
+        /// A few scattered rows of large tables (a small request). Resident memory follows the
+        /// rows read (64 KiB around each) rather than the page-cache folios they sit in (up to
+        /// 2 MiB each on Linux 6.18), and a chunk checked on access is dropped from this
+        /// process once checked; mapping a whole table this way costs ~50 ms more per GiB.
+        case sparse
     }
 
     public let path: String
@@ -46,7 +60,7 @@ public final class ModelFile: @unchecked Sendable {
         do throws(MTLModelError) {
             self.path = path
             self.options = options
-            file = try MappedFile(path: path)
+            file = try MappedFile(path: path, sparse: options.access == .sparse)
             fileByteCount = file.byteCount
             let kind = FileKind.sniff(file.bytes(0, min(fileByteCount, 4096)), byteCount: fileByteCount)
             if ![.mtlmModel, .mtlmDelta, .empty, .unknown].contains(kind) {
