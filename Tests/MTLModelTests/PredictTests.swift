@@ -98,7 +98,8 @@ struct PredictTests {
         #expect(good.status == 0, "\(good.stderr)")
         #expect(good.stdout == (try runCLI(["predict", TestPaths.fixture("v1.0/small.mtlm"), "-"], stdin: clean)).stdout)
         for threads in ["1", "2"] {
-            let bad = try runCLI(["predict", path, "-", "--threads", threads], stdin: clean + "1,1 user_id:29 hour:1\n")  // 29 mod 20 = row 9
+            // The bad sample last, behind blocks of clean ones that the threads share.
+            let bad = try runCLI(["predict", path, "-", "--threads", threads], stdin: String(repeating: clean, count: 100) + "1,1 user_id:29 hour:1\n")  // 29 mod 20 = row 9
             #expect(bad.status == 2 && bad.stdout.isEmpty)
             #expect(bad.stderr.contains("embedding.user_id.weight") && bad.stderr.contains("chunk 2 checksum mismatch")
                     && bad.stderr.contains("byte \(entry.offset + 128)"), "\(bad.stderr)")
@@ -261,13 +262,21 @@ struct PredictTests {
 
     @Test("Threads and batch sizes do not change predictions")
     func threadsAgree() throws {
+        let directory = TemporaryDirectory()
         let model = try ModelFile(path: TestPaths.fixture("v1.0/small.mtlm"))
-        let reader = try DatasetReader(path: TestPaths.fixture("predict/small.txt"), architecture: model.architecture)
+        // 480 samples (48 of the 51 lines are samples): 8 blocks of the forward pass, which
+        // threads take as they go.
+        let text = try String(contentsOfFile: TestPaths.fixture("predict/small.txt"), encoding: .utf8)
+        try String(repeating: text, count: 10).write(toFile: directory.path("data.txt"), atomically: true, encoding: .utf8)
+        let reader = try DatasetReader(path: directory.path("data.txt"), architecture: model.architecture)
         var batch = SampleBatch(taskCount: 2)
         _ = try reader.nextBatch(into: &batch, maxCount: 1000)
+        #expect(batch.count == 480)
         let one = try Predictor(model: Model(model), threadCount: 1).predict(batch)
-        let two = try Predictor(model: Model(model), threadCount: 2).predict(batch)
-        #expect(one.logits == two.logits && one.fused == two.fused)
+        for threads in [2, 3, 16] {
+            let many = try Predictor(model: Model(model), threadCount: threads).predict(batch)
+            #expect(one.logits == many.logits && one.fused == many.fused)
+        }
     }
 
     @Test("eval --group-by user_id: the group AUC is what counting pairs within each user gives (the demo model on its test set)")

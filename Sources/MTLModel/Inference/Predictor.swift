@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import Synchronization
 
 /// The outputs of a batch: per sample and task a logit and a probability, per sample the
 /// fused ranking score.
@@ -56,23 +57,25 @@ public final class Predictor: @unchecked Sendable {
         var output = Predictions(taskCount: architecture.tasks.count, count: batch.count)
         // A table chunk that fails its checksum when a lookup first touches it (one thread's).
         nonisolated(unsafe) var failure: MTLModelError?
-        let slices = min(threadCount, max(1, batch.count / 64))
-        let perSlice = (batch.count + slices - 1) / max(slices, 1)
+        // Threads take blocks as they go rather than a fixed share each: a thread that shares
+        // its core (with the reader thread, or anything else) would otherwise finish last
+        // while the others wait (2 threads: 1.1× one thread's speed with fixed shares).
+        let blockCount = (batch.count + ForwardPass.blockRows - 1) / ForwardPass.blockRows
+        let nextBlock = Atomic<Int>(0)
+        let failed = Atomic<Bool>(false)
         output.logits.withUnsafeMutableBufferPointer { logits in
             output.probabilities.withUnsafeMutableBufferPointer { probabilities in
                 output.fused.withUnsafeMutableBufferPointer { fused in
                     let sink = OutputPointers(logits: logits.baseAddress!, probabilities: probabilities.baseAddress!, fused: fused.baseAddress!)
-                    DispatchQueue.concurrentPerform(iterations: slices) { slice in
-                        let start = slice * perSlice
-                        let end = min(batch.count, start + perSlice)
-                        guard start < end else { return }
+                    DispatchQueue.concurrentPerform(iterations: min(threadCount, blockCount)) { _ in
                         let workspace = self.takeWorkspace()
                         defer { self.giveBack(workspace) }
-                        var blockStart = start
-                        while blockStart < end, workspace.failure == nil {
-                            let blockEnd = min(end, blockStart + ForwardPass.blockRows)
-                            ForwardPass.run(weights, batch, blockStart..<blockEnd, workspace, sink)
-                            blockStart = blockEnd
+                        while !failed.load(ordering: .relaxed) {
+                            let block = nextBlock.wrappingAdd(1, ordering: .relaxed).oldValue
+                            guard block < blockCount else { break }
+                            let start = block * ForwardPass.blockRows
+                            ForwardPass.run(weights, batch, start..<min(batch.count, start + ForwardPass.blockRows), workspace, sink)
+                            if workspace.failure != nil { failed.store(true, ordering: .relaxed) }
                         }
                         if let problem = workspace.failure {
                             workspace.failure = nil
