@@ -18,11 +18,11 @@ final class MappedFile: @unchecked Sendable {
 
     /// Whether the mapping keeps whole page-cache folios out (`init(path:sparse:)`).
     let isSparse: Bool
-    /// What `deinit` unmaps: the mapping, or the reservation it was placed in (sparse).
+    /// What `deinit` unmaps: the mapping, or the reservation it was placed in (`mapPlaced`).
     private let reservation: (base: UnsafeMutableRawPointer, byteCount: Int)?
 
     /// Maps the file at `path`. `sparse`: a reader that will touch a few scattered rows of large
-    /// tables; see `mapSparse`.
+    /// tables; see `mapPlaced`.
     init(path: String, sparse: Bool = false) throws(MTLModelError) {
         self.path = path
         // Non-blocking, so that opening a FIFO returns at once (and is refused below) instead of
@@ -43,8 +43,8 @@ final class MappedFile: @unchecked Sendable {
             reservation = nil
             return
         }
-        let placed = sparse ? Self.mapSparse(fd, Int(byteCount)) : nil
-        isSparse = placed != nil
+        let placed = Self.mapPlaced(fd, Int(byteCount), sparse: sparse)
+        isSparse = sparse && placed != nil
         reservation = placed?.reservation
         let mapped = placed?.base ?? mmap(nil, Int(byteCount), PROT_READ, MAP_PRIVATE, fd, 0)
         guard let mapped, mapped != MAP_FAILED else {
@@ -53,25 +53,32 @@ final class MappedFile: @unchecked Sendable {
         base = mapped
     }
 
-    /// Maps `byteCount` bytes of `fd` at an address one page past a 2 MiB boundary where the
-    /// file offset is on one, or nil (then the caller maps as usual). Why: Linux maps a large
-    /// page-cache folio (up to 2 MiB; ext4 and XFS) whole on a fault when it fits in one page
-    /// table (6.18: with a PMD entry, or with all its page entries), so one row read from a
-    /// large table costs 2 MiB of resident memory. Placed this way no folio of 2 MiB lines up
-    /// with a page table, and a fault maps only the 64 KiB around it. The price: touching a
-    /// whole table maps it 4 KiB at a time, about 50 ms more per GiB on this project's machine.
-    private static func mapSparse(_ fd: Int32, _ byteCount: Int) -> (base: UnsafeMutableRawPointer, reservation: (UnsafeMutableRawPointer, Int))? {
+    /// Maps `byteCount` bytes of `fd` where the file's 2 MiB boundaries are the address
+    /// space's (in bulk) or one page past them (sparse), or nil (then the caller maps as
+    /// usual). Linux 6.18 maps a large page-cache folio (up to 2 MiB; ext4 and XFS) whole on a
+    /// fault when it fits in one page table: with one PMD entry where the boundaries line up.
+    /// - In bulk, that is what a reader of whole tables or of random rows all over them wants:
+    ///   one TLB entry covers 2 MiB instead of 4 KiB, and `MADV_HUGEPAGE` has a file read from
+    ///   the disk into 2 MiB folios. Mapped anywhere, as `mmap` places it, a random row of a
+    ///   large table was a TLB miss and a page walk as well as a DRAM access (`predict` p40:
+    ///   15% of its time; docs/PERFORMANCE.md, #17).
+    /// - Sparse, no 2 MiB folio lines up with a page table, so a fault maps only the 64 KiB
+    ///   around it rather than 2 MiB of resident memory for one row read. The price: touching a
+    ///   whole table maps it 4 KiB at a time, about 50 ms more per GiB on this project's machine.
+    private static func mapPlaced(_ fd: Int32, _ byteCount: Int, sparse: Bool) -> (base: UnsafeMutableRawPointer, reservation: (UnsafeMutableRawPointer, Int))? {
         #if os(Linux)
         let alignment = 2 << 20, page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let size = byteCount + alignment + page
         guard let reserved = mmap(nil, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               reserved != MAP_FAILED else { return nil }
-        let start = (Int(bitPattern: reserved) + alignment - 1) / alignment * alignment + page
+        let start = (Int(bitPattern: reserved) + alignment - 1) / alignment * alignment + (sparse ? page : 0)
         guard let placed = mmap(UnsafeMutableRawPointer(bitPattern: start), byteCount, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0),
               placed != MAP_FAILED else {
             munmap(reserved, size)
             return nil
         }
+        // Advisory: without transparent huge pages for files the mapping works as any other.
+        if !sparse { madvise(placed, byteCount, MADV_HUGEPAGE) }
         return (placed, (reserved, size))
         #else
         return nil

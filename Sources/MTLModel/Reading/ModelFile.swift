@@ -22,7 +22,9 @@ public final class ModelFile: @unchecked Sendable {
     /// How a reader touches the weights of a file.
     public enum Access: Sendable {
         /// Whole tensors, or most rows of them: what every command does but a small `predict`.
-        /// Large page-cache folios are mapped whole, the cheapest way to map a lot.
+        /// The file is mapped on 2 MiB boundaries, so that its 2 MiB page-cache folios map
+        /// whole with one page-table entry each: the cheapest way to map a lot, and one TLB
+        /// entry for 2 MiB of a table read at random rows.
         case bulk
         /// A few scattered rows of large tables (a small request). Resident memory follows the
         /// rows read (64 KiB around each) rather than the page-cache folios they sit in (up to
