@@ -58,10 +58,11 @@ final class MappedFile: @unchecked Sendable {
     /// usual). Linux 6.18 maps a large page-cache folio (up to 2 MiB; ext4 and XFS) whole on a
     /// fault when it fits in one page table: with one PMD entry where the boundaries line up.
     /// - In bulk, that is what a reader of whole tables or of random rows all over them wants:
-    ///   one TLB entry covers 2 MiB instead of 4 KiB, and `MADV_HUGEPAGE` has a file read from
-    ///   the disk into 2 MiB folios. Mapped anywhere, as `mmap` places it, a random row of a
-    ///   large table was a TLB miss and a page walk as well as a DRAM access (`predict` p40:
-    ///   15% of its time; docs/PERFORMANCE.md, #17).
+    ///   one TLB entry covers 2 MiB instead of 4 KiB. `MADV_HUGEPAGE` has a file read from the
+    ///   disk come into 2 MiB folios; without it they are smaller, and a random row of a large
+    ///   table was a TLB miss and a page walk as well as a DRAM access (`predict` p40 about 10%
+    ///   slower; docs/PERFORMANCE.md, #17). Linux places a large mapping on a 2 MiB boundary
+    ///   itself; placing it here holds where it does not.
     /// - Sparse, no 2 MiB folio lines up with a page table, so a fault maps only the 64 KiB
     ///   around it rather than 2 MiB of resident memory for one row read. The price: touching a
     ///   whole table maps it 4 KiB at a time, about 50 ms more per GiB on this project's machine.
