@@ -68,11 +68,11 @@ final class MappedFile: @unchecked Sendable {
     ///   whole table maps it 4 KiB at a time, about 50 ms more per GiB on this project's machine.
     private static func mapPlaced(_ fd: Int32, _ byteCount: Int, sparse: Bool) -> (base: UnsafeMutableRawPointer, reservation: (UnsafeMutableRawPointer, Int))? {
         #if os(Linux)
-        let alignment = 2 << 20, page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let size = byteCount + alignment + page
+        let alignment = 2 << 20, offset = sparse ? Int(sysconf(Int32(_SC_PAGESIZE))) : 0
+        let size = byteCount + alignment + offset
         guard let reserved = mmap(nil, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               reserved != MAP_FAILED else { return nil }
-        let start = (Int(bitPattern: reserved) + alignment - 1) / alignment * alignment + (sparse ? page : 0)
+        let start = (Int(bitPattern: reserved) + alignment - 1) / alignment * alignment + offset
         guard let placed = mmap(UnsafeMutableRawPointer(bitPattern: start), byteCount, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0),
               placed != MAP_FAILED else {
             munmap(reserved, size)
