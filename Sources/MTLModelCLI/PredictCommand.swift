@@ -28,26 +28,36 @@ struct PredictCommand: ParsableCommand {
         }) { batch, predictions, predictor in
             let tasks = predictor.architecture.tasks.map(\.name)
             let values = logits ? predictions.logits : predictions.probabilities
-            var text = ""
-            text.reserveCapacity(batch.count * (tasks.count + 1) * 14)
+            var text = NumberText(capacity: batch.count * (tasks.count + 1) * 14)
             for sample in 0..<batch.count {
                 if json {
-                    text += "{\"line\":\(batch.lineNumbers[sample])"
-                    for (t, name) in tasks.enumerated() { text += ",\"\(name)\":\(Self.number(values[sample * tasks.count + t]))" }
-                    text += ",\"fused\":\(Self.number(predictions.fused[sample]))}\n"
+                    text.write("{\"line\":")
+                    text.write(String(batch.lineNumbers[sample]))
+                    for (t, name) in tasks.enumerated() {
+                        text.write(",\"\(name)\":")
+                        Self.append(values[sample * tasks.count + t], to: &text)
+                    }
+                    text.write(",\"fused\":")
+                    Self.append(predictions.fused[sample], to: &text)
+                    text.write("}\n")
                 } else {
-                    for t in 0..<tasks.count { text += Self.number(values[sample * tasks.count + t]) + "\t" }
-                    text += Self.number(predictions.fused[sample]) + "\n"
+                    for t in 0..<tasks.count {
+                        Self.append(values[sample * tasks.count + t], to: &text)
+                        text.append(byte: UInt8(ascii: "\t"))
+                    }
+                    Self.append(predictions.fused[sample], to: &text)
+                    text.append(byte: UInt8(ascii: "\n"))
                 }
             }
-            try sink!.write(text)
+            try sink!.write(text.bytes)
         }
         try sink?.finish()
     }
 
-    /// Shortest text that reads back as the same value (JSON-safe: values are finite).
-    static func number<T: BinaryFloatingPoint & LosslessStringConvertible>(_ value: T) -> String {
-        value.isFinite ? value.description : "null"
+    /// Shortest text that reads back as the same value (JSON-safe: `predict` throws before
+    /// a score is not finite, and null stands for one should that ever change).
+    static func append<Value: BinaryFloatingPoint & TextOutputStreamable>(_ value: Value, to text: inout NumberText) {
+        if value.isFinite { value.write(to: &text) } else { text.write("null") }
     }
 }
 
@@ -62,6 +72,10 @@ final class OutputSink {
 
     func write(_ text: String) throws {
         try file.append(Array(text.utf8))
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        try file.append(bytes)
     }
 
     func finish() throws {

@@ -171,6 +171,35 @@ struct PredictTests {
         #expect(fromFile.status == 0 && fromFile.stdout == fromStandardInput.stdout && fromFile.stdout.count > 600 * 10)
     }
 
+    @Test("NumberText holds every finite float as description writes it: random bit patterns, edges, subnormals")
+    func numberText() {
+        var floats: [Float] = [0, -0, 1, -1, 0.1, 1.0 / 3, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude,
+                               -.greatestFiniteMagnitude, .ulpOfOne, 16_777_216, 16_777_218, 1e38, 0.5152739]
+        var doubles: [Double] = [0, -0, 1, 0.1, 1.0 / 3, .leastNonzeroMagnitude, .leastNormalMagnitude, .greatestFiniteMagnitude,
+                                 -.greatestFiniteMagnitude, 9_007_199_254_740_994, 1e308, 123456789.125, 51.45243561267853]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            floats.append(Float(bitPattern: generator.next()))
+            doubles.append(Double(bitPattern: generator.next()))
+            floats.append(Float.random(in: 0...1, using: &generator))
+            doubles.append(Double.random(in: -2...2, using: &generator))
+        }
+        // Not finite values are not its business (`write(to:)` spells NaN payloads out): predict
+        // writes null for them.
+        floats.removeAll { !$0.isFinite }
+        doubles.removeAll { !$0.isFinite }
+        var text = NumberText()
+        for value in floats { value.write(to: &text); text.append(byte: UInt8(ascii: " ")) }
+        for value in doubles { value.write(to: &text); text.write(" ") }
+        let written = String(decoding: text.bytes, as: UTF8.self).split(separator: " ").map(String.init)
+        let expected = floats.map(\.description) + doubles.map(\.description)
+        #expect(written.count == expected.count)
+        let wrong = zip(written, expected).first { $0 != $1 }
+        #expect(wrong == nil, "wrote \(wrong!.0) for \(wrong!.1)")
+        text.removeAll()
+        #expect(text.bytes.isEmpty)
+    }
+
     @Test("predict --json writes JSON lines; -o writes a file; - reads standard input")
     func outputForms() throws {
         let directory = TemporaryDirectory()
