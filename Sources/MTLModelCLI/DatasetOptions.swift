@@ -38,12 +38,12 @@ struct DatasetOptions: ParsableArguments {
         let predictor = try Predictor(model: file, threadCount: threads)
         let reader = try DatasetReader(path: data, architecture: file.architecture, skipInvalid: skipInvalid)
         try opened(predictor)
-        let batches = BatchPrefetcher(reader, taskCount: file.architecture.tasks.count, batchSize: batchSize, prepare: predictor.prepare)
-        defer { batches.cancel() }
+        let predictions = PredictionStream(reader, predictor: predictor, batchSize: batchSize)
+        defer { predictions.cancel() }
         let size = data == "-" ? 0 : (try? FileManager.default.attributesOfItem(atPath: data)[.size] as? UInt64) ?? 0
         try progress.run(total: size) {
-            while let batch = try batches.next() {
-                try body(batch, try predictor.predict(batch), predictor)
+            while let (batch, batchPredictions) = try predictions.next() {
+                try body(batch, batchPredictions, predictor)
             }
         }
         if reader.skippedLineCount > 0 {

@@ -75,11 +75,10 @@ struct PredictTests {
         #expect(tasks[1]["samples"] as? Int == 20_000 - 20_000 / 97 - 1 || tasks[1]["samples"] as? Int == 19_793)
     }
 
-    @Test("predict checks the chunks of a table its lookups touch, and only those: a bad chunk fails the samples that touch it")
-    func chunksCheckedOnTouch() throws {
-        let directory = TemporaryDirectory()
+    /// small.mtlm with 64-byte chunks (user_id's rows of K = 4 floats, four to a chunk) and a
+    /// byte of row 9 (chunk 2: rows 8–11; user_id 29 mod 20) changed: its path and that table.
+    static func modelWithBadChunk(in directory: TemporaryDirectory) throws -> (path: String, entry: TensorEntry) {
         let path = directory.path("chunked.mtlm")
-        // small.mtlm with 64-byte chunks: user_id's rows of K = 4 floats, four to a chunk.
         let source = try ModelFile(path: TestPaths.fixture("v1.0/small.mtlm"))
         var options = ModelWriter.Options()
         options.chunkByteCount = 64
@@ -90,9 +89,16 @@ struct PredictTests {
         try writer.finish(architecture: source.architecture, provenance: source.manifest.provenance)
         let entry = try #require(try ModelFile(path: path).entry(named: "embedding.user_id.weight"))
         let handle = try #require(FileHandle(forUpdatingAtPath: path))
-        try handle.seek(toOffset: entry.offset + 9 * 16 + 2)  // row 9: chunk 2 (rows 8–11)
+        try handle.seek(toOffset: entry.offset + 9 * 16 + 2)
         try handle.write(contentsOf: Data([0x5A]))
         try handle.close()
+        return (path, entry)
+    }
+
+    @Test("predict checks the chunks of a table its lookups touch, and only those: a bad chunk fails the samples that touch it")
+    func chunksCheckedOnTouch() throws {
+        let directory = TemporaryDirectory()
+        let (path, entry) = try Self.modelWithBadChunk(in: directory)
         let clean = "1,0 user_id:3 tags:2 hour:14\n0,1 user_id:17 hour:3\n"
         let good = try runCLI(["predict", path, "-"], stdin: clean)
         #expect(good.status == 0, "\(good.stderr)")
@@ -123,6 +129,47 @@ struct PredictTests {
             let badBatch = try batch("1,1 user_id:9\n")
             for _ in 0..<2 { #expect(throws: MTLModelError.self) { _ = try predictor.predict(badBatch) } }
             #expect(try predictor.predict(try batch(clean)).count == 2)
+        }
+    }
+
+    @Test("PredictionStream: the batches in order with predict's numbers; a bad chunk or line fails after the batches before it, never with a guess", arguments: [1, 2])
+    func predictionStream(threads: Int) throws {
+        let directory = TemporaryDirectory()
+        let (path, _) = try Self.modelWithBadChunk(in: directory)
+        let clean = "1,0 user_id:3 tags:2 hour:14\n0,1 user_id:17 hour:3\n1,1 item_id:5 user_id:4\n"
+        let predictor = try Predictor(model: try Model(path: path), threadCount: threads)
+        func run(_ text: String, batchSize: Int) throws -> (batches: [SampleBatch], predictions: [Predictions], error: MTLModelError?) {
+            try text.write(toFile: directory.path("data.txt"), atomically: true, encoding: .utf8)
+            let stream = PredictionStream(try DatasetReader(path: directory.path("data.txt"), architecture: predictor.architecture),
+                                          predictor: predictor, batchSize: batchSize)
+            var batches: [SampleBatch] = [], predictions: [Predictions] = []
+            do {
+                while let (batch, scores) = try stream.next() {
+                    batches.append(batch)
+                    predictions.append(scores)
+                }
+            } catch { return (batches, predictions, error) }
+            return (batches, predictions, nil)
+        }
+        for batchSize in [1, 7, 64] {
+            // Clean: every batch, in order, as `predict` scores it.
+            let all = try run(String(repeating: clean, count: 50), batchSize: batchSize)
+            #expect(all.error == nil && all.batches.count == (150 + batchSize - 1) / batchSize)
+            #expect(all.batches.flatMap(\.lineNumbers) == Array(1...150))
+            for (batch, scores) in zip(all.batches, all.predictions) {
+                #expect(try predictor.predict(batch).logits == scores.logits)
+            }
+            // Line 91 reads the bad chunk: the batches before the one holding it, then its error.
+            let bad = String(repeating: clean, count: 30) + "1,1 user_id:29 hour:1\n" + String(repeating: clean, count: 30)
+            for _ in 0..<5 {
+                let failed = try run(bad, batchSize: batchSize)
+                #expect(failed.batches.count == 90 / batchSize, "batch size \(batchSize)")
+                #expect(failed.error.map { "\($0)" }?.contains("chunk 2 checksum mismatch") == true, "\(String(describing: failed.error))")
+            }
+            // A malformed line: the batches before it, then the line's error.
+            let malformed = try run(String(repeating: clean, count: 20) + "1,1 user_id:\n" + clean, batchSize: batchSize)
+            #expect(malformed.batches.flatMap(\.lineNumbers) == Array((1...60).prefix(60 / batchSize * batchSize)))
+            #expect(malformed.error.map { "\($0)" }?.contains("line 61") == true, "\(String(describing: malformed.error))")
         }
     }
 

@@ -14,11 +14,13 @@ public final class BatchPrefetcher: @unchecked Sendable {
     private var cancelled = false
     private let depth: Int
 
-    /// Starts reading `reader` in batches of `batchSize`; `prepare` runs on each batch on the
-    /// parsing thread once it is handed over (`Predictor.prepare`: the table chunks the batch
-    /// touches are checked there while the forward pass runs, which then finds them checked).
+    /// Starts reading `reader` in batches of `batchSize`. On the parsing thread, `handedOver`
+    /// sees each batch once it is queued, and `idleWork` runs whenever the queue is full or the
+    /// input has ended, a piece at a time (it returns false when it has nothing to do): a
+    /// `PredictionStream` checks there the table chunks of the batches it has been given, so
+    /// that the thread parses ahead first and checks with the time it has left.
     public init(_ reader: DatasetReader, taskCount: Int, batchSize: Int, depth: Int = 2,
-                prepare: (@Sendable (SampleBatch) -> Void)? = nil) {
+                handedOver: (@Sendable (SampleBatch) -> Void)? = nil, idleWork: (@Sendable () -> Bool)? = nil) {
         self.depth = max(1, depth)
         let handoff = ReaderHandoff(reader)
         let thread = Thread { [self] in
@@ -26,16 +28,11 @@ public final class BatchPrefetcher: @unchecked Sendable {
             var batch = SampleBatch(taskCount: taskCount, capacity: batchSize)
             do throws(MTLModelError) {
                 while try reader.nextBatch(into: &batch, maxCount: batchSize) {
-                    condition.lock()
-                    while ready.count >= self.depth && !cancelled { condition.wait() }
-                    if cancelled {
-                        condition.unlock()
-                        break
-                    }
+                    guard waitForRoom(idleWork) else { break }
                     ready.append(batch)
                     condition.broadcast()
                     condition.unlock()
-                    prepare?(batch)
+                    handedOver?(batch)
                 }
             } catch {
                 condition.lock()
@@ -46,9 +43,27 @@ public final class BatchPrefetcher: @unchecked Sendable {
             finished = true
             condition.broadcast()
             condition.unlock()
+            while let idleWork, !isCancelled, idleWork() {}
         }
         thread.start()
     }
+
+    /// Waits until the queue has room, doing `idleWork` meanwhile; returns with `condition`
+    /// locked, or false (unlocked) once cancelled.
+    private func waitForRoom(_ idleWork: (() -> Bool)?) -> Bool {
+        condition.lock()
+        while ready.count >= depth && !cancelled {
+            condition.unlock()
+            let worked = idleWork?() ?? false
+            condition.lock()
+            // Work appears only on this thread (`handedOver`): none now means none until room.
+            if !worked && ready.count >= depth && !cancelled { condition.wait() }
+        }
+        if cancelled { condition.unlock() }
+        return !cancelled
+    }
+
+    private var isCancelled: Bool { condition.withLock { cancelled } }
 
     deinit { cancel() }
 
@@ -56,16 +71,27 @@ public final class BatchPrefetcher: @unchecked Sendable {
     ///
     /// - Throws: the reader's error, after the batches before it.
     public func next() throws(MTLModelError) -> SampleBatch? {
+        if case .batch(let batch) = try next(waiting: true) { return batch }
+        return nil
+    }
+
+    enum Next { case batch(SampleBatch), notYet, end }
+
+    /// The next batch; when `waiting` is false, `.notYet` if none is parsed yet — or if the
+    /// reader failed: only a waiting call throws, so that a caller holding batches back (a
+    /// `PredictionStream`) hands them out before the error, as it should.
+    func next(waiting: Bool) throws(MTLModelError) -> Next {
         condition.lock()
         defer { condition.unlock() }
-        while ready.isEmpty && !finished { condition.wait() }
+        while waiting && ready.isEmpty && !finished { condition.wait() }
         if !ready.isEmpty {
             let batch = ready.removeFirst()
             condition.broadcast()
-            return batch
+            return .batch(batch)
         }
+        if !finished || (failure != nil && !waiting) { return .notYet }
         if let failure { throw failure }
-        return nil
+        return .end
     }
 
     /// Stops the background thread after its current batch.

@@ -18,6 +18,9 @@ final class Workspace {
     var entryRows: [Int] = []
     /// The first chunk of a table that failed its checksum when a lookup touched it.
     var failure: MTLModelError?
+    /// Whether lookups check the table chunks they touch (`PredictionStream` checks them
+    /// after the pass instead, before its results are used).
+    var checksChunks = true
     let width: Int
     private let allocations: [UnsafeMutablePointer<Float>]
 
@@ -102,7 +105,7 @@ enum ForwardPass {
             for i in 0..<entryCount {
                 let f = Int(e.fields[firstEntry + i])
                 var row = fields[f].row(of: e.ids[firstEntry + i])
-                if row >= 0, let problem = fields[f].embedding.checks?.check(row: row) ?? fields[f].linear?.checks?.check(row: row) {
+                if row >= 0, ws.checksChunks, let problem = fields[f].embedding.checks?.check(row: row) ?? fields[f].linear?.checks?.check(row: row) {
                     ws.failure = ws.failure ?? problem  // the batch fails; the row is not read
                     row = -1
                 }

@@ -54,6 +54,14 @@ public final class Predictor: @unchecked Sendable {
     ///   naming the table row that holds a NaN or Inf, or, when every weight it used is finite,
     ///   saying that they overflow float32.
     public func predict(_ batch: SampleBatch) throws(MTLModelError) -> Predictions {
+        let output = try compute(batch, checkingChunks: true)
+        try checkFinite(output, of: batch)
+        return output
+    }
+
+    /// The forward pass over `batch`, its blocks split across the threads. Not checking
+    /// chunks: the predictions are a guess until `confirm` has passed (`PredictionStream`).
+    func compute(_ batch: SampleBatch, checkingChunks: Bool) throws(MTLModelError) -> Predictions {
         var output = Predictions(taskCount: architecture.tasks.count, count: batch.count)
         // A table chunk that fails its checksum when a lookup first touches it (one thread's).
         nonisolated(unsafe) var failure: MTLModelError?
@@ -70,6 +78,7 @@ public final class Predictor: @unchecked Sendable {
                     DispatchQueue.concurrentPerform(iterations: min(threadCount, blockCount)) { _ in
                         let workspace = self.takeWorkspace()
                         defer { self.giveBack(workspace) }
+                        workspace.checksChunks = checkingChunks
                         while !failed.load(ordering: .relaxed) {
                             let block = nextBlock.wrappingAdd(1, ordering: .relaxed).oldValue
                             guard block < blockCount else { break }
@@ -86,32 +95,41 @@ public final class Predictor: @unchecked Sendable {
             }
         }
         if let failure = lock.withLock({ failure }) { throw failure }
-        if let bad = output.logits.firstIndex(where: { !$0.isFinite }) ?? output.fused.firstIndex(where: { !$0.isFinite }).map({ $0 * output.taskCount }) {
-            throw weights.nonFiniteError(batch, sample: bad / output.taskCount)
-        }
         return output
     }
 
-    /// Checks the table chunks `batch` touches that are not checked yet, on the calling
-    /// thread: the reader thread calls it on the batch it has just handed over
-    /// (`BatchPrefetcher`), so that checking a large table's chunks is shared with the
-    /// forward pass instead of all done by it. Only a hint: a chunk that fails is not recorded
-    /// as checked, and `predict` reports it.
-    ///
-    /// The entries are visited last to first while the forward pass goes first to last: the
-    /// two meet in the middle instead of checking the same chunks side by side (the first
-    /// batch of random ids touches nearly every chunk of a large table: 1.1 GB to checksum).
-    public func prepare(_ batch: SampleBatch) {
-        guard weights.fields.contains(where: { $0.embedding.checks != nil || $0.linear?.checks != nil }) else { return }
+    /// Checks that `output`, computed by `compute(batch, checkingChunks: false)`, may be used:
+    /// the table chunks `batch` read match their checksums (those not checked yet are checked
+    /// here, unless `chunksChecked` says all have been), then that every prediction is finite.
+    func confirm(_ output: Predictions, of batch: SampleBatch, chunksChecked: Bool) throws(MTLModelError) {
+        if !chunksChecked, let failure = firstFailure(batch, entries: 0..<batch.entryID.count) { throw failure }
+        try checkFinite(output, of: batch)
+    }
+
+    private func checkFinite(_ output: Predictions, of batch: SampleBatch) throws(MTLModelError) {
+        if let bad = output.logits.firstIndex(where: { !$0.isFinite }) ?? output.fused.firstIndex(where: { !$0.isFinite }).map({ $0 * output.taskCount }) {
+            throw weights.nonFiniteError(batch, sample: bad / output.taskCount)
+        }
+    }
+
+    /// Whether some table is checked chunk by chunk as lookups touch it.
+    var checksTablesOnAccess: Bool {
+        weights.fields.contains { $0.embedding.checks != nil || $0.linear?.checks != nil }
+    }
+
+    /// Checks the table chunks that the entries `entries` of `batch` touch and that are not
+    /// checked yet, in that order; the first chunk that fails, or nil. A chunk that fails is
+    /// not recorded as checked: it fails again for whoever touches it next.
+    func firstFailure<Entries: Sequence<Int>>(_ batch: SampleBatch, entries: Entries) -> MTLModelError? {
         weights.fields.withUnsafeBufferPointer { fields in
-            for e in (0..<batch.entryID.count).reversed() {
+            for e in entries {
                 let f = Int(batch.entryField[e])
                 guard fields[f].embedding.checks != nil || fields[f].linear?.checks != nil else { continue }
                 let row = fields[f].row(of: batch.entryID[e])
                 guard row >= 0 else { continue }
-                _ = fields[f].embedding.checks?.check(row: row)
-                _ = fields[f].linear?.checks?.check(row: row)
+                if let problem = fields[f].embedding.checks?.check(row: row) ?? fields[f].linear?.checks?.check(row: row) { return problem }
             }
+            return nil
         }
     }
 
