@@ -38,10 +38,16 @@ static inline void mtlm_flag_set(unsigned char *flags, size_t i) { __atomic_stor
 int mtlm_find_duplicate_u64(uint64_t *keys, size_t n, uint64_t *scratch, uint64_t *duplicate);
 
 // KeyJoin's partitions of n little-endian 64-bit keys at any alignment: counts[p] += the keys
-// in partition p; and the keys of one partition copied to `out` (room for the count + 1),
-// returning their count.
+// in partition p; and the keys of one partition copied to `out` (room for the count + 8: the
+// words past the count are overwritten), returning their count.
 void mtlm_count_partitions(const void *keys, size_t n, size_t partitions, size_t *counts);
 size_t mtlm_gather_partition(const void *keys, size_t n, size_t partitions, size_t partition, uint64_t *out);
+
+// The three above through a chosen path: 0 portable, 2 AVX-512 (F, DQ) where the CPU has it;
+// both give the same results (the same bytes, for the hashes written over the keys).
+int mtlm_find_duplicate_u64_using(int implementation, uint64_t *keys, size_t n, uint64_t *scratch, uint64_t *duplicate);
+void mtlm_count_partitions_using(int implementation, const void *keys, size_t n, size_t partitions, size_t *counts);
+size_t mtlm_gather_partition_using(int implementation, const void *keys, size_t n, size_t partitions, size_t partition, uint64_t *out);
 
 // Starts writing the file's dirty pages in [offset, offset + length) to the disk without
 // waiting for it (Linux's sync_file_range; elsewhere nothing): advisory, -1 with errno on
