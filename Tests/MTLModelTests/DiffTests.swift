@@ -193,9 +193,12 @@ struct DiffTests {
             var keys = (0..<count).map { _ in random.next() }
             if count > 10 { keys[3] = 0; keys[4] = .max }   // the kernel's free-slot marker, and its neighbour
             let check = { (keys: [UInt64]) -> UInt64? in
-                var released = 0
+                var released = 0, releasedOnce: [Range<Int>] = []
                 let found = keys.withUnsafeBufferPointer { KeyJoin.duplicateKey(in: KeyColumn($0), budget: budget) { released += $0.count } }
                 #expect(released >= (budget < count * 16 ? count : 0), "count \(count)")
+                // Kept mapped through the passes (verify): the same answer, all released at the end.
+                let kept = keys.withUnsafeBufferPointer { KeyJoin.duplicateKey(in: KeyColumn($0), budget: budget, keptMapped: .max) { releasedOnce.append($0) } }
+                #expect(kept == found && releasedOnce == [0..<count], "count \(count)")
                 return found
             }
             #expect(check(keys) == nil, "count \(count)")

@@ -59,8 +59,9 @@ final class KeyJoin {
     /// Keys of at most `keptMapped` bytes stay mapped through the passes, released once at the
     /// end: each pass over released pages mapped them again, a page fault per 4 KiB of keys a
     /// pass and a TLB shootdown per window (8M keys, 5 passes: 0.147 -> 0.13 s for `verify`
-    /// of the 2 GiB model of `peers.sh`).
-    static func duplicateKey(in keys: KeyColumn, budget: Int = 40 << 20, keptMapped: Int = 64 << 20, release: (Range<Int>) -> Void) -> UInt64? {
+    /// of the 2 GiB model of `peers.sh`). Off by default: `verify` has the memory to spare,
+    /// `diff` (231 MiB with it at 2 GiB) has not.
+    static func duplicateKey(in keys: KeyColumn, budget: Int = 40 << 20, keptMapped: Int = 0, release: (Range<Int>) -> Void) -> UInt64? {
         let keepMapped = keys.count * 8 <= keptMapped
         defer { if keepMapped { release(0..<keys.count) } }
         let releaseBehind = keepMapped ? { _ in } : release

@@ -226,7 +226,7 @@ public struct ModelVerifier: Sendable {
     /// nil also when the tensor fails its checksums (reported by the stretches).
     private func duplicateKey(_ entry: TensorEntry, in model: ModelFile) -> UInt64? {
         try? model.withElements(of: entry.name, as: UInt64.self) { keys in
-            KeyJoin.duplicateKey(in: KeyColumn(keys)) { rows in
+            KeyJoin.duplicateKey(in: KeyColumn(keys), keptMapped: 64 << 20) { rows in
                 if entry.compression == .none { model.file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8)) }
             }
         }
