@@ -71,23 +71,28 @@ public final class PredictionStream {
     private func handOut() throws(MTLModelError) -> (batch: SampleBatch, predictions: Predictions) {
         let (_, batch, predictions) = computed.removeFirst()
         computedEntries -= batch.entryID.count
-        handedOut += 1
         // A batch the parsing thread found clean needs no second look at its chunks.
-        try predictor.confirm(predictions, of: batch, chunksChecked: !checking || checks.isClean(handedOut - 1))
+        try predictor.confirm(predictions, of: batch, chunksChecked: !checking || checks.isClean(handedOut))
+        handedOut += 1
+        checks.handedOut(handedOut)  // after the look: from now on it may drop the batch unchecked
         return (batch, predictions)
     }
 }
 
 /// The batches whose chunks the parsing thread is to check, in order; only that thread uses
-/// `pending`, the caller reads `checkedCount`.
+/// `pending`, the caller reads `checkedCount` and says how many batches it has handed out —
+/// those are dropped unchecked (the caller has checked them itself), so that a parsing thread
+/// that never runs out of parsing to do does not keep every batch of the dataset.
 ///
-/// `@unchecked Sendable`: `pending` and `cursor` belong to the parsing thread.
+/// `@unchecked Sendable`: `pending`, `cursor` and `failing` belong to the parsing thread.
 private final class PendingChecks: @unchecked Sendable {
     private let predictor: Predictor
     private var pending: [SampleBatch] = []
     /// Entries of `pending[0]` left to check (they are checked last to first).
     private var cursor = 0
+    /// Batches checked (or dropped), i.e. the number of `pending[0]`.
     private let checked = Atomic<Int>(0)
+    private let handedOutCount = Atomic<Int>(0)
     /// The first batch in which a chunk failed (`Int.max`: none).
     private let firstFailed = Atomic<Int>(.max)
     /// Whether a chunk of `pending[0]` failed so far.
@@ -103,15 +108,28 @@ private final class PendingChecks: @unchecked Sendable {
         number < checkedCount && number < firstFailed.load(ordering: .relaxed)
     }
 
+    func handedOut(_ count: Int) { handedOutCount.store(count, ordering: .relaxed) }
+
     func add(_ batch: SampleBatch) {
+        dropHandedOut()
         if pending.isEmpty { cursor = batch.entryID.count }
         pending.append(batch)
+    }
+
+    private func dropHandedOut() {
+        while !pending.isEmpty && checked.load(ordering: .relaxed) < handedOutCount.load(ordering: .relaxed) {
+            pending.removeFirst()
+            failing = false
+            cursor = pending.first?.entryID.count ?? 0
+            checked.add(1, ordering: .releasing)
+        }
     }
 
     /// Checks the chunks of the next `piece` entries; false when there is nothing to check.
     /// A piece is short so that the thread soon gets back to parsing when the caller needs a
     /// batch (at most 64 MiB of chunks, 4 ms, at the start; microseconds once checked).
     func work() -> Bool {
+        dropHandedOut()
         guard let batch = pending.first else { return false }
         let start = max(0, cursor - Self.piece)
         if predictor.firstFailure(batch, entries: (start..<cursor).reversed()) != nil { failing = true }
