@@ -27,14 +27,15 @@ struct PredictCommand: ParsableCommand {
             if !json { try sink!.write((predictor.architecture.tasks.map(\.name) + ["fused"]).joined(separator: "\t") + "\n") }
         }) { batch, predictions, predictor in
             let tasks = predictor.architecture.tasks.map(\.name)
+            let jsonKeys = tasks.map { ",\"\($0)\":" }
             let values = logits ? predictions.logits : predictions.probabilities
             var text = NumberText(capacity: batch.count * (tasks.count + 1) * 14)
             for sample in 0..<batch.count {
                 if json {
                     text.write("{\"line\":")
                     text.write(String(batch.lineNumbers[sample]))
-                    for (t, name) in tasks.enumerated() {
-                        text.write(",\"\(name)\":")
+                    for (t, key) in jsonKeys.enumerated() {
+                        text.write(key)
                         Self.append(values[sample * tasks.count + t], to: &text)
                     }
                     text.write(",\"fused\":")

@@ -243,8 +243,6 @@ struct PredictTests {
         #expect(written.count == expected.count)
         let wrong = zip(written, expected).first { $0 != $1 }
         #expect(wrong == nil, "wrote \(wrong!.0) for \(wrong!.1)")
-        text.removeAll()
-        #expect(text.bytes.isEmpty)
     }
 
     @Test("predict --json writes JSON lines; -o writes a file; - reads standard input")

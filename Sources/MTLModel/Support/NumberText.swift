@@ -18,6 +18,4 @@ public struct NumberText: TextOutputStream {
     public mutating func _writeASCII(_ buffer: UnsafeBufferPointer<UInt8>) { bytes.append(contentsOf: buffer) }
 
     public mutating func append(byte: UInt8) { bytes.append(byte) }
-
-    public mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
 }
