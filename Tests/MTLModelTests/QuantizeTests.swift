@@ -382,5 +382,46 @@ struct QuantizeTests {
         #expect(try tensorBytes(ModelFile(path: directory.path("1.mtlm"))) == tensorBytes(ModelFile(path: directory.path("3.mtlm"))))
         #expect(one.tensors.map(\.meanRelativeError) == three.tensors.map(\.meanRelativeError))
         #expect(one.tensors.map(\.maxRelativeError) == three.tensors.map(\.maxRelativeError))
+        // Windows written in order by one thread (an output written in place, rows pruned)
+        // against windows each written at its place by the worker that encoded it.
+        var inOrder = ModelWriter.Options()
+        inOrder.placesWrites = false
+        let ordered = try ModelQuantizer(plan: plan, writerOptions: inOrder, threadCount: 3).quantize(Model(model), to: directory.path("o.mtlm"), source: "t")
+        #expect(try tensorBytes(ModelFile(path: directory.path("o.mtlm"))) == tensorBytes(ModelFile(path: directory.path("3.mtlm"))))
+        #expect(ordered.tensors.map(\.meanRelativeError) == three.tensors.map(\.meanRelativeError))
+        #expect(ordered.tensors.map(\.maxRelativeError) == three.tensors.map(\.maxRelativeError))
+    }
+
+    @Test("Values beyond float16 in two windows of rows: the first in row order is named, at any thread count, whether windows are written at their place or in order",
+          arguments: [1, 2, 3])
+    func firstFailureInRowOrder(threads: Int) throws {
+        let directory = TemporaryDirectory()
+        let arch = try MTLModelTests.architecture(json: """
+            {"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 90000}], "tasks": [{"name": "t"}]}
+            """)
+        let path = directory.path("nan.mtlm")
+        let writer = try ModelWriter(path: path)
+        for spec in arch.servingTensors {
+            var values = [Float](repeating: 0.5, count: Int(spec.elementCount))
+            if spec.name == "embedding.a.weight" {
+                // Finite (the model is valid), but beyond what float16 holds: windows 1 and 4 fail.
+                values[(TensorRewriter.windowRowCount + 5) * 4] = 1e6
+                values[(4 * TensorRewriter.windowRowCount + 2) * 4 + 3] = -1e6
+            }
+            try values.withUnsafeBytes { try writer.writeTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role, bytes: $0) }
+        }
+        try writer.finish(architecture: arch, provenance: Provenance(createdUnixSeconds: 0, source: "t"))
+        let model = try Model(ModelFile(path: path))
+        for placed in [true, false] {
+            var options = ModelWriter.Options()
+            options.placesWrites = placed
+            let quantizer = ModelQuantizer(plan: QuantizationPlan(embeddings: .float16, dense: .float16), writerOptions: options, threadCount: threads)
+            for _ in 0..<5 {
+                #expect { try quantizer.quantize(model, to: directory.path("q.mtlm"), source: "t") } throws: { error in
+                    "\(error)".contains("row \(TensorRewriter.windowRowCount + 5)") && "\(error)".contains("embedding.a.weight")
+                }
+            }
+            #expect(!FileManager.default.fileExists(atPath: directory.path("q.mtlm")))
+        }
     }
 }

@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import Synchronization
 
 /// Which rows of a table a rewrite keeps (pruning), decided row by row as the rewrite streams.
 struct RowFilter: Sendable {
@@ -95,47 +96,129 @@ struct TensorRewriter {
             throw MTLModelError(.invalidArgument, "shape \(entry.shape) cannot be stored as \(target)", file: model.path, location: .init(tensor: entry.name))
         }
         try writer.beginTensor(entry.name, dtype: target, shape: shape, role: entry.role)
-        // Windows are encoded `threadCount` at a time (a batch), each into its own buffer, and
-        // written in order by this thread. With several threads the workers encode the next
-        // batch while this thread writes the last (two sets of buffers): the write — page-cache
-        // copies and checksums — is a third of the work, and left the workers idle.
-        let window = Self.windowRowCount
-        let windowCount = (rows + window - 1) / window
-        let batchCount = (windowCount + threadCount - 1) / threadCount
-        let overlap = threadCount > 1 && batchCount > 1
-        let sets = (0..<(overlap ? 2 : 1)).map { _ in
-            (0..<threadCount).map { _ in WindowBuffer(rows: window, columns: columns, rowBytes: targetRowBytes) }
-        }
+        let placed = filter == nil ? try writer.placedTensor() : nil
         var errors = ErrorSums()
         try model.withTensorBytes(entry.name) { stored in
-            let base = MappedRows(base: stored.baseAddress!)
-            let rewriter = RowEncoder(path: model.path), threads = threadCount
-            let encode: @Sendable (Int) -> Void = { batch in
-                let set = sets[batch % sets.count], firstWindow = batch * threads
-                DispatchQueue.concurrentPerform(iterations: min(threads, windowCount - firstWindow)) { i in
-                    let first = (firstWindow + i) * window
-                    set[i].encode(rows: first..<min(first + window, rows), from: base.base, sourceRowBytes: sourceRowBytes, entry: entry,
-                                  target: target, filter: filter, rewriter: rewriter)
-                }
-            }
-            try Self.pipeline(count: batchCount, ahead: overlap, produce: encode) { batch in
-                let set = sets[batch % sets.count], start = batch * threads * window
-                for buffer in set[..<min(threads, windowCount - batch * threads)] {
-                    if let failure = buffer.failure { throw failure }
-                    try write(buffer.encoded, byteCount: buffer.count * targetRowBytes)
-                    errors.sum += buffer.errors.sum
-                    errors.max = max(errors.max, buffer.errors.max)
-                }
-                let end = min(start + threads * window, rows)
-                release(entry, rows: start..<end, rowBytes: sourceRowBytes)
-                Progress.advance((end - start) * sourceRowBytes)
-            }
+            let windows = Windows(entry: entry, target: target, filter: filter, rows: rows, sourceRowBytes: sourceRowBytes,
+                                  targetRowBytes: targetRowBytes, stored: stored.baseAddress!, encoder: RowEncoder(path: model.path))
+            errors = try placed.map { try encodePlaced(windows, into: $0) } ?? encodeInOrder(windows)
         }
         try writer.endTensor()
         let written = filter?.keptCount ?? rows
         return .init(name: entry.name, dtypeBefore: entry.dtype, dtypeAfter: target, byteCountBefore: entry.byteCount,
                      byteCountAfter: byteCountAfter, rowCount: written,
                      meanRelativeError: written == 0 ? 0 : errors.sum / Double(written), maxRelativeError: errors.max)
+    }
+
+    /// Windows are encoded `threadCount` at a time (a batch), each into its own buffer, and
+    /// written in order by this thread (rows pruned, or an output written in place). With
+    /// several threads the workers encode the next batch while this thread writes the last
+    /// (two sets of buffers): the write — page-cache copies and checksums — is a third of the
+    /// work, and left the workers idle.
+    private func encodeInOrder(_ windows: Windows) throws -> ErrorSums {
+        let threads = threadCount, batchCount = (windows.count + threads - 1) / threads
+        let overlap = threads > 1 && batchCount > 1
+        let sets = (0..<(overlap ? 2 : 1)).map { _ in (0..<threads).map { _ in windows.buffer() } }
+        var errors = ErrorSums()
+        let encode: @Sendable (Int) -> Void = { batch in
+            let set = sets[batch % sets.count], firstWindow = batch * threads
+            DispatchQueue.concurrentPerform(iterations: min(threads, windows.count - firstWindow)) { i in
+                windows.encode(firstWindow + i, into: set[i])
+            }
+        }
+        try Self.pipeline(count: batchCount, ahead: overlap, produce: encode) { batch in
+            let set = sets[batch % sets.count], first = batch * threads
+            for buffer in set[..<min(threads, windows.count - first)] {
+                if let failure = buffer.failure { throw failure }
+                try write(buffer.encoded, byteCount: buffer.count * windows.targetRowBytes)
+                errors.add(buffer.errors)
+            }
+            settle(windows, first..<min(first + threads, windows.count))
+        }
+        return errors
+    }
+
+    /// With every row kept, a window's place in the output is known (its first row × the row's
+    /// bytes): each worker claims the next window, encodes it and writes it there
+    /// (`PlacedTensor`), with no batch to wait for, so that the page-cache copy — the largest
+    /// part of the work — is spread over the cores. Windows are settled in order by whichever
+    /// worker completes a run of them. The failure thrown is the first in row order: a claimed
+    /// window is always encoded, and none is claimed after a failure.
+    private func encodePlaced(_ windows: Windows, into placed: PlacedTensor) throws -> ErrorSums {
+        let ledger = WindowLedger(count: windows.count)
+        let settling = Settling(rewriter: self, windows: windows)
+        let buffers = (0..<min(threadCount, windows.count)).map { _ in windows.buffer() }
+        DispatchQueue.concurrentPerform(iterations: buffers.count) { worker in
+            let buffer = buffers[worker]
+            while let window = ledger.claim() {
+                windows.encode(window, into: buffer)
+                buffer.write(to: placed, at: UInt64(windows.rows(of: window).lowerBound * windows.targetRowBytes), rowBytes: windows.targetRowBytes)
+                ledger.complete(window, errors: buffer.errors, failure: buffer.failure) { settling.settle($0) }
+            }
+        }
+        return try ledger.errors()
+    }
+
+    /// What follows the writing of windows `range`, in window order: their input pages
+    /// released, their output's writeback started (`placedBytesWritten`), progress.
+    private func settle(_ windows: Windows, _ range: Range<Int>) {
+        let rows = windows.rows(of: range.lowerBound).lowerBound..<windows.rows(of: range.upperBound - 1).upperBound
+        writer.placedBytesWritten(below: UInt64(rows.upperBound * windows.targetRowBytes))
+        release(windows.entry, rows: rows, rowBytes: windows.sourceRowBytes)
+        Progress.advance(rows.count * windows.sourceRowBytes)
+    }
+
+    /// `settle` for the workers of `encodePlaced`. Safe to share: the ledger calls it under its
+    /// lock, one run of windows at a time, in window order.
+    private struct Settling: @unchecked Sendable {
+        let rewriter: TensorRewriter
+        let windows: Windows
+        func settle(_ range: Range<Int>) { rewriter.settle(windows, range) }
+    }
+
+    /// The windows of a placed conversion: the next to claim, which are done and how far they
+    /// are settled, each one's errors, and whether one failed.
+    private final class WindowLedger: Sendable {
+        private struct State {
+            var outcomes: [(errors: ErrorSums, failure: (any Error)?)?]
+            var next = 0
+            var settled = 0
+            var failed = false
+        }
+        private let state: Mutex<State>
+
+        init(count: Int) { state = Mutex(State(outcomes: Array(repeating: nil, count: count))) }
+
+        /// The next window to encode; nil when all are claimed or one has failed.
+        func claim() -> Int? {
+            state.withLock { state in
+                guard !state.failed, state.next < state.outcomes.count else { return nil }
+                state.next += 1
+                return state.next - 1
+            }
+        }
+
+        /// Records a window's outcome; `settle` runs on each run of windows it completes.
+        func complete(_ window: Int, errors: ErrorSums, failure: (any Error)?, settle: (Range<Int>) -> Void) {
+            state.withLock { state in
+                state.outcomes[window] = (errors, failure)
+                state.failed = state.failed || failure != nil
+                let first = state.settled
+                while state.settled < state.outcomes.count, state.outcomes[state.settled] != nil { state.settled += 1 }
+                if state.settled > first { settle(first..<state.settled) }
+            }
+        }
+
+        /// The errors of all windows in order, or the first failure.
+        func errors() throws -> ErrorSums {
+            var errors = ErrorSums()
+            for outcome in state.withLock({ $0.outcomes }) {
+                guard let outcome else { break }  // not claimed: a failure came before
+                if let failure = outcome.failure { throw failure }
+                errors.add(outcome.errors)
+            }
+            return errors
+        }
     }
 
     /// `produce(i)` then `consume(i)` for each i in order; `ahead`, `produce(i + 1)` runs on
@@ -157,16 +240,41 @@ struct TensorRewriter {
         }
     }
 
-    /// The mapped rows of the tensor being rewritten, read by the workers. Safe to share: the
-    /// mapping is read-only and outlives the `withTensorBytes` closure the workers run in.
-    fileprivate struct MappedRows: @unchecked Sendable {
-        let base: UnsafeRawPointer
+    /// The windows of rows of one tensor's conversion, as the workers see them. Safe to share:
+    /// the mapping `stored` points into is read-only and outlives the `withTensorBytes` closure
+    /// the workers run in.
+    fileprivate struct Windows: @unchecked Sendable {
+        let entry: TensorEntry
+        let target: DType
+        let filter: RowFilter?
+        let rows: Int
+        let sourceRowBytes: Int
+        let targetRowBytes: Int
+        let stored: UnsafeRawPointer
+        let encoder: RowEncoder
+        let size = TensorRewriter.windowRowCount
+
+        var count: Int { (rows + size - 1) / size }
+
+        func rows(of window: Int) -> Range<Int> { (window * size)..<min((window + 1) * size, rows) }
+
+        func buffer() -> WindowBuffer { WindowBuffer(rows: size, columns: entry.columnCount, rowBytes: targetRowBytes) }
+
+        func encode(_ window: Int, into buffer: WindowBuffer) {
+            buffer.encode(rows: rows(of: window), from: stored, sourceRowBytes: sourceRowBytes, entry: entry, target: target,
+                          filter: filter, rewriter: encoder)
+        }
     }
 
     /// Per-row relative reconstruction errors ‖x − x̂‖ / ‖x‖: their sum and maximum.
     fileprivate struct ErrorSums {
         var sum = 0.0
         var max = 0.0
+
+        mutating func add(_ other: ErrorSums) {
+            sum += other.sum
+            max = Swift.max(max, other.max)
+        }
     }
 
     /// One window's rows, gathered (as float32), encoded, and measured by one thread.
@@ -225,6 +333,18 @@ struct TensorRewriter {
                     try rewriter.encodeRows(values, count: count, columns: columns, as: target, into: &encoded,
                                             rowBytes: Int(target.rowByteCount(columns: UInt64(columns))),
                                             sourceRows: sourceRows, errors: &errors, entry: entry)
+                }
+            } catch {
+                failure = error
+            }
+        }
+
+        /// Writes the encoded rows at `offset` of the placed tensor (unless encoding failed).
+        func write(to placed: PlacedTensor, at offset: UInt64, rowBytes: Int) {
+            guard failure == nil else { return }
+            do throws(MTLModelError) {
+                try withBytes(of: encoded) { raw throws(MTLModelError) in
+                    try placed.write(UnsafeRawBufferPointer(rebasing: raw[..<(count * rowBytes)]), at: offset)
                 }
             } catch {
                 failure = error

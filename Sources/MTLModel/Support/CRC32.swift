@@ -1,4 +1,5 @@
 import CKernels
+import CZlib
 
 /// CRC-32 (the zlib / PNG polynomial), as stored for the header, manifest, footer and chunks.
 /// Computed with carry-less multiplication where the CPU has it (`mtlm_crc32`: VPCLMULQDQ or PCLMUL, several times
@@ -11,6 +12,12 @@ enum CRC32 {
 
     static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0) }
+    }
+
+    /// The CRC of bytes A then B from the CRCs of A and of B (`count`: B's length), as zlib
+    /// combines them.
+    static func combine(_ first: UInt32, _ second: UInt32, secondCount: UInt64) -> UInt32 {
+        UInt32(crc32_combine(uLong(first), uLong(second), .init(secondCount)))
     }
 
     /// "vpclmulqdq-avx512", "pclmul" or "zlib": the implementation used on this CPU.
