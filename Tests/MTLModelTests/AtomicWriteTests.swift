@@ -129,16 +129,25 @@ struct AtomicWriteTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.url.path) == ["model.mtlm"])
     }
 
-    @Test("A full disk (RLIMIT_FSIZE) gives a clear error and leaves no partial file", arguments: ["synth", "predict"])
+    @Test("A full disk (RLIMIT_FSIZE) gives a clear error and leaves no partial file", arguments: ["synth", "predict", "quantize"])
     func fileSizeLimit(command: String) throws {
         let directory = TemporaryDirectory()
         let config = directory.path("big.json")
         try Self.bigConfig.write(toFile: config, atomically: true, encoding: .utf8)
-        let target = directory.path(command == "synth" ? "model.mtlm" : "out.tsv")
+        let target = directory.path(["synth": "model.mtlm", "predict": "out.tsv", "quantize": "q.mtlm"][command]!)
         let data = directory.path("data.txt")
         try String(repeating: "1,0 user_id:3 tags:1:0.5 hour:4\n", count: 20_000).write(toFile: data, atomically: true, encoding: .utf8)
-        let arguments = command == "synth" ? ["synth", config, target]
-            : ["predict", TestPaths.fixture("v1.0/small.mtlm"), data, "-o", target]
+        var inputs = ["big.json", "data.txt"]
+        if command == "quantize" {
+            // 200k rows of 16: windows of rows written at their place by two workers (4.8 MB).
+            let small = directory.path("small.json")
+            try #"{"embedding_dim": 16, "fields": [{"name": "a", "vocab_size": 200000}], "tasks": [{"name": "t"}]}"#.write(toFile: small, atomically: true, encoding: .utf8)
+            #expect(try runCLI(["synth", small, directory.path("model.mtlm")]).status == 0)
+            inputs += ["model.mtlm", "small.json"]
+        }
+        let arguments = ["synth": ["synth", config, target],
+                         "predict": ["predict", TestPaths.fixture("v1.0/small.mtlm"), data, "-o", target],
+                         "quantize": ["quantize", directory.path("model.mtlm"), target, "--embeddings", "int8", "--threads", "2"]][command]!
         // ulimit -f counts blocks of 512 bytes (dash) or 1024 (bash): either way well below
         // what the command writes.
         let quoted = ([TestPaths.executable] + arguments).map { "'\($0)'" }.joined(separator: " ")
@@ -147,7 +156,16 @@ struct AtomicWriteTests {
         #expect(result.stderr.contains("File too large") && result.stderr.contains(target), "\(result.stderr)")
         #expect(result.stderr.split(separator: "\n").count == 1)
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).sorted()
-        #expect(files == ["big.json", "data.txt"], "\(files)")
+        #expect(files == inputs.sorted(), "\(files)")
+    }
+
+    @Test("Messages about a pending output's temporary file (a whole model or a shard) name the target it stands for")
+    func pendingNames() {
+        #expect(AtomicOutputFile.messagePath(for: AtomicOutputFile.pendingPath(directory: "/d/", base: "q.mtlm")) == "/d/q.mtlm")
+        #expect(AtomicOutputFile.messagePath(for: AtomicOutputFile.pendingPath(directory: "", base: "q-00002-of-00003.mtlm", suffix: ".mtlm"))
+                == "q-00002-of-00003.mtlm")
+        #expect(AtomicOutputFile.messagePath(for: "/d/.q.mtlm.mtlm-tmp-1-pending") == "/d/.q.mtlm.mtlm-tmp-1-pending")  // not this process's
+        #expect(AtomicOutputFile.messagePath(for: "/d/q.mtlm") == "/d/q.mtlm")
     }
 
     @Test("A failed write leaves the previous file untouched")

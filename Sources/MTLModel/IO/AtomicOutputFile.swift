@@ -15,8 +15,11 @@ import Foundation
 /// are written in place, never renamed over (`OutputTarget`); a target that is one of the
 /// process's open inputs is refused before anything is created.
 public final class AtomicOutputFile {
-    /// The path as given (for messages).
+    /// The path as given.
     public let targetPath: String
+    /// What messages name: for a pending output's temporary file (`pendingPath`), the target it
+    /// stands for — the user never named the temporary file —, else the path as given.
+    let messagePath: String
     /// Where the bytes go until `commit()`: a temporary file, or nil when written in place.
     public let temporaryPath: String?
     /// The file renamed over on commit (a link resolved), or nil when written in place.
@@ -37,6 +40,7 @@ public final class AtomicOutputFile {
     /// - Parameter synchronize: fsync before the rename (durable), or only rename (atomic).
     public init(targetPath: String, synchronize: Bool = true) throws(MTLModelError) {
         self.targetPath = targetPath
+        messagePath = Self.messagePath(for: targetPath)
         self.synchronize = synchronize
         switch try OutputTarget(resolving: targetPath) {
         case .standardOutput:
@@ -57,7 +61,7 @@ public final class AtomicOutputFile {
         }
         guard fd >= 0 else {
             let what = temporaryPath == nil ? "cannot open for writing" : "cannot create a temporary file beside it"
-            throw MTLModelError(.io, "\(what): \(String(cString: strerror(errno)))", file: targetPath)
+            throw MTLModelError(.io, "\(what): \(String(cString: strerror(errno)))", file: messagePath)
         }
         buffer.reserveCapacity(bufferCapacity)
     }
@@ -73,6 +77,15 @@ public final class AtomicOutputFile {
     /// temporary name, so the next write of the same target removes it if the process dies.
     static func pendingPath(directory: String, base: String, suffix: String = "") -> String {
         "\(directory)\(temporaryPrefix(base))\(getpid())-pending\(suffix)"
+    }
+
+    /// The target `path` stands for when it is this process's `pendingPath` of it, else `path`.
+    static func messagePath(for path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[...$0]) } ?? ""
+        let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard base.hasPrefix("."), let marker = base.range(of: ".mtlm-tmp-\(getpid())-pending") else { return path }
+        return directory + base[base.index(after: base.startIndex)..<marker.lowerBound]
     }
 
     /// Removes the temporary files that writers of the same target left when they were killed
@@ -146,7 +159,7 @@ public final class AtomicOutputFile {
     func placedWrites() throws(MTLModelError) -> PlacedWrites? {
         guard temporaryPath != nil else { return nil }
         try flush()
-        return PlacedWrites(fd: fd, targetPath: targetPath)
+        return PlacedWrites(fd: fd, messagePath: messagePath)
     }
 
     /// Moves past `count` bytes that placed writes wrote at `position`.
@@ -218,43 +231,37 @@ public final class AtomicOutputFile {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
-        var done = 0
-        while done < bytes.count {
-            let result = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if result < 0 {
-                if errno == EINTR { continue }
-                throw ioError("write failed")
-            }
-            done += result
-        }
+        try writeFully(bytes, file: messagePath) { done in write(fd, bytes.baseAddress! + done, bytes.count - done) }
     }
 
     private func ioError(_ what: String) -> MTLModelError {
-        MTLModelError(.io, "\(what): \(String(cString: strerror(errno)))", file: targetPath)
+        MTLModelError(.io, "\(what): \(String(cString: strerror(errno)))", file: messagePath)
     }
 }
 
-/// `pwrite` into an `AtomicOutputFile`'s temporary file, from any thread: the page-cache copy
-/// of a large write is the bound of the writers (`save`, `quantize`), and one thread copying
-/// leaves the other cores idle (ext4 lets `pwrite`s of one file run side by side: 2 GiB by
-/// two threads in about 60% of one thread's time on this project's machine).
+/// `pwrite` into an `AtomicOutputFile`'s temporary file, from any thread: a thread that has
+/// produced bytes (checksummed chunks, an encoded window) writes them itself, at their place,
+/// instead of handing them to one writing thread that the others then wait for. (ext4 still
+/// copies into one file's page cache one write at a time: it holds the inode lock through it.)
 struct PlacedWrites: Sendable {
     let fd: Int32
-    let targetPath: String
+    let messagePath: String
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(MTLModelError) {
-        var done = 0
-        while done < bytes.count {
-            let result = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if result < 0 {
-                if errno == EINTR { continue }
-                throw ioError("write failed")
-            }
-            done += result
-        }
+        try writeFully(bytes, file: messagePath) { done in pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
     }
+}
 
-    private func ioError(_ what: String) -> MTLModelError {
-        MTLModelError(.io, "\(what): \(String(cString: strerror(errno)))", file: targetPath)
+/// Calls `write(done)` (the bytes written so far) until all of `bytes` are written: a short
+/// write goes on, an interrupted one is retried.
+private func writeFully(_ bytes: UnsafeRawBufferPointer, file: String, _ write: (Int) -> Int) throws(MTLModelError) {
+    var done = 0
+    while done < bytes.count {
+        let result = write(done)
+        if result < 0 {
+            if errno == EINTR { continue }
+            throw MTLModelError(.io, "write failed: \(String(cString: strerror(errno)))", file: file)
+        }
+        done += result
     }
 }

@@ -140,8 +140,8 @@ struct TensorRewriter {
 
     /// With every row kept, a window's place in the output is known (its first row × the row's
     /// bytes): each worker claims the next window, encodes it and writes it there
-    /// (`PlacedTensor`), with no batch to wait for, so that the page-cache copy — the largest
-    /// part of the work — is spread over the cores. Windows are settled in order by whichever
+    /// (`PlacedTensor`), with no batch to wait for and no writing thread to wait for (the
+    /// page-cache copy is the largest part of the work). Windows are settled in order by whichever
     /// worker completes a run of them. The failure thrown is the first in row order: a claimed
     /// window is always encoded, and none is claimed after a failure.
     private func encodePlaced(_ windows: Windows, into placed: PlacedTensor) throws -> ErrorSums {

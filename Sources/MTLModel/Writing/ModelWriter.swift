@@ -341,6 +341,6 @@ public final class ModelWriter {
     }
 
     private func invalid(_ message: String) -> MTLModelError {
-        MTLModelError(.invalidArgument, message, file: output.targetPath)
+        MTLModelError(.invalidArgument, message, file: output.messagePath)
     }
 }

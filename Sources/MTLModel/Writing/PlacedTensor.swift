@@ -2,8 +2,9 @@ import Synchronization
 
 /// The open tensor of a `ModelWriter`, written by several threads at once, each piece at its
 /// place in the tensor (`ModelWriter.placedTensor()`): a rewrite whose windows have a known
-/// size writes each one where it belongs as soon as it is encoded, so the page-cache copy — the
-/// bound of `quantize` — runs on every core instead of one writing thread.
+/// size writes each one where it belongs as soon as it is encoded, so that no worker waits for
+/// one writing thread (which, with the page-cache copy a third of `quantize`'s work, left the
+/// second core a third idle).
 ///
 /// Each piece is checksummed by the thread that writes it, cut at chunk boundaries; when the
 /// tensor ends, the pieces must cover it exactly once, and each chunk's CRC is combined from
@@ -35,7 +36,7 @@ final class PlacedTensor: Sendable {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(MTLModelError) {
         guard offset <= byteCount, UInt64(bytes.count) <= byteCount - offset else {
             throw MTLModelError(.invalidArgument, "bytes \(offset)..<\(offset + UInt64(bytes.count)) are outside tensor \"\(name)\" (\(byteCount) bytes)",
-                                file: writes.targetPath)
+                                file: writes.messagePath)
         }
         var found: [Piece] = []
         var start = 0
@@ -59,7 +60,7 @@ final class PlacedTensor: Sendable {
                 let problem = piece.offset < next ? "written twice" : "never written"
                 let range = piece.offset < next ? piece.offset..<next : next..<piece.offset
                 throw MTLModelError(.invalidArgument, "bytes \(range.lowerBound)..<\(range.upperBound) of tensor \"\(name)\" were \(problem)",
-                                    file: writes.targetPath)
+                                    file: writes.messagePath)
             }
             if piece.offset % chunkByteCount == 0 {
                 crcs.append(piece.crc)
@@ -69,7 +70,7 @@ final class PlacedTensor: Sendable {
             next += piece.count
         }
         guard next == byteCount else {
-            throw MTLModelError(.invalidArgument, "tensor \"\(name)\" got \(next) of its \(byteCount) bytes", file: writes.targetPath)
+            throw MTLModelError(.invalidArgument, "tensor \"\(name)\" got \(next) of its \(byteCount) bytes", file: writes.messagePath)
         }
         return crcs
     }
