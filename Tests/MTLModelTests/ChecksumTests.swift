@@ -114,11 +114,34 @@ struct ChecksumTests {
         #expect { _ = try ModelFile(path: path).statistics(of: "t") } throws: { ($0 as? MTLModelError)?.message.contains("chunk 2000 checksum mismatch") == true }
     }
 
-    @Test("A writer's chunk CRCs are those of its chunks however the bytes arrive: small pieces, pieces of many chunks (checksummed on another thread while written) from a chunk boundary or not, a partial last chunk")
-    func writerChunkCRCs() throws {
+    @Test("A check given one thread (a command's --threads 1) runs on the calling thread only")
+    func stretchThreads() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path("big.mtlm")
+        var options = ModelWriter.Options()
+        options.chunkByteCount = 256  // 64 floats a chunk: 16 chunks a stretch, 200 stretches
+        let writer = try ModelWriter(path: path, options: options)
+        let values = [Float](repeating: 0.25, count: 64 * 16 * 200)
+        try values.withUnsafeBytes { try writer.writeTensor("t", dtype: .float32, shape: [UInt64(values.count)], role: .parameter, bytes: $0) }
+        try writer.finish(architecture: architecture(fromConfig: "small.json"), provenance: Provenance(createdUnixSeconds: 0, source: "test"))
+        let file = try ModelFile(path: path)
+        let entry = try #require(file.entry(named: "t"))
+        let caller = UInt(pthread_self())
+        let one = file.forEachStretch(of: entry, Set<UInt>(), threadCount: 1) { threads, _, _, _ in
+            threads.insert(UInt(pthread_self()))
+            return nil
+        }
+        #expect(one.count == 200 && Set(one.flatMap(\.state)) == [caller])
+        try file.requireValid(entry, threadCount: 1)
+    }
+
+    @Test("A writer's chunk CRCs are those of its chunks however the bytes arrive: small pieces, pieces of many chunks (checksummed and written by every core at their offsets, or checksummed on another thread while written in order) from a chunk boundary or not, a partial last chunk",
+          arguments: [true, false])
+    func writerChunkCRCs(placed: Bool) throws {
         let directory = TemporaryDirectory()
         var options = ModelWriter.Options()
         options.chunkByteCount = 256
+        options.placesWrites = placed
         var random = SplitMix64(seed: 4)
         let count = 256 * 40 + 100
         let bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next()) }

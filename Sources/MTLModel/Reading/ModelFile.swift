@@ -173,8 +173,10 @@ public final class ModelFile: @unchecked Sendable {
     /// `verify` reports) and, for keys, that they are distinct. One pass over the tensor (the
     /// checksums and values of each chunk together), in bounded memory; later accesses skip it.
     ///
+    /// - Parameter threadCount: threads the check may use (nil: every core); a command given
+    ///   `--threads` passes it, so that its work stays on as many cores as it was allotted.
     /// - Throws: `.malformed` naming the tensor and the first problem.
-    func requireValid(_ entry: TensorEntry) throws {
+    func requireValid(_ entry: TensorEntry, threadCount: Int? = nil) throws {
         guard let index = indexByName[entry.name], !lock.withLock({ valuesChecked[index] }) else { return }
         var scanner = ValueScanner(entry)
         var checksum: MTLModelError?
@@ -182,7 +184,7 @@ public final class ModelFile: @unchecked Sendable {
         if entry.compression == .none, let elementSize = entry.dtype.elementByteCount, entry.chunkCount > Self.stretchChunkCount {
             // A large tensor of whole elements (none straddles a chunk): stretches of chunks on
             // every core, as verify does, so the check costs a fraction of the pass it precedes.
-            let (error, counts) = checkStretches(entry, checkCRC: checkCRC, elementSize: elementSize)
+            let (error, counts) = checkStretches(entry, checkCRC: checkCRC, elementSize: elementSize, threadCount: threadCount)
             if let error { throw error }
             scanner = ValueScanner(entry, counts: counts)
         } else if entry.compression == .none {
@@ -224,13 +226,14 @@ public final class ModelFile: @unchecked Sendable {
     /// bytes), in stretches of `stretchChunkCount` chunks on every core, each stretch's pages
     /// mapped in one call before and released after; a stretch stops at the first chunk for
     /// which `body` returns an error. Returns each stretch's state, in chunk order.
-    func forEachStretch<State: Sendable>(of entry: TensorEntry, _ initial: State,
+    func forEachStretch<State: Sendable>(of entry: TensorEntry, _ initial: State, threadCount: Int? = nil,
                                          _ body: @Sendable (inout State, _ chunk: Int, _ offset: UInt64, UnsafeRawBufferPointer) -> MTLModelError?)
         -> [(error: MTLModelError?, state: State)] {
         let ranges = entry.storedRanges()
         let stretches = stride(from: 0, to: ranges.count, by: Self.stretchChunkCount).map { $0..<min($0 + Self.stretchChunkCount, ranges.count) }
         let results = WorkResults<(error: MTLModelError?, state: State)>(count: stretches.count)
-        DispatchQueue.concurrentPerform(iterations: min(ProcessInfo.processInfo.activeProcessorCount, stretches.count)) { _ in
+        let threads = max(1, threadCount ?? ProcessInfo.processInfo.activeProcessorCount)
+        DispatchQueue.concurrentPerform(iterations: min(threads, stretches.count)) { _ in
             while let next = results.claim() {
                 var state = initial
                 var error: MTLModelError?
@@ -250,8 +253,8 @@ public final class ModelFile: @unchecked Sendable {
 
     /// The checksums and value counts of an uncompressed tensor of whole elements, stretches
     /// of chunks on all cores, pages released behind each stretch.
-    private func checkStretches(_ entry: TensorEntry, checkCRC: Bool, elementSize: Int) -> (MTLModelError?, ValueCounts) {
-        let stretches = forEachStretch(of: entry, ValueCounts()) { counts, chunk, offset, stored in
+    private func checkStretches(_ entry: TensorEntry, checkCRC: Bool, elementSize: Int, threadCount: Int?) -> (MTLModelError?, ValueCounts) {
+        let stretches = forEachStretch(of: entry, ValueCounts(), threadCount: threadCount) { counts, chunk, offset, stored in
             let first = Int(offset - entry.offset) / elementSize
             guard checkCRC else {
                 counts.scanElements(stored, of: entry, first: first)

@@ -19,7 +19,8 @@ struct TensorRewriter {
 
     let model: ModelFile
     let writer: ModelWriter
-    /// Windows encoded at once when the dtype changes (copies are bound by the disk).
+    /// Threads of the rewrite: the check of each tensor read, and windows encoded at once when
+    /// the dtype changes (copies are bound by the disk).
     var threadCount = 1
 
     /// Writes `entry` as `target`, keeping the rows `filter` keeps (all without one).
@@ -29,7 +30,7 @@ struct TensorRewriter {
     func write(_ entry: TensorEntry, as target: DType, keeping filter: RowFilter? = nil) throws -> QuantizationReport.TensorChange? {
         // Nothing derived from an invalid tensor is written: its values and keys are checked
         // in one pass before the copy or the re-encoding reads it.
-        try model.requireValid(entry)
+        try model.requireValid(entry, threadCount: threadCount)
         var shape = entry.shape
         if let filter { shape[0] = UInt64(filter.keptCount) }
         if target == entry.dtype {
