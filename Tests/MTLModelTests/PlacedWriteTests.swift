@@ -108,6 +108,7 @@ struct PlacedWriteTests {
         let placed = try #require(try outside.placedTensor())
         #expect(throws: MTLModelError.self) { try bytes.withUnsafeBytes { try placed.write(UnsafeRawBufferPointer(rebasing: $0[0..<41]), at: 0) } }
         #expect(throws: MTLModelError.self) { try bytes.withUnsafeBytes { try outside.write(UnsafeRawBufferPointer(rebasing: $0[0..<40])) } }
+        #expect(throws: MTLModelError.self) { try bytes.withUnsafeBytes { try outside.write(UnsafeRawBufferPointer(rebasing: $0[0..<40]), checkedCRC: 0) } }
         let inPlace = try ModelWriter(path: "/dev/null", options: options(chunk: 256, placed: true))
         try inPlace.beginTensor("z", dtype: .float32, shape: [10], role: .parameter)
         #expect(try inPlace.placedTensor() == nil)

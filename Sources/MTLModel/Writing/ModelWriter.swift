@@ -111,8 +111,7 @@ public final class ModelWriter {
         current = tensor
     }
 
-    /// Pieces of at least this many whole chunks are checksummed on another thread while this
-    /// one writes them.
+    /// Pieces of at least this many whole chunks are checksummed and written by several threads.
     static let concurrentChunkCount = 4
 
     /// Whole chunks of the open tensor, from a chunk boundary, checksummed and written by
@@ -147,9 +146,10 @@ public final class ModelWriter {
         checksumming.wait()
     }
 
-    /// The bytes and the CRC array handed to the checksumming thread: `@unchecked Sendable`
-    /// and safe, as the writing thread reads neither until that thread is done (the group's
-    /// wait orders its writes before the reads).
+    /// The bytes and the CRC array handed to the checksumming threads: `@unchecked Sendable`
+    /// and safe, as each thread sets its own CRCs and the caller reads them only once every
+    /// thread is done (the group's wait, or `concurrentPerform`'s return, orders the writes
+    /// before the reads).
     private struct ChunkChecksums: @unchecked Sendable {
         let bytes: UnsafeRawBufferPointer
         let size: Int
@@ -205,7 +205,7 @@ public final class ModelWriter {
     /// written without computing it again. Anything else (a compressed output, a chunk that
     /// does not line up) is written as `write` writes it.
     func write(_ bytes: UnsafeRawBufferPointer, checkedCRC: UInt32) throws(MTLModelError) {
-        guard var tensor = current, tensor.entry.compression == .none, tensor.chunkFill == 0,
+        guard var tensor = current, tensor.placed == nil, tensor.entry.compression == .none, tensor.chunkFill == 0,
               UInt64(bytes.count) == min(options.chunkByteCount, tensor.byteCount - tensor.written), !bytes.isEmpty else {
             return try write(bytes)
         }
