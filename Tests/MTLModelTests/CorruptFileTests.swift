@@ -157,5 +157,14 @@ struct CorruptFileTests {
         #expect(problems.contains { $0.tensor == "shared.1.weight" && $0.message == "1 NaN and 1 Inf values (the first at row 0, column 0)" })
         #expect(problems.contains { $0.tensor == "embedding.item_id.keys" && $0.message == "duplicate key 0" })
         #expect(problems.contains { $0.tensor == "stats.hour.count" && $0.message.contains("negative value at element 2") })
+        // The keys are read for the duplicate check as stored (the stretches checksum them): a
+        // keys tensor that fails its checksum reports that, and no finding of the check.
+        let keys = try #require(try ModelFile(path: path).entry(named: "embedding.item_id.keys"))
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        try handle.seek(toOffset: keys.offset + 5 * 8 + 1)
+        try handle.write(contentsOf: Data([0x5A]))
+        try handle.close()
+        let corrupt = ModelVerifier().verify(try ModelFile(path: path)).problems.filter { $0.tensor == "embedding.item_id.keys" }
+        #expect(corrupt.count == 1 && corrupt[0].kind == .checksum, "\(corrupt)")
     }
 }

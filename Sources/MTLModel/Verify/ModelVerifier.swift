@@ -225,11 +225,22 @@ public struct ModelVerifier: Sendable {
     /// A key of a keys tensor stored twice, found in bounded memory (its pages released behind);
     /// nil also when the tensor fails its checksums (reported by the stretches).
     private func duplicateKey(_ entry: TensorEntry, in model: ModelFile) -> UInt64? {
-        try? model.withElements(of: entry.name, as: UInt64.self) { keys in
+        withStoredKeys(entry, in: model) { keys in
             KeyJoin.duplicateKey(in: KeyColumn(keys), keptMapped: 64 << 20) { rows in
                 if entry.compression == .none { model.file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8)) }
             }
+        } ?? nil
+    }
+
+    /// The keys of `entry` for the checks that run beside the stretches, read as stored: not
+    /// checksummed on access, since the stretches checksum the same chunks and a finding in a
+    /// tensor that fails them is not reported (so the keys are read once, not twice). A
+    /// compressed tensor is inflated (its chunks checked then). Nil when the keys cannot be read.
+    private func withStoredKeys<R>(_ entry: TensorEntry, in model: ModelFile, _ body: (UnsafeBufferPointer<UInt64>) -> R) -> R? {
+        guard entry.compression == .none, UInt64.matches(entry.dtype), entry.storedByteCount == entry.byteCount else {
+            return try? model.withElements(of: entry.name, as: UInt64.self, body)
         }
+        return body(model.file.bytes(entry.offset, entry.storedByteCount).assumingMemoryBound(to: UInt64.self))
     }
 
     /// In a shard, the keys of a keyed part whose bucket is not in the part's bucket range.
@@ -237,7 +248,7 @@ public struct ModelVerifier: Sendable {
         guard case .keys(let field)? = TensorName(entry.name),
               let part = model.manifest.shard?.parts.first(where: { $0.field == field }), part.isBucketed,
               part.bucketBits <= ShardLayout.maxBucketBits else { return nil }
-        let found: (count: Int, row: Int, key: UInt64)?? = try? model.withElements(of: entry.name, as: UInt64.self) { keys in
+        let found: (count: Int, row: Int, key: UInt64)?? = withStoredKeys(entry, in: model) { keys in
             var count = 0
             var first: (row: Int, key: UInt64)?
             for (row, key) in keys.enumerated() where !part.buckets.contains(ShardLayout.bucket(key, seed: part.hashSeed, bucketBits: Int(part.bucketBits))) {
