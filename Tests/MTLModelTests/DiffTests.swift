@@ -185,6 +185,34 @@ struct DiffTests {
         }
     }
 
+    @Test("The duplicate-key check on several threads (keys kept mapped, a million or more) gives the one-thread answer: none, a copy at either end; of two keys stored twice, one",
+          arguments: [40 << 20, 4 << 20])
+    func duplicateKeysOnThreads(budget: Int) {
+        var random = SplitMix64(seed: 5)
+        let count = 1_100_000
+        let keys = (0..<count).map { _ in random.next() }
+        var twoPairs = keys
+        twoPairs[count - 1] = twoPairs[0]
+        twoPairs[500_000] = twoPairs[10]
+        var atEnds = keys
+        atEnds[0] = atEnds[count - 1]
+        for case_ in [keys, atEnds, twoPairs] {
+            let serial = case_.withUnsafeBufferPointer { KeyJoin.duplicateKey(in: KeyColumn($0), budget: budget) { _ in } }
+            for threads in [2, 3] {
+                var releases: [Range<Int>] = []
+                let parallel = case_.withUnsafeBufferPointer {
+                    KeyJoin.duplicateKey(in: KeyColumn($0), budget: budget, keptMapped: .max, threadCount: threads) { releases.append($0) }
+                }
+                // Two keys stored twice: either may be reported (the lowest partition's, and the
+                // partitions depend on the threads).
+                let allowed = case_ == twoPairs ? [twoPairs[0], twoPairs[10]] : [serial]
+                #expect(allowed.contains(parallel) && releases == [0..<count], "threads \(threads)")
+            }
+        }
+        #expect(keys.withUnsafeBufferPointer { KeyJoin.duplicateKey(in: KeyColumn($0), budget: budget) { _ in } } == nil)
+        #expect(atEnds.withUnsafeBufferPointer { KeyJoin.duplicateKey(in: KeyColumn($0), budget: budget) { _ in } } == keys[count - 1])
+    }
+
     @Test("The duplicate-key check finds a key twice wherever it is, and nothing in distinct keys, whatever the partitions and buckets",
           arguments: [40 << 20, 20_000])
     func duplicateKeys(budget: Int) {

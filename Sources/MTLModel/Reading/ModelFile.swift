@@ -209,7 +209,9 @@ public final class ModelFile: @unchecked Sendable {
             throw MTLModelError(.malformed, problem.message + " (run mtl-model verify)", file: path, location: .init(tensor: entry.name))
         }
         if entry.role == .keys, let duplicate = try withElements(of: entry.name, as: UInt64.self, { keys in
-            KeyJoin.duplicateKey(in: KeyColumn(keys)) { rows in
+            // Given threads (a rewrite's), the keys stay mapped and the check takes them all.
+            let threads = threadCount ?? 1
+            return KeyJoin.duplicateKey(in: KeyColumn(keys), keptMapped: threads > 1 ? 64 << 20 : 0, threadCount: threads) { rows in
                 if entry.compression == .none { file.release(entry.offset + UInt64(rows.lowerBound * 8), UInt64(rows.count * 8)) }
             }
         }) {

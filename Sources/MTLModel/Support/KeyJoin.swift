@@ -61,11 +61,18 @@ final class KeyJoin {
     /// pass and a TLB shootdown per window (8M keys, 5 passes: 0.147 -> 0.13 s for `verify`
     /// of the 2 GiB model of `peers.sh`). Off by default: `verify` has the memory to spare,
     /// `diff` (231 MiB with it at 2 GiB) has not.
-    static func duplicateKey(in keys: KeyColumn, budget: Int = 40 << 20, keptMapped: Int = 0, release: (Range<Int>) -> Void) -> UInt64? {
+    ///
+    /// Kept mapped, at least a million keys are checked by `threadCount` threads, each taking
+    /// partitions with a buffer of its own — as many more partitions, so the same `budget` in
+    /// all: a rewrite on two threads otherwise waited for this one-thread check with a core
+    /// idle. The key reported is then the one of the lowest partition that holds a duplicate.
+    static func duplicateKey(in keys: KeyColumn, budget: Int = 40 << 20, keptMapped: Int = 0, threadCount: Int = 1,
+                             release: (Range<Int>) -> Void) -> UInt64? {
         let keepMapped = keys.count * 8 <= keptMapped
         defer { if keepMapped { release(0..<keys.count) } }
         let releaseBehind = keepMapped ? { _ in } : release
-        let partitions = max(1, (keys.count * 16 + budget - 1) / budget)
+        let threads = keepMapped && keys.count >= 1 << 20 ? max(1, threadCount) : 1
+        let partitions = max(threads, (keys.count * 16 * threads + budget - 1) / budget)
         var sizes = [keys.count]
         if partitions > 1 {
             sizes = [Int](repeating: 0, count: partitions)
@@ -73,23 +80,59 @@ final class KeyJoin {
                 forEachWindow(of: keys, release: releaseBehind) { bytes in mtlm_count_partitions(bytes.baseAddress, bytes.count / 8, partitions, sizes.baseAddress) }
             }
         }
-        // The gathered keys (8 spare slots: the gather writes past the last member), then the
-        // kernel's scratch.
         let largest = sizes.max() ?? 0
-        let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * largest + 8)
-        defer { buffer.deallocate() }
-        for partition in 0..<partitions {
+        guard threads > 1 else {
+            return PartitionCheck(largest: largest).withBuffer { check in
+                for partition in 0..<partitions {
+                    if let duplicate = check.duplicate(in: partition, of: partitions, keys, release: releaseBehind) { return duplicate }
+                }
+                return nil
+            }
+        }
+        let found = WorkResults<UInt64?>(count: partitions)
+        let shared = SharedKeys(keys: keys)
+        DispatchQueue.concurrentPerform(iterations: threads) { _ in
+            PartitionCheck(largest: largest).withBuffer { check in
+                while let partition = found.claim() {
+                    found.set(partition, check.duplicate(in: partition, of: partitions, shared.keys, release: { _ in }))
+                }
+            }
+        }
+        return found.all.lazy.compactMap { $0 ?? nil }.first
+    }
+
+    /// Keys that stay mapped while several threads read them.
+    private struct SharedKeys: @unchecked Sendable {
+        let keys: KeyColumn
+    }
+
+    /// One thread's check of partitions: the keys of a partition gathered into its buffer (8
+    /// spare slots: the gather writes past the last member), then the kernel's scratch.
+    private struct PartitionCheck {
+        let largest: Int
+        let buffer: UnsafeMutablePointer<UInt64>
+
+        init(largest: Int) {
+            self.largest = largest
+            buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * largest + 8)
+        }
+
+        func withBuffer<R>(_ body: (PartitionCheck) -> R) -> R {
+            defer { buffer.deallocate() }
+            return body(self)
+        }
+
+        func duplicate(in partition: Int, of partitions: Int, _ keys: KeyColumn, release: (Range<Int>) -> Void) -> UInt64? {
             var count = 0
-            forEachWindow(of: keys, release: releaseBehind) { bytes in
+            KeyJoin.forEachWindow(of: keys, release: release) { bytes in
                 count += mtlm_gather_partition(bytes.baseAddress, bytes.count / 8, partitions, partition, buffer + count)
             }
             var duplicate: UInt64 = 0
             let found = mtlm_find_duplicate_u64(buffer, count, buffer + largest + 8, &duplicate)
             // A few small tables: as out of memory as any Swift allocation that fails (a trap).
             precondition(found >= 0, "out of memory checking keys for duplicates")
-            if found == 1 { return duplicate }
+            return found == 1 ? duplicate : nil
         }
-        return nil
     }
 
     /// The keys' bytes a window of rows at a time (a piece per part of a split tensor), each
