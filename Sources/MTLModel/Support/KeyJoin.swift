@@ -82,7 +82,7 @@ final class KeyJoin {
         }
         let largest = sizes.max() ?? 0
         guard threads > 1 else {
-            return PartitionCheck(largest: largest).withBuffer { check in
+            return PartitionCheck.with(largest: largest) { check in
                 for partition in 0..<partitions {
                     if let duplicate = check.duplicate(in: partition, of: partitions, keys, release: releaseBehind) { return duplicate }
                 }
@@ -92,7 +92,7 @@ final class KeyJoin {
         let found = WorkResults<UInt64?>(count: partitions)
         let shared = SharedKeys(keys: keys)
         DispatchQueue.concurrentPerform(iterations: threads) { _ in
-            PartitionCheck(largest: largest).withBuffer { check in
+            PartitionCheck.with(largest: largest) { check in
                 while let partition = found.claim() {
                     found.set(partition, check.duplicate(in: partition, of: partitions, shared.keys, release: { _ in }))
                 }
@@ -112,14 +112,11 @@ final class KeyJoin {
         let largest: Int
         let buffer: UnsafeMutablePointer<UInt64>
 
-        init(largest: Int) {
-            self.largest = largest
-            buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * largest + 8)
-        }
-
-        func withBuffer<R>(_ body: (PartitionCheck) -> R) -> R {
-            defer { buffer.deallocate() }
-            return body(self)
+        /// `body` with a check whose buffer holds partitions of up to `largest` keys.
+        static func with<R>(largest: Int, _ body: (PartitionCheck) -> R) -> R {
+            let check = PartitionCheck(largest: largest, buffer: .allocate(capacity: 2 * largest + 8))
+            defer { check.buffer.deallocate() }
+            return body(check)
         }
 
         func duplicate(in partition: Int, of partitions: Int, _ keys: KeyColumn, release: (Range<Int>) -> Void) -> UInt64? {
