@@ -168,6 +168,31 @@ struct AtomicWriteTests {
         #expect(AtomicOutputFile.messagePath(for: "/d/q.mtlm") == "/d/q.mtlm")
     }
 
+    @Test("Appends of every size (buffered, a region's worth or more, after placed writes) make exactly their concatenation, at any starting offset",
+          arguments: [0, 1, 64, 4095] as [Int])
+    func appendsAcrossRegions(start: Int) throws {
+        let directory = TemporaryDirectory()
+        let region = Int(PlacedWrites.regionByteCount)
+        var random = SplitMix64(seed: UInt64(start) + 5)
+        let sizes = [start, 3, region - 1, 1, 1 << 20, 5 * region + 17, region, 2, 3 * (1 << 20), 4 << 20, 100, region + 1, 7]
+        let file = try AtomicOutputFile(targetPath: directory.path("out.bin"), synchronize: false)
+        var expected: [UInt8] = []
+        for (i, size) in sizes.enumerated() {
+            let piece = (0..<size).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            if i == 6 {  // placed writes in the middle: what is buffered goes first
+                let writes = try #require(try file.placedWrites())
+                try piece.withUnsafeBytes { try writes.write($0, at: file.position) }
+                try file.advance(by: UInt64(size))
+            } else {
+                try file.append(piece)
+            }
+            expected += piece
+            #expect(file.position == UInt64(expected.count))
+        }
+        try file.commit()
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: directory.path("out.bin")))) == expected)
+    }
+
     @Test("A failed write leaves the previous file untouched")
     func failedWrite() throws {
         let directory = TemporaryDirectory()

@@ -27,8 +27,8 @@ struct PlacedWriteTests {
     }
 
     /// Writes every tensor whole (large pieces: every core's run of chunks when placed).
-    func writeWhole(_ path: String, chunk: UInt64, placed: Bool) throws -> [UInt8] {
-        let arch = try MTLModelTests.architecture(json: Self.architecture)
+    func writeWhole(_ path: String, chunk: UInt64, placed: Bool, architecture: String = Self.architecture) throws -> [UInt8] {
+        let arch = try MTLModelTests.architecture(json: architecture)
         let writer = try ModelWriter(path: path, options: options(chunk: chunk, placed: placed))
         for (spec, bytes) in contents(arch) {
             try bytes.withUnsafeBytes { try writer.writeTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role, bytes: $0) }
@@ -43,6 +43,28 @@ struct PlacedWriteTests {
         let directory = TemporaryDirectory()
         let placed = try writeWhole(directory.path("placed.mtlm"), chunk: chunk, placed: true)
         let sequential = try writeWhole(directory.path("sequential.mtlm"), chunk: chunk, placed: false)
+        #expect(placed == sequential)
+        #expect(firstProblem(directory.path("placed.mtlm")) == nil)
+    }
+
+    @Test("Pieces cut at 2 MiB file boundaries cover the range once, in order, and no piece crosses a boundary")
+    func regionPieces() {
+        let region = PlacedWrites.regionByteCount
+        #expect(PlacedWrites.regionPieces(5..<5).isEmpty)
+        #expect(PlacedWrites.regionPieces(64..<100) == [64..<100])
+        #expect(PlacedWrites.regionPieces(0..<region) == [0..<region])
+        #expect(PlacedWrites.regionPieces(64..<(3 * region + 7)) == [64..<region, region..<(2 * region), (2 * region)..<(3 * region), (3 * region)..<(3 * region + 7)])
+        #expect(PlacedWrites.regionBoundary(atOrAfter: region) == region)
+        #expect(PlacedWrites.regionBoundary(atOrAfter: region + 1) == 2 * region)
+    }
+
+    @Test("Tables of several 2 MiB regions, written whole by every core, are the bytes one thread writes, at chunk sizes that do and do not divide a region",
+          arguments: [64, 192, 1 << 20, (1 << 20) + 64, 3 << 20] as [UInt64])
+    func tablesAcrossRegions(chunk: UInt64) throws {
+        let directory = TemporaryDirectory()
+        let large = #"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 625003}, {"name": "b", "vocab_size": 300001}], "linear": true, "tasks": [{"name": "t"}]}"#
+        let placed = try writeWhole(directory.path("placed.mtlm"), chunk: chunk, placed: true, architecture: large)
+        let sequential = try writeWhole(directory.path("sequential.mtlm"), chunk: chunk, placed: false, architecture: large)
         #expect(placed == sequential)
         #expect(firstProblem(directory.path("placed.mtlm")) == nil)
     }
