@@ -168,11 +168,11 @@ struct AtomicWriteTests {
         #expect(AtomicOutputFile.messagePath(for: "/d/q.mtlm") == "/d/q.mtlm")
     }
 
-    @Test("Appends of every size (buffered, a region's worth or more, after placed writes) make exactly their concatenation, at any starting offset",
+    @Test("Appends of every size (buffered, past the buffer, around placed writes) make exactly their concatenation, at any starting offset",
           arguments: [0, 1, 64, 4095] as [Int])
     func appendsAcrossRegions(start: Int) throws {
         let directory = TemporaryDirectory()
-        let region = Int(PlacedWrites.regionByteCount)
+        let region = 2 << 20
         var random = SplitMix64(seed: UInt64(start) + 5)
         let sizes = [start, 3, region - 1, 1, 1 << 20, 5 * region + 17, region, 2, 3 * (1 << 20), 4 << 20, 100, region + 1, 7]
         let file = try AtomicOutputFile(targetPath: directory.path("out.bin"), synchronize: false)

@@ -47,18 +47,7 @@ struct PlacedWriteTests {
         #expect(firstProblem(directory.path("placed.mtlm")) == nil)
     }
 
-    @Test("Pieces cut at 2 MiB file boundaries cover the range once, in order, and no piece crosses a boundary")
-    func regionPieces() {
-        let region = PlacedWrites.regionByteCount
-        #expect(PlacedWrites.regionPieces(5..<5).isEmpty)
-        #expect(PlacedWrites.regionPieces(64..<100) == [64..<100])
-        #expect(PlacedWrites.regionPieces(0..<region) == [0..<region])
-        #expect(PlacedWrites.regionPieces(64..<(3 * region + 7)) == [64..<region, region..<(2 * region), (2 * region)..<(3 * region), (3 * region)..<(3 * region + 7)])
-        #expect(PlacedWrites.regionBoundary(atOrAfter: region) == region)
-        #expect(PlacedWrites.regionBoundary(atOrAfter: region + 1) == 2 * region)
-    }
-
-    @Test("Tables of several 2 MiB regions, written whole by every core, are the bytes one thread writes, at chunk sizes that do and do not divide a region",
+    @Test("Tables of several MiB, written whole by every core, are the bytes one thread writes, at chunk sizes that do and do not divide 2 MiB",
           arguments: [64, 192, 1 << 20, (1 << 20) + 64, 3 << 20] as [UInt64])
     func tablesAcrossRegions(chunk: UInt64) throws {
         let directory = TemporaryDirectory()

@@ -130,34 +130,18 @@ public final class AtomicOutputFile {
         }
     }
 
-    /// Appends `bytes`. Small pieces are buffered; the buffer goes to the file up to a region
-    /// boundary (`PlacedWrites.regionByteCount`) together with the head of the piece that
-    /// reaches it, in one call, and what follows the boundary stays buffered: so every whole
-    /// region of the file is written by one call, and the page cache holds it in one large
-    /// folio that a later mmap maps with one entry. Pieces of a region or more go to the file
-    /// from where they are (only their tail past the last boundary is copied).
     public func append(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
-        if buffer.count + bytes.count <= bufferCapacity && UInt64(bytes.count) < PlacedWrites.regionByteCount {
-            buffer.append(contentsOf: bytes)
+        if buffer.count + bytes.count > bufferCapacity { try flush() }
+        // Large pieces (a writer's 1 MiB chunks) go straight to the file: copying them into the
+        // buffer first would only add a memcpy of every byte.
+        if bytes.count >= bufferCapacity / 4 {
+            try flush()
+            try writeAll(bytes)
         } else {
-            try writeToRegionBoundary(bytes)
+            buffer.append(contentsOf: bytes)
         }
         position += UInt64(bytes.count)
         startWriteback()
-    }
-
-    /// Writes the buffer and the head of `bytes` up to the last region boundary they reach, in
-    /// one call, and buffers the rest (less than a region).
-    private func writeToRegionBoundary(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
-        let start = position - UInt64(buffer.count), end = position + UInt64(bytes.count)
-        let cut = end / PlacedWrites.regionByteCount * PlacedWrites.regionByteCount
-        let fromBuffer = Int(min(UInt64(buffer.count), cut > start ? cut - start : 0))
-        let fromBytes = cut > position ? Int(cut - position) : 0
-        try withBytes(of: buffer) { raw throws(MTLModelError) in
-            try writeAll(UnsafeRawBufferPointer(rebasing: raw[..<fromBuffer]), UnsafeRawBufferPointer(rebasing: bytes[..<fromBytes]))
-        }
-        buffer.removeFirst(fromBuffer)
-        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[fromBytes...]))
     }
 
     public func append(_ bytes: [UInt8]) throws(MTLModelError) {
@@ -247,18 +231,7 @@ public final class AtomicOutputFile {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
-        try writeAll(bytes, UnsafeRawBufferPointer(start: nil, count: 0))
-    }
-
-    /// `first` then `second` with one `writev` (a short write goes on with what is left).
-    private func writeAll(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) throws(MTLModelError) {
-        try writeFully(count: first.count + second.count, file: messagePath) { done in
-            var pieces: [iovec] = []
-            for (part, skipped) in [(first, done), (second, max(0, done - first.count))] where skipped < part.count {
-                pieces.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: part.baseAddress! + skipped), iov_len: part.count - skipped))
-            }
-            return writev(fd, pieces, Int32(pieces.count))
-        }
+        try writeFully(bytes, file: messagePath) { done in write(fd, bytes.baseAddress! + done, bytes.count - done) }
     }
 
     private func ioError(_ what: String) -> MTLModelError {
@@ -274,42 +247,16 @@ struct PlacedWrites: Sendable {
     let fd: Int32
     let messagePath: String
 
-    /// The page cache's largest folio on x86-64 and arm64 with 4 KiB pages: a write that covers
-    /// a whole aligned region of the file puts it in one 2 MiB folio, which a later mmap maps
-    /// with one page-table entry. A region written by two calls (1 MiB pieces at 64-byte
-    /// offsets) is held in small folios: measured on Linux 6.18/ext4, writing 1 GiB that way
-    /// took 1.4× as long, and touching its mapping 1.6×, as writing it cut at region
-    /// boundaries (docs/PERFORMANCE.md).
-    static let regionByteCount: UInt64 = 2 << 20
-
-    /// The first region boundary at or after file offset `offset`.
-    static func regionBoundary(atOrAfter offset: UInt64) -> UInt64 {
-        (offset + regionByteCount - 1) / regionByteCount * regionByteCount
-    }
-
-    /// `range` (file offsets) cut at region boundaries, in order: the pieces to write with one
-    /// call each, so that every region inside the range is written whole.
-    static func regionPieces(_ range: Range<UInt64>) -> [Range<UInt64>] {
-        var pieces: [Range<UInt64>] = []
-        var start = range.lowerBound
-        while start < range.upperBound {
-            let end = min(range.upperBound, regionBoundary(atOrAfter: start + 1))
-            pieces.append(start..<end)
-            start = end
-        }
-        return pieces
-    }
-
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(MTLModelError) {
-        try writeFully(count: bytes.count, file: messagePath) { done in pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+        try writeFully(bytes, file: messagePath) { done in pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
     }
 }
 
-/// Calls `write(done)` (the bytes written so far) until all `count` bytes are written: a short
+/// Calls `write(done)` (the bytes written so far) until all of `bytes` are written: a short
 /// write goes on, an interrupted one is retried.
-private func writeFully(count: Int, file: String, _ write: (Int) -> Int) throws(MTLModelError) {
+private func writeFully(_ bytes: UnsafeRawBufferPointer, file: String, _ write: (Int) -> Int) throws(MTLModelError) {
     var done = 0
-    while done < count {
+    while done < bytes.count {
         let result = write(done)
         if result < 0 {
             if errno == EINTR { continue }

@@ -160,29 +160,16 @@ public final class ModelWriter {
             for i in crcs.indices { crcs[i] = CRC32.checksum(chunk(i)) }
         }
 
-        /// Each core takes a run of the bytes that starts at a region boundary of the file
-        /// (`PlacedWrites.regionByteCount`) and writes it region by region, each piece while it
-        /// is still in the cache from checksumming the chunks that start in it: cut at chunk
-        /// boundaries instead (64-byte file offsets), no region is written whole and the page
-        /// cache holds the file in small folios.
+        /// Each core takes a run of chunks and, chunk by chunk, checksums it and writes it while
+        /// it is still in the cache.
         func computeAndWrite(_ writes: PlacedWrites, at offset: UInt64) throws(MTLModelError) {
-            let total = UInt64(crcs.count * size)
             let parts = min(crcs.count, ProcessInfo.processInfo.activeProcessorCount)
-            let starts = (0...parts).map { part -> UInt64 in
-                guard part > 0 else { return 0 }
-                return min(total, PlacedWrites.regionBoundary(atOrAfter: offset + total * UInt64(part) / UInt64(parts)) - offset)
-            }
             let failures = WorkResults<MTLModelError>(count: parts)
             DispatchQueue.concurrentPerform(iterations: parts) { part in
                 do throws(MTLModelError) {
-                    var next = Int((starts[part] + UInt64(size) - 1) / UInt64(size))  // the first chunk that starts in the run
-                    for piece in PlacedWrites.regionPieces((offset + starts[part])..<(offset + starts[part + 1])) {
-                        while next < crcs.count, offset + UInt64(next * size) < piece.upperBound {
-                            crcs[next] = CRC32.checksum(chunk(next))
-                            next += 1
-                        }
-                        try writes.write(UnsafeRawBufferPointer(rebasing: bytes[Int(piece.lowerBound - offset)..<Int(piece.upperBound - offset)]),
-                                         at: piece.lowerBound)
+                    for i in (crcs.count * part / parts)..<(crcs.count * (part + 1) / parts) {
+                        crcs[i] = CRC32.checksum(chunk(i))
+                        try writes.write(chunk(i), at: offset + UInt64(i * size))
                     }
                 } catch {
                     failures.set(part, error)
