@@ -9,7 +9,8 @@ depends on what ran just before, so a fixed order favours whichever runs second)
 - reading back what each wrote, from the page cache: every byte checked by NEW's `PeerTimings
   read` (2 threads) of each build's saved file, against numpy's `np.load(mmap_mode="r")` + a
   sum of its saved arrays (as peers.py). The reader is the same for both builds: a difference
-  is the page cache's layout that the writes left (docs/PERFORMANCE.md, folios).
+  is the page cache's layout that the writes left (docs/PERFORMANCE.md, "writes cut at 2 MiB
+  file boundaries").
 
 Usage: benchmarks/writers-ab.py OLD_ROOT NEW_ROOT MODEL CHECKPOINT WORK_DIR [ROUNDS]
 OLD_ROOT and NEW_ROOT are checkouts with release builds of `mtl-model` and of the benchmarks'

@@ -170,7 +170,7 @@ struct AtomicWriteTests {
 
     @Test("Appends of every size (buffered, past the buffer, around placed writes) make exactly their concatenation, at any starting offset",
           arguments: [0, 1, 64, 4095] as [Int])
-    func appendsAcrossRegions(start: Int) throws {
+    func appendsOfEverySize(start: Int) throws {
         let directory = TemporaryDirectory()
         let region = 2 << 20
         var random = SplitMix64(seed: UInt64(start) + 5)
