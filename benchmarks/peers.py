@@ -75,8 +75,7 @@ def timed_python(code, *arguments):
 
 
 def median_of(runs, measure):
-    results = [measure() for _ in range(runs)]
-    return statistics.median(r[0] for r in results), max(r[1] for r in results)
+    return interleaved(runs, {"": measure})[""]
 
 
 def interleaved(runs, measures):
@@ -85,8 +84,8 @@ def interleaved(runs, measures):
     just before (on a fresh VM, the first writer into memory the host has not backed yet pays
     for it), so no peer runs first, or after the same one, every round."""
     names, results = list(measures), {name: [] for name in measures}
-    for round in range(runs):
-        for name in names[round % len(names):] + names[:round % len(names)]:
+    for r in range(runs):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             results[name].append(measures[name]())
     return {name: (statistics.median(r[0] for r in rs), max(r[1] for r in rs)) for name, rs in results.items()}
 

@@ -18,6 +18,7 @@ OLD_ROOT and NEW_ROOT are checkouts with release builds of `mtl-model` and of th
 directory); python3 needs numpy and safetensors.
 """
 import json, os, random, shutil, statistics, subprocess, sys, time
+from peers import NUMPY_READ, timed_python
 
 NUMPY_SAVE = r'''
 import numpy as np, os, shutil, sys, time, json
@@ -30,13 +31,6 @@ for _ in range(3):
     for name, array in tensors.items(): np.save(os.path.join(sys.argv[2], name + ".npy"), array)
     times.append(time.perf_counter() - start)
 print(json.dumps({"seconds": sorted(times)[1]}))
-'''
-
-NUMPY_READ = r'''
-import numpy as np, os, sys, time, json
-start = time.perf_counter()
-for name in sorted(os.listdir(sys.argv[1])): np.load(os.path.join(sys.argv[1], name), mmap_mode="r").sum()
-print(json.dumps({"seconds": time.perf_counter() - start}))
 '''
 
 
@@ -71,8 +65,7 @@ def main():
 
     def read(build):
         if build == "numpy":
-            result = subprocess.run([sys.executable, "-c", NUMPY_READ, saved["numpy"]], capture_output=True, text=True, check=True)
-            return json.loads(result.stdout)["seconds"]
+            return timed_python(NUMPY_READ, saved["numpy"])[0]
         return timings("new", "read", saved[build], 2, 3)
 
     writers = ("old", "new", "numpy")
@@ -83,7 +76,7 @@ def main():
     for _ in range(rounds):
         random.shuffle(cases)
         for kind, build, threads in cases:
-            seconds = {"quantize": lambda: quantize(build, threads), "save": lambda: save(build), "read": lambda: read(build)}[kind]()
+            seconds = quantize(build, threads) if kind == "quantize" else save(build) if kind == "save" else read(build)
             times.setdefault((kind, build, threads), []).append(seconds)
     for path in [output] + [saved[b] for b in builds]:
         if os.path.exists(path): os.remove(path)

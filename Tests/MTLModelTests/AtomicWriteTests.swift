@@ -172,9 +172,9 @@ struct AtomicWriteTests {
           arguments: [0, 1, 64, 4095] as [Int])
     func appendsOfEverySize(start: Int) throws {
         let directory = TemporaryDirectory()
-        let region = 2 << 20
+        let mib = 1 << 20  // pieces of a MiB or more go to the file directly; the buffer holds 4 MiB
         var random = SplitMix64(seed: UInt64(start) + 5)
-        let sizes = [start, 3, region - 1, 1, 1 << 20, 5 * region + 17, region, 2, 3 * (1 << 20), 4 << 20, 100, region + 1, 7]
+        let sizes = [start, 3, mib - 1, 1, mib, 10 * mib + 17, 2 * mib, 2, 3 * mib, 4 * mib, 100, 4 * mib + 1, 7]
         let file = try AtomicOutputFile(targetPath: directory.path("out.bin"), synchronize: false)
         var expected: [UInt8] = []
         for (i, size) in sizes.enumerated() {

@@ -47,9 +47,9 @@ struct PlacedWriteTests {
         #expect(firstProblem(directory.path("placed.mtlm")) == nil)
     }
 
-    @Test("Tables of several MiB, written whole by every core, are the bytes one thread writes, at chunk sizes that do and do not divide 2 MiB",
+    @Test("Tables of several MiB, written whole by every core, are the bytes one thread writes, at chunk sizes that split them unevenly between the cores",
           arguments: [64, 192, 1 << 20, (1 << 20) + 64, 3 << 20] as [UInt64])
-    func tablesAcrossRegions(chunk: UInt64) throws {
+    func largeTables(chunk: UInt64) throws {
         let directory = TemporaryDirectory()
         let large = #"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 625003}, {"name": "b", "vocab_size": 300001}], "linear": true, "tasks": [{"name": "t"}]}"#
         let placed = try writeWhole(directory.path("placed.mtlm"), chunk: chunk, placed: true, architecture: large)
