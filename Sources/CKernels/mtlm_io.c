@@ -11,3 +11,12 @@ int mtlm_start_writeback(int fd, long long offset, long long length) {
     return 0;
 #endif
 }
+
+int mtlm_reserve_blocks(int fd, long long offset, long long length) {
+#if defined(__linux__)
+    return fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length);
+#else
+    (void)fd; (void)offset; (void)length;
+    return 0;
+#endif
+}

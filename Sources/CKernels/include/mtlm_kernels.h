@@ -53,6 +53,10 @@ size_t mtlm_gather_partition_using(int implementation, const void *keys, size_t 
 // waiting for it (Linux's sync_file_range; elsewhere nothing): advisory, -1 with errno on
 // failure.
 int mtlm_start_writeback(int fd, long long offset, long long length);
+
+// Allocates the file's blocks for [offset, offset + length) without changing its size (Linux's
+// fallocate with FALLOC_FL_KEEP_SIZE; elsewhere nothing): advisory, -1 with errno on failure.
+int mtlm_reserve_blocks(int fd, long long offset, long long length);
 #endif
 
 #ifndef MTLM_KERNELS_QUANTIZE_H
