@@ -193,6 +193,53 @@ struct AtomicWriteTests {
         #expect(Array(try Data(contentsOf: URL(fileURLWithPath: directory.path("out.bin")))) == expected)
     }
 
+    /// What a file system may hold beside the data (an extent tree's blocks count in `st_blocks`).
+    static let metadataSlack = 64 << 10
+
+    /// Bytes of disk the file at `path` holds (`st_blocks` counts 512-byte units).
+    func allocatedByteCount(_ path: String) -> Int {
+        var status = stat()
+        return stat(path, &status) == 0 ? Int(status.st_blocks) * 512 : -1
+    }
+
+    #if os(Linux)
+    @Test("Blocks reserved for bytes about to be written are allocated at once, and the file's size does not change")
+    func reservedBlocks() throws {
+        let directory = TemporaryDirectory()
+        let file = try AtomicOutputFile(targetPath: directory.path("out.bin"), synchronize: false)
+        let temporary = try #require(file.temporaryPath)
+        file.reserve(8 << 20, at: 0)
+        #expect(allocatedByteCount(temporary) >= 8 << 20)
+        #expect((try FileManager.default.attributesOfItem(atPath: temporary)[.size] as? Int) == 0)
+        try file.append([UInt8](repeating: 1, count: 8 << 20))
+        try file.commit()
+        #expect(allocatedByteCount(directory.path("out.bin")) <= (8 << 20) + Self.metadataSlack)
+    }
+    #endif
+
+    @Test("A model whose large tensors' blocks were reserved holds no block past its end, compressed or not, placed or not",
+          arguments: [(Compression.none, true), (.none, false), (.zlib, false)])
+    func noBlocksPastTheEnd(compression: Compression, placed: Bool) throws {
+        let directory = TemporaryDirectory()
+        let arch = try architecture(json: #"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 625003}, {"name": "b", "vocab_size": 300001}], "linear": true, "tasks": [{"name": "t"}]}"#)
+        var options = ModelWriter.Options()
+        options.compression = compression
+        options.synchronize = false
+        options.placesWrites = placed
+        let path = directory.path("model.mtlm")
+        let writer = try ModelWriter(path: path, options: options)
+        var random = SplitMix64(seed: 3)
+        for spec in arch.servingTensors {
+            let values = (0..<Int(spec.elementCount)).map { _ in random.nextFloat(-1, 1) }
+            try values.withUnsafeBytes { try writer.writeTensor(spec.name, dtype: spec.dtype, shape: spec.shape, role: spec.role, bytes: $0) }
+        }
+        try writer.finish(architecture: arch, provenance: Provenance(createdUnixSeconds: 0, source: "t"))
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(size > 4 << 20)
+        #expect(allocatedByteCount(path) <= (size + 4095) / 4096 * 4096 + Self.metadataSlack)
+        #expect(firstProblem(path) == nil)
+    }
+
     @Test("A failed write leaves the previous file untouched")
     func failedWrite() throws {
         let directory = TemporaryDirectory()
