@@ -240,6 +240,22 @@ struct AtomicWriteTests {
         #expect(firstProblem(path) == nil)
     }
 
+    @Test("Exports whose large tensors' blocks were reserved hold no block past their end", arguments: ["m.safetensors", "m.npz", "m.onnx"])
+    func exportsHoldNoBlocksPastTheEnd(name: String) throws {
+        let directory = TemporaryDirectory()
+        let config = directory.path("c.json")
+        try #"{"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 625003}, {"name": "b", "vocab_size": 9}], "tasks": [{"name": "t"}]}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        #expect(try runCLI(["synth", config, directory.path("m.mtlm")]).status == 0)
+        #expect(try runCLI(["export", directory.path("m.mtlm"), directory.path(name)]).status == 0)
+        let written = try FileManager.default.contentsOfDirectory(atPath: directory.url.path).filter { $0.hasPrefix(name) }
+        #expect(written.count == (name.hasSuffix(".onnx") ? 2 : 1))  // the ONNX graph and its external data
+        for file in written {
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: directory.path(file))[.size] as? Int)
+            #expect(allocatedByteCount(directory.path(file)) <= (size + 4095) / 4096 * 4096 + Self.metadataSlack, "\(file)")
+        }
+    }
+
     @Test("A failed write leaves the previous file untouched")
     func failedWrite() throws {
         let directory = TemporaryDirectory()

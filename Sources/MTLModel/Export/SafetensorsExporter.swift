@@ -76,6 +76,7 @@ public struct SafetensorsExporter {
         // Pad with spaces so the data buffer starts 8-byte aligned, as safetensors does.
         while (8 + headerBytes.count) % 8 != 0 { headerBytes.append(0x20) }
         let file = try AtomicOutputFile(targetPath: output)
+        file.reserve(offset, at: UInt64(8 + headerBytes.count))
         try file.append(withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { Array($0) })
         try file.append(headerBytes)
         for item in items {

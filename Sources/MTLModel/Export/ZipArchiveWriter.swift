@@ -45,6 +45,7 @@ final class ZipArchiveWriter {
             header.u64(size); header.u64(size)
         }
         try output.append(header.bytes)
+        output.reserve(size, at: output.position)
         open = (member, 0)
     }
 

@@ -70,20 +70,13 @@ public final class ModelWriter {
             throw invalid("shape \(shape) of tensor \"\(name)\" is too large")
         }
         names.insert(name)
-        if options.compression == .none && byteCount >= Self.reservedTensorByteCount {
-            output.reserve(byteCount, at: output.position)
-        }
+        if options.compression == .none { output.reserve(byteCount, at: output.position) }
         let entry = TensorEntry(name: name, dtype: dtype, shape: shape, role: role, offset: output.position,
                                 storedByteCount: 0, compression: byteCount == 0 ? .none : options.compression,
                                 chunkByteCount: byteCount == 0 ? 0 : options.chunkByteCount,
                                 chunkCRC32: [], chunkStoredByteCounts: [])
         current = OpenTensor(entry: entry, byteCount: byteCount)
     }
-
-    /// Uncompressed tensors of at least this many bytes have their blocks allocated before
-    /// they are written (`AtomicOutputFile.reserve`); below it a system call would cost more
-    /// than it saves.
-    static let reservedTensorByteCount: UInt64 = 1 << 20
 
     /// Appends the next bytes of the open tensor (little-endian elements).
     public func write(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {

@@ -87,6 +87,7 @@ private final class InitializerStore {
             let remainder = file.position % 4096
             if remainder != 0 { try file.appendZeros(Int(4096 - remainder)) }
             let offset = file.position
+            file.reserve(byteCount, at: offset)
             try write { piece in
                 try file.append(piece)
                 written += UInt64(piece.count)
