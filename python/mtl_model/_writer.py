@@ -3,6 +3,7 @@ the Swift writer writes it: payloads streamed chunk by chunk (CRC-32 each, zlib 
 compressed), the manifest, the footer, then the header; under a temporary name beside the
 target, fsynced, renamed over it. For the same tensors, config and metadata the data region
 is byte-identical to the Swift writer's."""
+import collections
 import ctypes
 import json
 import os
@@ -11,6 +12,7 @@ import secrets
 import stat
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -54,12 +56,14 @@ def save(path, tensors, config, metadata=None, compression=None, allow_nonfinite
     entries = _metadata(metadata)
     plan = plan_tensors(tensors, normalized, allow_nonfinite)
     target = _target(os.fspath(path))
-    with _AtomicFile(target, fsync) as out:
+    threads = _thread_count()
+    with _AtomicFile(target, fsync) as out, ThreadPoolExecutor(threads) as pool:
+        encoder = _Encoder(pool, 2 * threads)
         out.write(bytes(HEADER_BYTES))
         manifest = pb.Manifest()
         zlib_used = False
         for spec, array, dtype in plan:
-            entry = _write_tensor(out, spec, array, dtype, chunk_bytes, compression == "zlib")
+            entry = _write_tensor(out, encoder, spec, array, dtype, chunk_bytes, compression == "zlib")
             zlib_used |= entry.compression == 1
             manifest.tensors.append(entry)
         manifest.provenance.producer = PRODUCER
@@ -193,7 +197,7 @@ def _blocks(array, elements):
         yield start * per_row, np.ascontiguousarray(array[start:start + rows]).reshape(-1)
 
 
-def _write_tensor(out, spec, array, dtype, chunk_bytes, compress):
+def _write_tensor(out, encoder, spec, array, dtype, chunk_bytes, compress):
     stored = DTYPE_BY_NAME[dtype]
     entry = pb.Tensor(name=spec.name, dtype=stored.value, shape=list(spec.shape), role=ROLE_VALUES[spec.role],
                       offset=out.position)
@@ -203,8 +207,12 @@ def _write_tensor(out, spec, array, dtype, chunk_bytes, compress):
             out.reserve(nbytes)
         entry.chunk_byte_count = chunk_bytes
         entry.compression = 1 if compress else 0
-        for chunk in _chunks(array, stored.numpy, chunk_bytes):
-            _write_chunk(out, entry, chunk, compress)
+        for data, crc in encoder.encoded(_chunks(array, stored.numpy, chunk_bytes), compress):
+            entry.chunk_crc32.append(crc)
+            if compress:
+                entry.chunk_stored_byte_count.append(len(data))
+            entry.stored_byte_count += len(data)
+            out.write(data)
     remainder = out.position % ALIGNMENT
     if remainder:
         out.write(bytes(ALIGNMENT - remainder))
@@ -230,13 +238,37 @@ def _chunks(array, dtype, chunk_bytes):
         yield bytes(pending)
 
 
-def _write_chunk(out, entry, chunk, compress):
+class _Encoder:
+    """(stored bytes, CRC-32) of each chunk, in order, computed by a pool's threads a few
+    chunks ahead of the caller, who writes them: zlib releases the GIL while it checksums or
+    compresses a large buffer, so the cores share that work (two thirds of a save, at 1.7 GB/s
+    a core for the CRC) while the caller's thread copies into the page cache. At most
+    ``in_flight`` chunks are encoded ahead: memory stays a few chunks whatever the size."""
+
+    def __init__(self, pool, in_flight):
+        self.pool, self.in_flight = pool, in_flight
+
+    def encoded(self, chunks, compress):
+        ahead = collections.deque()
+        for chunk in chunks:
+            ahead.append(self.pool.submit(_encode, chunk, compress))
+            if len(ahead) >= self.in_flight:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def _encode(chunk, compress):
     data = zlib.compress(chunk, 1) if compress else chunk
-    entry.chunk_crc32.append(crc32(data))
-    if compress:
-        entry.chunk_stored_byte_count.append(len(data))
-    entry.stored_byte_count += len(data)
-    out.write(data)
+    return data, crc32(data)
+
+
+def _thread_count():
+    """The cores this process may run on (a container's CPU set, not the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _target(path):
