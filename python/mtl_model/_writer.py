@@ -21,6 +21,7 @@ from ._errors import MTLModelError
 from ._format import (ALIGNMENT, DEFAULT_CHUNK_BYTES, DTYPE_BY_NAME, FEATURE_ZLIB_CHUNKS, FOOTER_BYTES, HEADER_BYTES,
                       MAX_CHUNK_BYTES, ROLE_VALUES, Footer, crc32, encode_header)
 from ._proto import mtl_model_pb2 as pb
+from ._threads import thread_count
 from ._verify import _shape, first_duplicate
 
 PRODUCER = "mtl-model-python"
@@ -56,7 +57,7 @@ def save(path, tensors, config, metadata=None, compression=None, allow_nonfinite
     entries = _metadata(metadata)
     plan = plan_tensors(tensors, normalized, allow_nonfinite)
     target = _target(os.fspath(path))
-    threads = _thread_count()
+    threads = thread_count()
     with _AtomicFile(target, fsync) as out, ThreadPoolExecutor(threads) as pool:
         encoder = _Encoder(pool, 2 * threads)
         out.write(bytes(HEADER_BYTES))
@@ -261,14 +262,6 @@ class _Encoder:
 def _encode(chunk, compress):
     data = zlib.compress(chunk, 1) if compress else chunk
     return data, crc32(data)
-
-
-def _thread_count():
-    """The cores this process may run on (a container's CPU set, not the machine's)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _target(path):

@@ -256,3 +256,27 @@ def test_config_typos_get_the_closest_key(tmp_path):
         mtl_model.save(tmp_path / "m.mtlm", tensors, config)
     with pytest.raises(mtl_model.MTLModelError, match="not valid JSON at line 2, column 10"):
         mtl_model.save(tmp_path / "m.mtlm", tensors, '{\n  "a": 1 "b"\n}')
+
+
+@pytest.mark.parametrize("threads", [1, 2, 64])  # one sort; 8 partitions; 16 (at most 4 threads)
+def test_the_partitioned_duplicate_check_finds_what_one_sort_finds(threads, monkeypatch):
+    from mtl_model import _verify
+    monkeypatch.setattr(_verify, "thread_count", lambda: threads)
+    rng = np.random.default_rng(threads)
+    keys = rng.integers(-2**63, 2**63 - 1, size=(1 << 20) + 3, dtype=np.int64)
+    assert _verify.first_duplicate(keys) is None
+    # A duplicate in each partition in turn (16 covers every count the check uses), then
+    # several at once, at either end, and -1 (2^64 - 1 unsigned: the smallest in int64 order).
+    which = _verify._partition_numbers(keys, 4)
+    cases = [[(int(np.flatnonzero(which == p)[0]), int(np.flatnonzero(which == p)[1]))] for p in range(16)]
+    cases += [[(0, -1)], [(5, 7), (100, 1 << 19), (-2, 3)], [(1, 2), (11, 12)]]
+    for positions in cases:
+        copy = keys.copy()
+        for i, j in positions:
+            copy[i] = copy[j]
+        if positions == [(1, 2), (11, 12)]:
+            copy[[1, 2, 11, 12]] = [-1, -1, 1, 1]
+        ordered = np.sort(copy)
+        same = np.flatnonzero(ordered[1:] == ordered[:-1])
+        assert _verify.first_duplicate(copy) == int(ordered[same[0]:same[0] + 1].view(np.uint64)[0]), positions
+    assert _verify.first_duplicate(copy.reshape(-1, 1)) == 2**64 - 1
