@@ -19,6 +19,7 @@ from ._filekind import advice_for_model
 from ._format import (DTYPES, FEATURE_DELTA, FOOTER_BYTES, HEADER_BYTES, HEADER_MAGIC, ROLES, TRAINING_ROLES, Footer,
                       ReadLimits, crc32, decode_header)
 from ._proto import mtl_model_pb2 as pb
+from ._threads import shared_pool, thread_count
 
 DELTA_SOURCES = {1: "base", 2: "full", 3: "rows"}
 
@@ -208,8 +209,9 @@ class Model:
         if info.nbytes == 0:
             return b""
         if self._check_checksums and info.name not in self._checked:
-            problem = next(self.chunk_problems(info), None)
-            if problem is not None:
+            problems = self.chunk_problems(info)
+            if problems:
+                problem = problems[0]
                 raise MTLModelError("malformed", problem.message, file=self.path, offset=problem.offset, tensor=info.name)
             with self._lock:
                 self._checked.add(info.name)
@@ -221,12 +223,16 @@ class Model:
             out[start:start + len(chunk)] = chunk
         return out  # read-only once wrapped: __getitem__ clears the flag, decode copies
 
-    def chunk_problems(self, info):
-        """Each chunk of ``info`` whose stored bytes fail their CRC-32, as `Problem`s, in order."""
-        for index, (start, end) in enumerate(info.stored_ranges()):
-            problem = self.chunk_problem(info, index, start, end)
-            if problem is not None:
-                yield problem
+    def chunk_problems(self, info, first=0, stop=None):
+        """Each chunk of ``info`` (those from ``first`` to ``stop``) whose stored bytes fail their
+        CRC-32, as a list of `Problem`s in order. Several chunks are checked on the shared pool's
+        threads (zlib releases the GIL while it checksums): a 2 GiB model's every tensor read
+        in 1.06 s on one thread took 0.7 s of CRC-32."""
+        ranges = info.stored_ranges()[first:stop]
+        check = lambda item: self.chunk_problem(info, item[0], *item[1])  # noqa: E731
+        items = enumerate(ranges, first)
+        found = shared_pool().map(check, items) if len(ranges) >= 4 and thread_count() > 1 else map(check, items)
+        return [problem for problem in found if problem is not None]
 
     def chunk_problem(self, info, index, start, end):
         """The `Problem` of chunk ``index`` (stored at ``[start, end)`` of the tensor) when its

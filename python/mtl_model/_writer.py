@@ -12,7 +12,6 @@ import secrets
 import stat
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from ._errors import MTLModelError
 from ._format import (ALIGNMENT, DEFAULT_CHUNK_BYTES, DTYPE_BY_NAME, FEATURE_ZLIB_CHUNKS, FOOTER_BYTES, HEADER_BYTES,
                       MAX_CHUNK_BYTES, ROLE_VALUES, Footer, crc32, encode_header)
 from ._proto import mtl_model_pb2 as pb
-from ._threads import thread_count
+from ._threads import shared_pool, thread_count
 from ._verify import _shape, first_duplicate
 
 PRODUCER = "mtl-model-python"
@@ -57,9 +56,8 @@ def save(path, tensors, config, metadata=None, compression=None, allow_nonfinite
     entries = _metadata(metadata)
     plan = plan_tensors(tensors, normalized, allow_nonfinite)
     target = _target(os.fspath(path))
-    threads = thread_count()
-    with _AtomicFile(target, fsync) as out, ThreadPoolExecutor(threads) as pool:
-        encoder = _Encoder(pool, 2 * threads)
+    with _AtomicFile(target, fsync) as out:
+        encoder = _Encoder(shared_pool(), 2 * thread_count())
         out.write(bytes(HEADER_BYTES))
         manifest = pb.Manifest()
         zlib_used = False
@@ -240,7 +238,7 @@ def _chunks(array, dtype, chunk_bytes):
 
 
 class _Encoder:
-    """(stored bytes, CRC-32) of each chunk, in order, computed by a pool's threads a few
+    """(stored bytes, CRC-32) of each chunk, in order, computed by the pool's threads a few
     chunks ahead of the caller, who writes them: zlib releases the GIL while it checksums or
     compresses a large buffer, so the cores share that work (two thirds of a save, at 1.7 GB/s
     a core for the CRC) while the caller's thread copies into the page cache. At most

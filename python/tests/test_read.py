@@ -116,3 +116,26 @@ def test_a_closed_model_refuses_access():
         pass
     with pytest.raises(mtl_model.MTLModelError, match="closed"):
         m["linear.bias"]
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_bad_chunks_of_a_tensor_checked_on_threads_are_reported_in_order(compression, tmp_path, monkeypatch):
+    from mtl_model import _model
+    monkeypatch.setattr(_model, "thread_count", lambda: 2)  # the pool's path, whatever the machine
+    source = mtl_model.load(fixture("v1.0", "small-training.mtlm"))
+    path = mtl_model.save(tmp_path / "m.mtlm", {n: np.array(source[n]) for n in source}, source.config,
+                          compression=compression, chunk_bytes=64)
+    name = "embedding.user_id.weight"  # 320 bytes: five chunks of 64
+    info = mtl_model.load(path).tensors[name]
+    ranges = info.stored_ranges()
+    assert len(ranges) == 5
+    data = bytearray(open(path, "rb").read())
+    for chunk in (1, 3):
+        data[info.offset + ranges[chunk][0]] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    bad = [p for p in mtl_model.load(path).verify().problems if p.tensor == name]
+    assert [(p.kind, p.offset) for p in bad] == [("checksum", info.offset + ranges[c][0]) for c in (1, 3)]
+    assert "chunk 1 " in bad[0].message and "chunk 3 " in bad[1].message
+    with pytest.raises(mtl_model.MTLModelError, match="chunk 1 checksum mismatch") as error:
+        mtl_model.load(path)[name]
+    assert error.value.offset == info.offset + ranges[1][0]
