@@ -16,6 +16,17 @@ def thread_count():
 _pool, _pool_lock = None, threading.Lock()
 
 
+def _forget_pool():
+    """A forked child (a PyTorch DataLoader worker, multiprocessing's fork) has none of the
+    parent's threads: its copy of the pool would take tasks that nothing runs. It makes its own."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def shared_pool():
     """One pool of ``thread_count()`` threads for the package's CPU work that releases the GIL
     (zlib's CRC-32 and compression, numpy's sort), made on first use. Its tasks never submit to

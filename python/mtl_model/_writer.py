@@ -7,9 +7,9 @@ import collections
 import ctypes
 import json
 import os
-import sys
 import secrets
 import stat
+import sys
 import time
 import zlib
 
@@ -240,9 +240,9 @@ def _chunks(array, dtype, chunk_bytes):
 class _Encoder:
     """(stored bytes, CRC-32) of each chunk, in order, computed by the pool's threads a few
     chunks ahead of the caller, who writes them: zlib releases the GIL while it checksums or
-    compresses a large buffer, so the cores share that work (two thirds of a save, at 1.7 GB/s
-    a core for the CRC) while the caller's thread copies into the page cache. At most
-    ``in_flight`` chunks are encoded ahead: memory stays a few chunks whatever the size."""
+    compresses a large buffer, so the cores share that work while the caller's thread copies
+    into the page cache. At most ``in_flight`` chunks are encoded ahead: memory stays a few
+    chunks whatever the size."""
 
     def __init__(self, pool, in_flight):
         self.pool, self.in_flight = pool, in_flight
@@ -308,8 +308,8 @@ class _AtomicFile:
     def reserve(self, count):
         """The next ``count`` bytes will be written: their blocks are allocated now, in one
         extent, without changing the file's size, as the Swift writer and ``np.save`` do (ext4
-        otherwise allocates page by page inside each write: a 2 GiB save took 2.1 s that way
-        and 1.6 s into reserved blocks). Exactly the bytes that follow, since blocks reserved
+        otherwise allocates page by page inside each write: a 2 GiB save took 1.68 s that way
+        and 1.54 s into reserved blocks, `benchmarks/python-save-reserve.py`). Exactly the bytes that follow, since blocks reserved
         past the end would stay allocated; advisory (nothing where ``fallocate`` is missing)."""
         if count < 1 << 20 or _fallocate is None:
             return
@@ -347,8 +347,6 @@ class _AtomicFile:
         if isinstance(kind, MTLModelError):
             raise kind
         return False
-
-
 
 
 _FALLOC_FL_KEEP_SIZE = 1

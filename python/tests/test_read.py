@@ -4,6 +4,7 @@ to .npz), the verdict of `verify`."""
 import glob
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -139,3 +140,28 @@ def test_bad_chunks_of_a_tensor_checked_on_threads_are_reported_in_order(compres
     with pytest.raises(mtl_model.MTLModelError, match="chunk 1 checksum mismatch") as error:
         mtl_model.load(path)[name]
     assert error.value.offset == info.offset + ranges[1][0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_a_forked_child_checks_chunks_on_threads_of_its_own(tmp_path):
+    """A DataLoader worker forked after the parent used the pool must not wait on the parent's
+    threads, which the child does not have."""
+    source = mtl_model.load(fixture("v1.0", "small-training.mtlm"))
+    path = mtl_model.save(tmp_path / "m.mtlm", {n: np.array(source[n]) for n in source}, source.config, chunk_bytes=64)
+    mtl_model.load(path).verify()  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if mtl_model.load(path).verify().valid else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung checking chunks")
