@@ -165,3 +165,17 @@ def test_a_forked_child_checks_chunks_on_threads_of_its_own(tmp_path):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung checking chunks")
+
+
+@pytest.mark.parametrize("value", [np.float32(-1e20), np.float32(1e20), np.float32(np.nan), np.float32(-np.inf), np.float32(-1.8e19)])
+def test_the_value_scan_catches_what_a_magnitude_check_catches(value):
+    from mtl_model._verify import _Scan
+    info = mtl_model.load(fixture("v1.0", "small.mtlm")).tensors["embedding.user_id.weight"]
+    values = np.arange(80, dtype=np.float32).reshape(20, 4) - 40
+    scan = _Scan(info)
+    scan.feed(values.tobytes())
+    assert scan.problems() == []
+    values[7, 2] = value
+    scan = _Scan(info)
+    scan.feed(values.tobytes())
+    assert len(scan.problems()) == (0 if value == np.float32(-1.8e19) else 1)  # 2^64 is 1.845e19
