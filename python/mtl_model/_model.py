@@ -230,9 +230,15 @@ class Model:
         in 1.06 s on one thread took 0.7 s of CRC-32."""
         ranges = info.stored_ranges()[first:stop]
         check = lambda item: self.chunk_problem(info, item[0], *item[1])  # noqa: E731
-        items = enumerate(ranges, first)
-        found = shared_pool().map(check, items) if len(ranges) >= 4 and thread_count() > 1 else map(check, items)
-        return [problem for problem in found if problem is not None]
+        threads = thread_count()
+        if len(ranges) < 4 or threads == 1:
+            return [problem for problem in map(check, enumerate(ranges, first)) if problem is not None]
+        # A window of chunks at a time: a tensor of a million chunks is not a million futures.
+        problems, window = [], 16 * threads
+        for start in range(0, len(ranges), window):
+            found = shared_pool().map(check, enumerate(ranges[start:start + window], first + start))
+            problems += [problem for problem in found if problem is not None]
+        return problems
 
     def chunk_problem(self, info, index, start, end):
         """The `Problem` of chunk ``index`` (stored at ``[start, end)`` of the tensor) when its

@@ -179,3 +179,24 @@ def test_the_value_scan_catches_what_a_magnitude_check_catches(value):
     scan = _Scan(info)
     scan.feed(values.tobytes())
     assert len(scan.problems()) == (0 if value == np.float32(-1.8e19) else 1)  # 2^64 is 1.845e19
+
+
+def test_chunks_checked_in_windows_report_every_bad_one(tmp_path, monkeypatch):
+    from mtl_model import _model
+    monkeypatch.setattr(_model, "thread_count", lambda: 2)  # windows of 32 chunks
+    config = {"embedding_dim": 4, "fields": [{"name": "a", "vocab_size": 1000}], "tasks": [{"name": "t"}]}
+    rng = np.random.default_rng(5)
+    tensors = {"embedding.a.weight": rng.standard_normal((1000, 4)).astype(np.float32),
+               "head.t.weight": rng.standard_normal((1, 4)).astype(np.float32), "head.t.bias": np.zeros(1, np.float32),
+               "interaction.pair_weight": np.zeros(0, np.float32)}
+    path = mtl_model.save(tmp_path / "m.mtlm", tensors, config, chunk_bytes=64)  # 250 chunks
+    info = mtl_model.load(path).tensors["embedding.a.weight"]
+    ranges = info.stored_ranges()
+    data = bytearray(open(path, "rb").read())
+    bad = [0, 31, 32, 100, 249]  # either side of a window's end, and the last
+    for chunk in bad:
+        data[info.offset + ranges[chunk][0] + 5] ^= 1
+    open(path, "wb").write(bytes(data))
+    model = mtl_model.load(path)
+    assert [p.offset for p in model.chunk_problems(info)] == [info.offset + ranges[c][0] for c in bad]
+    assert [p.offset for p in model.chunk_problems(info, 32, 101)] == [info.offset + ranges[c][0] for c in (32, 100)]
