@@ -418,30 +418,163 @@ MTLM_INT8_AVX512 static long quantize_int8_block(const float *x, const float *t,
     return refused;
 }
 
-// AVX-512 for rows of a multiple of 8 values: 16 rows at once, one a lane (transposed in
-// registers), so the range needs no horizontal reductions and the scale's double arithmetic runs
-// 8 rows a vector. The same bytes and error figures as the AVX2 loop, to the bit.
-MTLM_INT8_AVX512 static long quantize_int8_avx512(const float *x, size_t rows, size_t cols, uint8_t *out,
-                                                  double *error_sum, double *error_max) {
-    float *t = malloc(2 * 16 * cols * sizeof(float));  // the transposed block, and a last partial block padded
+// The AVX-512 block's transposition: 16 rows of `cols` (a multiple of 8) into t, 16 columns
+// (or a last 8) at a time.
+MTLM_INT8_AVX512 static void transpose_block16(const float *block, size_t cols, float *t) {
+    for (size_t j = 0; j < cols; j += 16) {
+        size_t width = cols - j >= 16 ? 16 : 8;
+        __m512 columns[16];
+        transpose16(block + j, cols, width == 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF, columns);
+        for (size_t i = 0; i < width; i++) _mm512_storeu_ps(t + 16 * (j + i), columns[i]);
+    }
+}
+#undef MTLM_INT8_AVX512
+#endif
+
+#if defined(__x86_64__)
+#define MTLM_INT8_AVX2 __attribute__((target("avx2,fma")))
+
+// The 8 × 8 floats at src (row i at src + i·stride) transposed: r[j] holds column j, row i in
+// lane i.
+MTLM_INT8_AVX2 static inline void transpose8(const float *src, size_t stride, __m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * stride);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+MTLM_INT8_AVX2 static void transpose_block8(const float *block, size_t cols, float *t) {
+    for (size_t j = 0; j < cols; j += 8) {
+        __m256 columns[8];
+        transpose8(block + j, cols, columns);
+        for (size_t i = 0; i < 8; i++) _mm256_storeu_ps(t + 8 * (j + i), columns[i]);
+    }
+}
+
+// One block of 8 rows for CPUs with AVX2 but not AVX-512, as quantize_int8_block does 16: x the
+// rows, t the same transposed (element j of row r at t[8·j + r]); rows [0, count) encoded.
+// The operations of the AVX2 loop in the same order, row by row in lanes.
+MTLM_INT8_AVX2 static long quantize_int8_block8(const float *x, const float *t, size_t cols, size_t count, uint8_t *out,
+                                                double *sum, double *worst) {
+    const __m256 largest = _mm256_set1_ps(FLT_MAX), abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    // The loop's range: lane k of its registers takes elements k, k + 8, … then the lanes in order.
+    __m256 low = _mm256_setzero_ps(), high = low, bad = low;
+    for (size_t k = 0; k < 8; k++) {
+        __m256 lo = _mm256_loadu_ps(t + 8 * k), hi = lo;
+        for (size_t j = k; j < cols; j += 8) {
+            __m256 a = _mm256_loadu_ps(t + 8 * j);
+            if (j > k) { lo = _mm256_min_ps(lo, a); hi = _mm256_max_ps(hi, a); }
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(a, abs_mask), largest, _CMP_NLE_UQ));
+        }
+        low = k == 0 ? lo : _mm256_min_ps(lo, low);
+        high = k == 0 ? hi : _mm256_max_ps(hi, high);
+    }
+    unsigned refusals = (unsigned)_mm256_movemask_ps(bad) & ((1u << count) - 1);
+    long refused = refusals ? (long)__builtin_ctz(refusals) : -1;
+    if (refusals) count = (size_t)refused;
+    // scale = (high − low) / 255 in double, stored as float; 0 unless that float is normal.
+    __m128 scales[2], inverses[2];
+    for (int h = 0; h < 2; h++) {
+        __m256d lo = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(low, 1) : _mm256_castps256_ps128(low));
+        __m256d hi = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(high, 1) : _mm256_castps256_ps128(high));
+        __m256d scale = _mm256_div_pd(_mm256_sub_pd(hi, lo), _mm256_set1_pd(255.0));
+        scales[h] = _mm256_cvtpd_ps(scale);
+        inverses[h] = _mm256_cvtpd_ps(_mm256_div_pd(_mm256_set1_pd(1.0), scale));
+    }
+    __m256 scale = _mm256_set_m128(scales[1], scales[0]), inverse = _mm256_set_m128(inverses[1], inverses[0]);
+    __m256 normal = _mm256_and_ps(_mm256_cmp_ps(scale, _mm256_set1_ps(FLT_MIN), _CMP_GE_OQ), _mm256_cmp_ps(scale, largest, _CMP_LE_OQ));
+    scale = _mm256_and_ps(scale, normal);
+    inverse = _mm256_and_ps(inverse, normal);
+    const __m256 half = _mm256_set1_ps(0.5f), top = _mm256_set1_ps(255.0f);
+    #define LEVEL(a, low, inverse) \
+        _mm256_min_ps(_mm256_round_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(a, low), inverse), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC), top)
+    // The errors: accumulator k takes elements k, k + 8, … in turn, then the accumulators are
+    // added in double, in order (one accumulator at a time: AVX2 has 16 registers, not 32).
+    __m256d differences[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()}, norms[2] = {differences[0], differences[1]};
+    for (size_t k = 0; k < 8; k++) {
+        __m256 d2 = _mm256_setzero_ps(), n2 = d2;
+        for (size_t j = k; j < cols; j += 8) {
+            __m256 a = _mm256_loadu_ps(t + 8 * j), level = LEVEL(a, low, inverse);
+            __m256 d = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, level), low), a);
+            d2 = _mm256_add_ps(d2, _mm256_mul_ps(d, d));
+            n2 = _mm256_add_ps(n2, _mm256_mul_ps(a, a));
+        }
+        for (int h = 0; h < 2; h++) {
+            differences[h] = _mm256_add_pd(differences[h], _mm256_cvtps_pd(h ? _mm256_extractf128_ps(d2, 1) : _mm256_castps256_ps128(d2)));
+            norms[h] = _mm256_add_pd(norms[h], _mm256_cvtps_pd(h ? _mm256_extractf128_ps(n2, 1) : _mm256_castps256_ps128(n2)));
+        }
+    }
+    float scale_of[8], low_of[8], inverse_of[8];
+    _mm256_storeu_ps(scale_of, scale);
+    _mm256_storeu_ps(low_of, low);
+    _mm256_storeu_ps(inverse_of, inverse);
+    // The relative errors, 4 rows a vector (IEEE division and square root: the scalar's bits).
+    double relative_of[8];
+    for (int h = 0; h < 2; h++) {
+        __m256d zero = _mm256_setzero_pd();
+        __m256d exact = _mm256_cmp_pd(differences[h], zero, _CMP_EQ_OQ);
+        __m256d relative = _mm256_sqrt_pd(_mm256_div_pd(differences[h], norms[h]));
+        __m256d degenerate = _mm256_andnot_pd(exact, _mm256_set1_pd(__builtin_inf()));
+        relative = _mm256_blendv_pd(relative, degenerate, _mm256_cmp_pd(norms[h], zero, _CMP_EQ_OQ));
+        _mm256_storeu_pd(relative_of + 4 * h, relative);
+    }
+    // The bytes row by row from the rows as given, 8 values a step.
+    double error_sum = *sum, error_max = *worst;
+    for (size_t r = 0; r < count; r++) {
+        const float *v = x + r * cols;
+        uint8_t *q = out + r * (cols + 8);
+        const __m256 row_low = _mm256_set1_ps(low_of[r]), row_inverse = _mm256_set1_ps(inverse_of[r]);
+        for (size_t j = 0; j < cols; j += 8) {
+            __m256i levels = _mm256_cvttps_epi32(LEVEL(_mm256_loadu_ps(v + j), row_low, row_inverse));
+            __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(levels), _mm256_extracti128_si256(levels, 1));
+            _mm_storel_epi64((__m128i *)(q + j), _mm_packus_epi16(words, words));
+        }
+        memcpy(q + cols, &scale_of[r], 4);
+        memcpy(q + cols + 4, &low_of[r], 4);
+        error_sum += relative_of[r];
+        error_max = relative_of[r] > error_max ? relative_of[r] : error_max;
+    }
+    *sum = error_sum;
+    *worst = error_max;
+    #undef LEVEL
+    return refused;
+}
+#undef MTLM_INT8_AVX2
+
+// The block kernels' driver: `height` rows at once, one a lane (transposed first), so the range
+// needs no horizontal reductions and the scale's double arithmetic runs several rows a vector.
+// The same bytes and error figures as the AVX2 loop, to the bit. A last partial block is
+// padded with copies of its first row, which are not written.
+typedef void (*mtlm_transpose_block)(const float *block, size_t cols, float *t);
+typedef long (*mtlm_encode_block)(const float *x, const float *t, size_t cols, size_t count, uint8_t *out, double *sum, double *worst);
+static long quantize_int8_blocks(size_t height, mtlm_transpose_block transpose, mtlm_encode_block encode, const float *x,
+                                 size_t rows, size_t cols, uint8_t *out, double *error_sum, double *error_max) {
+    float *t = malloc(2 * height * cols * sizeof(float));  // the transposed block, and a last partial block padded
     if (!t) return quantize_int8_avx2(x, rows, cols, out, error_sum, error_max);
-    float *padded = t + 16 * cols;
+    float *padded = t + height * cols;
     double sum = *error_sum, worst = *error_max;
     long refused = -1;
-    for (size_t first = 0; first < rows && refused < 0; first += 16) {
-        size_t count = rows - first < 16 ? rows - first : 16;
+    for (size_t first = 0; first < rows && refused < 0; first += height) {
+        size_t count = rows - first < height ? rows - first : height;
         const float *block = x + first * cols;
-        if (count < 16) {  // rows beyond the last repeat row 0
-            for (size_t r = 0; r < 16; r++) memcpy(padded + r * cols, block + (r < count ? r : 0) * cols, cols * sizeof(float));
+        if (count < height) {
+            for (size_t r = 0; r < height; r++) memcpy(padded + r * cols, block + (r < count ? r : 0) * cols, cols * sizeof(float));
             block = padded;
         }
-        for (size_t j = 0; j < cols; j += 16) {
-            size_t width = cols - j >= 16 ? 16 : 8;
-            __m512 columns[16];
-            transpose16(block + j, cols, width == 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF, columns);
-            for (size_t i = 0; i < width; i++) _mm512_storeu_ps(t + 16 * (j + i), columns[i]);
-        }
-        long bad = quantize_int8_block(block, t, cols, count, out + first * (cols + 8), &sum, &worst);
+        transpose(block, cols, t);
+        long bad = encode(block, t, cols, count, out + first * (cols + 8), &sum, &worst);
         if (bad >= 0) refused = (long)first + bad;
     }
     free(t);
@@ -449,7 +582,6 @@ MTLM_INT8_AVX512 static long quantize_int8_avx512(const float *x, size_t rows, s
     *error_max = worst;
     return refused;
 }
-#undef MTLM_INT8_AVX512
 #endif
 
 long mtlm_quantize_int8_rowwise_using(int implementation, const float *x, size_t rows, size_t cols, uint8_t *out,
@@ -457,8 +589,12 @@ long mtlm_quantize_int8_rowwise_using(int implementation, const float *x, size_t
 #if defined(__x86_64__)
     // (Beyond 48 values a row the AVX2 loop's per-row work is spread over enough values that
     // it is as fast: 6.2 GB/s at 64.)
-    if (implementation >= 2 && cols % 8 == 0 && cols <= 48 && mtlm_cpu_has(MTLM_CPU_AVX512F | MTLM_CPU_AVX512VL | MTLM_CPU_AVX512DQ | MTLM_CPU_AVX512BW))
-        return quantize_int8_avx512(x, rows, cols, out, error_sum, error_max);
+    if (cols % 8 == 0 && cols <= 48) {
+        if (implementation >= 3 && mtlm_cpu_has(MTLM_CPU_AVX512F | MTLM_CPU_AVX512VL | MTLM_CPU_AVX512DQ | MTLM_CPU_AVX512BW))
+            return quantize_int8_blocks(16, transpose_block16, quantize_int8_block, x, rows, cols, out, error_sum, error_max);
+        if (implementation >= 2 && has_avx2_fma())
+            return quantize_int8_blocks(8, transpose_block8, quantize_int8_block8, x, rows, cols, out, error_sum, error_max);
+    }
     if (implementation >= 1 && cols % 8 == 0 && has_avx2_fma()) return quantize_int8_avx2(x, rows, cols, out, error_sum, error_max);
 #endif
     return quantize_int8_portable(x, rows, cols, out, error_sum, error_max);
@@ -466,7 +602,7 @@ long mtlm_quantize_int8_rowwise_using(int implementation, const float *x, size_t
 
 long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_t *out,
                                 double *error_sum, double *error_max) {
-    return mtlm_quantize_int8_rowwise_using(2, x, rows, cols, out, error_sum, error_max);
+    return mtlm_quantize_int8_rowwise_using(3, x, rows, cols, out, error_sum, error_max);
 }
 
 int mtlm_compare_row(const float *a, const float *b, size_t n, float atol, float rtol,

@@ -20,7 +20,7 @@
 #define MTLM_FOLD_512 _mm_set_epi64x(0x1c6e41596, 0x154442bd4)
 #define MTLM_FOLD_128 _mm_set_epi64x(0x0ccaa009e, 0x1751997d0)
 
-// The end shared by both folding loops: four 128-bit lanes (x0 the earliest), then `len`
+// The end shared by the folding loops: four 128-bit lanes (x0 the earliest), then `len`
 // (a multiple of 16) more bytes at p, folded into one lane and reduced to 32 bits.
 __attribute__((target("pclmul,sse4.1")))
 static uint32_t crc32_fold_finish(__m128i x0, __m128i x1, __m128i x2, __m128i x3, const uint8_t *p, size_t len) {
@@ -48,39 +48,107 @@ static uint32_t crc32_fold_finish(__m128i x0, __m128i x1, __m128i x2, __m128i x3
     return (uint32_t)_mm_extract_epi32(x, 1);
 }
 
+// With `magnitude` (each fold below), the same loads also give the largest |x| (as bits) of
+// the float32 values in the blocks folded, and *covered says how many bytes those were:
+// verify's scan for NaN, Inf and huge values fused into the checksum's one pass over a chunk.
+#define MTLM_TRACK(m, v, and, max, abs) if (magnitude) m = max(m, and(v, abs))
+
 __attribute__((target("pclmul,sse4.1")))
-static uint32_t crc32_fold(const uint8_t *p, size_t len, uint32_t crc) {
+static inline __attribute__((always_inline)) uint32_t crc32_fold_sse_body(const uint8_t *p, size_t len, uint32_t crc, uint32_t *magnitude, size_t *covered) {
     const __m128i k1k2 = MTLM_FOLD_512;
+    const __m128i abs = _mm_set1_epi32(0x7FFFFFFF);
+    __m128i m0 = _mm_setzero_si128(), m1 = m0;
+    const uint8_t *start = p;
+    #define TRACK(m, v) MTLM_TRACK(m, v, _mm_and_si128, _mm_max_epu32, abs)
     __m128i x0 = _mm_loadu_si128((const __m128i *)(p + 0));
     __m128i x1 = _mm_loadu_si128((const __m128i *)(p + 16));
     __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 32));
     __m128i x3 = _mm_loadu_si128((const __m128i *)(p + 48));
+    TRACK(m0, x0); TRACK(m1, x1); TRACK(m0, x2); TRACK(m1, x3);
     x0 = _mm_xor_si128(x0, _mm_cvtsi32_si128((int)crc));
     p += 64;
     len -= 64;
     while (len >= 64) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(p + 0)), b = _mm_loadu_si128((const __m128i *)(p + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(p + 32)), d = _mm_loadu_si128((const __m128i *)(p + 48));
+        TRACK(m0, a); TRACK(m1, b); TRACK(m0, c); TRACK(m1, d);
         __m128i h0 = _mm_clmulepi64_si128(x0, k1k2, 0x11), h1 = _mm_clmulepi64_si128(x1, k1k2, 0x11);
         __m128i h2 = _mm_clmulepi64_si128(x2, k1k2, 0x11), h3 = _mm_clmulepi64_si128(x3, k1k2, 0x11);
-        x0 = _mm_clmulepi64_si128(x0, k1k2, 0x00);
-        x1 = _mm_clmulepi64_si128(x1, k1k2, 0x00);
-        x2 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
-        x3 = _mm_clmulepi64_si128(x3, k1k2, 0x00);
-        x0 = _mm_xor_si128(_mm_xor_si128(x0, h0), _mm_loadu_si128((const __m128i *)(p + 0)));
-        x1 = _mm_xor_si128(_mm_xor_si128(x1, h1), _mm_loadu_si128((const __m128i *)(p + 16)));
-        x2 = _mm_xor_si128(_mm_xor_si128(x2, h2), _mm_loadu_si128((const __m128i *)(p + 32)));
-        x3 = _mm_xor_si128(_mm_xor_si128(x3, h3), _mm_loadu_si128((const __m128i *)(p + 48)));
+        x0 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x0, k1k2, 0x00), h0), a);
+        x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k1k2, 0x00), h1), b);
+        x2 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x2, k1k2, 0x00), h2), c);
+        x3 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x3, k1k2, 0x00), h3), d);
         p += 64;
         len -= 64;
+    }
+    #undef TRACK
+    if (magnitude) {
+        __m128i m = _mm_max_epu32(m0, m1);
+        m = _mm_max_epu32(m, _mm_srli_si128(m, 8));
+        m = _mm_max_epu32(m, _mm_srli_si128(m, 4));
+        *magnitude = (uint32_t)_mm_cvtsi128_si32(m);
+        *covered = (size_t)(p - start);
     }
     return crc32_fold_finish(x0, x1, x2, x3, p, len);
 }
 
-// The same with VPCLMULQDQ on 512-bit registers, for 256 bytes or more (a multiple of 16):
-// four registers of four lanes fold 256 bytes an iteration (by 2048 bits: x^2016 and x^2080
-// mod P), then fold into one register by 512 bits, whose four lanes end as above. With
-// `magnitude`, the same loads also give the largest |x| (as bits) of the float32 values in the
-// 64-byte blocks folded, and *covered says how many bytes those were: verify's scan for NaN,
-// Inf and huge values fused into the checksum's one pass over the chunk.
+// The same with VPCLMULQDQ on 256-bit registers (AVX2 CPUs that have it, such as Zen 3), for
+// 256 bytes or more: eight registers fold 256 bytes an iteration (by 2048 bits: x^2016 and
+// x^2080 mod P, in each 128-bit lane), then fold pairwise by 512 bits into two registers,
+// whose four lanes end as above.
+__attribute__((target("avx2,vpclmulqdq,pclmul,sse4.1")))
+static inline __attribute__((always_inline)) uint32_t crc32_fold_avx2_body(const uint8_t *p, size_t len, uint32_t crc, uint32_t *magnitude, size_t *covered) {
+    const __m256i k2048 = _mm256_broadcastsi128_si256(_mm_set_epi64x(0x1322d1430 /* x^2016 */, 0x11542778a /* x^2080 */));
+    const __m256i k512 = _mm256_broadcastsi128_si256(MTLM_FOLD_512);
+    const __m256i abs = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i m0 = _mm256_setzero_si256(), m1 = m0;
+    const uint8_t *start = p;
+    #define FOLD256(y, k, next) _mm256_xor_si256(_mm256_xor_si256(_mm256_clmulepi64_epi128(y, k, 0x00), _mm256_clmulepi64_epi128(y, k, 0x11)), next)
+    #define TRACK(m, v) MTLM_TRACK(m, v, _mm256_and_si256, _mm256_max_epu32, abs)
+    #define LOAD(i) _mm256_loadu_si256((const __m256i *)(p + 32 * (i)))
+    __m256i y0 = LOAD(0), y1 = LOAD(1), y2 = LOAD(2), y3 = LOAD(3), y4 = LOAD(4), y5 = LOAD(5), y6 = LOAD(6), y7 = LOAD(7);
+    TRACK(m0, y0); TRACK(m1, y1); TRACK(m0, y2); TRACK(m1, y3); TRACK(m0, y4); TRACK(m1, y5); TRACK(m0, y6); TRACK(m1, y7);
+    y0 = _mm256_xor_si256(y0, _mm256_setr_epi32((int)crc, 0, 0, 0, 0, 0, 0, 0));
+    p += 256;
+    len -= 256;
+    while (len >= 256) {
+        __m256i a0 = LOAD(0), a1 = LOAD(1), a2 = LOAD(2), a3 = LOAD(3), a4 = LOAD(4), a5 = LOAD(5), a6 = LOAD(6), a7 = LOAD(7);
+        TRACK(m0, a0); TRACK(m1, a1); TRACK(m0, a2); TRACK(m1, a3); TRACK(m0, a4); TRACK(m1, a5); TRACK(m0, a6); TRACK(m1, a7);
+        y0 = FOLD256(y0, k2048, a0); y1 = FOLD256(y1, k2048, a1); y2 = FOLD256(y2, k2048, a2); y3 = FOLD256(y3, k2048, a3);
+        y4 = FOLD256(y4, k2048, a4); y5 = FOLD256(y5, k2048, a5); y6 = FOLD256(y6, k2048, a6); y7 = FOLD256(y7, k2048, a7);
+        p += 256;
+        len -= 256;
+    }
+    // y0 holds the bytes 64 before y2's, y1 64 before y3's...: fold by 512 bits, pair by pair.
+    y2 = FOLD256(y0, k512, y2); y3 = FOLD256(y1, k512, y3);
+    y4 = FOLD256(y2, k512, y4); y5 = FOLD256(y3, k512, y5);
+    y6 = FOLD256(y4, k512, y6); y7 = FOLD256(y5, k512, y7);
+    while (len >= 64) {
+        __m256i a = LOAD(0), b = LOAD(1);
+        TRACK(m0, a); TRACK(m1, b);
+        y6 = FOLD256(y6, k512, a);
+        y7 = FOLD256(y7, k512, b);
+        p += 64;
+        len -= 64;
+    }
+    #undef LOAD
+    #undef TRACK
+    #undef FOLD256
+    if (magnitude) {
+        __m256i m8 = _mm256_max_epu32(m0, m1);
+        __m128i m = _mm_max_epu32(_mm256_castsi256_si128(m8), _mm256_extracti128_si256(m8, 1));
+        m = _mm_max_epu32(m, _mm_srli_si128(m, 8));
+        m = _mm_max_epu32(m, _mm_srli_si128(m, 4));
+        *magnitude = (uint32_t)_mm_cvtsi128_si32(m);
+        *covered = (size_t)(p - start);
+    }
+    return crc32_fold_finish(_mm256_castsi256_si128(y6), _mm256_extracti128_si256(y6, 1), _mm256_castsi256_si128(y7),
+                             _mm256_extracti128_si256(y7, 1), p, len);
+}
+
+// The same with VPCLMULQDQ on 512-bit registers, for 256 bytes or more: four registers of
+// four lanes fold 256 bytes an iteration (by 2048 bits), then fold into one register by 512
+// bits, whose four lanes end as above.
 __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
 static inline __attribute__((always_inline)) uint32_t crc32_fold_avx512_body(const uint8_t *p, size_t len, uint32_t crc, uint32_t *magnitude, size_t *covered) {
     const __m512i k2048 = _mm512_broadcast_i32x4(_mm_set_epi64x(0x1322d1430 /* x^2016 */, 0x11542778a /* x^2080 */));
@@ -89,7 +157,7 @@ static inline __attribute__((always_inline)) uint32_t crc32_fold_avx512_body(con
     __m512i m0 = _mm512_setzero_si512(), m1 = m0;
     const uint8_t *start = p;
     #define FOLD512(z, k, next) _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(z, k, 0x00), _mm512_clmulepi64_epi128(z, k, 0x11), next, 0x96)
-    #define TRACK(m, v) if (magnitude) m = _mm512_max_epu32(m, _mm512_and_si512(v, abs))
+    #define TRACK(m, v) MTLM_TRACK(m, v, _mm512_and_si512, _mm512_max_epu32, abs)
     __m512i z0 = _mm512_loadu_si512(p), z1 = _mm512_loadu_si512(p + 64);
     __m512i z2 = _mm512_loadu_si512(p + 128), z3 = _mm512_loadu_si512(p + 192);
     TRACK(m0, z0); TRACK(m1, z1); TRACK(m0, z2); TRACK(m1, z3);
@@ -126,28 +194,54 @@ static inline __attribute__((always_inline)) uint32_t crc32_fold_avx512_body(con
                              _mm512_extracti32x4_epi32(z, 3), p, len);
 }
 
-__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
-static uint32_t crc32_fold_avx512(const uint8_t *p, size_t len, uint32_t crc) { return crc32_fold_avx512_body(p, len, crc, 0, 0); }
-
-__attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.1")))
-static uint32_t crc32_fold_avx512_magnitude(const uint8_t *p, size_t len, uint32_t crc, uint32_t *magnitude, size_t *covered) {
-    return crc32_fold_avx512_body(p, len, crc, magnitude, covered);
-}
+// Each body compiled twice, without the magnitude (plain checksums) and with it.
+typedef uint32_t (*crc32_fold_fn)(const uint8_t *p, size_t len, uint32_t crc, uint32_t *magnitude, size_t *covered);
+#define MTLM_FOLD_VARIANTS(NAME, TARGET)                                                                               \
+    __attribute__((target(TARGET))) static uint32_t NAME(const uint8_t *p, size_t len, uint32_t crc, uint32_t *m, size_t *c) { \
+        return NAME##_body(p, len, crc, 0, 0);                                                                         \
+    }                                                                                                                  \
+    __attribute__((target(TARGET))) static uint32_t NAME##_magnitude(const uint8_t *p, size_t len, uint32_t crc, uint32_t *m, size_t *c) { \
+        return NAME##_body(p, len, crc, m, c);                                                                         \
+    }
+MTLM_FOLD_VARIANTS(crc32_fold_sse, "pclmul,sse4.1")
+MTLM_FOLD_VARIANTS(crc32_fold_avx2, "avx2,vpclmulqdq,pclmul,sse4.1")
+MTLM_FOLD_VARIANTS(crc32_fold_avx512, "avx512f,vpclmulqdq,pclmul,sse4.1")
 
 static int has_pclmul(void) { return mtlm_cpu_has(MTLM_CPU_PCLMUL | MTLM_CPU_SSE41); }
-static int has_vpclmul(void) { return mtlm_cpu_has(MTLM_CPU_PCLMUL | MTLM_CPU_SSE41 | MTLM_CPU_AVX512F | MTLM_CPU_VPCLMUL); }
+static int has_vpclmul256(void) { return mtlm_cpu_has(MTLM_CPU_PCLMUL | MTLM_CPU_SSE41 | MTLM_CPU_AVX2 | MTLM_CPU_VPCLMUL); }
+static int has_vpclmul512(void) { return mtlm_cpu_has(MTLM_CPU_PCLMUL | MTLM_CPU_SSE41 | MTLM_CPU_AVX512F | MTLM_CPU_VPCLMUL); }
+
+// The folding paths, fastest first: each needs its CPU features and a buffer of `minimum`
+// bytes (its first load); a call takes the first that `implementation` and the CPU allow.
+static const struct crc32_path {
+    int implementation;
+    size_t minimum;
+    int (*available)(void);
+    crc32_fold_fn plain, magnitude;
+    const char *name;
+} crc32_paths[] = {
+    {MTLM_CRC32_VPCLMUL512, 256, has_vpclmul512, crc32_fold_avx512, crc32_fold_avx512_magnitude, "vpclmulqdq-avx512"},
+    {MTLM_CRC32_VPCLMUL256, 256, has_vpclmul256, crc32_fold_avx2, crc32_fold_avx2_magnitude, "vpclmulqdq-avx2"},
+    {MTLM_CRC32_PCLMUL, 64, has_pclmul, crc32_fold_sse, crc32_fold_sse_magnitude, "pclmul"},
+};
+
+static const struct crc32_path *crc32_path_for(int implementation, size_t len) {
+    for (size_t i = 0; i < sizeof crc32_paths / sizeof crc32_paths[0]; i++) {
+        const struct crc32_path *path = &crc32_paths[i];
+        if (implementation >= path->implementation && len >= path->minimum && path->available()) return path;
+    }
+    return 0;
+}
 #endif
 
-uint32_t mtlm_crc32_using(int implementation, uint32_t crc, const uint8_t *p, size_t len) {
+// The folding path's CRC of the whole 16-byte blocks of p (and the magnitude of the values
+// they cover when `magnitude`), then zlib's of the rest.
+static uint32_t crc32_with(int implementation, uint32_t crc, const uint8_t *p, size_t len, uint32_t *magnitude, size_t *covered) {
 #if defined(__x86_64__)
-    if (implementation >= 2 && len >= 256 && has_vpclmul()) {
+    const struct crc32_path *path = crc32_path_for(implementation, len);
+    if (path) {
         size_t body = len & ~(size_t)15;
-        crc = ~crc32_fold_avx512(p, body, ~crc);
-        p += body;
-        len -= body;
-    } else if (implementation >= 1 && len >= 64 && has_pclmul()) {
-        size_t body = len & ~(size_t)15;
-        crc = ~crc32_fold(p, body, ~crc);
+        crc = ~(magnitude ? path->magnitude : path->plain)(p, body, ~crc, magnitude, covered);
         p += body;
         len -= body;
     }
@@ -155,22 +249,17 @@ uint32_t mtlm_crc32_using(int implementation, uint32_t crc, const uint8_t *p, si
     return (uint32_t)crc32_z(crc, p, len);
 }
 
-uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len) { return mtlm_crc32_using(2, crc, p, len); }
+uint32_t mtlm_crc32_using(int implementation, uint32_t crc, const uint8_t *p, size_t len) {
+    return crc32_with(implementation, crc, p, len, 0, 0);
+}
+
+uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len) { return crc32_with(MTLM_CRC32_BEST, crc, p, len, 0, 0); }
 
 uint32_t mtlm_crc32_f32_magnitude(uint32_t crc, const uint8_t *p, size_t len, uint32_t *magnitude, int implementation) {
     uint32_t largest = 0;
     size_t done = 0;
-#if defined(__x86_64__)
-    if (implementation >= 2 && len >= 256 && has_vpclmul()) {
-        size_t body = len & ~(size_t)15;
-        crc = ~crc32_fold_avx512_magnitude(p, body, ~crc, &largest, &done);
-        crc = (uint32_t)crc32_z(crc, p + body, len - body);
-    } else
-#endif
-    {
-        crc = mtlm_crc32_using(implementation, crc, p, len);
-    }
-    // The values the fused loads did not reach (all of them on the other paths).
+    crc = crc32_with(implementation, crc, p, len, &largest, &done);
+    // The values the fused loads did not reach (all of them on zlib's path).
     for (size_t i = done; i + 4 <= len; i += 4) {
         uint32_t bits;
         memcpy(&bits, p + i, 4);
@@ -183,8 +272,8 @@ uint32_t mtlm_crc32_f32_magnitude(uint32_t crc, const uint8_t *p, size_t len, ui
 
 const char *mtlm_crc32_name(void) {
 #if defined(__x86_64__)
-    if (has_vpclmul()) return "vpclmulqdq-avx512";
-    if (has_pclmul()) return "pclmul";
+    const struct crc32_path *path = crc32_path_for(MTLM_CRC32_BEST, SIZE_MAX);
+    if (path) return path->name;
 #endif
     return "zlib";
 }

@@ -4,9 +4,15 @@ import Foundation
 import Testing
 @testable import MTLModel
 
+/// The CRC-32 paths of `mtlm_crc32_using` (each falls back to the next below on a CPU without it).
+enum CRC32Paths {
+    static let fast = [MTLM_CRC32_PCLMUL, MTLM_CRC32_VPCLMUL256, MTLM_CRC32_VPCLMUL512].map(Int32.init)
+    static let all = [Int32(MTLM_CRC32_ZLIB)] + fast
+}
+
 @Suite("CRC-32 and value scans")
 struct ChecksumTests {
-    @Test("mtlm_crc32 and each of its paths (PCLMUL, VPCLMULQDQ) equal zlib's crc32 for every length, alignment and starting value")
+    @Test("mtlm_crc32 and each of its paths (PCLMUL, VPCLMULQDQ on 256 and 512 bits) equal zlib's crc32 for every length, alignment and starting value")
     func crcMatchesZlib() {
         var random = SplitMix64(seed: 42)
         let bytes = (0..<5000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
@@ -19,7 +25,7 @@ struct ChecksumTests {
                         let p = buffer.baseAddress! + offset
                         let expected = UInt32(crc32_z(UInt(start), p, length))
                         #expect(mtlm_crc32(start, p, length) == expected, "length \(length) offset \(offset) start \(start)")
-                        for path: Int32 in [1, 2] {
+                        for path in CRC32Paths.fast {
                             #expect(mtlm_crc32_using(path, start, p, length) == expected, "path \(path) length \(length) offset \(offset)")
                         }
                     }
@@ -32,7 +38,7 @@ struct ChecksumTests {
             let block = [UInt8](repeating: fill, count: 1 << 16)
             block.withUnsafeBufferPointer { #expect(mtlm_crc32(0, $0.baseAddress, $0.count) == UInt32(crc32_z(0, $0.baseAddress, $0.count))) }
         }
-        #expect(["vpclmulqdq-avx512", "pclmul", "zlib"].contains(CRC32.implementation))
+        #expect(["vpclmulqdq-avx512", "vpclmulqdq-avx2", "pclmul", "zlib"].contains(CRC32.implementation))
     }
 
     @Test("The CRC with the largest float32 magnitude: zlib's CRC and the scalar maximum, on every path, length and alignment, with NaN, Inf and huge values anywhere")
@@ -49,7 +55,7 @@ struct ChecksumTests {
                         let p = raw.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset
                         var expected: UInt32 = 0
                         for i in stride(from: 0, to: length - 3, by: 4) { expected = max(expected, raw.load(fromByteOffset: offset + i, as: UInt32.self) & 0x7FFF_FFFF) }
-                        for path: Int32 in [0, 1, 2] {
+                        for path in CRC32Paths.all {
                             var magnitude: UInt32 = 0
                             #expect(mtlm_crc32_f32_magnitude(3, p, length, &magnitude, path) == UInt32(crc32_z(3, p, length)), "length \(length) path \(path)")
                             #expect(magnitude == expected, "length \(length) path \(path) special \(special)")

@@ -61,37 +61,39 @@ struct QuantizeTests {
         }
     }
 
-    @Test("int8: the AVX-512 kernel (16 rows a block) writes the AVX2 loop's bytes and error figures to the bit, at every width it takes, with a partial last block, flat rows, zeros and a NaN row")
-    func int8AVX512MatchesAVX2() {
+    @Test("int8: the block kernels (AVX2, 8 rows a block; AVX-512, 16) write the AVX2 loop's bytes and error figures to the bit, at every width they take, with partial last blocks, flat and zero rows, signed zeros and a NaN row")
+    func int8BlocksMatchAVX2() {
+        // Paths 2 and 3 each fall back to the one below on a CPU without it: on any x86-64 CPU
+        // with AVX2 at least the 8-row block is compared with the loop.
+        func run(_ path: Int32, _ flat: [Float], rows: Int, columns: Int) -> (status: Int, bytes: [UInt8], sum: Double, max: Double) {
+            var bytes = [UInt8](repeating: 0xEE, count: rows * (columns + 8))
+            var sum = 0.5, worst = 0.0
+            let status = flat.withUnsafeBufferPointer { x in
+                bytes.withUnsafeMutableBufferPointer { mtlm_quantize_int8_rowwise_using(path, x.baseAddress!, rows, columns, $0.baseAddress!, &sum, &worst) }
+            }
+            return (status, bytes, sum, worst)
+        }
         for columns in [8, 16, 24, 32, 40, 48] {
-            for rowCount in [1, 15, 16, 17, 100] {
+            for rowCount in [1, 7, 8, 9, 15, 16, 17, 100] {
                 var flat = randomRows(rowCount, columns: columns, seed: UInt64(columns * 1000 + rowCount)).flatMap { $0 }
                 for r in stride(from: 0, to: rowCount, by: 7) { for j in 0..<columns { flat[r * columns + j] = 0.25 } }  // flat rows
+                for r in stride(from: 5, to: rowCount, by: 11) { for j in 0..<columns { flat[r * columns + j] = 0 } }   // zero rows
                 for i in stride(from: 3, to: flat.count, by: 29) { flat[i] = i % 2 == 0 ? 0 : -0.0 }                 // signed zeros
-                var results: [(status: Int, bytes: [UInt8], sum: Double, max: Double)] = []
-                for path: Int32 in [1, 2] {
-                    var bytes = [UInt8](repeating: 0xEE, count: rowCount * (columns + 8))
-                    var sum = 0.5, worst = 0.0
-                    let status = flat.withUnsafeBufferPointer { x in
-                        bytes.withUnsafeMutableBufferPointer { mtlm_quantize_int8_rowwise_using(path, x.baseAddress!, rowCount, columns, $0.baseAddress!, &sum, &worst) }
-                    }
-                    results.append((status, bytes, sum, worst))
+                let loop = run(1, flat, rows: rowCount, columns: columns)
+                #expect(loop.status == -1)
+                for path: Int32 in [2, 3] {
+                    let block = run(path, flat, rows: rowCount, columns: columns)
+                    #expect(block.status == loop.status && block.bytes == loop.bytes && block.sum == loop.sum && block.max == loop.max,
+                            "path \(path), \(columns) columns, \(rowCount) rows")
                 }
-                #expect(results[0].status == -1 && results[0].bytes == results[1].bytes && results[0].status == results[1].status
-                        && results[0].sum == results[1].sum && results[0].max == results[1].max, "\(columns) columns, \(rowCount) rows")
-                // A NaN in the last row: it is refused, the rows before it written, on both paths.
+                // A NaN in the last row: it is refused, the rows before it written, on every path.
                 flat[(rowCount - 1) * columns + columns / 2] = .nan
-                var refused: [[UInt8]] = []
-                for path: Int32 in [1, 2] {
-                    var bytes = [UInt8](repeating: 0xEE, count: rowCount * (columns + 8))
-                    var sum = 0.0, worst = 0.0
-                    let status = flat.withUnsafeBufferPointer { x in
-                        bytes.withUnsafeMutableBufferPointer { mtlm_quantize_int8_rowwise_using(path, x.baseAddress!, rowCount, columns, $0.baseAddress!, &sum, &worst) }
-                    }
-                    #expect(status == rowCount - 1 && bytes[((rowCount - 1) * (columns + 8))...].allSatisfy { $0 == 0xEE })
-                    refused.append(bytes)
+                let written = (rowCount - 1) * (columns + 8)
+                for path: Int32 in [1, 2, 3] {
+                    let refused = run(path, flat, rows: rowCount, columns: columns)
+                    #expect(refused.status == rowCount - 1 && refused.bytes[written...].allSatisfy { $0 == 0xEE }
+                            && Array(refused.bytes[..<written]) == Array(loop.bytes[..<written]), "path \(path), \(columns) columns, \(rowCount) rows")
                 }
-                #expect(refused[0] == refused[1] && Array(refused[0][..<((rowCount - 1) * (columns + 8))]) == Array(results[0].bytes[..<((rowCount - 1) * (columns + 8))]))
             }
         }
     }

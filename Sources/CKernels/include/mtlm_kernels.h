@@ -68,9 +68,10 @@ int mtlm_reserve_blocks(int fd, long long offset, long long length);
 // Returns -1, or the index of the first row holding NaN or Inf (nothing is written for it).
 long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_t *out,
                                 double *error_sum, double *error_max);
-// The same through a chosen path: 0 portable, 1 AVX2 where the CPU has it, 2 AVX-512 where it
-// has it (rows of a multiple of 8 values, AVX-512 up to 48; AVX2 and AVX-512 give the same bytes
-// and errors).
+// The same through a chosen path, each where the CPU has it (else the next below): 0 portable,
+// 1 the AVX2 loop (rows of a multiple of 8 values), 2 AVX2 blocks of 8 rows transposed, 3
+// AVX-512 blocks of 16 (both for rows of a multiple of 8 values up to 48). Paths 1 to 3 give
+// the same bytes and errors.
 long mtlm_quantize_int8_rowwise_using(int implementation, const float *x, size_t rows, size_t cols, uint8_t *out,
                                       double *error_sum, double *error_max);
 #endif
@@ -96,18 +97,22 @@ int mtlm_compare_row(const float *a, const float *b, size_t n, float atol, float
 
 #ifndef MTLM_KERNELS_SCAN_H
 #define MTLM_KERNELS_SCAN_H
-// CRC-32 of zlib (same value as crc32(crc, p, len)), with carry-less multiplication when the
-// CPU has it: VPCLMULQDQ on 512-bit registers, else PCLMUL; several times zlib's speed.
+// The CRC-32 paths, each used where the CPU has it (else the next below): zlib's loop, PCLMUL
+// on 128-bit registers, VPCLMULQDQ on 256-bit (AVX2) and on 512-bit (AVX-512) registers.
+enum { MTLM_CRC32_ZLIB = 0, MTLM_CRC32_PCLMUL = 1, MTLM_CRC32_VPCLMUL256 = 2, MTLM_CRC32_VPCLMUL512 = 3, MTLM_CRC32_BEST = 3 };
+// CRC-32 of zlib (same value as crc32(crc, p, len)) on the best path this CPU has: several
+// times zlib's speed.
 uint32_t mtlm_crc32(uint32_t crc, const uint8_t *p, size_t len);
-// The same with at most the given implementation: 0 zlib, 1 PCLMUL, 2 VPCLMULQDQ (each where
-// the CPU has it, else the next below): what the tests compare the fast paths with.
+// The same with at most the given path (MTLM_CRC32_*): what the tests compare the fast paths
+// with.
 uint32_t mtlm_crc32_using(int implementation, uint32_t crc, const uint8_t *p, size_t len);
 // The CRC-32 of len bytes at p (float32 values, p at an element's start), and in *magnitude
 // the largest |x| of its whole values as bits (|x| < 2^64, finite, when it is below
-// 0x5F800000): one pass over the bytes where the CPU has VPCLMULQDQ. `implementation` as in
+// 0x5F800000): one pass over the bytes on every folding path. `implementation` as in
 // mtlm_crc32_using.
 uint32_t mtlm_crc32_f32_magnitude(uint32_t crc, const uint8_t *p, size_t len, uint32_t *magnitude, int implementation);
-// "vpclmulqdq-avx512", "pclmul" or "zlib": what mtlm_crc32 uses on this CPU for long buffers.
+// "vpclmulqdq-avx512", "vpclmulqdq-avx2", "pclmul" or "zlib": what mtlm_crc32 uses on this
+// CPU for long buffers.
 const char *mtlm_crc32_name(void);
 // Adds to *nan and *inf the NaN and Inf among n float32 values given as bit patterns, and to
 // *huge the finite ones of magnitude >= 2^64 (their squares overflow float32).

@@ -20,6 +20,7 @@ enum CRC32 {
         UInt32(crc32_combine(uLong(first), uLong(second), .init(secondCount)))
     }
 
-    /// "vpclmulqdq-avx512", "pclmul" or "zlib": the implementation used on this CPU.
+    /// "vpclmulqdq-avx512", "vpclmulqdq-avx2", "pclmul" or "zlib": the implementation used on
+    /// this CPU.
     static var implementation: String { String(cString: mtlm_crc32_name()) }
 }

@@ -56,7 +56,7 @@ struct ValueCounts {
         guard entry.dtype == .float32, let base = stored.baseAddress, !stored.isEmpty else { return (CRC32.checksum(stored), false) }
         if case .dense(_, _, .bnRunningVar)? = TensorName(entry.name) { return (CRC32.checksum(stored), false) }
         var magnitude: UInt32 = 0
-        let crc = mtlm_crc32_f32_magnitude(0, base.assumingMemoryBound(to: UInt8.self), stored.count, &magnitude, 2)
+        let crc = mtlm_crc32_f32_magnitude(0, base.assumingMemoryBound(to: UInt8.self), stored.count, &magnitude, Int32(MTLM_CRC32_BEST))
         return (crc, magnitude < 0x5F80_0000)
     }
 
