@@ -98,7 +98,7 @@ struct QuantizeTests {
         }
     }
 
-    @Test("int4: the C kernel, portable and AVX-512, writes the bytes of its Swift twin: random rows of every length to 40, and edge rows")
+    @Test("int4: the C kernel, portable, AVX2 and AVX-512, writes the bytes of its Swift twin: random rows of every length to 40, and edge rows")
     func int4KernelMatchesTwin() throws {
         var random = SplitMix64(seed: 17)
         func uniform() -> Float { Float(random.next() >> 40) / Float(1 << 24) }
@@ -126,7 +126,7 @@ struct QuantizeTests {
                 var twin = [UInt8](repeating: 0xEE, count: byteCount)
                 try row.withUnsafeBufferPointer { x in
                     try twin.withUnsafeMutableBytes { try Int4Reference.encode(x.baseAddress!, columns: row.count, into: $0.baseAddress!, search: search) }
-                    for path: Int32 in [0, 1] {
+                    for path: Int32 in [0, 1, 2] {
                         var kernel = [UInt8](repeating: 0xEE, count: byteCount)
                         let status = kernel.withUnsafeMutableBytes { mtlm_encode_int4_rows(x.baseAddress!, 1, row.count, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, path, nil) }
                         #expect(status == -1 && kernel == twin, "path \(path), search \(search), row \(row)")
@@ -134,13 +134,14 @@ struct QuantizeTests {
                 }
             }
         }
-        // Many rows in one call (searched 16 a block, two blocks together, with a partial last
-        // block): the same bytes as one at a time.
+        // Many rows in one call (searched 8 or 16 a block, two blocks together, with a partial
+        // last block): the same bytes as one at a time. (Paths 1 and 2 each fall back to the one
+        // below on a CPU without it.)
         for columns in [1, 3, 16, 17, 33] {
             let edge = rows.filter { $0.count == columns }
             let batch = (0..<75).map { $0 % 5 == 0 ? edge[$0 / 5 % edge.count] : (0..<columns).map { _ in uniform() * 2 - 1 } }
             let flat = batch.flatMap { $0 }, stride = (columns + 1) / 2 + 4
-            for path: Int32 in [0, 1] {
+            for path: Int32 in [0, 1, 2] {
                 var together = [UInt8](repeating: 0, count: batch.count * stride), apart = together
                 flat.withUnsafeBufferPointer { x in
                     together.withUnsafeMutableBytes { #expect(mtlm_encode_int4_rows(x.baseAddress!, batch.count, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), stride, 1, path, nil) == -1) }
@@ -170,17 +171,18 @@ struct QuantizeTests {
                 #expect(measured == together && sums == [expected.sum, expected.max] && expected.sum > 0, "\(columns) columns, path \(path)")
             }
         }
-        // A row beyond float16's range in the second block of 16: the rows before it are
-        // written, it and the rows after it are not; the same on both paths.
-        for path: Int32 in [0, 1] {
+        // A row beyond float16's range in the first, second or third block of 8 (the first or
+        // second of 16): the rows before it are written, it and the rows after it are not; the
+        // same on every path.
+        for (path, badRow) in [Int32(0), 1, 2].flatMap({ path in [5, 11, 21].map { (path, $0) } }) {
             var values = (0..<40 * 4).map { _ in uniform() }
-            values[21 * 4 + 2] = 70000
+            values[badRow * 4 + 2] = 70000
             var out = [UInt8](repeating: 0xEE, count: 40 * 6)
             let status = values.withUnsafeBufferPointer { x in out.withUnsafeMutableBytes { mtlm_encode_int4_rows(x.baseAddress!, 40, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 6, 1, path, nil) } }
-            var before = [UInt8](repeating: 0xEE, count: 21 * 6)
-            values.withUnsafeBufferPointer { x in before.withUnsafeMutableBytes { _ = mtlm_encode_int4_rows(x.baseAddress!, 21, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 6, 1, 0, nil) } }
-            #expect(status == 21, "path \(path)")
-            #expect(Array(out[..<(21 * 6)]) == before && out[(21 * 6)...].allSatisfy { $0 == 0xEE }, "path \(path)")
+            var before = [UInt8](repeating: 0xEE, count: badRow * 6)
+            values.withUnsafeBufferPointer { x in before.withUnsafeMutableBytes { _ = mtlm_encode_int4_rows(x.baseAddress!, badRow, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 6, 1, 0, nil) } }
+            #expect(status == badRow, "path \(path), row \(badRow)")
+            #expect(Array(out[..<(badRow * 6)]) == before && out[(badRow * 6)...].allSatisfy { $0 == 0xEE }, "path \(path), row \(badRow)")
         }
         let withBad: [Float] = [1, 2, 3, 4, 5, 6, 1, 70000, 2]
         var three = [UInt8](repeating: 0, count: 15)
@@ -191,7 +193,7 @@ struct QuantizeTests {
         #expect(throws: RowQuantizer.Failure.self) { try beyond.withUnsafeBufferPointer { x in try out.withUnsafeMutableBytes { try RowQuantizer.encodeInt4(x.baseAddress!, columns: 3, into: $0.baseAddress!) } } }
         #expect(throws: RowQuantizer.Failure.self) { try beyond.withUnsafeBufferPointer { x in try out.withUnsafeMutableBytes { try Int4Reference.encode(x.baseAddress!, columns: 3, into: $0.baseAddress!) } } }
         #expect(out == [UInt8](repeating: 0xEE, count: 6))
-        #expect(["avx512", "portable"].contains(String(cString: mtlm_int4_kernel_name())))
+        #expect(["avx512", "avx2", "portable"].contains(String(cString: mtlm_int4_kernel_name())))
     }
 
     @Test("int4: within scale/2 (plus float16 rounding of the bias) without clipping; the search beats min/max")

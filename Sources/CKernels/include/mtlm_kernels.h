@@ -125,14 +125,15 @@ void mtlm_count_nonfinite_16(const uint16_t *bits, size_t n, uint16_t exponent, 
 // ((n + 1) / 2 bytes of levels, float16 scale, float16 bias; row r at out + r·out_stride),
 // each over the range the greedy clipping search picks (when `search`), exactly as
 // RowQuantizer's Swift twin does (the search also stops where a step no longer moves the end
-// it would move: a spread of a few ulps). `implementation` 0 forces the portable code, 1 allows
-// AVX-512 where the CPU has it. Returns -1, or the first row whose minimum or maximum is
-// beyond float16's range (it and the rows after it are not written). With `errors` (else NULL),
+// it would move: a spread of a few ulps). `implementation` (MTLM_INT4_*) the best path allowed,
+// each where the CPU has it, else the next below. Returns -1, or the first row whose minimum or
+// maximum is beyond float16's range (it and the rows after it are not written). With `errors` (else NULL),
 // each written row's relative error ‖decoded − x‖ / ‖x‖ (in double, as TensorRewriter's Swift
 // loop computes it) is added to errors[0] in row order and errors[1] raised to it.
+enum { MTLM_INT4_PORTABLE = 0, MTLM_INT4_AVX2 = 1, MTLM_INT4_AVX512 = 2, MTLM_INT4_BEST = 2 };
 long mtlm_encode_int4_rows(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int search, int implementation,
                            double *errors);
-// "avx512" or "portable": what mtlm_encode_int4_rows uses on this CPU.
+// "avx512", "avx2" or "portable": what mtlm_encode_int4_rows uses on this CPU.
 const char *mtlm_int4_kernel_name(void);
 #endif
 

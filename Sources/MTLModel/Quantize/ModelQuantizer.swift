@@ -161,7 +161,7 @@ extension ModelQuantizer {
         let rows = values.count / columns, rowBytes = (columns + 1) / 2 + 4
         precondition(output.count >= rows * rowBytes)
         let bad = mtlm_encode_int4_rows(values.baseAddress!, rows, columns, output.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                        rowBytes, 1, 1, nil)
+                                        rowBytes, 1, Int32(MTLM_INT4_BEST), nil)
         return bad >= 0 ? bad : nil
     }
 }

@@ -108,7 +108,7 @@ enum RowQuantizer {
     /// The search evaluates the error ~64 times a row: it runs in C (`mtlm_encode_int4_rows`,
     /// AVX-512 where the CPU has it), held by the tests to the same bytes as its Swift twin.
     static func encodeInt4(_ x: UnsafePointer<Float>, columns: Int, into out: UnsafeMutableRawPointer, search: Bool = true) throws(Failure) {
-        guard mtlm_encode_int4_rows(x, 1, columns, out.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, 1, nil) < 0 else {
+        guard mtlm_encode_int4_rows(x, 1, columns, out.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, Int32(MTLM_INT4_BEST), nil) < 0 else {
             throw .beyondHalfRange
         }
     }

@@ -392,7 +392,7 @@ private struct RowEncoder: Sendable {
                     // kernel searches 16 rows at once); values checked first, as `encode` does.
                     for r in 0..<count { try requireFinite(floats.baseAddress! + r * columns, columns: columns, row: sourceRows[r], of: entry) }
                     var sums = [errors.sum, errors.max]
-                    let bad = mtlm_encode_int4_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes, 1, 1, &sums)
+                    let bad = mtlm_encode_int4_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes, 1, Int32(MTLM_INT4_BEST), &sums)
                     if bad >= 0 { throw beyondHalfRange(row: sourceRows[bad], target, of: entry) }
                     (errors.sum, errors.max) = (sums[0], sums[1])
                     return
