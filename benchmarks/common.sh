@@ -5,6 +5,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=${1:-$(mktemp -d)}
 mkdir -p "$work"
 cd "$root"
-swift build -c release --product mtl-model >/dev/null
-bin="$(swift build -c release --show-bin-path)/mtl-model"
+# The binary as README's "Installing the binary" builds it (the Swift runtime linked in).
+swift build -c release --static-swift-stdlib --product mtl-model >/dev/null
+bin="$(swift build -c release --static-swift-stdlib --show-bin-path)/mtl-model"
 printf 'machine: %s, %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -9,7 +9,7 @@ root="$here/.."
 work=${1:-$(mktemp -d)}
 mkdir -p "$work"
 python="$root/.venv/bin/python3"
-(cd "$root" && swift build -c release --product mtl-model >/dev/null)
+(cd "$root" && swift build -c release --static-swift-stdlib --product mtl-model >/dev/null)  # as README installs it
 cli="$root/.build/release/mtl-model"
 if [ ! -f "$work/big.mtlm" ]; then
   "$python" - "$root/fixtures/configs/model-md-example.json" "$work/big.json" <<'PY'
