@@ -605,6 +605,14 @@ long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_
     return mtlm_quantize_int8_rowwise_using(3, x, rows, cols, out, error_sum, error_max);
 }
 
+const char *mtlm_int8_kernel_name(void) {
+#if defined(__x86_64__)
+    if (mtlm_cpu_has(MTLM_CPU_AVX512F | MTLM_CPU_AVX512VL | MTLM_CPU_AVX512DQ | MTLM_CPU_AVX512BW)) return "avx512";
+    if (has_avx2_fma()) return "avx2";
+#endif
+    return "portable";
+}
+
 int mtlm_compare_row(const float *a, const float *b, size_t n, float atol, float rtol,
                      float *row_d2, float *row_a2, mtlm_diff_sums *sums) {
     float d2[8] = {0}, a2[8] = {0}, b2[8] = {0}, dot[8] = {0}, peak[8] = {0};

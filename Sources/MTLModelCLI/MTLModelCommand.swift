@@ -10,7 +10,7 @@ public struct MTLModelCommand: ParsableCommand {
             Exit codes: 0 success; 1 a negative verdict (verify found problems); 2 an error \
             (unreadable or malformed input, bad arguments, I/O).
             """,
-        version: "mtl-model \(MTLModelVersion.tool) (reads .mtlm format \(FormatVersion.readable) through \(FormatVersion.current), writes \(FormatVersion.readable) through \(FormatVersion.current): the lowest a model needs)",
+        version: "mtl-model \(MTLModelVersion.tool) (reads .mtlm format \(FormatVersion.readable) through \(FormatVersion.current), writes \(FormatVersion.readable) through \(FormatVersion.current): the lowest a model needs)\nkernels on this CPU: \(Kernels.summary)",
         subcommands: [SynthCommand.self, InspectCommand.self, VerifyCommand.self, ImportCommand.self, ExportCommand.self,
                       PredictCommand.self, EvalCommand.self, QuantizeCommand.self, DequantizeCommand.self, ConvertCommand.self, DiffCommand.self,
                       DeltaCommand.self, ApplyCommand.self, ShardCommand.self, PlanCommand.self, RunTaskCommand.self, FinishCommand.self]

@@ -11,6 +11,13 @@ struct CLITests {
         #expect(result.stdout.contains("mtl-model 0.1.0"))
         #expect(result.stdout.contains("reads .mtlm format 1.0 through 1.4"))
         #expect(result.stdout.contains("writes 1.0 through 1.4: the lowest a model needs"))
+        // The kernels' paths, each one of those its C function can name.
+        let kernels = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("kernels on this CPU: ") })
+        let names = kernels.dropFirst("kernels on this CPU: ".count).split(separator: ", ").map { $0.split(separator: " ") }
+        #expect(names.map { String($0[0]) } == ["CRC-32", "dense", "int8", "int4"])
+        #expect(["vpclmulqdq-avx512", "vpclmulqdq-avx2", "pclmul", "zlib"].contains(String(names[0][1])))
+        #expect(["avx512f", "avx2-fma", "portable"].contains(String(names[1][1])))
+        #expect(["avx512", "avx2", "portable"].contains(String(names[2][1])) && ["avx512", "avx2", "portable"].contains(String(names[3][1])))
     }
 
     @Test("Usage errors exit 2 with a message on stderr", arguments: [["synth"], ["inspect"], ["frobnicate"], ["inspect", "a", "--bogus"], ["synth", "c", "o", "--compression", "lzma"]])

@@ -74,6 +74,8 @@ long mtlm_quantize_int8_rowwise(const float *x, size_t rows, size_t cols, uint8_
 // the same bytes and errors.
 long mtlm_quantize_int8_rowwise_using(int implementation, const float *x, size_t rows, size_t cols, uint8_t *out,
                                       double *error_sum, double *error_max);
+// "avx512", "avx2" or "portable": the int8 path this CPU gets for rows of a multiple of 8 values.
+const char *mtlm_int8_kernel_name(void);
 #endif
 
 #ifndef MTLM_KERNELS_DIFF_H
