@@ -520,7 +520,8 @@ MTLM_INT8_AVX2 static long quantize_int8_block8(const float *x, const float *t, 
     _mm256_storeu_ps(scale_of, scale);
     _mm256_storeu_ps(low_of, low);
     _mm256_storeu_ps(inverse_of, inverse);
-    // The relative errors, 4 rows a vector (IEEE division and square root: the scalar's bits).
+    // mtlm_add_relative_error's figure, 4 rows a vector (IEEE division and square root: the
+    // scalar's bits; 0 for a zero row stored exactly, Inf for one that is not).
     double relative_of[8];
     for (int h = 0; h < 2; h++) {
         __m256d zero = _mm256_setzero_pd();
