@@ -384,16 +384,21 @@ MTLM_INT8_AVX512 static long quantize_int8_block(const float *x, const float *t,
             n2[k] = _mm512_add_ps(n2[k], _mm512_mul_ps(a, a));
         }
     }
-    // The error sums: the 8 accumulators added in double, in order.
-    double differences[16], norms[16];
+    // The error sums: the 8 accumulators added in double, in order; then mtlm_add_relative_error's
+    // figure, 8 rows a vector (IEEE division and square root: the scalar's bits; 0 for a zero
+    // row stored exactly, Inf for one that is not).
+    double relative_of[16];
     for (int h = 0; h < 2; h++) {
         __m512d dd = _mm512_setzero_pd(), nn = dd;
         for (int k = 0; k < 8; k++) {
             dd = _mm512_add_pd(dd, _mm512_cvtps_pd(h ? _mm512_extractf32x8_ps(d2[k], 1) : _mm512_castps512_ps256(d2[k])));
             nn = _mm512_add_pd(nn, _mm512_cvtps_pd(h ? _mm512_extractf32x8_ps(n2[k], 1) : _mm512_castps512_ps256(n2[k])));
         }
-        _mm512_storeu_pd(differences + 8 * h, dd);
-        _mm512_storeu_pd(norms + 8 * h, nn);
+        __m512d relative = _mm512_sqrt_pd(_mm512_div_pd(dd, nn));
+        __mmask8 exact = _mm512_cmp_pd_mask(dd, _mm512_setzero_pd(), _CMP_EQ_OQ);
+        __mmask8 empty = _mm512_cmp_pd_mask(nn, _mm512_setzero_pd(), _CMP_EQ_OQ);
+        relative = _mm512_mask_mov_pd(relative, empty, _mm512_maskz_mov_pd((__mmask8)~exact, _mm512_set1_pd(__builtin_inf())));
+        _mm512_storeu_pd(relative_of + 8 * h, relative);
     }
     // The bytes row by row from the rows as given (the same levels: the same operations on each
     // row's scale, bias and inverse), 16 values a step.
@@ -401,6 +406,7 @@ MTLM_INT8_AVX512 static long quantize_int8_block(const float *x, const float *t,
     _mm512_storeu_ps(scale_of, scale);
     _mm512_storeu_ps(low_of, low);
     _mm512_storeu_ps(inverse_of, inverse);
+    double error_sum = *sum, error_max = *worst;  // in registers: through the pointers, a store-to-load chain a row
     for (size_t r = 0; r < count; r++) {
         const float *v = x + r * cols;
         uint8_t *q = out + r * (cols + 8);
@@ -412,8 +418,11 @@ MTLM_INT8_AVX512 static long quantize_int8_block(const float *x, const float *t,
         }
         memcpy(q + cols, &scale_of[r], 4);
         memcpy(q + cols + 4, &low_of[r], 4);
-        mtlm_add_relative_error(differences[r], norms[r], sum, worst);
+        error_sum += relative_of[r];
+        error_max = relative_of[r] > error_max ? relative_of[r] : error_max;
     }
+    *sum = error_sum;
+    *worst = error_max;
     #undef LEVEL
     return refused;
 }
