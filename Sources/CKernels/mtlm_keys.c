@@ -9,6 +9,7 @@
 // buckets, counting and gathering a partition — take 8 keys at a time; what they produce is
 // the same as the portable loops' (tests hold them to it). 8M keys: 117 -> 69 ms on this
 // project's machine with the tables below at a quarter full (docs/PERFORMANCE.md, #17).
+// Where it has AVX2 only, the same passes take 4 keys at a time.
 #include "mtlm_kernels.h"
 #include "mtlm_cpu.h"
 #include <stdlib.h>
@@ -16,15 +17,18 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define MTLM_KEYS_AVX512 __attribute__((target("avx512f,avx512dq")))
+#define MTLM_KEYS_AVX2 __attribute__((target("avx2")))
 #endif
 
-static int use_avx512(int implementation) {
+// The vector path for `implementation` (0 portable, 1 AVX2, 2 AVX-512) on this CPU: 0, 1 or 2.
+static int vector_path(int implementation) {
 #if defined(__x86_64__)
-    return implementation >= 2 && mtlm_cpu_has(MTLM_CPU_AVX512F | MTLM_CPU_AVX512DQ);
+    if (implementation >= 2 && mtlm_cpu_has(MTLM_CPU_AVX512F | MTLM_CPU_AVX512DQ)) return 2;
+    if (implementation >= 1 && mtlm_cpu_has(MTLM_CPU_AVX2)) return 1;
 #else
     (void)implementation;
-    return 0;
 #endif
+    return 0;
 }
 
 // SplitMix64's finalizer: a bijection, so two keys are equal exactly when their hashes are,
@@ -89,6 +93,34 @@ MTLM_KEYS_AVX512 static size_t mix_count_avx512(uint64_t *keys, size_t n, unsign
     }
     return i;
 }
+
+// The low 64 bits of a × b in each of 4 lanes: AVX2 multiplies 32 × 32 bits only, so
+// lo·lo + ((hi·lo + lo·hi) << 32).
+MTLM_KEYS_AVX2 static inline __m256i mullo4(__m256i a, __m256i b) {
+    __m256i cross = _mm256_add_epi64(_mm256_mul_epu32(_mm256_srli_epi64(a, 32), b), _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32)));
+    return _mm256_add_epi64(_mm256_mul_epu32(a, b), _mm256_slli_epi64(cross, 32));
+}
+
+MTLM_KEYS_AVX2 static inline __m256i mix4(__m256i z) {
+    z = _mm256_xor_si256(z, _mm256_srli_epi64(z, 30));
+    z = mullo4(z, _mm256_set1_epi64x((long long)0xBF58476D1CE4E5B9ULL));
+    z = _mm256_xor_si256(z, _mm256_srli_epi64(z, 27));
+    z = mullo4(z, _mm256_set1_epi64x((long long)0x94D049BB133111EBULL));
+    return _mm256_xor_si256(z, _mm256_srli_epi64(z, 31));
+}
+
+// mix_count_avx512 on 4 keys at a time, for CPUs with AVX2 but not AVX-512.
+MTLM_KEYS_AVX2 static size_t mix_count_avx2(uint64_t *keys, size_t n, unsigned bits, size_t *start) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i z = mix4(_mm256_loadu_si256((const __m256i *)(keys + i)));
+        _mm256_storeu_si256((__m256i *)(keys + i), z);
+        uint64_t bucket[4];
+        _mm256_storeu_si256((__m256i *)bucket, _mm256_srli_epi64(z, 64 - bits));
+        for (int j = 0; j < 4; j++) start[bucket[j] + 1]++;
+    }
+    return i;
+}
 #endif
 
 int mtlm_find_duplicate_u64(uint64_t *keys, size_t n, uint64_t *scratch, uint64_t *duplicate) {
@@ -105,7 +137,8 @@ int mtlm_find_duplicate_u64_using(int implementation, uint64_t *keys, size_t n, 
     #define BUCKET(hash) (bits ? (size_t)((hash) >> (64 - bits)) : 0)
     size_t mixed = 0;
 #if defined(__x86_64__)
-    if (bits && use_avx512(implementation)) mixed = mix_count_avx512(keys, n, bits, start);
+    if (bits && vector_path(implementation) == 2) mixed = mix_count_avx512(keys, n, bits, start);
+    if (bits && vector_path(implementation) == 1) mixed = mix_count_avx2(keys, n, bits, start);
 #endif
     for (size_t i = mixed; i < n; i++) {
         keys[i] = mix(keys[i]);
@@ -189,6 +222,54 @@ MTLM_KEYS_AVX512 static size_t gather_partition_avx512(const unsigned char *p, s
     *done = i;
     return count;
 }
+
+// partition_of on 4 keys (partitions8 with mullo4).
+MTLM_KEYS_AVX2 static inline __m256i partitions4(__m256i keys, size_t partitions) {
+    __m256i high = _mm256_srli_epi64(mullo4(keys, _mm256_set1_epi64x((long long)0x9E3779B97F4A7C15ULL)), 32);
+    return _mm256_srli_epi64(_mm256_mul_epu32(high, _mm256_set1_epi64x((long long)partitions)), 32);
+}
+
+// count_partitions_avx512 on 4 lanes: a member's lane compares to −1, subtracted.
+MTLM_KEYS_AVX2 static size_t count_partitions_avx2(const unsigned char *p, size_t n, size_t partitions, size_t *counts) {
+    if (partitions > 8) return 0;
+    __m256i total[8];
+    for (size_t q = 0; q < 8; q++) total[q] = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i partition = partitions4(_mm256_loadu_si256((const __m256i *)(p + 8 * i)), partitions);
+        for (size_t q = 0; q < partitions; q++)
+            total[q] = _mm256_sub_epi64(total[q], _mm256_cmpeq_epi64(partition, _mm256_set1_epi64x((long long)q)));
+    }
+    for (size_t q = 0; q < partitions; q++) {
+        uint64_t lanes[4];
+        _mm256_storeu_si256((__m256i *)lanes, total[q]);
+        counts[q] += (size_t)(lanes[0] + lanes[1] + lanes[2] + lanes[3]);
+    }
+    return i;
+}
+
+// gather_partition_avx512 on 4 lanes: AVX2 has no compress, so the members are moved to the
+// front by a permutation of 32-bit halves looked up by the 4-bit member mask.
+MTLM_KEYS_AVX2 static size_t gather_partition_avx2(const unsigned char *p, size_t n, size_t partitions, size_t partition,
+                                                   uint64_t *out, size_t *done) {
+    static const int32_t front[16][8] = {  // front[mask]: the 32-bit halves of the lanes set in mask, first
+        {0, 1, 2, 3, 4, 5, 6, 7}, {0, 1, 2, 3, 4, 5, 6, 7}, {2, 3, 2, 3, 4, 5, 6, 7}, {0, 1, 2, 3, 4, 5, 6, 7},
+        {4, 5, 2, 3, 4, 5, 6, 7}, {0, 1, 4, 5, 4, 5, 6, 7}, {2, 3, 4, 5, 4, 5, 6, 7}, {0, 1, 2, 3, 4, 5, 6, 7},
+        {6, 7, 2, 3, 4, 5, 6, 7}, {0, 1, 6, 7, 4, 5, 6, 7}, {2, 3, 6, 7, 4, 5, 6, 7}, {0, 1, 2, 3, 6, 7, 6, 7},
+        {4, 5, 6, 7, 4, 5, 6, 7}, {0, 1, 4, 5, 6, 7, 6, 7}, {2, 3, 4, 5, 6, 7, 6, 7}, {0, 1, 2, 3, 4, 5, 6, 7},
+    };
+    const __m256i wanted = _mm256_set1_epi64x((long long)partition);
+    size_t count = 0, i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i keys = _mm256_loadu_si256((const __m256i *)(p + 8 * i));
+        int members = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(partitions4(keys, partitions), wanted)));
+        __m256i order = _mm256_loadu_si256((const __m256i *)front[members]);
+        _mm256_storeu_si256((__m256i *)(out + count), _mm256_permutevar8x32_epi32(keys, order));
+        count += (size_t)__builtin_popcount((unsigned)members);
+    }
+    *done = i;
+    return count;
+}
 #endif
 
 void mtlm_count_partitions(const void *keys, size_t n, size_t partitions, size_t *counts) {
@@ -199,7 +280,8 @@ void mtlm_count_partitions_using(int implementation, const void *keys, size_t n,
     const unsigned char *p = keys;
     size_t i = 0;
 #if defined(__x86_64__)
-    if (use_avx512(implementation)) i = count_partitions_avx512(p, n, partitions, counts);
+    if (vector_path(implementation) == 2) i = count_partitions_avx512(p, n, partitions, counts);
+    if (vector_path(implementation) == 1) i = count_partitions_avx2(p, n, partitions, counts);
 #endif
     for (; i < n; i++) counts[partition_of(load_key(p + 8 * i), partitions)]++;
 }
@@ -216,7 +298,8 @@ size_t mtlm_gather_partition_using(int implementation, const void *keys, size_t 
         return n;
     }
 #if defined(__x86_64__)
-    if (use_avx512(implementation)) count = gather_partition_avx512(p, n, partitions, partition, out, &i);
+    if (vector_path(implementation) == 2) count = gather_partition_avx512(p, n, partitions, partition, out, &i);
+    if (vector_path(implementation) == 1) count = gather_partition_avx2(p, n, partitions, partition, out, &i);
 #endif
     // Branch-free: every key is written, the count advances for members only (membership
     // is a coin toss the branch predictor cannot learn).

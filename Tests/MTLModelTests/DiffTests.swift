@@ -250,8 +250,8 @@ struct DiffTests {
         }
     }
 
-    @Test("The key kernels' AVX-512 paths give the portable ones' results: counts, gathered partitions, hashes, the duplicate found, at every tail length")
-    func keyKernelPaths() {
+    @Test("The key kernels' AVX2 and AVX-512 paths give the portable ones' results: counts, gathered partitions, hashes, the duplicate found, at every tail length", arguments: [1, 2] as [Int32])
+    func keyKernelPaths(path: Int32) {
         var random = SplitMix64(seed: 5)
         for count in Array(0...40) + [1000, 8191, 8193, 70_001] {
             for range in [UInt64.max, UInt64(max(count, 1) * 2)] {  // distinct, then many repeats
@@ -259,19 +259,19 @@ struct DiffTests {
                 for partitions in [1, 2, 3, 4, 8, 9] {
                     var portable = [Int](repeating: 0, count: partitions), vector = portable
                     mtlm_count_partitions_using(0, keys, count, partitions, &portable)
-                    mtlm_count_partitions_using(2, keys, count, partitions, &vector)
+                    mtlm_count_partitions_using(path, keys, count, partitions, &vector)
                     #expect(portable == vector, "count \(count) partitions \(partitions)")
                     for partition in 0..<partitions {
                         var a = [UInt64](repeating: 0, count: count + 8), b = a
                         let n = mtlm_gather_partition_using(0, keys, count, partitions, partition, &a)
-                        let m = mtlm_gather_partition_using(2, keys, count, partitions, partition, &b)
+                        let m = mtlm_gather_partition_using(path, keys, count, partitions, partition, &b)
                         #expect(n == portable[partition] && m == n && a[..<n] == b[..<m], "count \(count) partition \(partition) of \(partitions)")
                     }
                 }
                 var a = keys, b = keys, scratch = [UInt64](repeating: 0, count: count)
                 var first: UInt64 = 0, second: UInt64 = 0
                 let found = mtlm_find_duplicate_u64_using(0, &a, count, &scratch, &first)
-                #expect(mtlm_find_duplicate_u64_using(2, &b, count, &scratch, &second) == found, "count \(count)")
+                #expect(mtlm_find_duplicate_u64_using(path, &b, count, &scratch, &second) == found, "count \(count)")
                 #expect(a == b && (found == 0 || first == second), "count \(count)")
                 #expect(found == (Set(keys).count < count ? 1 : 0), "count \(count)")
             }

@@ -43,8 +43,8 @@ int mtlm_find_duplicate_u64(uint64_t *keys, size_t n, uint64_t *scratch, uint64_
 void mtlm_count_partitions(const void *keys, size_t n, size_t partitions, size_t *counts);
 size_t mtlm_gather_partition(const void *keys, size_t n, size_t partitions, size_t partition, uint64_t *out);
 
-// The three above through a chosen path: 0 portable, 2 AVX-512 (F, DQ) where the CPU has it;
-// both give the same results (the same bytes, for the hashes written over the keys).
+// The three above through a chosen path: 0 portable, 1 AVX2, 2 AVX-512 (F, DQ), each where the
+// CPU has it (else the next below); all give the same results (the same bytes, for the hashes written over the keys).
 int mtlm_find_duplicate_u64_using(int implementation, uint64_t *keys, size_t n, uint64_t *scratch, uint64_t *duplicate);
 void mtlm_count_partitions_using(int implementation, const void *keys, size_t n, size_t partitions, size_t *counts);
 size_t mtlm_gather_partition_using(int implementation, const void *keys, size_t n, size_t partitions, size_t partition, uint64_t *out);
