@@ -57,15 +57,23 @@ struct CorruptFileTests {
         #expect(firstProblem(TestPaths.fixture(fixture)) == nil)
         let directory = TemporaryDirectory()
         let path = directory.path("variant.mtlm")
+        // One file changed in place, a byte at a time, then cut shorter and shorter: rewriting
+        // it whole each time (truncated to 0) makes ext4 start its writeback at every close, and
+        // the next truncation wait for the disk — most of this test's time, which was CI's
+        // longest (90 s; 145 s under AddressSanitizer).
+        try Data(original).write(to: URL(fileURLWithPath: path))
+        let file = open(path, O_RDWR)
+        #expect(file >= 0)
+        defer { close(file) }
+        func put(_ byte: UInt8, at index: Int) { var byte = byte; #expect(pwrite(file, &byte, 1, off_t(index)) == 1) }
         var undetected: [String] = []
         for index in original.indices {
-            var variant = original
-            variant[index] ^= 0x40
-            try Data(variant).write(to: URL(fileURLWithPath: path))
+            put(original[index] ^ 0x40, at: index)
             if firstProblem(path) == nil { undetected.append("flip at \(index)") }
+            put(original[index], at: index)
         }
-        for length in 0..<original.count {
-            try Data(original[..<length]).write(to: URL(fileURLWithPath: path))
+        for length in (0..<original.count).reversed() {
+            #expect(ftruncate(file, off_t(length)) == 0)
             if firstProblem(path) == nil { undetected.append("truncation to \(length)") }
         }
         #expect(undetected.isEmpty, "\(undetected.prefix(20))")
