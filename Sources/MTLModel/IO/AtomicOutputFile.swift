@@ -25,8 +25,8 @@ public final class AtomicOutputFile {
     /// The file renamed over on commit (a link resolved), or nil when written in place.
     let finalPath: String?
     private var fd: Int32
-    /// Appended bytes not yet written: at most up to the next multiple of `stretch`.
     private var buffer: [UInt8] = []
+    private let bufferCapacity = 4 << 20
     /// Bytes written so far (including buffered ones): the offset of the next byte.
     private(set) var position: UInt64 = 0
     private var committed = false
@@ -63,7 +63,7 @@ public final class AtomicOutputFile {
             let what = temporaryPath == nil ? "cannot open for writing" : "cannot create a temporary file beside it"
             throw MTLModelError(.io, "\(what): \(String(cString: strerror(errno)))", file: messagePath)
         }
-        buffer.reserveCapacity(Self.stretch)
+        buffer.reserveCapacity(bufferCapacity)
     }
 
     /// Whether bytes already written can be overwritten (`overwrite(_:at:)`): false for pipes
@@ -130,31 +130,17 @@ public final class AtomicOutputFile {
         }
     }
 
-    /// Appended bytes reach the file in writes that each cover one aligned stretch of this many
-    /// bytes (the buffer is written whenever the position reaches a multiple of it) or several
-    /// (straight from the caller's bytes). The page cache then holds the file in 2 MiB folios,
-    /// which every later reader maps with one page-table entry each: written in 1 MiB pieces, a
-    /// 1 GiB file took 37 ms to map and populate, in aligned 2 MiB ones 1 ms (Linux 6.18, ext4).
-    /// The price is a copy into the buffer of pieces that do not start on a boundary.
-    static let stretch = 2 << 20
-
     public func append(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
-        var rest = bytes
-        while !rest.isEmpty {
-            let toBoundary = Self.stretch - Int(position % UInt64(Self.stretch))
-            if buffer.isEmpty && toBoundary == Self.stretch && rest.count >= Self.stretch {
-                let whole = rest.count / Self.stretch * Self.stretch
-                try writeAll(UnsafeRawBufferPointer(rebasing: rest[..<whole]))
-                position += UInt64(whole)
-                rest = UnsafeRawBufferPointer(rebasing: rest[whole...])
-                continue
-            }
-            let take = min(rest.count, toBoundary)
-            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[..<take]))
-            position += UInt64(take)
-            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
-            if take == toBoundary { try flush() }
+        if buffer.count + bytes.count > bufferCapacity { try flush() }
+        // Large pieces (a writer's 1 MiB chunks) go straight to the file: copying them into the
+        // buffer first would only add a memcpy of every byte.
+        if bytes.count >= bufferCapacity / 4 {
+            try flush()
+            try writeAll(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
         }
+        position += UInt64(bytes.count)
         startWriteback()
     }
 

@@ -161,25 +161,16 @@ public final class ModelWriter {
             for i in crcs.indices { crcs[i] = CRC32.checksum(chunk(i)) }
         }
 
-        /// Each core takes a run of the file's aligned stretches (`AtomicOutputFile.stretch`: the
-        /// page cache then holds them in 2 MiB folios) and, stretch by stretch, checksums the
-        /// chunks that end in it and writes it while they are still in the cache.
+        /// Each core takes a run of chunks and, chunk by chunk, checksums it and writes it while
+        /// it is still in the cache.
         func computeAndWrite(_ writes: PlacedWrites, at offset: UInt64) throws(MTLModelError) {
-            let stretch = AtomicOutputFile.stretch, total = crcs.count * size
-            // Stretch k covers bytes [bound(k), bound(k + 1)) of `bytes`, cut where the file's
-            // offset is a multiple of `stretch` (the first at `first`); the first and the last may
-            // be partial.
-            let first = stretch - Int(offset % UInt64(stretch))
-            let stretches = total <= first ? 1 : 1 + (total - first + stretch - 1) / stretch
-            @Sendable func bound(_ k: Int) -> Int { k == 0 ? 0 : min(total, first + (k - 1) * stretch) }
-            let parts = min(stretches, ProcessInfo.processInfo.activeProcessorCount)
+            let parts = min(crcs.count, ProcessInfo.processInfo.activeProcessorCount)
             let failures = WorkResults<MTLModelError>(count: parts)
             DispatchQueue.concurrentPerform(iterations: parts) { part in
                 do throws(MTLModelError) {
-                    for k in (stretches * part / parts)..<(stretches * (part + 1) / parts) {
-                        let (low, high) = (bound(k), bound(k + 1))
-                        for i in (low / size)..<(high / size) { crcs[i] = CRC32.checksum(chunk(i)) }  // each chunk once: where it ends
-                        try writes.write(UnsafeRawBufferPointer(rebasing: bytes[low..<high]), at: offset + UInt64(low))
+                    for i in (crcs.count * part / parts)..<(crcs.count * (part + 1) / parts) {
+                        crcs[i] = CRC32.checksum(chunk(i))
+                        try writes.write(chunk(i), at: offset + UInt64(i * size))
                     }
                 } catch {
                     failures.set(part, error)
