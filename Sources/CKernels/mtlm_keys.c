@@ -137,8 +137,9 @@ int mtlm_find_duplicate_u64_using(int implementation, uint64_t *keys, size_t n, 
     #define BUCKET(hash) (bits ? (size_t)((hash) >> (64 - bits)) : 0)
     size_t mixed = 0;
 #if defined(__x86_64__)
-    if (bits && vector_path(implementation) == 2) mixed = mix_count_avx512(keys, n, bits, start);
-    if (bits && vector_path(implementation) == 1) mixed = mix_count_avx2(keys, n, bits, start);
+    int path = bits ? vector_path(implementation) : 0;
+    if (path == 2) mixed = mix_count_avx512(keys, n, bits, start);
+    if (path == 1) mixed = mix_count_avx2(keys, n, bits, start);
 #endif
     for (size_t i = mixed; i < n; i++) {
         keys[i] = mix(keys[i]);
@@ -280,8 +281,9 @@ void mtlm_count_partitions_using(int implementation, const void *keys, size_t n,
     const unsigned char *p = keys;
     size_t i = 0;
 #if defined(__x86_64__)
-    if (vector_path(implementation) == 2) i = count_partitions_avx512(p, n, partitions, counts);
-    if (vector_path(implementation) == 1) i = count_partitions_avx2(p, n, partitions, counts);
+    int path = vector_path(implementation);
+    if (path == 2) i = count_partitions_avx512(p, n, partitions, counts);
+    if (path == 1) i = count_partitions_avx2(p, n, partitions, counts);
 #endif
     for (; i < n; i++) counts[partition_of(load_key(p + 8 * i), partitions)]++;
 }
@@ -298,8 +300,9 @@ size_t mtlm_gather_partition_using(int implementation, const void *keys, size_t 
         return n;
     }
 #if defined(__x86_64__)
-    if (vector_path(implementation) == 2) count = gather_partition_avx512(p, n, partitions, partition, out, &i);
-    if (vector_path(implementation) == 1) count = gather_partition_avx2(p, n, partitions, partition, out, &i);
+    int path = vector_path(implementation);
+    if (path == 2) count = gather_partition_avx512(p, n, partitions, partition, out, &i);
+    if (path == 1) count = gather_partition_avx2(p, n, partitions, partition, out, &i);
 #endif
     // Branch-free: every key is written, the count advances for members only (membership
     // is a coin toss the branch predictor cannot learn).
