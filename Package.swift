@@ -34,7 +34,14 @@ let package = Package(
         ),
         // Hot loops in C: the dense-layer kernel, int8 row quantization, row comparison, CRC-32
         // and value scans, with AVX2 / PCLMUL versions chosen at run time.
-        .target(name: "CKernels", dependencies: ["CZlib"]),
+        // Always optimized: at -O0 every intrinsic goes through the stack, and the debug build
+        // that `swift test` (and its AddressSanitizer pass) runs spent a third of its CLI time in
+        // the kernels. They are tested against their portable twins, not stepped through.
+        .target(
+            name: "CKernels",
+            dependencies: ["CZlib"],
+            cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]
+        ),
         .target(
             name: "MTLModel",
             dependencies: ["CMTLManifest", "CONNXProto", "CProtobufC", "CZlib", "CKernels"]
