@@ -6,7 +6,7 @@ struct DequantizeCommand: RewritingCommand {
     static let configuration = CommandConfiguration(
         commandName: "dequantize",
         abstract: "Decode every quantized or half-precision tensor back to float32 (to warm-start training).",
-        discussion: "Examples:\n  mtl-model dequantize serving-int8.mtlm float32.mtlm"
+        discussion: "Examples:\n  mtl-model dequantize serving-int8.mtlm float32.mtlm --threads 2"
     )
 
     @Argument(help: "The .mtlm model.")
@@ -15,12 +15,19 @@ struct DequantizeCommand: RewritingCommand {
     @Argument(help: "The .mtlm file to write.")
     var output: String
 
+    @Option(help: "Threads: checking the input, windows of rows decoded and written at once.")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
     @OptionGroup(title: "Progress") var progress: ProgressOptions
 
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
     func job(_ model: Model) throws -> RewriteJob<QuantizationReport> {
-        try ModelQuantizer(plan: .float32).job(model, source: Invocation.commandLine)
+        try ModelQuantizer(plan: .float32, threadCount: threads).job(model, source: Invocation.commandLine)
     }
 
     func conclude(_ model: Model, _ report: QuantizationReport, _ pending: PendingOutput, steps: [StepAttribution.Variant]) throws -> Bool {

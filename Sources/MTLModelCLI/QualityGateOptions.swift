@@ -17,7 +17,7 @@ struct QualityGateOptions: ParsableArguments {
     @Option(help: "Also write the report as one self-contained HTML file: sizes, reconstruction error; with --eval each step's ΔAUC and the calibration before and after. Written whether the gate passes or not.")
     var html: String?
 
-    @Option(help: "Threads: checking the input, windows of rows encoded at once, and scoring --eval.")
+    @Option(help: "Threads: checking the input, windows of rows encoded and written at once, and scoring --eval.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {

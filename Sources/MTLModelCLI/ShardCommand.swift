@@ -28,8 +28,8 @@ struct ShardCommand: ParsableCommand {
     @Option(help: "Shards to write; 1 writes one ordinary file.")
     var shards: Int
 
-    @Option(help: "Shards written at once.")
-    var threads: Int = 1
+    @Option(help: "Threads in all: up to that many shards written at once, the rest shared among their writes (default: one shard at a time, written with every core).")
+    var threads: Int?
 
     @Option(help: "Buckets of keyed tables as a power of two (default: the input's when it is sharded, else \(ShardLayout.defaultBucketBits)).")
     var bucketBits: Int?
@@ -44,7 +44,7 @@ struct ShardCommand: ParsableCommand {
 
     func validate() throws {
         guard shards >= 1 else { throw ValidationError("--shards must be at least 1") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let bucketBits, !(1...ShardLayout.maxBucketBits).contains(bucketBits) {
             throw ValidationError("--bucket-bits must be in 1...\(ShardLayout.maxBucketBits)")
         }

@@ -64,7 +64,8 @@ public struct ModelConverter {
     public var writerOptions: ModelWriter.Options
     /// The command recorded as the output's provenance source (default: a summary of it).
     public var source: String?
-    /// Windows of rows encoded at once when quantizing or decoding.
+    /// Threads: windows of rows encoded at once when quantizing or decoding, the check of
+    /// each tensor read, the writer's threads.
     public var threadCount: Int
 
     public init(writerOptions: ModelWriter.Options = .init(), threadCount: Int = 1) {
@@ -120,7 +121,7 @@ public struct ModelConverter {
         for entry in model.tensors where entry.role.isTrainingState || removed.contains(entry.name) {
             report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
         }
-        let rewrite = ShardedRewrite(model: model, options: writerOptions, architecture: architecture,
+        let rewrite = ShardedRewrite(model: model, options: writerOptions.limited(to: threadCount), architecture: architecture,
                                      provenance: provenance(model, form: "serving"), parts: pruning?.parts) { [threadCount] file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
             var changes: [QuantizationReport.TensorChange] = []
@@ -222,7 +223,7 @@ public struct ModelConverter {
             report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
         }
 
-        let rewrite = ShardedRewrite(model: model, options: writerOptions, architecture: architecture,
+        let rewrite = ShardedRewrite(model: model, options: writerOptions.limited(to: threadCount), architecture: architecture,
                                      provenance: provenance(model, form: "training"), parts: nil) { [threadCount, kept, fresh] file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
             let local = { (spec: TensorSpec) in ModelStructure.localSpec(spec, in: file.manifest) }

@@ -21,7 +21,7 @@ extension TaskPlan {
         try checkKind(.shard)
         try checkNotFinished()
         try checkInputs(model.file)
-        let plan = try ShardPlan(model, options: fixed(options), output: output!)
+        let plan = try ShardPlan(model, options: fixed(options), output: output!, concurrentShards: 1)
         let file = try ModelSharder().writeShard(index + 1, model: model, plan: plan, to: task.writes!)
         let result = TaskResult(plan: id, index: index, file: .init(path: task.writes!, byteCount: file.byteCount,
                                                                     manifestHash: hex64(file.manifestHash)))
@@ -44,7 +44,7 @@ extension TaskPlan {
         let fixed = fixed(options)
         let report = try ModelSharder().commit(model, files: files, into: pending, modelID: modelIDBytes,
                                                provenance: Provenance.derived(from: model.file, source: fixed.source, createdUnixSeconds: createdUnixSeconds),
-                                               output: output)
+                                               writerThreadCount: options.writerThreadCount(concurrentShards: 1), output: output)
         try markFinished(committed: true)
         return report
     }

@@ -95,8 +95,9 @@ public struct ModelTensor: Sendable {
     }
 
     /// Checks every part once before a command writes anything derived from it: checksums,
-    /// values and distinct keys (`ModelFile.requireValid`).
-    func requireValid() throws {
-        for part in parts { try part.tensor.file.requireValid(part.tensor.entry) }
+    /// values and distinct keys (`ModelFile.requireValid`), on `threadCount` threads (nil: every
+    /// core).
+    func requireValid(threadCount: Int? = nil) throws {
+        for part in parts { try part.tensor.file.requireValid(part.tensor.entry, threadCount: threadCount) }
     }
 }

@@ -83,7 +83,8 @@ public struct QuantizationReport: Sendable, Codable {
 public struct ModelQuantizer {
     public var plan: QuantizationPlan
     public var writerOptions: ModelWriter.Options
-    /// Windows of rows encoded at once (one writer thread writes them in order).
+    /// Threads: windows of rows encoded and written at once, the check of each tensor read,
+    /// the writer's threads (`ModelWriter.Options.limited(to:)`).
     public var threadCount: Int
 
     public init(plan: QuantizationPlan, writerOptions: ModelWriter.Options = .init(), threadCount: Int = 1) {
@@ -114,7 +115,7 @@ public struct ModelQuantizer {
     public func job(_ checked: Model, source: String) throws -> RewriteJob<QuantizationReport> {
         try plan.check(checked.architecture)
         let provenance = Provenance.derived(from: checked.file, source: source)
-        let rewrite = ShardedRewrite(model: checked, options: writerOptions, architecture: checked.architecture,
+        let rewrite = ShardedRewrite(model: checked, options: writerOptions.limited(to: threadCount), architecture: checked.architecture,
                                      provenance: provenance, parts: nil) { [plan, threadCount] file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
             return try file.tensors.compactMap { try rewriter.write($0, as: plan.target(for: $0) ?? $0.dtype) }

@@ -11,8 +11,9 @@ import Foundation
 public struct ModelSharder: Sendable {
     public struct Options: Sendable {
         public var shardCount: Int
-        /// Shards written at once.
-        public var threadCount = 1
+        /// Threads in all: up to that many shards written at once, the threads left over
+        /// shared among their writers; nil: one shard at a time, written with every core.
+        public var threadCount: Int?
         /// Bucket bits of keyed tables; nil: the source's when it is sharded, else 16.
         public var bucketBits: Int?
         /// Hash seed of keyed tables; nil: the source's when it is sharded, else 0.
@@ -28,6 +29,14 @@ public struct ModelSharder: Sendable {
         var rowListCapacity = KeyedRuns.defaultCapacity
 
         public init(shardCount: Int) { self.shardCount = shardCount }
+
+        /// Shards written at once.
+        var shardsAtOnce: Int { max(1, min(threadCount ?? 1, shardCount)) }
+
+        /// The writer threads of each of `concurrentShards` shards written at once.
+        func writerThreadCount(concurrentShards: Int) -> Int {
+            threadCount.map { max(1, $0 / max(1, concurrentShards)) } ?? ProcessInfo.processInfo.activeProcessorCount
+        }
     }
 
     public struct Report: Sendable, Codable {
@@ -52,6 +61,7 @@ public struct ModelSharder: Sendable {
         guard (1...ReadLimits().maxShardCount).contains(options.shardCount) else {
             throw MTLModelError(.invalidArgument, "--shards must be in 1...\(ReadLimits().maxShardCount)")
         }
+        if let threads = options.threadCount, threads < 1 { throw MTLModelError(.invalidArgument, "--threads must be at least 1") }
         if let bits = options.bucketBits, !(1...ShardLayout.maxBucketBits).contains(bits) {
             throw MTLModelError(.invalidArgument, "--bucket-bits must be in 1...\(ShardLayout.maxBucketBits)")
         }
@@ -71,19 +81,24 @@ public struct ModelSharder: Sendable {
         let paths = try (1...options.shardCount).map { try pending.shardPath($0, of: options.shardCount) }
         let plan = try ShardPlan(model, options: options, output: output)
         let results = WorkResults<Result<ShardFile, Error>>(count: options.shardCount)
-        DispatchQueue.concurrentPerform(iterations: max(1, min(options.threadCount, options.shardCount))) { _ in
+        DispatchQueue.concurrentPerform(iterations: options.shardsAtOnce) { _ in
             while let index = results.claim() {
                 results.set(index, Result { try writeShard(index + 1, model: model, plan: plan, to: paths[index]) })
             }
         }
         let files = try results.all.map { try $0!.get() }
-        return try commit(model, files: files, into: pending, modelID: plan.modelID, provenance: plan.provenance)
+        return try commit(model, files: files, into: pending, modelID: plan.modelID, provenance: plan.provenance,
+                          writerThreadCount: options.writerThreadCount(concurrentShards: 1))
     }
 
-    /// Writes the root naming `files` into `pending`, commits it, and reports what was written.
+    /// Writes the root naming `files` into `pending` (with `writerThreadCount` writer threads),
+    /// commits it, and reports what was written.
     func commit(_ model: Model, files: [ShardFile], into pending: PendingOutput, modelID: [UInt8], provenance: Provenance,
-                output: String? = nil) throws -> Report {
-        try writeRoot(model, files: files, to: pending.path, modelID: modelID, provenance: provenance, synchronize: pending.synchronize)
+                writerThreadCount: Int, output: String? = nil) throws -> Report {
+        var options = ModelWriter.Options()
+        options.synchronize = pending.synchronize
+        options.threadCount = writerThreadCount
+        try writeRoot(model, files: files, to: pending.path, modelID: modelID, provenance: provenance, options: options)
         try pending.commit()
         let rootByteCount = try ModelFile(path: pending.target).fileByteCount
         return Report(output: output ?? pending.target, shardCount: files.count, byteCount: rootByteCount + files.reduce(0) { $0 + $1.byteCount },
@@ -105,9 +120,7 @@ public struct ModelSharder: Sendable {
     /// The root: the tensors that are not tables, and the shard table.
     @discardableResult
     private func writeRoot(_ model: Model, files: [ShardFile], to output: String, modelID: [UInt8], provenance: Provenance,
-                           synchronize: Bool) throws -> ModelWriter.Written {
-        var options = ModelWriter.Options()
-        options.synchronize = synchronize
+                           options: ModelWriter.Options) throws -> ModelWriter.Written {
         let writer = try ModelWriter(path: output, options: options)
         for entry in model.tensors where TensorName(entry.name)?.tableField == nil {
             try copyWhole(model.tensor(entry), to: writer)

@@ -14,7 +14,8 @@ final class RowSource {
     /// Stored bytes of one row (quantized rows carry their parameters).
     var rowByteCount: Int { rows.rowByteCount }
 
-    init(_ tensor: ModelTensor) throws {
+    /// The source of `tensor`'s rows, checked on `threadCount` threads (nil: every core).
+    init(_ tensor: ModelTensor, threadCount: Int? = nil) throws {
         entry = tensor.entry
         self.tensor = tensor
         var views: [(firstRow: Int, bytes: UnsafeRawBufferPointer)] = []
@@ -22,7 +23,7 @@ final class RowSource {
         do {
             for part in tensor.parts {
                 let piece = part.tensor
-                try piece.requireValid()
+                try piece.requireValid(threadCount: threadCount)
                 views.append((part.firstRow, try piece.storedOrInflated(into: &owned)))
             }
         } catch {

@@ -42,7 +42,9 @@ final class ShardPlan: @unchecked Sendable {
     private let keyed: [String: KeyedLayout]
     private let sources: [String: RowSource]
 
-    init(_ model: Model, options: ModelSharder.Options, output: String) throws {
+    /// The plan of writing `model` at `output`, `concurrentShards` shards at a time (by default
+    /// as many as the options' threads allow; a task writes one).
+    init(_ model: Model, options: ModelSharder.Options, output: String, concurrentShards: Int? = nil) throws {
         shardCount = options.shardCount
         modelID = options.modelID ?? (0..<ShardNaming.modelIDByteCount).map { _ in UInt8.random(in: 0...255) }
         guard modelID.count == ShardNaming.modelIDByteCount else {
@@ -52,12 +54,13 @@ final class ShardPlan: @unchecked Sendable {
         provenance = Provenance.derived(from: model.file, source: options.source, createdUnixSeconds: options.createdUnixSeconds)
         var writer = ModelWriter.Options()
         writer.synchronize = options.synchronize
+        writer.threadCount = options.writerThreadCount(concurrentShards: concurrentShards ?? options.shardsAtOnce)
         writerOptions = writer
         rowListCapacity = options.rowListCapacity
         fields = model.architecture.fields
         var sources: [String: RowSource] = [:]
         for entry in model.tensors where TensorName(entry.name)?.tableField != nil {
-            sources[entry.name] = try RowSource(model.tensor(entry))
+            sources[entry.name] = try RowSource(model.tensor(entry), threadCount: options.threadCount)
         }
         self.sources = sources
         var keyed: [String: KeyedLayout] = [:]

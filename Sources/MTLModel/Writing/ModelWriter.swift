@@ -25,7 +25,18 @@ public final class ModelWriter {
         /// Large writes go to the file from several threads at their offsets (`PlacedWrites`)
         /// where the output allows it. Off only to test that both ways write the same bytes.
         var placesWrites = true
+        /// Threads that checksum and write a piece of several chunks at once; 1: the calling
+        /// thread alone. A command given `--threads` writes within them: where a worker has
+        /// a core, a writer thread on top would only spin on the file's lock.
+        public var threadCount = ProcessInfo.processInfo.activeProcessorCount
         public init() {}
+
+        /// These options with at most `threads` writer threads.
+        public func limited(to threads: Int) -> Options {
+            var options = self
+            options.threadCount = max(1, min(threadCount, threads))
+            return options
+        }
     }
 
     private struct OpenTensor {
@@ -116,20 +127,26 @@ public final class ModelWriter {
     static let concurrentChunkCount = 4
 
     /// Whole chunks of the open tensor, from a chunk boundary, checksummed and written by
-    /// several threads. The page-cache copy and the checksum each keep a core busy: one after
-    /// the other, saving a 2 GiB model took 1.44× the time of `np.save` (which checksums
-    /// nothing). Into a temporary file each core checksums and writes its own run of chunks at
-    /// their offsets; elsewhere the CRCs are computed on another thread while this one writes.
+    /// `options.threadCount` threads. The page-cache copy and the checksum each keep a core
+    /// busy: one after the other, saving a 2 GiB model took 1.44× the time of `np.save` (which
+    /// checksums nothing). Into a temporary file each thread checksums and writes its own run
+    /// of chunks at their offsets; elsewhere the CRCs are computed on another thread while
+    /// this one writes. With one thread, each chunk is checksummed, then written.
     private func writeChunksConcurrently(_ bytes: UnsafeRawBufferPointer, _ tensor: inout OpenTensor) throws(MTLModelError) {
         let size = Int(options.chunkByteCount), count = bytes.count / size
         let crcs = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: count)
         defer { crcs.deallocate() }
         let shared = ChunkChecksums(bytes: bytes, size: size, crcs: crcs)
         if options.placesWrites, let writes = try output.placedWrites() {
-            try shared.computeAndWrite(writes, at: output.position)
+            try shared.computeAndWrite(writes, at: output.position, threads: options.threadCount)
             try output.advance(by: UInt64(count * size))
-        } else {
+        } else if options.threadCount > 1 {
             try checksumWhileWriting(shared)
+        } else {
+            for i in 0..<count {
+                crcs[i] = CRC32.checksum(shared.chunk(i))
+                try output.append(shared.chunk(i))
+            }
         }
         for crc in crcs {
             tensor.chunkCRC = crc
@@ -163,8 +180,8 @@ public final class ModelWriter {
 
         /// Each core takes a run of chunks and, chunk by chunk, checksums it and writes it while
         /// it is still in the cache.
-        func computeAndWrite(_ writes: PlacedWrites, at offset: UInt64) throws(MTLModelError) {
-            let parts = min(crcs.count, ProcessInfo.processInfo.activeProcessorCount)
+        func computeAndWrite(_ writes: PlacedWrites, at offset: UInt64, threads: Int) throws(MTLModelError) {
+            let parts = max(1, min(crcs.count, threads))
             let failures = WorkResults<MTLModelError>(count: parts)
             DispatchQueue.concurrentPerform(iterations: parts) { part in
                 do throws(MTLModelError) {
