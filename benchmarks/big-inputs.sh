@@ -1,7 +1,8 @@
 # Sourced by ab.sh and writers.sh: makes their inputs in $work once (kept for the next run)
 # with the CLI $new: the p40 predict model and samples, the 1 GiB-table training model of
 # MODEL.md's example config (2.3 GB on disk with its optimizer state) and a second one,
-# big-edit.mtlm (1% of the user table changed), the delta between them, and big.safetensors.
+# big-edit.mtlm (1% of the user table changed), the delta between them, big.safetensors and
+# big-int8.mtlm (its tables in int8).
 python3 "$here/make-p40.py" "$work"
 [ -f "$work/p40.mtlm" ] || "$new" synth "$work/p40.json" "$work/p40.mtlm" --seed 3 >/dev/null
 if [ ! -f "$work/big.mtlm" ]; then
@@ -30,3 +31,4 @@ PY
 fi
 [ -f "$work/big.delta.mtlmd" ] || "$new" delta "$work/big.mtlm" "$work/big-edit.mtlm" "$work/big.delta.mtlmd" >/dev/null
 [ -f "$work/big.safetensors" ] || "$new" export "$work/big.mtlm" "$work/big.safetensors" >/dev/null
+[ -f "$work/big-int8.mtlm" ] || "$new" quantize "$work/big.mtlm" "$work/big-int8.mtlm" --quiet >/dev/null
