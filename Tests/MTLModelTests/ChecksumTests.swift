@@ -223,6 +223,15 @@ struct HalfConversionTests {
         #expect(Float16(bitPattern: RowCodec.half(.nan)).isNaN)
     }
 
+    @Test("RowCodec.float(fromHalf:) gives Float(Float16)'s bits for every one of the 65536 float16 bit patterns, NaNs included")
+    func decodesEveryHalf() {
+        var mismatches: [UInt16] = []
+        for bits in 0...UInt16.max where RowCodec.float(fromHalf: bits).bitPattern != Float(Float16(bitPattern: bits)).bitPattern {
+            mismatches.append(bits)
+        }
+        #expect(mismatches.isEmpty, "first: \(mismatches.prefix(5).map { String($0, radix: 16) })")
+    }
+
     @Test("int4 levels: clamped to [0, 15] and rounded half to even")
     func int4Levels() {
         for v: Float in [-3, -0.5, 0, 0.4, 0.5, 1.5, 2.5, 7.49, 14.5, 15, 15.5, 99] {
