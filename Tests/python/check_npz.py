@@ -1,17 +1,22 @@
 """Checks an .npz written by `mtl-model export` against the safetensors export of the same
 model, read by the safetensors package: the same tensors with the same values (float16 stays
-float16 in the .npz, every other float type is float32 in both), the same config and metadata.
+float16 in the .npz, every other float type is float32 in both), the same config and metadata,
+and every member's CRC-32.
 
 usage: check_npz.py MODEL.safetensors MODEL.npz
 """
 import json
 import sys
+import zipfile
 
 import numpy as np
 from safetensors import safe_open
 
 
 def main(reference_path, npz_path):
+    with zipfile.ZipFile(npz_path) as members:
+        bad = members.testzip()  # every member's CRC-32 against its bytes
+        assert bad is None, f"{bad}: CRC-32 does not match"
     archive = np.load(npz_path)
     with safe_open(reference_path, "np") as reference:
         metadata = dict(reference.metadata())

@@ -22,7 +22,7 @@ public struct NumpyArchiveExporter {
             try archive.begin("\(entry.name).npy", size: UInt64(header.count) + dtype.storedByteCount(shape: entry.shape)!)
             try archive.write(header)
             // A sharded model's tables are streamed part by part: one array per tensor, as for one file.
-            try model.tensor(entry).visitValid(asFloat32: dtype != entry.dtype) { bytes in try archive.write(bytes) }
+            try model.tensor(entry).visitValid(asFloat32: dtype != entry.dtype) { bytes, crc in try archive.write(bytes, crc: crc) }
             try archive.end()
         }
         var members = [(Self.configMember, model.architecture.config.serialized())]

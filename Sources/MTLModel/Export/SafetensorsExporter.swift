@@ -86,7 +86,7 @@ public struct SafetensorsExporter {
                     try item.file.visitDecodedRows(of: item.entry) { floats in try file.append(UnsafeRawBufferPointer(floats)) }
                     continue
                 }
-                try item.file.visitValidChunks(of: item.entry) { chunk in try file.append(chunk) }
+                try item.file.visitValidChunks(of: item.entry) { chunk, _ in try file.append(chunk) }
             } catch let error as MTLModelError {
                 throw error
             } catch {

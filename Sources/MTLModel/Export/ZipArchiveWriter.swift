@@ -49,10 +49,14 @@ final class ZipArchiveWriter {
         open = (member, 0)
     }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
+    /// Appends the next bytes of the open member; `crc`, when the caller has it (a chunk checked
+    /// against the CRC-32 its model file stores), is combined into the member's instead of
+    /// computed again.
+    func write(_ bytes: UnsafeRawBufferPointer, crc: UInt32? = nil) throws(MTLModelError) {
         guard var current = open else { preconditionFailure("no member is open") }
         precondition(current.written + UInt64(bytes.count) <= current.member.size, "more bytes than declared")
-        current.member.crc = CRC32.checksum(bytes, continuing: current.member.crc)
+        current.member.crc = crc.map { CRC32.combine(current.member.crc, $0, secondCount: UInt64(bytes.count)) }
+            ?? CRC32.checksum(bytes, continuing: current.member.crc)
         current.written += UInt64(bytes.count)
         try output.append(bytes)
         open = current

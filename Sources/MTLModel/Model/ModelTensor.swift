@@ -80,14 +80,15 @@ public struct ModelTensor: Sendable {
     }
 
     /// Checks the tensor (each part: checksums, values, distinct keys) and visits its logical
-    /// bytes in order, chunk by chunk, part by part; `asFloat32` decodes every row to float32
-    /// instead. What exporters stream, in bounded memory whether the tensor is split or not.
-    func visitValid(asFloat32: Bool, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// bytes in order, chunk by chunk, part by part, each with its CRC-32 when the manifest has
+    /// it (`ModelFile.visitValidChunks`); `asFloat32` decodes every row to float32 instead (no
+    /// CRC). What exporters stream, in bounded memory whether the tensor is split or not.
+    func visitValid(asFloat32: Bool, _ body: (_ bytes: UnsafeRawBufferPointer, _ crc: UInt32?) throws -> Void) throws {
         for part in parts {
             let piece = part.tensor
             if asFloat32 {
                 try piece.requireValid()
-                try piece.file.visitDecodedRows(of: piece.entry) { floats in try body(UnsafeRawBufferPointer(floats)) }
+                try piece.file.visitDecodedRows(of: piece.entry) { floats in try body(UnsafeRawBufferPointer(floats), nil) }
             } else {
                 try piece.file.visitValidChunks(of: piece.entry, body)
             }

@@ -278,13 +278,15 @@ public final class ModelFile: @unchecked Sendable {
     }
 
     /// Visits the logical bytes of `entry` chunk by chunk after `requireValid`: the streaming
-    /// read of every command that writes a file derived from a model.
-    func visitValidChunks(of entry: TensorEntry, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// read of every command that writes a file derived from a model. With each chunk, its
+    /// CRC-32 when the manifest has it (an uncompressed chunk: stored as it is), so a writer
+    /// of the same bytes need not compute it again.
+    func visitValidChunks(of entry: TensorEntry, _ body: (_ chunk: UnsafeRawBufferPointer, _ crc: UInt32?) throws -> Void) throws {
         try requireValid(entry)
         let stored = entry.storedRanges()
         try visitChunks(of: entry, checkingChecksums: false) { visit in
             guard let chunk = visit.logical else { throw chunkError(visit, of: entry) }
-            try body(chunk)
+            try body(chunk, entry.compression == .none ? entry.chunkCRC32[visit.index] : nil)
             Progress.advance(stored[visit.index].count)
         }
     }

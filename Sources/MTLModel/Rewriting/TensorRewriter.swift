@@ -60,7 +60,8 @@ struct TensorRewriter {
     private func copy(_ entry: TensorEntry, shape: [UInt64], filter: RowFilter?) throws {
         try writer.beginTensor(entry.name, dtype: entry.dtype, shape: shape, role: entry.role)
         guard let filter else {
-            try model.visitValidChunks(of: entry) { chunk in try writer.write(chunk) }
+            // Chunks of the same size and place keep their checked CRCs (the writer checks that).
+            try model.visitValidChunks(of: entry) { chunk, crc in try crc.map { try writer.write(chunk, checkedCRC: $0) } ?? writer.write(chunk) }
             return try writer.endTensor()
         }
         let rows = Int(entry.shape[0])

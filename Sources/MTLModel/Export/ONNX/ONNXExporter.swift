@@ -107,7 +107,7 @@ private final class InitializerStore {
     /// A tensor's stored bytes as they are (a sharded table's parts in order).
     func stored(_ tensor: ModelTensor, as type: ONNXDataType, dims: [Int64]? = nil, name: String? = nil) throws -> ONNXInitializer {
         try add(name ?? tensor.name, type, dims: dims ?? tensor.shape.map { Int64($0) }, byteCount: tensor.entry.byteCount) { sink in
-            try tensor.visitValid(asFloat32: false, sink)
+            try tensor.visitValid(asFloat32: false) { bytes, _ in try sink(bytes) }
         }
     }
 
@@ -139,7 +139,7 @@ private final class InitializerStore {
     /// A tensor's values decoded to float32.
     func decoded(_ tensor: ModelTensor, dims: [Int64]? = nil, name: String? = nil) throws -> ONNXInitializer {
         try add(name ?? tensor.name, .float, dims: dims ?? tensor.shape.map { Int64($0) }, byteCount: tensor.entry.elementCount * 4) { sink in
-            try tensor.visitValid(asFloat32: true, sink)
+            try tensor.visitValid(asFloat32: true) { bytes, _ in try sink(bytes) }
         }
     }
 
