@@ -36,21 +36,47 @@ extension Architecture {
     public init(config: JSONValue) throws(MTLModelError) {
         var top = try ConfigObject(config, path: "")
         let embeddingDim = try top.int("embedding_dim", default: nil, range: 1...Architecture.maxWidth)
+        var (groups, groupsListed) = try Self.groups(&top)
+        let fields = try Self.fields(&top, groups: &groups, listed: groupsListed)
+        let interaction = try Self.interaction(&top)
+        let linear = try top.bool("linear", default: false)
+        let bottomInput: BottomInput = try top.choice("bottom_input", default: .interaction)
+        let layerOrder: LayerOrder = try top.choice("layer_order", default: .linearBnAct)
+        let bnEps = try top.double("bn_eps", default: 1e-5)
+        let shared = try Self.denseLayers(try top.list("shared") ?? [], path: "shared")
+        let tasks = try Self.tasks(&top)
+        let fusion = try Self.fusion(&top, taskCount: tasks.count)
+        let loss = try Self.loss(&top, taskCount: tasks.count)
+        let reweight = try Self.reweight(&top)
+        let optimizer = try Self.optimizer(&top)
+        try top.rejectUnknownKeys()
 
+        self.init(embeddingDim: embeddingDim, groups: groups, groupsListed: groupsListed, fields: fields,
+                  interaction: interaction, linear: linear, bottomInput: bottomInput, layerOrder: layerOrder,
+                  bnEps: bnEps, shared: shared, tasks: tasks, fusion: fusion, loss: loss,
+                  reweight: reweight, optimizer: optimizer)
+        try validate()
+    }
+
+    /// The `groups` list, and whether the config has one.
+    private static func groups(_ top: inout ConfigObject) throws(MTLModelError) -> ([String], listed: Bool) {
+        guard let items = try top.list("groups") else { return ([], false) }
         var groups: [String] = []
-        let groupsListed = top.value("groups") != nil
-        if let items = try top.list("groups") {
-            for (index, item) in items.enumerated() {
-                guard case .string(let name) = item else {
-                    throw .config("groups[\(index)]", "expected a string, found \(item.typeName)")
-                }
-                groups.append(name)
+        for (index, item) in items.enumerated() {
+            guard case .string(let name) = item else {
+                throw .config("groups[\(index)]", "expected a string, found \(item.typeName)")
             }
+            groups.append(name)
         }
+        return (groups, true)
+    }
 
-        guard let fieldItems = try top.list("fields") else { throw top.missing("fields") }
+    /// The `fields`; without a groups list each field is its own group (MODEL.md), appended to
+    /// `groups`.
+    private static func fields(_ top: inout ConfigObject, groups: inout [String], listed: Bool) throws(MTLModelError) -> [Field] {
+        guard let items = try top.list("fields") else { throw top.missing("fields") }
         var fields: [Field] = []
-        for (index, item) in fieldItems.enumerated() {
+        for (index, item) in items.enumerated() {
             var object = try ConfigObject(item, path: "fields[\(index)]")
             let name = try object.string("name", default: nil)
             let vocabSize = try object.int("vocab_size", default: nil, range: 1...Architecture.maxVocabSize)
@@ -59,13 +85,12 @@ extension Architecture {
             let groupName = try object.string("group", default: name)
             try object.rejectUnknownKeys()
             let group: Int
-            if groupsListed {
+            if listed {
                 guard let position = groups.firstIndex(of: groupName) else {
                     throw .config(object.keyPath("group"), "group \"\(groupName)\" is not in the groups list")
                 }
                 group = position
             } else {
-                // Without a groups list each field is its own group (MODEL.md).
                 guard groupName == name else {
                     throw .config(object.keyPath("group"), "group \"\(groupName)\" is not listed (the config has no groups list)")
                 }
@@ -74,26 +99,25 @@ extension Architecture {
             }
             fields.append(Field(name: name, vocabSize: vocabSize, mapping: mapping, combiner: combiner, group: group))
         }
+        return fields
+    }
 
+    private static func interaction(_ top: inout ConfigObject) throws(MTLModelError) -> Interaction {
         var interaction = Interaction()
-        if let value = top.value("interaction") {
-            var object = try ConfigObject(value, path: "interaction")
-            interaction.intra = try object.bool("intra", default: false)
-            interaction.halfFactor = try object.bool("half_factor", default: false)
-            interaction.fieldBias = try object.bool("field_bias", default: false)
-            interaction.diceScale = try object.double("dice_scale", default: 1)
-            try object.rejectUnknownKeys()
-        }
+        guard let value = top.value("interaction") else { return interaction }
+        var object = try ConfigObject(value, path: "interaction")
+        interaction.intra = try object.bool("intra", default: false)
+        interaction.halfFactor = try object.bool("half_factor", default: false)
+        interaction.fieldBias = try object.bool("field_bias", default: false)
+        interaction.diceScale = try object.double("dice_scale", default: 1)
+        try object.rejectUnknownKeys()
+        return interaction
+    }
 
-        let linear = try top.bool("linear", default: false)
-        let bottomInput: BottomInput = try top.choice("bottom_input", default: .interaction)
-        let layerOrder: LayerOrder = try top.choice("layer_order", default: .linearBnAct)
-        let bnEps = try top.double("bn_eps", default: 1e-5)
-        let shared = try Self.denseLayers(try top.list("shared") ?? [], path: "shared")
-
-        guard let taskItems = try top.list("tasks") else { throw top.missing("tasks") }
+    private static func tasks(_ top: inout ConfigObject) throws(MTLModelError) -> [Task] {
+        guard let items = try top.list("tasks") else { throw top.missing("tasks") }
         var tasks: [Task] = []
-        for (index, item) in taskItems.enumerated() {
+        for (index, item) in items.enumerated() {
             var object = try ConfigObject(item, path: "tasks[\(index)]")
             let name = try object.string("name", default: nil)
             let tower = try Self.denseLayers(try object.list("tower") ?? [], path: object.keyPath("tower"))
@@ -102,70 +126,66 @@ extension Architecture {
             try object.rejectUnknownKeys()
             tasks.append(Task(name: name, tower: tower, useLinear: useLinear, logitOffset: logitOffset))
         }
-        let taskCount = tasks.count
+        return tasks
+    }
 
+    /// The `fusion` section (default: the weighted sum of every task with weight 1).
+    private static func fusion(_ top: inout ConfigObject, taskCount: Int) throws(MTLModelError) -> Fusion {
         var fusion = Fusion(type: .weightedSum, weights: Array(repeating: 1, count: taskCount))
-        if let value = top.value("fusion") {
-            var object = try ConfigObject(value, path: "fusion")
-            fusion.type = try object.choice("type", default: .weightedSum)
-            switch fusion.type {
-            case .lexicographic:
-                fusion.bucket = try object.double("bucket", default: nil)
-                fusion.weights = []
-            case .weightedSum:
-                fusion.weights = try object.numbers("weights", count: taskCount) ?? Array(repeating: 1, count: taskCount)
-            case .weightedProduct:
-                fusion.weights = try object.numbers("weights", count: taskCount) ?? Array(repeating: 1, count: taskCount)
-                fusion.biases = try object.numbers("biases", count: taskCount) ?? Array(repeating: 0, count: taskCount)
-                fusion.exponents = try object.numbers("exponents", count: taskCount) ?? Array(repeating: 1, count: taskCount)
-            }
-            try object.rejectUnknownKeys()
+        guard let value = top.value("fusion") else { return fusion }
+        var object = try ConfigObject(value, path: "fusion")
+        fusion.type = try object.choice("type", default: .weightedSum)
+        switch fusion.type {
+        case .lexicographic:
+            fusion.bucket = try object.double("bucket", default: nil)
+            fusion.weights = []
+        case .weightedSum:
+            fusion.weights = try object.numbers("weights", count: taskCount) ?? Array(repeating: 1, count: taskCount)
+        case .weightedProduct:
+            fusion.weights = try object.numbers("weights", count: taskCount) ?? Array(repeating: 1, count: taskCount)
+            fusion.biases = try object.numbers("biases", count: taskCount) ?? Array(repeating: 0, count: taskCount)
+            fusion.exponents = try object.numbers("exponents", count: taskCount) ?? Array(repeating: 1, count: taskCount)
         }
+        try object.rejectUnknownKeys()
+        return fusion
+    }
 
-        var loss: LossWeighting?
-        if let value = top.value("loss") {
-            var object = try ConfigObject(value, path: "loss")
-            var section = LossWeighting(weighting: try object.string("weighting", default: nil))
-            section.parameterization = try object.string("parameterization", default: "")
-            section.convention = try object.string("convention", default: "")
-            section.frozen = try object.bool("frozen", default: false)
-            section.values = try object.numbers("values", count: taskCount) ?? []
-            section.weights = try object.numbers("weights", count: taskCount) ?? []
-            try object.rejectUnknownKeys()
-            loss = section
+    private static func loss(_ top: inout ConfigObject, taskCount: Int) throws(MTLModelError) -> LossWeighting? {
+        guard let value = top.value("loss") else { return nil }
+        var object = try ConfigObject(value, path: "loss")
+        var section = LossWeighting(weighting: try object.string("weighting", default: nil))
+        section.parameterization = try object.string("parameterization", default: "")
+        section.convention = try object.string("convention", default: "")
+        section.frozen = try object.bool("frozen", default: false)
+        section.values = try object.numbers("values", count: taskCount) ?? []
+        section.weights = try object.numbers("weights", count: taskCount) ?? []
+        try object.rejectUnknownKeys()
+        return section
+    }
+
+    private static func reweight(_ top: inout ConfigObject) throws(MTLModelError) -> Reweight? {
+        guard let value = top.value("reweight") else { return nil }
+        var object = try ConfigObject(value, path: "reweight")
+        let scheme = try object.string("scheme", default: nil)
+        // Scheme parameters are scheme-specific: every other key must be a number.
+        var parameters: [NamedValue] = []
+        for key in object.unreadKeys {
+            parameters.append(NamedValue(name: key, value: try object.double(key, default: nil)))
         }
+        return Reweight(scheme: scheme, parameters: parameters)
+    }
 
-        var reweight: Reweight?
-        if let value = top.value("reweight") {
-            var object = try ConfigObject(value, path: "reweight")
-            let scheme = try object.string("scheme", default: nil)
-            // Scheme parameters are scheme-specific: every other key must be a number.
-            var parameters: [NamedValue] = []
-            for key in object.unreadKeys {
-                parameters.append(NamedValue(name: key, value: try object.double(key, default: nil)))
-            }
-            reweight = Reweight(scheme: scheme, parameters: parameters)
+    private static func optimizer(_ top: inout ConfigObject) throws(MTLModelError) -> Optimizer? {
+        guard let value = top.value("optimizer") else { return nil }
+        var object = try ConfigObject(value, path: "optimizer")
+        let type: OptimizerType = try object.choice("type", default: .adagrad)
+        if object.value("type") == nil { throw .config("optimizer.type", "missing (required)") }
+        var parameters: [NamedValue] = []
+        for key in type.parameterNames where object.value(key) != nil {
+            parameters.append(NamedValue(name: key, value: try object.double(key, default: nil)))
         }
-
-        var optimizer: Optimizer?
-        if let value = top.value("optimizer") {
-            var object = try ConfigObject(value, path: "optimizer")
-            let type: OptimizerType = try object.choice("type", default: .adagrad)
-            if object.value("type") == nil { throw .config("optimizer.type", "missing (required)") }
-            var parameters: [NamedValue] = []
-            for key in type.parameterNames where object.value(key) != nil {
-                parameters.append(NamedValue(name: key, value: try object.double(key, default: nil)))
-            }
-            try object.rejectUnknownKeys(allowed: ["type"] + type.parameterNames)
-            optimizer = Optimizer(type: type, parameters: parameters)
-        }
-        try top.rejectUnknownKeys()
-
-        self.init(embeddingDim: embeddingDim, groups: groups, groupsListed: groupsListed, fields: fields,
-                  interaction: interaction, linear: linear, bottomInput: bottomInput, layerOrder: layerOrder,
-                  bnEps: bnEps, shared: shared, tasks: tasks, fusion: fusion, loss: loss,
-                  reweight: reweight, optimizer: optimizer)
-        try validate()
+        try object.rejectUnknownKeys(allowed: ["type"] + type.parameterNames)
+        return Optimizer(type: type, parameters: parameters)
     }
 
     private static func denseLayers(_ items: [JSONValue], path: String) throws(MTLModelError) -> [DenseLayer] {

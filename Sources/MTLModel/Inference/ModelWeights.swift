@@ -110,131 +110,37 @@ final class ModelWeights: @unchecked Sendable {
         intraScale = Float(arch.interaction.diceScale) * (arch.interaction.halfFactor ? 0.5 : 1)
         bottomInput = arch.bottomInput
         fusion = arch.fusion
-        var owned: [UnsafeMutableBufferPointer<Float>] = []
-        var ownedRaw: [UnsafeMutableRawBufferPointer] = []
-        var checkers: [AnyObject] = []
-        // Frees what was allocated so far when a later tensor fails: `deinit` does not run for
-        // an initializer that throws before every property is set.
+        let loader = WeightLoader(model)
         var complete = false
-        defer {
-            if !complete {
-                owned.forEach { $0.deallocate() }
-                ownedRaw.forEach { $0.deallocate() }
-            }
-        }
-        // Dense and interaction weights are few and all used by every prediction: a NaN or Inf
-        // among them is refused here, at once. Table rows are checked only when a prediction
-        // they feed comes out non-finite (`nonFiniteError`).
-        func floats(_ name: TensorName) throws -> UnsafeBufferPointer<Float> {
-            let tensor = model.tensor(name)
-            if tensor.dtype == .float32, tensor.entry.compression == .none {
-                let mapped = try tensor.withElements(as: Float.self) { $0 }  // the mapping outlives self
-                try Self.requireFinite(mapped, tensor)
-                return mapped
-            }
-            let values = try tensor.floats()
-            try values.withUnsafeBufferPointer { try Self.requireFinite($0, tensor) }
-            let copy = UnsafeMutableBufferPointer<Float>.allocate(capacity: values.count)
-            _ = copy.initialize(from: values)
-            owned.append(copy)
-            return UnsafeBufferPointer(copy)
-        }
-        func array(_ name: TensorName) throws -> [Float] { Array(try floats(name)) }
-        /// A table in its stored dtype, part by part (one part unless the model is sharded):
-        /// mapped when uncompressed (the mapping outlives self; its chunks checked as lookups
-        /// first touch them, so a few lookups into a large table read a few chunks), else an
-        /// owned copy checked whole.
-        func table(_ name: TensorName) throws -> TableView {
-            let tensor = model.tensor(name)
-            var parts: [(firstRow: Int, bytes: UnsafeRawBufferPointer)] = []
-            var checks: [(firstRow: Int, checks: ChunkChecks?)] = []
-            for part in tensor.parts {
-                if let (bytes, partChecks) = part.tensor.file.mappedBytesCheckedOnTouch(of: part.tensor.name) {
-                    parts.append((part.firstRow, bytes))
-                    checks.append((part.firstRow, partChecks))
-                } else {
-                    parts.append((part.firstRow, try part.tensor.storedOrInflated(into: &ownedRaw)))
-                    checks.append((part.firstRow, nil))
-                }
-            }
-            var tableChecks: TableChecks?
-            if checks.count == 1, let only = checks[0].checks {
-                checkers.append(only)
-                tableChecks = TableChecks(single: Unmanaged.passUnretained(only), split: nil, rowByteCount: tensor.rowByteCount)
-            } else if checks.contains(where: { $0.checks != nil }), tensor.rowByteCount > 0 {
-                let split = TableChecks.Parts(checks)
-                checkers.append(split)
-                tableChecks = TableChecks(single: nil, split: Unmanaged.passUnretained(split), rowByteCount: tensor.rowByteCount)
-            }
-            return TableView(rows: TensorRows(parts: parts, rowByteCount: tensor.rowByteCount, count: tensor.rowCount),
-                             dtype: tensor.dtype, columns: tensor.columnCount, checks: tableChecks)
-        }
-
-        var fields: [FieldWeights] = []
-        for field in arch.fields {
-            var keys: KeyedIndex?
-            if field.mapping == .keyed {
-                do {
-                    keys = try KeyedIndex(model.tensor(.keys(field.name)))
-                } catch let error as MTLModelError {
-                    throw error.file == nil ? error.inFile(model.path) : error
-                }
-            }
-            fields.append(FieldWeights(rowCount: field.vocabSize, mapping: field.mapping, combiner: field.combiner, group: field.group,
-                                       embedding: try table(.embedding(field.name)),
-                                       linear: arch.linear ? try table(.linear(field.name)) : nil,
-                                       keys: keys))
-        }
-        self.fields = fields
-        linearBias = arch.linear ? try array(.linearBias)[0] : 0
-        let pairWeights = try array(.pairWeight)
-        var pairs: [(Int, Int, Float)] = []
-        for a in 0..<arch.groupCount {
-            for b in (a + 1)..<max(a + 1, arch.groupCount) { pairs.append((a, b, pairWeights[pairs.count])) }
-        }
-        self.pairs = pairs
-        intraWeights = arch.interaction.intra ? try array(.intraWeight) : nil
-        fieldBias = arch.interaction.fieldBias ? try array(.fieldBias) : nil
-
-        var prepared: [PreparedDenseLayer] = []
-        defer { if !complete { prepared.forEach { $0.deallocate() } } }
-        func dense(_ layers: [Architecture.DenseLayer], block: DenseBlock, input: inout Int) throws -> [PreparedDenseLayer] {
-            let first = prepared.count
-            for (index, layer) in layers.enumerated() {
-                var bn: (weight: [Float], bias: [Float], mean: [Float], variance: [Float], eps: Double)?
-                if layer.batchNorm {
-                    bn = (try array(.dense(block, index, .bnWeight)), try array(.dense(block, index, .bnBias)),
-                          try array(.dense(block, index, .bnRunningMean)), try array(.dense(block, index, .bnRunningVar)), arch.bnEps)
-                }
-                prepared.append(PreparedDenseLayer(weight: try floats(.dense(block, index, .weight)), bias: try floats(.dense(block, index, .bias)),
-                                                   inputCount: input, outputCount: layer.units, batchNorm: bn,
-                                                   activation: layer.activation, order: arch.layerOrder))
-                input = layer.units
-            }
-            return Array(prepared[first...])
-        }
+        defer { if !complete { loader.discard() } }
+        fields = try arch.fields.map { try loader.field($0, linear: arch.linear) }
+        linearBias = arch.linear ? try loader.array(.linearBias)[0] : 0
+        pairs = Self.pairs(try loader.array(.pairWeight), groupCount: arch.groupCount)
+        intraWeights = arch.interaction.intra ? try loader.array(.intraWeight) : nil
+        fieldBias = arch.interaction.fieldBias ? try loader.array(.fieldBias) : nil
         bottomWidth = arch.bottomInputWidth
         var width = bottomWidth
-        shared = try dense(arch.shared, block: .shared, input: &width)
+        shared = try loader.dense(arch.shared, block: .shared, input: &width)
         towerInputWidth = width
-        var tasks: [TaskWeights] = []
-        for task in arch.tasks {
+        tasks = try arch.tasks.map { [width] task in
             var taskWidth = width
-            let tower = try dense(task.tower, block: .tower(task.name), input: &taskWidth)
-            tasks.append(TaskWeights(tower: tower, head: try array(.headWeight(task.name)), headBias: try array(.headBias(task.name))[0],
-                                     useLinear: task.useLinear, logitOffset: Float(task.logitOffset)))
+            return TaskWeights(tower: try loader.dense(task.tower, block: .tower(task.name), input: &taskWidth),
+                               head: try loader.array(.headWeight(task.name)), headBias: try loader.array(.headBias(task.name))[0],
+                               useLinear: task.useLinear, logitOffset: Float(task.logitOffset))
         }
-        self.tasks = tasks
-        self.owned = owned
-        self.ownedRaw = ownedRaw
-        self.checkers = checkers
+        owned = loader.owned
+        ownedRaw = loader.ownedRaw
+        checkers = loader.checkers
         complete = true
     }
 
-    private static func requireFinite(_ values: UnsafeBufferPointer<Float>, _ tensor: ModelTensor) throws(MTLModelError) {
-        guard let bad = values.firstIndex(where: { !$0.isFinite }) else { return }
-        throw MTLModelError(.malformed, "element \(bad) is \(values[bad]): predictions would not be finite (run mtl-model verify)",
-                            file: tensor.file.path, location: .init(tensor: tensor.name))
+    /// Pairs (a, b, weight) of groups a < b, in the order of the pair weights.
+    private static func pairs(_ weights: [Float], groupCount: Int) -> [(Int, Int, Float)] {
+        var pairs: [(Int, Int, Float)] = []
+        for a in 0..<groupCount {
+            for b in (a + 1)..<max(a + 1, groupCount) { pairs.append((a, b, weights[pairs.count])) }
+        }
+        return pairs
     }
 
     /// Why sample `sample` of `batch` predicts a non-finite value: the first table row it

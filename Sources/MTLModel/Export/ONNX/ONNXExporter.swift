@@ -167,7 +167,34 @@ private struct NFwFMGraph {
     private func entry(_ name: TensorName) -> ModelTensor { model.tensor(name) }
 
     mutating func build() throws {
-        let k = Int64(architecture.embeddingDim)
+        let (pooled, firstOrder) = try poolFields()
+        let (h, groupVectors) = try interaction(pooled)
+        let z: String
+        switch architecture.bottomInput {
+        case .interaction: z = h
+        case .interactionGroups: z = builder.concat([h] + groupVectors, axis: 1)
+        case .interactionFields: z = builder.concat([h] + pooled, axis: 1)
+        }
+        let shared = try dense(architecture.shared, block: .shared, input: z)
+        var firstOrderTotal: String?
+        if architecture.linear {
+            firstOrderTotal = builder.add(builder.sum(firstOrder), builder.constant(floats: try model.tensor(.linearBias).floats(), dims: [1]))
+        }
+        var logits: [String] = []
+        for task in architecture.tasks {
+            let tower = try dense(task.tower, block: .tower(task.name), input: shared)
+            var logit = builder.node("Gemm", [tower, try weight(.headWeight(task.name)), try vector(.headBias(task.name))], [("transB", .int(1))])
+            if task.useLinear, let firstOrderTotal { logit = builder.add(logit, firstOrderTotal) }
+            if task.logitOffset != 0 { logit = builder.add(logit, builder.constant(float: Float(task.logitOffset))) }
+            logits.append(logit)
+        }
+        let logitsOutput = builder.node("Concat", logits, [("axis", .int(1))], output: "logits")
+        fuse(builder.node("Sigmoid", [logitsOutput], output: "probabilities"))
+    }
+
+    /// Each field's inputs (ids and values), its pooled vector u_f [N, K] and, with a linear
+    /// part, its first-order term [N, 1].
+    private mutating func poolFields() throws -> (pooled: [String], firstOrder: [String]) {
         var pooled: [String] = []
         var firstOrder: [String] = []
         for field in architecture.fields {
@@ -197,16 +224,20 @@ private struct NFwFMGraph {
                 firstOrder.append(normalize(&builder, builder.reduceSum(builder.mul(weights, linear), axis: 1, keepDims: true)))
             }
         }
+        return (pooled, firstOrder)
+    }
 
-        // Group vectors and the intra-group cross.
+    /// The group vectors and the interaction h [N, K]: the field-wise bi-interaction of the
+    /// groups and the intra-group crosses.
+    private mutating func interaction(_ pooled: [String]) throws -> (h: String, groupVectors: [String]) {
+        let k = architecture.embeddingDim
         let c: Float = architecture.interaction.halfFactor ? 0.5 : 1
         var groupVectors: [String] = [], crosses: [String] = []
         let fieldBias = architecture.interaction.fieldBias ? try model.tensor(.fieldBias).floats() : []
         for group in architecture.groups.indices {
             let members = architecture.fields.indices.filter { architecture.fields[$0].group == group }.map { pooled[$0] }
             let sum = builder.sum(members)
-            groupVectors.append(fieldBias.isEmpty ? sum
-                                : builder.add(sum, builder.constant(floats: Array(fieldBias[(group * Int(k))..<((group + 1) * Int(k))]))))
+            groupVectors.append(fieldBias.isEmpty ? sum : builder.add(sum, builder.constant(floats: Array(fieldBias[(group * k)..<((group + 1) * k)]))))
             if architecture.interaction.intra {
                 let squares = builder.sum(members.map { builder.mul($0, $0) })
                 crosses.append(builder.mul(builder.node("Sub", [builder.mul(sum, sum), squares]), builder.constant(float: c)))
@@ -229,29 +260,11 @@ private struct NFwFMGraph {
             let weights = try model.tensor(.intraWeight).floats().map { Float(Double($0) * scale) }
             terms.append(builder.reduceSum(builder.mul(stacked, builder.constant(floats: weights, dims: [Int64(weights.count), 1])), axis: 1, keepDims: false))
         }
-        let h = terms.isEmpty ? builder.mul(pooled[0], builder.constant(float: 0)) : builder.sum(terms)
+        return (terms.isEmpty ? builder.mul(pooled[0], builder.constant(float: 0)) : builder.sum(terms), groupVectors)
+    }
 
-        let z: String
-        switch architecture.bottomInput {
-        case .interaction: z = h
-        case .interactionGroups: z = builder.concat([h] + groupVectors, axis: 1)
-        case .interactionFields: z = builder.concat([h] + pooled, axis: 1)
-        }
-        let shared = try dense(architecture.shared, block: .shared, input: z)
-        var firstOrderTotal: String?
-        if architecture.linear {
-            firstOrderTotal = builder.add(builder.sum(firstOrder), builder.constant(floats: try model.tensor(.linearBias).floats(), dims: [1]))
-        }
-        var logits: [String] = []
-        for task in architecture.tasks {
-            let tower = try dense(task.tower, block: .tower(task.name), input: shared)
-            var logit = builder.node("Gemm", [tower, try weight(.headWeight(task.name)), try vector(.headBias(task.name))], [("transB", .int(1))])
-            if task.useLinear, let firstOrderTotal { logit = builder.add(logit, firstOrderTotal) }
-            if task.logitOffset != 0 { logit = builder.add(logit, builder.constant(float: Float(task.logitOffset))) }
-            logits.append(logit)
-        }
-        let logitsOutput = builder.node("Concat", logits, [("axis", .int(1))], output: "logits")
-        let probabilities = builder.node("Sigmoid", [logitsOutput], output: "probabilities")
+    /// The output "fused": the tasks' probabilities fused as the architecture says.
+    private mutating func fuse(_ probabilities: String) {
         let fusion = architecture.fusion
         switch fusion.type {
         case .weightedSum:
