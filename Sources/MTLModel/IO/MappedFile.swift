@@ -116,16 +116,6 @@ final class MappedFile: @unchecked Sendable {
     /// Copies `count` bytes at `offset` (bounds checked by the caller).
     func copy(_ offset: UInt64, _ count: UInt64) -> [UInt8] { Array(bytes(offset, count)) }
 
-    /// Maps the pages of a range the caller is about to read, in one call (MADV_POPULATE_READ,
-    /// Linux 5.14) rather than one page fault per 64 KiB; a hint, ignored where unsupported.
-    func populate(_ offset: UInt64, _ count: UInt64) {
-        #if os(Linux)
-        guard let base, count > 0 else { return }
-        guard let (start, end) = pageRange(offset, count) else { return }
-        _ = madvise(base + Int(start), Int(end - start), 22 /* MADV_POPULATE_READ */)
-        #endif
-    }
-
     /// Tells the kernel this process is done with the pages of `offset ..< offset + count`,
     /// and with the `releaseMargin` bytes before them (none when sparse). Why the margin: the page cache holds
     /// large folios (ext4 and XFS on Linux 6.x, up to 2 MiB), and a fault may map the whole

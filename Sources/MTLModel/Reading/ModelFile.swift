@@ -241,7 +241,6 @@ public final class ModelFile: @unchecked Sendable {
                 var error: MTLModelError?
                 let chunks = stretches[next]
                 let start = entry.offset + ranges[chunks.lowerBound].lowerBound, end = entry.offset + ranges[chunks.upperBound - 1].upperBound
-                file.populate(start, end - start)
                 for chunk in chunks where error == nil {
                     let offset = entry.offset + ranges[chunk].lowerBound
                     error = body(&state, chunk, offset, file.bytes(offset, UInt64(ranges[chunk].count)))

@@ -191,9 +191,6 @@ public struct ModelVerifier: Sendable {
         }
         let ranges = entry.storedRanges()
         let tensor = model.file.bytes(entry.offset, entry.storedByteCount)
-        if let first = stretch.chunks.first, let last = stretch.chunks.last {
-            model.file.populate(entry.offset + ranges[first].lowerBound, ranges[last].upperBound - ranges[first].lowerBound)
-        }
         let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(entry.columnCount)))
         let rows = rowBytes == 0 ? 0 : Int(entry.byteCount) / rowBytes
         for index in stretch.chunks {
