@@ -44,7 +44,7 @@ extension TaskPlan {
         let fixed = fixed(options)
         let report = try ModelSharder().commit(model, files: files, into: pending, modelID: modelIDBytes,
                                                provenance: Provenance.derived(from: model.file, source: fixed.source, createdUnixSeconds: createdUnixSeconds),
-                                               writerThreadCount: options.writerThreadCount(concurrentShards: 1), output: output)
+                                               writerOptions: options.writerOptions(concurrentShards: 1), output: output)
         try markFinished(committed: true)
         return report
     }

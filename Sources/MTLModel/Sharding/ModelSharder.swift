@@ -33,9 +33,13 @@ public struct ModelSharder: Sendable {
         /// Shards written at once.
         var shardsAtOnce: Int { max(1, min(threadCount ?? 1, shardCount)) }
 
-        /// The writer threads of each of `concurrentShards` shards written at once.
-        func writerThreadCount(concurrentShards: Int) -> Int {
-            threadCount.map { max(1, $0 / max(1, concurrentShards)) } ?? ProcessInfo.processInfo.activeProcessorCount
+        /// The writer options of each of `concurrentShards` files written at once: fsync as
+        /// asked, and its share of the threads.
+        func writerOptions(concurrentShards: Int) -> ModelWriter.Options {
+            var options = ModelWriter.Options()
+            options.synchronize = synchronize
+            if let threadCount { options.threadCount = max(1, threadCount / max(1, concurrentShards)) }
+            return options
         }
     }
 
@@ -88,17 +92,14 @@ public struct ModelSharder: Sendable {
         }
         let files = try results.all.map { try $0!.get() }
         return try commit(model, files: files, into: pending, modelID: plan.modelID, provenance: plan.provenance,
-                          writerThreadCount: options.writerThreadCount(concurrentShards: 1))
+                          writerOptions: options.writerOptions(concurrentShards: 1))
     }
 
-    /// Writes the root naming `files` into `pending` (with `writerThreadCount` writer threads),
-    /// commits it, and reports what was written.
+    /// Writes the root naming `files` into `pending` with `writerOptions`, commits it, and
+    /// reports what was written.
     func commit(_ model: Model, files: [ShardFile], into pending: PendingOutput, modelID: [UInt8], provenance: Provenance,
-                writerThreadCount: Int, output: String? = nil) throws -> Report {
-        var options = ModelWriter.Options()
-        options.synchronize = pending.synchronize
-        options.threadCount = writerThreadCount
-        try writeRoot(model, files: files, to: pending.path, modelID: modelID, provenance: provenance, options: options)
+                writerOptions: ModelWriter.Options, output: String? = nil) throws -> Report {
+        try writeRoot(model, files: files, to: pending.path, modelID: modelID, provenance: provenance, options: writerOptions)
         try pending.commit()
         let rootByteCount = try ModelFile(path: pending.target).fileByteCount
         return Report(output: output ?? pending.target, shardCount: files.count, byteCount: rootByteCount + files.reduce(0) { $0 + $1.byteCount },

@@ -52,10 +52,7 @@ final class ShardPlan: @unchecked Sendable {
         }
         rootFileName = (output as NSString).lastPathComponent
         provenance = Provenance.derived(from: model.file, source: options.source, createdUnixSeconds: options.createdUnixSeconds)
-        var writer = ModelWriter.Options()
-        writer.synchronize = options.synchronize
-        writer.threadCount = options.writerThreadCount(concurrentShards: concurrentShards ?? options.shardsAtOnce)
-        writerOptions = writer
+        writerOptions = options.writerOptions(concurrentShards: concurrentShards ?? options.shardsAtOnce)
         rowListCapacity = options.rowListCapacity
         fields = model.architecture.fields
         var sources: [String: RowSource] = [:]
