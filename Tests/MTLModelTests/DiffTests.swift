@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import CKernels
+import Synchronization
 @testable import MTLModel
 
 @Suite("diff")
@@ -350,5 +351,47 @@ struct DiffTests {
             #expect(rows == bin["rows"] as! Int)
             #expect(abs(sum / Double(rows) - (bin["meanRelativeChange"] as! Double)) < 1e-5 * (sum / Double(rows)), "\(bin)")
         }
+    }
+
+    @Test("diff keeps few of the models' pages resident: a table's training counts are released with its rows (a 2M-row table: 16 MiB of counts)")
+    func residentPagesBounded() throws {
+        let directory = TemporaryDirectory()
+        let config = directory.path("wide.json")
+        try Data("""
+            {"embedding_dim": 4, "groups": ["user", "context"],
+             "fields": [{"name": "user_id", "vocab_size": 2097152, "mapping": "modulo", "group": "user"},
+                        {"name": "hour", "vocab_size": 24, "mapping": "direct", "group": "context"}],
+             "interaction": {"intra": true}, "linear": true, "bottom_input": "interaction+groups",
+             "shared": [{"units": 8}], "tasks": [{"name": "ctr", "tower": []}, {"name": "follow", "tower": []}],
+             "optimizer": {"type": "adagrad", "lr": 0.04, "initial_accumulator": 0.001}}
+            """.utf8).write(to: URL(fileURLWithPath: config))
+        let a = directory.path("a.mtlm"), b = directory.path("b.mtlm")
+        #expect(try runCLI(["synth", config, a, "--training"]).status == 0)
+        #expect(try runCLI(["synth", config, b, "--training", "--seed", "2"]).status == 0)
+        let modelA = try Model(path: a), modelB = try Model(path: b)
+        // Sampled while diff runs: the resident pages of the two files' mappings (other tests of
+        // this process map other files), and of A's counts alone.
+        let counts = try #require(modelA.tensors.first { $0.name == "stats.user_id.count" })
+        let countsStart = Int(bitPattern: modelA.file.file.bytes(counts.offset, counts.storedByteCount).baseAddress)
+        let countsBytes = Int(counts.storedByteCount)
+        let done = Atomic<Bool>(false), peakFiles = Atomic<Int>(0), peakCounts = Atomic<Int>(0), folder = directory.url.path
+        let sampler = DispatchGroup()
+        DispatchQueue.global().async(group: sampler) {
+            while !done.load(ordering: .acquiring) {
+                let files = residentKilobytes(ofMappingsUnder: folder) << 10, countsResident = residentBytes(address: countsStart, count: countsBytes)
+                if files > peakFiles.load(ordering: .relaxed) { peakFiles.store(files, ordering: .relaxed) }
+                if countsResident > peakCounts.load(ordering: .relaxed) { peakCounts.store(countsResident, ordering: .relaxed) }
+            }
+        }
+        let report = try ModelDiff(threadCount: 2).compare(modelA, modelB)
+        done.store(true, ordering: .releasing)
+        sampler.wait()
+        #expect(report.tables.first { $0.field == "user_id" }?.changed == 2_097_152)
+        // The table is 32 MiB a model, its counts 16 MiB, its training state 48 MiB more. The
+        // samplers saw the files mapped (they can fail). A's counts are released every 65,536
+        // rows (512 KiB); each tensor compared whole is released every 16 MiB read of A and B.
+        let files = peakFiles.load(ordering: .relaxed), countsPeak = peakCounts.load(ordering: .relaxed)
+        #expect(countsPeak > 0 && countsPeak <= 4 << 20, "peak \(countsPeak >> 10) KiB of A's counts resident")
+        #expect(files > 0 && files <= 48 << 20, "peak \(files >> 20) MiB of the models resident")
     }
 }

@@ -144,3 +144,36 @@ func shard(_ input: String, _ output: String, _ count: Int, _ extra: [String] = 
     let result = try runCLI(["shard", input, output, "--shards", String(count)] + extra)
     #expect(result.status == 0, "\(result.stderr)")
 }
+
+/// Kilobytes of this process's resident pages in the mappings of files under `directory`
+/// (`/proc/self/smaps`): what a command holds of its inputs, whatever other threads map.
+func residentKilobytes(ofMappingsUnder directory: String) -> Int {
+    // Read to its end: /proc files have no size for a reader that trusts stat.
+    guard let data = FileHandle(forReadingAtPath: "/proc/self/smaps")?.readDataToEndOfFile() else { return 0 }
+    let smaps = String(decoding: data, as: UTF8.self)
+    var total = 0, inside = false
+    for line in smaps.split(separator: "\n") {
+        // A mapping's header line ("start-end perms offset dev inode path"); then its fields ("Rss: n kB").
+        if let key = line.split(separator: " ").first, !key.hasSuffix(":") {
+            inside = line.hasSuffix(".mtlm") && line.contains(directory)
+        } else if inside && line.hasPrefix("Rss:") {
+            total += Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+        }
+    }
+    return total
+}
+
+/// Bytes of `count` from `address` (mapped by this process) that are resident in its page
+/// tables: the present bit of each page in `/proc/self/pagemap`.
+func residentBytes(address: Int, count: Int) -> Int {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    guard count > 0 else { return 0 }
+    let first = address / page, last = (address + count - 1) / page
+    let fd = open("/proc/self/pagemap", O_RDONLY)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var entries = [UInt64](repeating: 0, count: last - first + 1)
+    let read = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(first * 8)) }
+    guard read == entries.count * 8 else { return 0 }
+    return entries.reduce(0) { $0 + ($1 >> 63 == 1 ? page : 0) }
+}

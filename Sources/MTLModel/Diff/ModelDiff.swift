@@ -498,8 +498,9 @@ public struct ModelDiff: Sendable {
         // Training frequency of A's rows (`stats.{field}.count`), when both models count rows.
         let countsName = TensorName.rowCount(fieldA.name).description
         var frequency = FrequencyBins()
-        let counts: TensorRows? = a.tensors.contains(where: { $0.name == countsName }) && b.tensors.contains(where: { $0.name == countsName })
-            ? try a.tensor(.rowCount(fieldA.name)).rows(owned: &owned) : nil
+        let countsOfA = a.tensors.contains(where: { $0.name == countsName }) && b.tensors.contains(where: { $0.name == countsName })
+            ? a.tensor(.rowCount(fieldA.name)) : nil
+        let counts = try countsOfA?.rows(owned: &owned)
         // Per-row relative change ‖b − a‖ / ‖a‖ of the rows both hold.
         var changes = QuantileSketch()
         var top = result.top
@@ -525,11 +526,13 @@ public struct ModelDiff: Sendable {
             return into.baseAddress!
         }
         // Pages are released every 65,536 rows of A (a window holds up to four such steps):
-        // A's rows done, and B's rows of the window when they were read in place.
+        // A's rows done (with their keys and training counts), and B's rows of the window when
+        // they were read in place.
         let release = 1 << 16
         func releasePages(_ rowsOfA: Range<Int>, _ rowsOfB: Range<Int>?) {
             tableA.releasePages(rows: rowsOfA)
             keysOfA?.releasePages(rows: rowsOfA)
+            countsOfA?.releasePages(rows: rowsOfA)
             others.forEach { $0.releasePages() }
             if let rowsOfB { tableB.releasePages(rows: rowsOfB) }
         }
@@ -615,6 +618,7 @@ public struct ModelDiff: Sendable {
         }
         tableA.releasePages()
         tableB.releasePages()
+        countsOfA?.releasePages()
         // Over the rows both hold, matched by id (the order of a keyed table's rows carries no
         // meaning: its keys do).
         let sums = x.shape.dropFirst() == y.shape.dropFirst()
