@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 import CKernels
-import Synchronization
 @testable import MTLModel
 
 @Suite("diff")
@@ -372,25 +371,13 @@ struct DiffTests {
         // Sampled while diff runs: the resident pages of the two files' mappings (other tests of
         // this process map other files), and of A's counts alone.
         let counts = try #require(modelA.tensors.first { $0.name == "stats.user_id.count" })
-        let countsStart = Int(bitPattern: modelA.file.file.bytes(counts.offset, counts.storedByteCount).baseAddress)
-        let countsBytes = Int(counts.storedByteCount)
-        let done = Atomic<Bool>(false), peakFiles = Atomic<Int>(0), peakCounts = Atomic<Int>(0), folder = directory.url.path
-        let sampler = DispatchGroup()
-        DispatchQueue.global().async(group: sampler) {
-            while !done.load(ordering: .acquiring) {
-                let files = residentKilobytes(ofMappingsUnder: folder) << 10, countsResident = residentBytes(address: countsStart, count: countsBytes)
-                if files > peakFiles.load(ordering: .relaxed) { peakFiles.store(files, ordering: .relaxed) }
-                if countsResident > peakCounts.load(ordering: .relaxed) { peakCounts.store(countsResident, ordering: .relaxed) }
-            }
+        let (report, files, countsPeak) = try peakResident(filesUnder: directory.url.path, tensor: counts, of: modelA.file) {
+            try ModelDiff(threadCount: 2).compare(modelA, modelB)
         }
-        let report = try ModelDiff(threadCount: 2).compare(modelA, modelB)
-        done.store(true, ordering: .releasing)
-        sampler.wait()
         #expect(report.tables.first { $0.field == "user_id" }?.changed == 2_097_152)
         // The table is 32 MiB a model, its counts 16 MiB, its training state 48 MiB more. The
         // samplers saw the files mapped (they can fail). A's counts are released every 65,536
         // rows (512 KiB); each tensor compared whole is released every 16 MiB read of A and B.
-        let files = peakFiles.load(ordering: .relaxed), countsPeak = peakCounts.load(ordering: .relaxed)
         #expect(countsPeak > 0 && countsPeak <= 4 << 20, "peak \(countsPeak >> 10) KiB of A's counts resident")
         #expect(files > 0 && files <= 48 << 20, "peak \(files >> 20) MiB of the models resident")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import MTLModel
+import Synchronization
 
 /// Paths and helpers shared by the test suites.
 enum TestPaths {
@@ -176,4 +177,29 @@ func residentBytes(address: Int, count: Int) -> Int {
     let read = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(first * 8)) }
     guard read == entries.count * 8 else { return 0 }
     return entries.reduce(0) { $0 + ($1 >> 63 == 1 ? page : 0) }
+}
+
+/// What `body` kept resident of its inputs, sampled on another thread while it runs: the
+/// largest resident bytes seen of the mappings of `.mtlm` files under `folder`, and of
+/// `tensor`'s stored bytes in `file`. Both are > 0 once a sample saw the pages mapped.
+func peakResident<R>(filesUnder folder: String, tensor: TensorEntry, of file: ModelFile,
+                     while body: () throws -> R) rethrows -> (result: R, files: Int, tensor: Int) {
+    let start = Int(bitPattern: file.file.bytes(tensor.offset, tensor.storedByteCount).baseAddress), count = Int(tensor.storedByteCount)
+    let done = Atomic<Bool>(false), peakFiles = Atomic<Int>(0), peakTensor = Atomic<Int>(0)
+    let sampler = DispatchGroup()
+    DispatchQueue.global().async(group: sampler) {
+        while !done.load(ordering: .acquiring) {
+            let files = residentKilobytes(ofMappingsUnder: folder) << 10, tensor = residentBytes(address: start, count: count)
+            if files > peakFiles.load(ordering: .relaxed) { peakFiles.store(files, ordering: .relaxed) }
+            if tensor > peakTensor.load(ordering: .relaxed) { peakTensor.store(tensor, ordering: .relaxed) }
+        }
+    }
+    func stop() {
+        done.store(true, ordering: .releasing)
+        sampler.wait()
+    }
+    let result: R
+    do { result = try body() } catch { stop(); throw error }
+    stop()
+    return (result, peakFiles.load(ordering: .relaxed), peakTensor.load(ordering: .relaxed))
 }

@@ -340,10 +340,16 @@ public struct ModelConverter {
     fileprivate static func seenRows(_ counts: ModelTensor) throws -> RowFilter {
         var bits = [UInt64](repeating: 0, count: (counts.rowCount + 63) / 64)
         var kept = 0
-        try counts.withElements(as: Int64.self) { counts in
-            for (row, count) in counts.enumerated() where count > 0 {
-                bits[row >> 6] |= 1 << UInt64(row & 63)
-                kept += 1
+        try counts.withElements(as: Int64.self) { values in
+            // Released behind, 8 MiB at a time: a table of a billion rows has 8 GB of counts.
+            let step = 1 << 20
+            for start in stride(from: 0, to: values.count, by: step) {
+                let rows = start..<min(start + step, values.count)
+                for row in rows where values[row] > 0 {
+                    bits[row >> 6] |= 1 << UInt64(row & 63)
+                    kept += 1
+                }
+                counts.releasePages(rows: rows)
             }
         }
         let seen = bits
