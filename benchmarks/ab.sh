@@ -38,6 +38,8 @@ cases = [("predict p40, 1 thread", ["predict", w("p40.mtlm"), w("p40.txt"), "--t
          ("predict p40, 2 threads", ["predict", w("p40.mtlm"), w("p40.txt"), "--threads", "2"], 5),
          ("verify 2.3 GB", ["verify", w("big.mtlm")], 3),
          ("quantize 2.3 GB (int8)", ["quantize", w("big.mtlm"), w("out.mtlm")], 3),
+         ("quantize 2.3 GB --embeddings fp16, 1 thread", ["quantize", w("big.mtlm"), w("out.mtlm"), "--embeddings", "fp16", "--threads", "1"], 5),
+         ("quantize 2.3 GB --embeddings bf16, 1 thread", ["quantize", w("big.mtlm"), w("out.mtlm"), "--embeddings", "bf16", "--threads", "1"], 5),
          ("quantize p40 --embeddings int4, 1 thread", ["quantize", w("p40.mtlm"), w("out.mtlm"), "--embeddings", "int4", "--threads", "1"], 3),
          ("quantize p40 --embeddings int4, 2 threads", ["quantize", w("p40.mtlm"), w("out.mtlm"), "--embeddings", "int4", "--threads", "2"], 3),
          ("convert --to serving 2.3 GB", ["convert", w("big.mtlm"), w("out.mtlm"), "--to", "serving"], 3),

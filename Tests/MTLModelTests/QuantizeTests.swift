@@ -196,6 +196,68 @@ struct QuantizeTests {
         #expect(["avx512", "avx2", "portable"].contains(String(cString: mtlm_int4_kernel_name())))
     }
 
+    @Test("fp16 / bf16: the C kernel, portable and AVX2, writes RowQuantizer.encode's bytes and adds RowQuantizer.relativeError's figures to the bit: every width to 40, partial blocks of 8 rows, edge values; refuses the row Swift refuses",
+          arguments: [DType.float16, .bfloat16])
+    func halfKernelMatchesSwift(_ dtype: DType) throws {
+        var random = SplitMix64(seed: 23)
+        func uniform() -> Float { Float(random.next() >> 40) / Float(1 << 24) }
+        let bfloat: Int32 = dtype == .bfloat16 ? 1 : 0
+        for columns in 1...40 {
+            var rows: [[Float]] = []
+            for scaleExponent in [-30, -20, -14, 0, 10, 15] {  // float16 subnormals to near its limit
+                rows.append((0..<columns).map { _ in (uniform() * 2 - 1) * Float(sign: .plus, exponent: scaleExponent, significand: 1) })
+            }
+            rows.append((0..<columns).map { $0 % 2 == 0 ? 0 : -0.0 })                                    // signed zeros: error 0
+            rows.append((0..<columns).map { $0 % 3 == 0 ? .leastNonzeroMagnitude : -.leastNormalMagnitude }) // float32 denormals
+            rows.append((0..<columns).map { $0 % 2 == 0 ? 65504 : -65504 })                              // float16's extremes
+            rows.append((0..<columns).map { Float(bitPattern: 0x3F80_1000 + UInt32($0 % 4) * 0x1_0000) })  // ties of both roundings
+            rows.append((0..<columns).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: random.next()) & 0x387F_FFFF) })  // below float16's normals
+            rows.append((0..<columns).map { _ in (uniform() * 2 - 1) * 1e30 })                           // bfloat16 only
+            let batch = dtype == .float16 ? rows.filter { $0.allSatisfy { abs($0) <= 65504 } } : rows
+            let flat = batch.flatMap { $0 }, stride = 2 * columns + 3  // rows spaced apart, as a rewrite's window is not
+            // Swift: each row encoded and its error summed in row order.
+            var swift = [UInt8](repeating: 0xEE, count: batch.count * stride), expected = (sum: 0.0, max: 0.0)
+            var scratch = [Float](repeating: 0, count: columns)
+            try flat.withUnsafeBufferPointer { x in
+                try swift.withUnsafeMutableBytes { out in
+                    for r in batch.indices {
+                        try RowQuantizer.encode(x.baseAddress! + r * columns, columns: columns, as: dtype, into: out.baseAddress! + r * stride)
+                        let e = RowQuantizer.relativeError(of: x.baseAddress! + r * columns, columns: columns, storedAs: out.baseAddress! + r * stride, dtype, scratch: &scratch)
+                        expected = (expected.sum + e, max(expected.max, e))
+                    }
+                }
+            }
+            for path: Int32 in [0, 1] {
+                var kernel = [UInt8](repeating: 0xEE, count: batch.count * stride), sums = [0.0, 0.0]
+                let status = flat.withUnsafeBufferPointer { x in
+                    kernel.withUnsafeMutableBytes { mtlm_encode_half_rows(x.baseAddress!, batch.count, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), stride, bfloat, path, &sums) }
+                }
+                #expect(status == -1 && kernel == swift, "\(dtype), \(columns) columns, path \(path)")
+                #expect(sums == [expected.sum, expected.max] && expected.sum > 0, "\(dtype), \(columns) columns, path \(path): \(sums) against \(expected)")
+            }
+        }
+        // The first row Swift refuses, in the first or a later block of 8 and in the last rows: NaN,
+        // Inf, and for float16 a magnitude beyond 65504 (65504 itself is kept).
+        let refused: [Float] = dtype == .float16 ? [.nan, -.infinity, 65520, -70000] : [.nan, .infinity]
+        for (value, badRow) in refused.flatMap({ v in [0, 5, 11, 19].map { (v, $0) } }) {
+            for columns in [3, 8, 13] {
+                var values = (0..<20 * columns).map { _ in uniform() * 65504 }
+                values[badRow * columns + columns / 2] = value
+                values[(badRow + 1) % 20 * columns] = 65504
+                for path: Int32 in [0, 1] {
+                    var out = [UInt8](repeating: 0, count: 20 * 2 * columns)
+                    let status = values.withUnsafeBufferPointer { x in out.withUnsafeMutableBytes { mtlm_encode_half_rows(x.baseAddress!, 20, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 2 * columns, bfloat, path, nil) } }
+                    let swiftRefuses = values.withUnsafeBufferPointer { x in
+                        (0..<20).first { r in (0..<columns).contains { !x[r * columns + $0].isFinite }
+                            || (try? out.withUnsafeMutableBytes { try RowQuantizer.encode(x.baseAddress! + r * columns, columns: columns, as: dtype, into: $0.baseAddress!) }) == nil }
+                    }
+                    #expect(status == badRow && swiftRefuses == badRow, "\(dtype) \(value) in row \(badRow), \(columns) columns, path \(path)")
+                }
+            }
+        }
+        #expect(["avx2", "portable"].contains(String(cString: mtlm_half_kernel_name())))
+    }
+
     @Test("int4: within scale/2 (plus float16 rounding of the bias) without clipping; the search beats min/max")
     func int4() throws {
         let rows = randomRows(500, columns: 16, seed: 4)

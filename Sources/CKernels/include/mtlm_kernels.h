@@ -137,6 +137,18 @@ long mtlm_encode_int4_rows(const float *x, size_t rows, size_t n, uint8_t *out, 
                            double *errors);
 // "avx512", "avx2" or "portable": what mtlm_encode_int4_rows uses on this CPU.
 const char *mtlm_int4_kernel_name(void);
+// Encodes `rows` rows of n float32 values (row r at x + r·n) as FLOAT16 (`bfloat` 0) or BFLOAT16
+// (1) rows, each value rounded to nearest even as RowCodec.half / RowCodec.bfloat round it (row
+// r at out + r·out_stride). `implementation` (MTLM_HALF_*) the best path allowed, where the CPU
+// has it. Returns -1, or the first row holding NaN or Inf, or (float16) a magnitude beyond
+// 65504 (it and the rows after it are not finished). With `errors` (else NULL), each row's
+// relative error ‖decoded − x‖ / ‖x‖ (in double, as RowQuantizer.relativeError computes it) is
+// added to errors[0] in row order and errors[1] raised to it.
+enum { MTLM_HALF_PORTABLE = 0, MTLM_HALF_AVX2 = 1, MTLM_HALF_BEST = 1 };
+long mtlm_encode_half_rows(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int bfloat, int implementation,
+                           double *errors);
+// "avx2" or "portable": what mtlm_encode_half_rows uses on this CPU.
+const char *mtlm_half_kernel_name(void);
 #endif
 
 #ifndef MTLM_KERNELS_STATS_H

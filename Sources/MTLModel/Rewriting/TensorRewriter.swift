@@ -398,6 +398,20 @@ private struct RowEncoder: Sendable {
                     (errors.sum, errors.max) = (sums[0], sums[1])
                     return
                 }
+                if target == .float16 || target == .bfloat16 {
+                    // Every row and its error in one call (8 rows at once); the row it refuses is
+                    // encoded again here for its message (NaN or Inf at a column, or beyond range).
+                    var sums = [errors.sum, errors.max]
+                    let bad = mtlm_encode_half_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes,
+                                                    target == .bfloat16 ? 1 : 0, Int32(MTLM_HALF_BEST), &sums)
+                    if bad >= 0 {
+                        try encode(floats.baseAddress! + bad * columns, columns: columns, as: target, into: out.baseAddress! + bad * rowBytes,
+                                   row: sourceRows[bad], of: entry)
+                        throw beyondHalfRange(row: sourceRows[bad], target, of: entry)
+                    }
+                    (errors.sum, errors.max) = (sums[0], sums[1])
+                    return
+                }
                 var decoded = [Float](repeating: 0, count: columns)
                 try decoded.withUnsafeMutableBufferPointer { check in
                     for r in 0..<count {
