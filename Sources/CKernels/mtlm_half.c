@@ -17,15 +17,16 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-// The largest finite float16, 65504, as float32 bits: a larger magnitude (Inf and NaN among
-// them, whose bits are larger still) cannot be stored as float16.
+// The largest magnitudes each type stores, as float32 bits: float16's largest finite value,
+// 65504, and for bfloat16 the largest that does not round to Inf (from 0x7F7F8000 up the
+// rounding carries into the exponent). Larger bits (Inf and NaN among them) cannot be stored.
 #define HALF_LIMIT_BITS 0x477FE000u
-#define FLOAT_INF_BITS 0x7F800000u
+#define BFLOAT_LIMIT_BITS 0x7F7F7FFFu
 
-// Whether value `v` (finite for bfloat16; within ±65504 for float16) can be stored.
+// Whether value `v` can be stored.
 static inline int storable(float v, int bfloat) {
     uint32_t magnitude = bits_of(v) & 0x7FFFFFFFu;
-    return bfloat ? magnitude < FLOAT_INF_BITS : magnitude <= HALF_LIMIT_BITS;
+    return magnitude <= (bfloat ? BFLOAT_LIMIT_BITS : HALF_LIMIT_BITS);
 }
 
 static inline uint16_t encode_value(float v, int bfloat) { return bfloat ? bfloat_bits(v) : half_bits(v); }
@@ -73,7 +74,7 @@ MTLM_HALF_AVX2 static inline __attribute__((always_inline)) __m256 decode8(__m12
 // One row, 8 values at a time (the tail as the portable path): 0 when a value cannot be stored.
 MTLM_HALF_AVX2 static int encode_row_avx2(const float *x, size_t n, uint8_t *out, int bfloat) {
     const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
-    const __m256i limit = _mm256_set1_epi32(bfloat ? (int)(FLOAT_INF_BITS - 1) : (int)HALF_LIMIT_BITS);
+    const __m256i limit = _mm256_set1_epi32((int)(bfloat ? BFLOAT_LIMIT_BITS : HALF_LIMIT_BITS));
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
         __m256 v = _mm256_loadu_ps(x + j);

@@ -15,7 +15,7 @@ enum Int4Reference {
     /// reconstruction error more, keeping the best range seen — never worse than min/max.
     static func encode(_ x: UnsafePointer<Float>, columns: Int, into out: UnsafeMutableRawPointer, search: Bool = true) throws(Failure) {
         let (low, high) = range(x, columns)
-        guard abs(low) <= largestHalf, abs(high) <= largestHalf else { throw .beyondHalfRange }
+        guard abs(low) <= largestHalf, abs(high) <= largestHalf else { throw .beyondRange }
         var best = (low: low, high: high, loss: int4Loss(x, columns, low, high))
         if search && high > low {
             let bins: Float = 200

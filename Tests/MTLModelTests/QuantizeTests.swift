@@ -213,6 +213,7 @@ struct QuantizeTests {
             rows.append((0..<columns).map { Float(bitPattern: 0x3F80_1000 + UInt32($0 % 4) * 0x1_0000) })  // ties of both roundings
             rows.append((0..<columns).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: random.next()) & 0x387F_FFFF) })  // below float16's normals
             rows.append((0..<columns).map { _ in (uniform() * 2 - 1) * 1e30 })                           // bfloat16 only
+            rows.append((0..<columns).map { $0 % 2 == 0 ? Float(bitPattern: 0x7F7F_7FFF) : -Float(bitPattern: 0x7F7F_7FFF) })  // bfloat16's extremes
             let batch = dtype == .float16 ? rows.filter { $0.allSatisfy { abs($0) <= 65504 } } : rows
             let flat = batch.flatMap { $0 }, stride = 2 * columns + 3  // rows spaced apart, as a rewrite's window is not
             // Swift: each row encoded and its error summed in row order.
@@ -237,13 +238,17 @@ struct QuantizeTests {
             }
         }
         // The first row Swift refuses, in the first or a later block of 8 and in the last rows: NaN,
-        // Inf, and for float16 a magnitude beyond 65504 (65504 itself is kept).
-        let refused: [Float] = dtype == .float16 ? [.nan, -.infinity, 65520, -70000] : [.nan, .infinity]
+        // Inf, for float16 a magnitude beyond 65504 (65504 itself is kept), for bfloat16 one that
+        // would round to Inf (the largest that does not is kept; a model's check refuses
+        // magnitudes of 2^64 and more before, but the encoder stores nothing it cannot hold).
+        let refused: [Float] = dtype == .float16 ? [.nan, -.infinity, 65520, -70000]
+            : [.nan, .infinity, Float(bitPattern: 0x7F7F_8000), -.greatestFiniteMagnitude]
+        let kept: Float = dtype == .float16 ? 65504 : -Float(bitPattern: 0x7F7F_7FFF)
         for (value, badRow) in refused.flatMap({ v in [0, 5, 11, 19].map { (v, $0) } }) {
             for columns in [3, 8, 13] {
                 var values = (0..<20 * columns).map { _ in uniform() * 65504 }
                 values[badRow * columns + columns / 2] = value
-                values[(badRow + 1) % 20 * columns] = 65504
+                values[(badRow + 1) % 20 * columns] = kept
                 for path: Int32 in [0, 1] {
                     var out = [UInt8](repeating: 0, count: 20 * 2 * columns)
                     let status = values.withUnsafeBufferPointer { x in out.withUnsafeMutableBytes { mtlm_encode_half_rows(x.baseAddress!, 20, columns, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 2 * columns, bfloat, path, nil) } }

@@ -140,8 +140,8 @@ const char *mtlm_int4_kernel_name(void);
 // Encodes `rows` rows of n float32 values (row r at x + r·n) as FLOAT16 (`bfloat` 0) or BFLOAT16
 // (1) rows, each value rounded to nearest even as RowCodec.half / RowCodec.bfloat round it (row
 // r at out + r·out_stride). `implementation` (MTLM_HALF_*) the best path allowed, where the CPU
-// has it. Returns -1, or the first row holding NaN or Inf, or (float16) a magnitude beyond
-// 65504 (it and the rows after it are not finished). With `errors` (else NULL), each row's
+// has it. Returns -1, or the first row holding NaN or Inf, a float16 magnitude beyond 65504,
+// or a value bfloat16 would round to Inf (it and the rows after it are not finished). With `errors` (else NULL), each row's
 // relative error ‖decoded − x‖ / ‖x‖ (in double, as RowQuantizer.relativeError computes it) is
 // added to errors[0] in row order and errors[1] raised to it.
 enum { MTLM_HALF_PORTABLE = 0, MTLM_HALF_AVX2 = 1, MTLM_HALF_BEST = 1 };

@@ -7,9 +7,13 @@ enum RowQuantizer {
     static let smallestNormalHalf = Float(sign: .plus, exponent: -14, significand: 1)
     static let largestHalf: Float = 65504
 
+    /// float32 bits of magnitude from which a value rounds to bfloat16's Inf (3.3895e38 and up).
+    static let bfloatOverflowBits: UInt32 = 0x7F7F_8000
+
     enum Failure: Error {
-        /// A value beyond float16's range in a type whose values or parameters are float16.
-        case beyondHalfRange
+        /// A value beyond float16's range in a type whose values or parameters are float16, or
+        /// one that would round to Inf in bfloat16.
+        case beyondRange
     }
 
     /// Encodes `columns` values at `x` as one row of `dtype` at `out`.
@@ -19,11 +23,14 @@ enum RowQuantizer {
             out.copyMemory(from: x, byteCount: columns * 4)
         case .float16:
             for j in 0..<columns {
-                guard abs(x[j]) <= largestHalf else { throw .beyondHalfRange }
+                guard abs(x[j]) <= largestHalf else { throw .beyondRange }
                 out.storeBytes(of: RowCodec.half(x[j]), toByteOffset: j * 2, as: UInt16.self)
             }
         case .bfloat16:
-            for j in 0..<columns { out.storeBytes(of: RowCodec.bfloat(x[j]), toByteOffset: j * 2, as: UInt16.self) }
+            for j in 0..<columns {
+                guard x[j].bitPattern & 0x7FFF_FFFF < bfloatOverflowBits else { throw .beyondRange }
+                out.storeBytes(of: RowCodec.bfloat(x[j]), toByteOffset: j * 2, as: UInt16.self)
+            }
         case .int8Rowwise:
             encodeInt8(x, columns: columns, into: out)
         case .int4Rowwise:
@@ -109,7 +116,7 @@ enum RowQuantizer {
     /// AVX-512 where the CPU has it), held by the tests to the same bytes as its Swift twin.
     static func encodeInt4(_ x: UnsafePointer<Float>, columns: Int, into out: UnsafeMutableRawPointer, search: Bool = true) throws(Failure) {
         guard mtlm_encode_int4_rows(x, 1, columns, out.assumingMemoryBound(to: UInt8.self), 0, search ? 1 : 0, Int32(MTLM_INT4_BEST), nil) < 0 else {
-            throw .beyondHalfRange
+            throw .beyondRange
         }
     }
 }

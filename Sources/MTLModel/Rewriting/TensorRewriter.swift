@@ -394,7 +394,7 @@ private struct RowEncoder: Sendable {
                     for r in 0..<count { try requireFinite(floats.baseAddress! + r * columns, columns: columns, row: sourceRows[r], of: entry) }
                     var sums = [errors.sum, errors.max]
                     let bad = mtlm_encode_int4_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes, 1, Int32(MTLM_INT4_BEST), &sums)
-                    if bad >= 0 { throw beyondHalfRange(row: sourceRows[bad], target, of: entry) }
+                    if bad >= 0 { throw beyondRange(row: sourceRows[bad], target, of: entry) }
                     (errors.sum, errors.max) = (sums[0], sums[1])
                     return
                 }
@@ -407,7 +407,7 @@ private struct RowEncoder: Sendable {
                     if bad >= 0 {
                         try encode(floats.baseAddress! + bad * columns, columns: columns, as: target, into: out.baseAddress! + bad * rowBytes,
                                    row: sourceRows[bad], of: entry)
-                        throw beyondHalfRange(row: sourceRows[bad], target, of: entry)
+                        throw beyondRange(row: sourceRows[bad], target, of: entry)
                     }
                     (errors.sum, errors.max) = (sums[0], sums[1])
                     return
@@ -437,7 +437,7 @@ private struct RowEncoder: Sendable {
         do {
             try RowQuantizer.encode(x, columns: columns, as: target, into: row)
         } catch {
-            throw beyondHalfRange(row: index, target, of: entry)
+            throw beyondRange(row: index, target, of: entry)
         }
     }
 
@@ -448,8 +448,10 @@ private struct RowEncoder: Sendable {
         }
     }
 
-    private func beyondHalfRange(row index: Int, _ target: DType, of entry: TensorEntry) -> MTLModelError {
-        MTLModelError(.invalidArgument, "row \(index) has values beyond float16's range (±65504), which \(target) cannot hold; use int8 or bf16 for it",
-                      file: path, location: .init(tensor: entry.name))
+    private func beyondRange(row index: Int, _ target: DType, of entry: TensorEntry) -> MTLModelError {
+        let problem = target == .bfloat16
+            ? "has values beyond bfloat16's range (±3.3895e38: they would round to Inf); keep it float32"
+            : "has values beyond float16's range (±65504), which \(target) cannot hold; use int8 or bf16 for it"
+        return MTLModelError(.invalidArgument, "row \(index) \(problem)", file: path, location: .init(tensor: entry.name))
     }
 }
