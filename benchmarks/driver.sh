@@ -5,7 +5,8 @@
 # driver (python -m mtl_model.distributed) on a LocalCluster of 1 and 2 worker processes; the
 # driver's own cost (cluster start, plan, scheduling and the CLI's start per task, finish)
 # measured on a 16-shard model of a few kilobytes, where the tasks do next to nothing.
-# Median of RUNS runs (default 3), inputs read into the page cache before each run.
+# RUNS rounds (default 3), each running every config once in an order rotated from round to
+# round (the VM's write costs drift), medians; inputs read into the page cache before each run.
 # Usage: benchmarks/driver.sh [WORK_DIR]   (needs ~12 GB free; the Python of .venv)
 source "$(dirname "$0")/common.sh"
 [ -f "$work/one.mtlm" ] || "$bin" synth benchmarks/big-sharded.json "$work/one.mtlm" --seed 1 --training >/dev/null
