@@ -83,7 +83,7 @@ def main():
     """Worker processes of a LocalCluster import this module again: the work runs only here."""
     global binary, work, runs, model, tiny
     # Two clusters are up at once: the second's scheduler says it found the first's port taken.
-    warnings.filterwarnings("ignore", message=".*already have a cluster running.*")
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
     logging.getLogger("distributed").setLevel(logging.ERROR)
     binary, work, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
     model, tiny = work + "/s16.mtlm", work + "/tiny16.mtlm"
