@@ -166,16 +166,7 @@ struct ConvertTests {
     @Test("--prune-unseen reads the row counts in windows released behind (a 2M-row keyed table: 16 MiB of counts)")
     func pruneUnseenResidentPages() throws {
         let directory = TemporaryDirectory()
-        let config = directory.path("keyed.json")
-        try Data("""
-            {"embedding_dim": 2, "groups": ["item", "context"],
-             "fields": [{"name": "item_id", "vocab_size": 2097152, "mapping": "keyed", "group": "item"},
-                        {"name": "hour", "vocab_size": 24, "mapping": "direct", "group": "context"}],
-             "interaction": {"intra": true}, "linear": true, "bottom_input": "interaction+groups",
-             "shared": [{"units": 8}], "tasks": [{"name": "ctr", "tower": []}, {"name": "follow", "tower": []}],
-             "optimizer": {"type": "adagrad", "lr": 0.04, "initial_accumulator": 0.001}}
-            """.utf8).write(to: URL(fileURLWithPath: config))
-        #expect(try runCLI(["synth", config, directory.path("zero.mtlm"), "--training"]).status == 0)
+        try synthOneLargeTable(directory.path("zero.mtlm"), field: "item_id", mapping: "keyed", rows: 2_097_152, dim: 2)
         // Every third row seen.
         try copyModel(directory.path("zero.mtlm"), to: directory.path("t.mtlm")) { name, bytes in
             guard name == "stats.item_id.count" else { return }

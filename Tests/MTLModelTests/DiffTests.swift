@@ -355,18 +355,9 @@ struct DiffTests {
     @Test("diff keeps few of the models' pages resident: a table's training counts are released with its rows (a 2M-row table: 16 MiB of counts)")
     func residentPagesBounded() throws {
         let directory = TemporaryDirectory()
-        let config = directory.path("wide.json")
-        try Data("""
-            {"embedding_dim": 4, "groups": ["user", "context"],
-             "fields": [{"name": "user_id", "vocab_size": 2097152, "mapping": "modulo", "group": "user"},
-                        {"name": "hour", "vocab_size": 24, "mapping": "direct", "group": "context"}],
-             "interaction": {"intra": true}, "linear": true, "bottom_input": "interaction+groups",
-             "shared": [{"units": 8}], "tasks": [{"name": "ctr", "tower": []}, {"name": "follow", "tower": []}],
-             "optimizer": {"type": "adagrad", "lr": 0.04, "initial_accumulator": 0.001}}
-            """.utf8).write(to: URL(fileURLWithPath: config))
         let a = directory.path("a.mtlm"), b = directory.path("b.mtlm")
-        #expect(try runCLI(["synth", config, a, "--training"]).status == 0)
-        #expect(try runCLI(["synth", config, b, "--training", "--seed", "2"]).status == 0)
+        try synthOneLargeTable(a, field: "user_id", mapping: "modulo", rows: 2_097_152, dim: 4)
+        try synthOneLargeTable(b, field: "user_id", mapping: "modulo", rows: 2_097_152, dim: 4, seed: 2)
         let modelA = try Model(path: a), modelB = try Model(path: b)
         // Sampled while diff runs: the resident pages of the two files' mappings (other tests of
         // this process map other files), and of A's counts alone.

@@ -203,3 +203,19 @@ func peakResident<R>(filesUnder folder: String, tensor: TensorEntry, of file: Mo
     stop()
     return (result, peakFiles.load(ordering: .relaxed), peakTensor.load(ordering: .relaxed))
 }
+
+/// A training model of one large table (`field`: `rows` rows of `dim`, keyed or modulo) and a
+/// small direct one, synthesized with `seed` at `path`: what the tests of resident pages read.
+func synthOneLargeTable(_ path: String, field: String, mapping: String, rows: Int, dim: Int, seed: Int = 1) throws {
+    let config = path + ".json"
+    try Data("""
+        {"embedding_dim": \(dim), "groups": ["big", "context"],
+         "fields": [{"name": "\(field)", "vocab_size": \(rows), "mapping": "\(mapping)", "group": "big"},
+                    {"name": "hour", "vocab_size": 24, "mapping": "direct", "group": "context"}],
+         "interaction": {"intra": true}, "linear": true, "bottom_input": "interaction+groups",
+         "shared": [{"units": 8}], "tasks": [{"name": "ctr", "tower": []}, {"name": "follow", "tower": []}],
+         "optimizer": {"type": "adagrad", "lr": 0.04, "initial_accumulator": 0.001}}
+        """.utf8).write(to: URL(fileURLWithPath: config))
+    let synth = try runCLI(["synth", config, path, "--training", "--seed", "\(seed)"])
+    try #require(synth.status == 0, "synth: \(synth.stderr)")
+}
