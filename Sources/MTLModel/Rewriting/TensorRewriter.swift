@@ -384,48 +384,70 @@ private struct RowEncoder: Sendable {
         }
     }
 
+    /// A window's rows as the encoders take them: `count` rows of `columns` float32 values at
+    /// `x`, encoded row r at `out + r · rowBytes`, row r being row `sourceRows[r]` of `entry`.
+    private struct Block {
+        let x: UnsafePointer<Float>, count: Int, columns: Int
+        let out: UnsafeMutableRawPointer, rowBytes: Int
+        let sourceRows: [Int], entry: TensorEntry
+
+        func values(_ r: Int) -> UnsafePointer<Float> { x + r * columns }
+        func row(_ r: Int) -> UnsafeMutableRawPointer { out + r * rowBytes }
+    }
+
     func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
                             sourceRows: [Int], errors: inout TensorRewriter.ErrorSums, entry: TensorEntry) throws {
         try values.withUnsafeBufferPointer { floats in
             try encoded.withUnsafeMutableBytes { out in
-                if target == .int4Rowwise {
-                    // The clipping search of each row and its error, all rows in one call (the
-                    // kernel searches 16 rows at once); values checked first, as `encode` does.
-                    for r in 0..<count { try requireFinite(floats.baseAddress! + r * columns, columns: columns, row: sourceRows[r], of: entry) }
-                    var sums = [errors.sum, errors.max]
-                    let bad = mtlm_encode_int4_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes, 1, Int32(MTLM_INT4_BEST), &sums)
-                    if bad >= 0 { throw beyondRange(row: sourceRows[bad], target, of: entry) }
-                    (errors.sum, errors.max) = (sums[0], sums[1])
-                    return
+                let block = Block(x: floats.baseAddress!, count: count, columns: columns, out: out.baseAddress!, rowBytes: rowBytes,
+                                  sourceRows: sourceRows, entry: entry)
+                switch target {
+                case .int4Rowwise: try encodeInt4(block, errors: &errors)
+                case .float16, .bfloat16: try encodeHalf(block, as: target, errors: &errors)
+                default: try encodeEach(block, as: target, errors: &errors)
                 }
-                if target == .float16 || target == .bfloat16 {
-                    // Every row and its error in one call (8 rows at once); the row it refuses is
-                    // encoded again here for its message (NaN or Inf at a column, or beyond range).
-                    var sums = [errors.sum, errors.max]
-                    let bad = mtlm_encode_half_rows(floats.baseAddress!, count, columns, out.baseAddress!.assumingMemoryBound(to: UInt8.self), rowBytes,
-                                                    target == .bfloat16 ? 1 : 0, Int32(MTLM_HALF_BEST), &sums)
-                    if bad >= 0 {
-                        try encode(floats.baseAddress! + bad * columns, columns: columns, as: target, into: out.baseAddress! + bad * rowBytes,
-                                   row: sourceRows[bad], of: entry)
-                        throw beyondRange(row: sourceRows[bad], target, of: entry)
-                    }
-                    (errors.sum, errors.max) = (sums[0], sums[1])
-                    return
-                }
-                var decoded = [Float](repeating: 0, count: columns)
-                try decoded.withUnsafeMutableBufferPointer { check in
-                    for r in 0..<count {
-                        let x = floats.baseAddress! + r * columns
-                        let row = out.baseAddress! + r * rowBytes
-                        try encode(x, columns: columns, as: target, into: row, row: sourceRows[r], of: entry)
-                        // float32 holds every finite value as it is: its error is 0 (dequantize's
-                        // case), and decoding the row again to find that cost a sixth of the run.
-                        guard target != .float32 else { continue }
-                        let relative = RowQuantizer.relativeError(of: x, columns: columns, storedAs: UnsafeRawPointer(row), target, scratch: check.baseAddress!)
-                        errors.sum += relative
-                        errors.max = max(errors.max, relative)
-                    }
-                }
+            }
+        }
+    }
+
+    /// The clipping search of each row and its error, all rows in one call (the kernel searches
+    /// 16 rows at once); values checked first, as `encode` does.
+    private func encodeInt4(_ block: Block, errors: inout TensorRewriter.ErrorSums) throws {
+        for r in 0..<block.count { try requireFinite(block.values(r), columns: block.columns, row: block.sourceRows[r], of: block.entry) }
+        var sums = [errors.sum, errors.max]
+        let bad = mtlm_encode_int4_rows(block.x, block.count, block.columns, block.out.assumingMemoryBound(to: UInt8.self), block.rowBytes,
+                                        1, Int32(MTLM_INT4_BEST), &sums)
+        if bad >= 0 { throw beyondRange(row: block.sourceRows[bad], .int4Rowwise, of: block.entry) }
+        (errors.sum, errors.max) = (sums[0], sums[1])
+    }
+
+    /// Every row and its error in one call (8 rows at once); the row the kernel refuses is
+    /// encoded again by `encode` for its message (NaN or Inf at a column, or beyond range).
+    private func encodeHalf(_ block: Block, as target: DType, errors: inout TensorRewriter.ErrorSums) throws {
+        var sums = [errors.sum, errors.max]
+        let bad = mtlm_encode_half_rows(block.x, block.count, block.columns, block.out.assumingMemoryBound(to: UInt8.self), block.rowBytes,
+                                        target == .bfloat16 ? 1 : 0, Int32(MTLM_HALF_BEST), &sums)
+        if bad >= 0 {
+            try encode(block.values(bad), columns: block.columns, as: target, into: block.row(bad), row: block.sourceRows[bad], of: block.entry)
+            throw beyondRange(row: block.sourceRows[bad], target, of: block.entry)
+        }
+        (errors.sum, errors.max) = (sums[0], sums[1])
+    }
+
+    /// Row by row through `RowQuantizer` (the other types), each row's error from its decoded
+    /// form.
+    private func encodeEach(_ block: Block, as target: DType, errors: inout TensorRewriter.ErrorSums) throws {
+        var decoded = [Float](repeating: 0, count: block.columns)
+        try decoded.withUnsafeMutableBufferPointer { check in
+            for r in 0..<block.count {
+                try encode(block.values(r), columns: block.columns, as: target, into: block.row(r), row: block.sourceRows[r], of: block.entry)
+                // float32 holds every finite value as it is: its error is 0 (dequantize's case),
+                // and decoding the row again to find that cost a sixth of the run.
+                guard target != .float32 else { continue }
+                let relative = RowQuantizer.relativeError(of: block.values(r), columns: block.columns, storedAs: UnsafeRawPointer(block.row(r)), target,
+                                                          scratch: check.baseAddress!)
+                errors.sum += relative
+                errors.max = max(errors.max, relative)
             }
         }
     }
