@@ -302,17 +302,23 @@ struct TensorRewriter {
             errors = ErrorSums()
             failure = nil
             do {
-                if filter == nil && entry.dtype == .float32 && target == .int8Rowwise {
-                    // The hot path (gigabytes of embedding tables): the C kernel reads the mapped rows.
+                let columns = entry.columnCount, targetRowBytes = Int(target.rowByteCount(columns: UInt64(columns)))
+                if filter == nil && entry.dtype == .float32 {
+                    // The hot path (gigabytes of embedding tables): the encoders read the mapped
+                    // rows (float32 at offsets that are multiples of 64), no copy first.
                     count = range.count
-                    let first = range.lowerBound
-                    try rewriter.encodeInt8(stored + first * sourceRowBytes, count: count, firstRow: { first + $0 },
-                                            into: &encoded, errors: &errors, entry: entry)
+                    let first = range.lowerBound, rows = stored + first * sourceRowBytes
+                    if target == .int8Rowwise {
+                        try rewriter.encodeInt8(rows, count: count, firstRow: { first + $0 }, into: &encoded, errors: &errors, entry: entry)
+                        return
+                    }
+                    sourceRows.withUnsafeMutableBufferPointer { origins in for r in 0..<range.count { origins[r] = first + r } }
+                    try rewriter.encodeRows(rows.assumingMemoryBound(to: Float.self), count: count, columns: columns, as: target, into: &encoded,
+                                            rowBytes: targetRowBytes, sourceRows: sourceRows, errors: &errors, entry: entry)
                     return
                 }
                 // Gather the window's kept rows as float32, then encode them.
                 // (Into locals and buffers: a property written per row costs an exclusivity check each time.)
-                let columns = entry.columnCount
                 var kept = 0
                 values.withUnsafeMutableBufferPointer { floats in
                     sourceRows.withUnsafeMutableBufferPointer { origins in
@@ -332,9 +338,11 @@ struct TensorRewriter {
                                                 into: &encoded, errors: &errors, entry: entry)
                     }
                 } else {
-                    try rewriter.encodeRows(values, count: count, columns: columns, as: target, into: &encoded,
-                                            rowBytes: Int(target.rowByteCount(columns: UInt64(columns))),
-                                            sourceRows: sourceRows, errors: &errors, entry: entry)
+                    let (count, origins) = (count, sourceRows)
+                    try values.withUnsafeBufferPointer { floats in
+                        try rewriter.encodeRows(floats.baseAddress!, count: count, columns: columns, as: target, into: &encoded,
+                                                rowBytes: targetRowBytes, sourceRows: origins, errors: &errors, entry: entry)
+                    }
                 }
             } catch {
                 failure = error
@@ -395,17 +403,15 @@ private struct RowEncoder: Sendable {
         func row(_ r: Int) -> UnsafeMutableRawPointer { out + r * rowBytes }
     }
 
-    func encodeRows(_ values: [Float], count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
-                            sourceRows: [Int], errors: inout TensorRewriter.ErrorSums, entry: TensorEntry) throws {
-        try values.withUnsafeBufferPointer { floats in
-            try encoded.withUnsafeMutableBytes { out in
-                let block = Block(x: floats.baseAddress!, count: count, columns: columns, out: out.baseAddress!, rowBytes: rowBytes,
-                                  sourceRows: sourceRows, entry: entry)
-                switch target {
-                case .int4Rowwise: try encodeInt4(block, errors: &errors)
-                case .float16, .bfloat16: try encodeHalf(block, as: target, errors: &errors)
-                default: try encodeEach(block, as: target, errors: &errors)
-                }
+    /// Encodes `count` rows of float32 values at `x` (mapped or gathered) as `target`.
+    func encodeRows(_ x: UnsafePointer<Float>, count: Int, columns: Int, as target: DType, into encoded: inout [UInt8], rowBytes: Int,
+                    sourceRows: [Int], errors: inout TensorRewriter.ErrorSums, entry: TensorEntry) throws {
+        try encoded.withUnsafeMutableBytes { out in
+            let block = Block(x: x, count: count, columns: columns, out: out.baseAddress!, rowBytes: rowBytes, sourceRows: sourceRows, entry: entry)
+            switch target {
+            case .int4Rowwise: try encodeInt4(block, errors: &errors)
+            case .float16, .bfloat16: try encodeHalf(block, as: target, errors: &errors)
+            default: try encodeEach(block, as: target, errors: &errors)
             }
         }
     }
