@@ -317,36 +317,50 @@ struct TensorRewriter {
                                             rowBytes: targetRowBytes, sourceRows: sourceRows, errors: &errors, entry: entry)
                     return
                 }
-                // Gather the window's kept rows as float32, then encode them.
-                // (Into locals and buffers: a property written per row costs an exclusivity check each time.)
-                var kept = 0
-                values.withUnsafeMutableBufferPointer { floats in
-                    sourceRows.withUnsafeMutableBufferPointer { origins in
-                        for row in range where filter?.isKept(row) ?? true {
-                            RowCodec.decodeRow(stored + row * sourceRowBytes, dtype: entry.dtype, columns: columns,
-                                               into: floats.baseAddress! + kept * columns)
-                            origins[kept] = row
-                            kept += 1
-                        }
+                // Gather the window's kept rows as float32, then encode them; for float32
+                // (`dequantize`) they are decoded straight into the output rows.
+                if target == .float32 {
+                    let kept = encoded.withUnsafeMutableBytes { gather(range, stored, sourceRowBytes, entry, filter, into: $0.baseAddress!.assumingMemoryBound(to: Float.self)) }
+                    count = kept
+                    // A quantized row of extreme scale can decode beyond float32's range.
+                    let origins = sourceRows
+                    try encoded.withUnsafeBytes { out in
+                        try rewriter.requireFinite(out.baseAddress!.assumingMemoryBound(to: Float.self), count: kept, columns: columns, sourceRows: origins, of: entry)
                     }
+                    return
                 }
+                let kept = values.withUnsafeMutableBufferPointer { gather(range, stored, sourceRowBytes, entry, filter, into: $0.baseAddress!) }
+                let origins = sourceRows
                 count = kept
-                if target == .int8Rowwise {
-                    let rows = sourceRows
-                    try values.withUnsafeBufferPointer { floats in
-                        try rewriter.encodeInt8(UnsafeRawPointer(floats.baseAddress!), count: count, firstRow: { rows[$0] },
+                try values.withUnsafeBufferPointer { floats in
+                    if target == .int8Rowwise {
+                        try rewriter.encodeInt8(UnsafeRawPointer(floats.baseAddress!), count: kept, firstRow: { origins[$0] },
                                                 into: &encoded, errors: &errors, entry: entry)
-                    }
-                } else {
-                    let (count, origins) = (count, sourceRows)
-                    try values.withUnsafeBufferPointer { floats in
-                        try rewriter.encodeRows(floats.baseAddress!, count: count, columns: columns, as: target, into: &encoded,
+                    } else {
+                        try rewriter.encodeRows(floats.baseAddress!, count: kept, columns: columns, as: target, into: &encoded,
                                                 rowBytes: targetRowBytes, sourceRows: origins, errors: &errors, entry: entry)
                     }
                 }
             } catch {
                 failure = error
             }
+        }
+
+        /// Decodes the kept rows of `range` to float32 at `floats`, one after another, their
+        /// source rows into `sourceRows`; returns how many.
+        /// (Into locals and buffers: a property written per row costs an exclusivity check each time.)
+        private func gather(_ range: Range<Int>, _ stored: UnsafeRawPointer, _ sourceRowBytes: Int, _ entry: TensorEntry, _ filter: RowFilter?,
+                            into floats: UnsafeMutablePointer<Float>) -> Int {
+            let columns = entry.columnCount
+            var kept = 0
+            sourceRows.withUnsafeMutableBufferPointer { origins in
+                for row in range where filter?.isKept(row) ?? true {
+                    RowCodec.decodeRow(stored + row * sourceRowBytes, dtype: entry.dtype, columns: columns, into: floats + kept * columns)
+                    origins[kept] = row
+                    kept += 1
+                }
+            }
+            return kept
         }
 
         /// Writes the encoded rows at `offset` of the placed tensor (unless encoding failed).
@@ -419,7 +433,7 @@ private struct RowEncoder: Sendable {
     /// The clipping search of each row and its error, all rows in one call (the kernel searches
     /// 16 rows at once); values checked first, as `encode` does.
     private func encodeInt4(_ block: Block, errors: inout TensorRewriter.ErrorSums) throws {
-        for r in 0..<block.count { try requireFinite(block.values(r), columns: block.columns, row: block.sourceRows[r], of: block.entry) }
+        try requireFinite(block.x, count: block.count, columns: block.columns, sourceRows: block.sourceRows, of: block.entry)
         var sums = [errors.sum, errors.max]
         let bad = mtlm_encode_int4_rows(block.x, block.count, block.columns, block.out.assumingMemoryBound(to: UInt8.self), block.rowBytes,
                                         1, Int32(MTLM_INT4_BEST), &sums)
@@ -467,6 +481,11 @@ private struct RowEncoder: Sendable {
         } catch {
             throw beyondRange(row: index, target, of: entry)
         }
+    }
+
+    /// Every value of `count` rows at `x` finite, else the error naming the first bad row.
+    func requireFinite(_ x: UnsafePointer<Float>, count: Int, columns: Int, sourceRows: [Int], of entry: TensorEntry) throws {
+        for r in 0..<count { try requireFinite(x + r * columns, columns: columns, row: sourceRows[r], of: entry) }
     }
 
     private func requireFinite(_ x: UnsafePointer<Float>, columns: Int, row index: Int, of entry: TensorEntry) throws {
