@@ -461,8 +461,8 @@ private struct RowEncoder: Sendable {
         try decoded.withUnsafeMutableBufferPointer { check in
             for r in 0..<block.count {
                 try encode(block.values(r), columns: block.columns, as: target, into: block.row(r), row: block.sourceRows[r], of: block.entry)
-                // float32 holds every finite value as it is: its error is 0 (dequantize's case),
-                // and decoding the row again to find that cost a sixth of the run.
+                // float32 holds every finite value as it is: its error is 0, and decoding the row
+                // again to find that cost a sixth of `dequantize`'s run.
                 guard target != .float32 else { continue }
                 let relative = RowQuantizer.relativeError(of: block.values(r), columns: block.columns, storedAs: UnsafeRawPointer(block.row(r)), target,
                                                           scratch: check.baseAddress!)
