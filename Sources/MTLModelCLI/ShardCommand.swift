@@ -42,6 +42,8 @@ struct ShardCommand: ParsableCommand {
 
     @OptionGroup(title: "Limits") var limits: ReadLimitOptions
 
+    @OptionGroup(title: "Progress") var progress: ProgressOptions
+
     func validate() throws {
         guard shards >= 1 else { throw ValidationError("--shards must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -51,7 +53,8 @@ struct ShardCommand: ParsableCommand {
     }
 
     func run() throws {
-        try conclude(ModelSharder().shard(limits.model(input), to: output, options: options))
+        let model = try limits.model(input)
+        try conclude(progress.run(total: Progress.byteCount(of: [model])) { try ModelSharder().shard(model, to: output, options: options) })
     }
 
     private var options: ModelSharder.Options {

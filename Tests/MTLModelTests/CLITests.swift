@@ -191,6 +191,7 @@ struct CLITests {
             ["verify", small], ["quantize", small, directory.path("q2.mtlm")], ["diff", small, q], ["eval", small, data],
             ["predict", small, data, "-o", directory.path("p.tsv")], ["export", small, directory.path("m.safetensors")],
             ["delta", small, q, directory.path("d.mtlmd")], ["convert", small, directory.path("c.mtlm"), "--to", "serving"],
+            ["shard", small, directory.path("s.mtlm"), "--shards", "3"],
         ]
         let executable = TestPaths.executable
         for command in commands {

@@ -153,6 +153,7 @@ public struct ModelSharder: Sendable {
     private func copyWhole(_ tensor: ModelTensor, to writer: ModelWriter) throws {
         try tensor.withBytes { bytes in
             try writer.writeTensor(tensor.name, dtype: tensor.dtype, shape: tensor.shape, role: tensor.entry.role, bytes: bytes)
+            Progress.advance(bytes.count)
         }
     }
 
@@ -171,6 +172,7 @@ public struct ModelSharder: Sendable {
                     let rows = start..<min(start + window, range.upperBound)
                     try source.visit(rows) { try writer.write($0) }
                     source.releasePages(rows: rows)
+                    Progress.advance(rows.count * source.rowByteCount)
                 }
             case .list(let list):
                 try gatherRows(source, list, to: writer)
@@ -196,6 +198,7 @@ public struct ModelSharder: Sendable {
                 source.releasePages(rows: $0)
             }
             try writer.write(UnsafeRawBufferPointer(rebasing: buffer[..<(count * source.rowByteCount)]))
+            Progress.advance(count * source.rowByteCount)
         }
     }
 }
