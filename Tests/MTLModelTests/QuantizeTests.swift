@@ -263,6 +263,23 @@ struct QuantizeTests {
         #expect(["avx2", "portable"].contains(String(cString: mtlm_half_kernel_name())))
     }
 
+    @Test("inspect --stats of a quantized table releases its pages behind (2M int8 rows of 16: 48 MiB)")
+    func statisticsOfQuantizedTableResidentPages() throws {
+        let directory = TemporaryDirectory()
+        let source = directory.path("f.mtlm"), quantized = directory.path("q.mtlm")
+        try synthOneLargeTable(source, field: "user_id", mapping: "modulo", rows: 2_097_152, dim: 16, training: false)
+        #expect(try runCLI(["quantize", source, quantized, "--embeddings", "int8"]).status == 0)
+        let model = try Model(path: quantized)
+        let table = try #require(model.tensors.first { $0.name == "embedding.user_id.weight" })
+        #expect(table.dtype == .int8Rowwise)
+        let (statistics, files, tablePeak) = try peakResident(filesUnder: directory.url.path, tensor: table, of: model.file) {
+            try model.file.statistics(of: table.name)
+        }
+        #expect(statistics.elementCount == 2_097_152 * 16 && statistics.nanCount == 0)
+        // Released every 16 MiB read (plus the 2 MiB before each release's start).
+        #expect(files > 0 && tablePeak <= 24 << 20, "peak \(tablePeak >> 20) MiB of the table's 48 MiB resident")
+    }
+
     @Test("int4: within scale/2 (plus float16 rounding of the bias) without clipping; the search beats min/max")
     func int4() throws {
         let rows = randomRows(500, columns: 16, seed: 4)

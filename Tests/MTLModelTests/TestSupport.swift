@@ -204,9 +204,9 @@ func peakResident<R>(filesUnder folder: String, tensor: TensorEntry, of file: Mo
     return (result, peakFiles.load(ordering: .relaxed), peakTensor.load(ordering: .relaxed))
 }
 
-/// A training model of one large table (`field`: `rows` rows of `dim`, keyed or modulo) and a
+/// A model (training or serving) of one large table (`field`: `rows` rows of `dim`, keyed or modulo) and a
 /// small direct one, synthesized with `seed` at `path`: what the tests of resident pages read.
-func synthOneLargeTable(_ path: String, field: String, mapping: String, rows: Int, dim: Int, seed: Int = 1) throws {
+func synthOneLargeTable(_ path: String, field: String, mapping: String, rows: Int, dim: Int, seed: Int = 1, training: Bool = true) throws {
     let config = path + ".json"
     try Data("""
         {"embedding_dim": \(dim), "groups": ["big", "context"],
@@ -216,6 +216,6 @@ func synthOneLargeTable(_ path: String, field: String, mapping: String, rows: In
          "shared": [{"units": 8}], "tasks": [{"name": "ctr", "tower": []}, {"name": "follow", "tower": []}],
          "optimizer": {"type": "adagrad", "lr": 0.04, "initial_accumulator": 0.001}}
         """.utf8).write(to: URL(fileURLWithPath: config))
-    let synth = try runCLI(["synth", config, path, "--training", "--seed", "\(seed)"])
+    let synth = try runCLI(["synth", config, path, "--seed", "\(seed)"] + (training ? ["--training"] : []))
     try #require(synth.status == 0, "synth: \(synth.stderr)")
 }

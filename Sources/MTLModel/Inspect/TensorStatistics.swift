@@ -148,18 +148,23 @@ extension ModelFile {
             throw MTLModelError(.invalidArgument, "no tensor named \"\(name)\"", file: path, location: .init(tensor: name))
         }
         if entry.dtype.isQuantized {
-            // Rows straddle chunks: read the whole tensor (mapped) and feed it in windows of rows.
+            // Rows straddle chunks: read the whole tensor (mapped) and feed it in windows of rows
+            // of about 1 MiB, the pages read released behind every 16 MiB (a quantized table
+            // of billions of rows would otherwise stay resident to its end).
             let rowBytes = Int(entry.dtype.rowByteCount(columns: UInt64(entry.columnCount)))
             try withTensorBytes(name) { bytes in
                 let window = max(1, (1 << 20) / rowBytes) * rowBytes
-                var start = 0
+                var start = 0, released = 0
                 while start < bytes.count {
                     let end = min(bytes.count, start + window)
                     accumulator.add(UnsafeRawBufferPointer(rebasing: bytes[start..<end]), dtype: entry.dtype, columns: entry.columnCount)
                     start = end
+                    if entry.compression == .none && (start - released >= 16 << 20 || start == bytes.count) {
+                        file.release(entry.offset + UInt64(released), UInt64(start - released))
+                        released = start
+                    }
                 }
             }
-            file.release(entry.offset, entry.storedByteCount)
             return
         }
         if entry.dtype == .float32, entry.compression == .none, entry.chunkCount > Self.stretchChunkCount {
