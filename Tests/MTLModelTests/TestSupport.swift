@@ -181,19 +181,25 @@ func residentBytes(address: Int, count: Int) -> Int {
 
 /// What `body` kept resident of its inputs, sampled on another thread while it runs: the
 /// largest resident bytes seen of the mappings of `.mtlm` files under `folder`, and of
-/// `tensor`'s stored bytes in `file`. Both are > 0 once a sample saw the pages mapped.
+/// `tensor`'s stored bytes in `file`. The files' figure is > 0 once a sample saw them mapped.
 func peakResident<R>(filesUnder folder: String, tensor: TensorEntry, of file: ModelFile,
                      while body: () throws -> R) rethrows -> (result: R, files: Int, tensor: Int) {
     let start = Int(bitPattern: file.file.bytes(tensor.offset, tensor.storedByteCount).baseAddress), count = Int(tensor.storedByteCount)
     let done = Atomic<Bool>(false), peakFiles = Atomic<Int>(0), peakTensor = Atomic<Int>(0)
-    let sampler = DispatchGroup()
+    let sampler = DispatchGroup(), sampled = DispatchSemaphore(value: 0)
     DispatchQueue.global().async(group: sampler) {
-        while !done.load(ordering: .acquiring) {
+        var first = true
+        repeat {
             let files = residentKilobytes(ofMappingsUnder: folder) << 10, tensor = residentBytes(address: start, count: count)
             if files > peakFiles.load(ordering: .relaxed) { peakFiles.store(files, ordering: .relaxed) }
             if tensor > peakTensor.load(ordering: .relaxed) { peakTensor.store(tensor, ordering: .relaxed) }
-        }
+            if first { sampled.signal() }
+            first = false
+        } while !done.load(ordering: .acquiring)
     }
+    // A first sample before `body` starts (the files are mapped: their manifests were read), so
+    // that a loaded machine cannot run `body` to its end before the sampler looks at all.
+    sampled.wait()
     func stop() {
         done.store(true, ordering: .releasing)
         sampler.wait()
