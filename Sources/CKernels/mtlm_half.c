@@ -32,13 +32,19 @@ static inline int storable(float v, int bfloat) {
 static inline uint16_t encode_value(float v, int bfloat) { return bfloat ? bfloat_bits(v) : half_bits(v); }
 static inline float decode_value(uint16_t h, int bfloat) { return bfloat ? bfloat_value(h) : half_value(h); }
 
-// One row, portable: 0 when a value cannot be stored (the row is then not finished).
-static int encode_row_portable(const float *x, size_t n, uint8_t *out, int bfloat, double *errors) {
+// n values, one at a time: 0 when one cannot be stored (the values after it are not written).
+static int encode_values(const float *x, size_t n, uint8_t *out, int bfloat) {
     for (size_t j = 0; j < n; j++) {
         if (!storable(x[j], bfloat)) return 0;
         uint16_t h = encode_value(x[j], bfloat);
         memcpy(out + 2 * j, &h, 2);
     }
+    return 1;
+}
+
+// One row, portable: 0 when a value cannot be stored (the row is then not finished).
+static int encode_row_portable(const float *x, size_t n, uint8_t *out, int bfloat, double *errors) {
+    if (!encode_values(x, n, out, bfloat)) return 0;
     if (!errors) return 1;
     double difference = 0, norm = 0;
     for (size_t j = 0; j < n; j++) {
@@ -82,12 +88,7 @@ MTLM_HALF_AVX2 static int encode_row_avx2(const float *x, size_t n, uint8_t *out
         if (!_mm256_testz_si256(beyond, beyond)) return 0;
         _mm_storeu_si128((__m128i *)(out + 2 * j), encode8(v, bfloat));
     }
-    for (; j < n; j++) {
-        if (!storable(x[j], bfloat)) return 0;
-        uint16_t h = encode_value(x[j], bfloat);
-        memcpy(out + 2 * j, &h, 2);
-    }
-    return 1;
+    return encode_values(x + j, n - j, out + 2 * j, bfloat);
 }
 
 // The relative errors of 8 rows (row r at x + r·n), added in row order: element j of the 8 rows
