@@ -3,8 +3,9 @@
 // squared reconstruction error about 64 times, so it is the cost of int4 quantization; here
 // the whole search runs in C (the Swift twin in the tests is the reference they hold it to),
 // with an AVX-512 path that searches 16 rows at once, one a lane, and an AVX2 path that
-// searches 8, doing the same float operations in the same order as the portable one: the same
-// bytes on every CPU.
+// searches 8, each rounding as the portable one does, in the same order (one multiply-add that
+// rounds once where the portable code rounds twice is exact: see lane_errors): the same bytes
+// on every CPU.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,24 @@ static void search_portable(const float *x, size_t n, row_search *s) {
     }
 }
 
+// The vector paths search up to LANE_BLOCKS blocks of rows together (a block: a row a lane): a
+// block's next step waits on its errors, and the more blocks, the more of that wait the others'
+// evaluations fill (the kernel alone on 32 MiB of rows of 16, Zen 4: 2 blocks 109 ms, 4 blocks
+// 103, 8 blocks 100). As many as keep their transposed rows within 128 KiB, 2 at least.
+enum { LANE_BLOCKS = 8 };
+static size_t lane_group(size_t n, size_t lanes) {
+    size_t blocks = (128 << 10) / (lanes * sizeof(float) * n);
+    return blocks < 2 ? 2 : blocks > LANE_BLOCKS ? LANE_BLOCKS : blocks;
+}
+
+// Rows [begin, end) (clipped to `rows`) fetched into the cache while the rows before them are
+// searched: the transposition reads a row first, and waited on memory (5% of the kernel).
+static inline void prefetch_rows(const float *x, size_t rows, size_t n, size_t begin, size_t end) {
+    begin = begin < rows ? begin : rows;
+    end = end < rows ? end : rows;
+    for (const char *p = (const char *)(x + begin * n), *last = (const char *)(x + end * n); p < last; p += 64) __builtin_prefetch(p, 0, 3);
+}
+
 #if defined(__x86_64__)
 #define MTLM_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,f16c")))
 
@@ -150,14 +169,17 @@ MTLM_AVX512 static inline __attribute__((always_inline)) __m512 lane_level(__m51
 }
 
 // loss_portable for 16 rows: element j's squared error into accumulator j mod 8 (written out
-// eight at a time so the accumulators stay in registers), combined in its order.
+// eight at a time so the accumulators stay in registers), combined in its order. scale · v + bias
+// is one fused operation: scale · v is exact (a float16 scale's 11 significant bits times a level
+// of 4, no underflow as scale ≥ 2^-14), so rounding the sum once is what the portable code's two
+// roundings give.
 MTLM_AVX512 static inline __attribute__((always_inline)) __m512 lane_errors(const float *t, size_t n, __m512 scale, __m512 bias) {
     const __m512 zero = _mm512_setzero_ps();
     __m512 s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, s7 = zero;
     #define ELEMENT(j, sum)                                                                                  \
         do {                                                                                                 \
             __m512 x = _mm512_loadu_ps(t + 16 * (j)), v = lane_level(_mm512_sub_ps(x, bias), scale);        \
-            __m512 e = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(scale, v), bias), x);                       \
+            __m512 e = _mm512_sub_ps(_mm512_fmadd_ps(scale, v, bias), x); /* fused: exact, see above */     \
             sum = _mm512_add_ps(sum, _mm512_mul_ps(e, e));                                                   \
         } while (0)
     size_t j = 0;
@@ -188,12 +210,11 @@ typedef struct {
     __mmask16 lanes;
 } lane_search;
 
-// range_loss of ranges [low, high] for the block's searching rows. A range not wider than 0 has
-// scale 0 and range_loss's other sum: the search never makes one (its width stays above 84% of
-// the row's range, a step is 0.5% of it), but a row that did would get range_loss's figure.
-MTLM_AVX512 static __m512 lane_loss(const lane_search *s, size_t n, __m512 low, __m512 high) {
-    __m512 scale, bias;
-    lane_parameters(low, high, &scale, &bias);
+// range_loss of ranges [low, high] for the block's searching rows, stored with `scale` and `bias`
+// (lane_parameters). A range not wider than 0 has scale 0 and range_loss's other sum: the search
+// never makes one (its width stays above 84% of the row's range, a step is 0.5% of it), but a
+// row that did would get range_loss's figure.
+MTLM_AVX512 static __m512 lane_loss(const lane_search *s, size_t n, __m512 low, __m512 high, __m512 scale, __m512 bias) {
     __m512 loss = lane_errors(s->t, n, scale, bias);
     __mmask16 flat = s->lanes & _mm512_cmp_ps_mask(high, low, _CMP_NGT_UQ);
     if (flat) {
@@ -213,17 +234,9 @@ MTLM_AVX512 static void lane_search_begin(lane_search *s, size_t n, __mmask16 la
     s->step = _mm512_div_ps(_mm512_sub_ps(s->high, s->low), _mm512_set1_ps(200.0f));
     s->minimum_width = _mm512_mul_ps(_mm512_sub_ps(s->high, s->low), _mm512_set1_ps(1.0f - 0.16f));
     s->lanes = lanes;
-    s->best = lanes ? lane_loss(s, n, s->low, s->high) : _mm512_setzero_ps();
-}
-
-// Whether some row still searches (its range is wider than the width to stop at); then the
-// errors of raising its low end and of lowering its high end by one step.
-MTLM_AVX512 static int lane_search_candidates(lane_search *s, size_t n, __m512 *raise_loss, __m512 *lower_loss) {
-    s->lanes &= _mm512_cmp_ps_mask(_mm512_sub_ps(s->high, s->low), s->minimum_width, _CMP_GT_OQ);
-    if (!s->lanes) return 0;
-    *raise_loss = lane_loss(s, n, _mm512_add_ps(s->low, s->step), s->high);
-    *lower_loss = lane_loss(s, n, s->low, _mm512_sub_ps(s->high, s->step));
-    return 1;
+    __m512 scale, bias;
+    lane_parameters(s->low, s->high, &scale, &bias);
+    s->best = lanes ? lane_loss(s, n, s->low, s->high, scale, bias) : _mm512_setzero_ps();
 }
 
 // Each searching row moves the end whose error is lower and keeps the best range seen; a row
@@ -243,15 +256,27 @@ MTLM_AVX512 static void lane_search_step(lane_search *s, __m512 raise_loss, __m5
     s->best_high = _mm512_mask_mov_ps(s->best_high, better, s->high);
 }
 
-// The searches of `count` (≤ 2) blocks together: a block's next step waits on its errors (about
-// a tenth of a step's time), and the other block's evaluations fill that wait.
+// The searches of `count` (≤ LANE_BLOCKS) blocks together, a step at a time: for each block, the
+// rows that still search (their range wider than the width to stop at) and the errors of raising
+// their low end and of lowering their high end by one step. A block's step waits on its errors,
+// and the other blocks' evaluations fill that wait; the candidates' scales and biases are
+// computed first, as each is a chain of dependent operations (a division, two conversions) that
+// its error loop waits on, and together their latencies overlap.
 MTLM_AVX512 static void search_blocks(lane_search *s, size_t count, size_t n) {
     for (;;) {
-        __m512 raise[2], lower[2];
-        int live[2] = {0, 0};
-        for (size_t b = 0; b < count; b++) live[b] = lane_search_candidates(&s[b], n, &raise[b], &lower[b]);
-        if (!live[0] && !live[1]) return;
-        for (size_t b = 0; b < count; b++) if (live[b]) lane_search_step(&s[b], raise[b], lower[b]);
+        __m512 low[2 * LANE_BLOCKS], high[2 * LANE_BLOCKS], scale[2 * LANE_BLOCKS], bias[2 * LANE_BLOCKS], loss[2 * LANE_BLOCKS];
+        size_t live = 0;
+        for (size_t b = 0; b < count; b++) {
+            s[b].lanes &= _mm512_cmp_ps_mask(_mm512_sub_ps(s[b].high, s[b].low), s[b].minimum_width, _CMP_GT_OQ);
+            if (!s[b].lanes) continue;
+            live |= 1u << b;
+            low[2 * b] = _mm512_add_ps(s[b].low, s[b].step), high[2 * b] = s[b].high;
+            low[2 * b + 1] = s[b].low, high[2 * b + 1] = _mm512_sub_ps(s[b].high, s[b].step);
+        }
+        if (!live) return;
+        for (size_t k = 0; k < 2 * count; k++) if (live >> (k / 2) & 1) lane_parameters(low[k], high[k], &scale[k], &bias[k]);
+        for (size_t k = 0; k < 2 * count; k++) if (live >> (k / 2) & 1) loss[k] = lane_loss(&s[k / 2], n, low[k], high[k], scale[k], bias[k]);
+        for (size_t b = 0; b < count; b++) if (live >> b & 1) lane_search_step(&s[b], loss[2 * b], loss[2 * b + 1]);
     }
 }
 
@@ -324,23 +349,24 @@ MTLM_AVX512 static void lane_finish(const lane_search *s, size_t n, size_t count
 
 static int has_avx512(void) { return mtlm_cpu_has(MTLM_CPU_AVX512F | MTLM_CPU_AVX512VL | MTLM_CPU_AVX512DQ | MTLM_CPU_F16C); }
 
-// The scratch memory encode_avx512 needs: two transposed blocks and one block of packed levels.
-static size_t avx512_scratch_bytes(size_t n) { return 32 * n * sizeof(float) + 16 * ((n + 1) / 2); }
+// The scratch memory encode_avx512 needs: `blocks` transposed blocks and one block of packed levels.
+static size_t avx512_scratch_bytes(size_t n, size_t blocks) { return blocks * 16 * n * sizeof(float) + 16 * ((n + 1) / 2); }
 
-// Rows encoded 32 at a time, as two blocks of 16 searched together.
+// Rows encoded `group` blocks of 16 at a time, the blocks searched together.
 MTLM_AVX512 static long encode_avx512(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int search, float *scratch,
-                                      double *errors) {
-    for (size_t first = 0; first < rows; first += 32) {
-        lane_search s[2];
-        size_t count[2] = {0, 0}, blocks = 0;
+                                      size_t group, double *errors) {
+    for (size_t first = 0; first < rows; first += 16 * group) {
+        lane_search s[LANE_BLOCKS];
+        size_t count[LANE_BLOCKS] = {0}, blocks = 0;
         long refused = -1;
-        for (; blocks < 2 && first + 16 * blocks < rows && refused < 0; blocks++) {
+        for (; blocks < group && first + 16 * blocks < rows && refused < 0; blocks++) {
             size_t begin = first + 16 * blocks;
             count[blocks] = rows - begin < 16 ? rows - begin : 16;
             long bad = lane_begin(&s[blocks], x + begin * n, n, &count[blocks], scratch + 16 * n * blocks);
             if (bad >= 0) refused = (long)begin + bad;
         }
         if (search) {
+            prefetch_rows(x, rows, n, first + 16 * group, first + 32 * group);
             for (size_t b = 0; b < blocks; b++) {
                 __mmask16 rows_in = (__mmask16)((1u << count[b]) - 1);
                 lane_search_begin(&s[b], n, rows_in & _mm512_cmp_ps_mask(s[b].high, s[b].low, _CMP_GT_OQ));
@@ -348,8 +374,8 @@ MTLM_AVX512 static long encode_avx512(const float *x, size_t rows, size_t n, uin
             search_blocks(s, blocks, n);
         }
         for (size_t b = 0; b < blocks; b++) {
-            lane_finish(&s[b], n, count[b], search, (uint8_t *)(scratch + 32 * n), out + (first + 16 * b) * out_stride, out_stride,
-                        errors);
+            lane_finish(&s[b], n, count[b], search, (uint8_t *)(scratch + 16 * group * n), out + (first + 16 * b) * out_stride,
+                        out_stride, errors);
         }
         if (refused >= 0) return refused;
     }
@@ -358,7 +384,7 @@ MTLM_AVX512 static long encode_avx512(const float *x, size_t rows, size_t n, uin
 #endif
 
 #if defined(__x86_64__)
-#define MTLM_AVX2 __attribute__((target("avx2,f16c")))
+#define MTLM_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 // The AVX-512 path's twin for CPUs with AVX2 but not AVX-512 (Zen 3): 8 rows a block, one a
 // lane of 256 bits, the lanes a row still searches as a bit mask; each function is its
@@ -391,7 +417,7 @@ MTLM_AVX2 static inline __attribute__((always_inline)) __m256 lane_errors8(const
     #define ELEMENT(j, sum)                                                                                  \
         do {                                                                                                 \
             __m256 x = _mm256_loadu_ps(t + 8 * (j)), v = lane_level8(_mm256_sub_ps(x, bias), scale);        \
-            __m256 e = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, v), bias), x);                       \
+            __m256 e = _mm256_sub_ps(_mm256_fmadd_ps(scale, v, bias), x);                                    \
             sum = _mm256_add_ps(sum, _mm256_mul_ps(e, e));                                                   \
         } while (0)
     size_t j = 0;
@@ -420,9 +446,7 @@ typedef struct {
     unsigned lanes;
 } lane_search8;
 
-MTLM_AVX2 static __m256 lane_loss8(const lane_search8 *s, size_t n, __m256 low, __m256 high) {
-    __m256 scale, bias;
-    lane_parameters8(low, high, &scale, &bias);
+MTLM_AVX2 static __m256 lane_loss8(const lane_search8 *s, size_t n, __m256 low, __m256 high, __m256 scale, __m256 bias) {
     __m256 loss = lane_errors8(s->t, n, scale, bias);
     unsigned flat = s->lanes & MTLM_CMP8(high, low, _CMP_NGT_UQ);
     if (flat) {
@@ -440,15 +464,9 @@ MTLM_AVX2 static void lane_search_begin8(lane_search8 *s, size_t n, unsigned lan
     s->step = _mm256_div_ps(_mm256_sub_ps(s->high, s->low), _mm256_set1_ps(200.0f));
     s->minimum_width = _mm256_mul_ps(_mm256_sub_ps(s->high, s->low), _mm256_set1_ps(1.0f - 0.16f));
     s->lanes = lanes;
-    s->best = lanes ? lane_loss8(s, n, s->low, s->high) : _mm256_setzero_ps();
-}
-
-MTLM_AVX2 static int lane_search_candidates8(lane_search8 *s, size_t n, __m256 *raise_loss, __m256 *lower_loss) {
-    s->lanes &= MTLM_CMP8(_mm256_sub_ps(s->high, s->low), s->minimum_width, _CMP_GT_OQ);
-    if (!s->lanes) return 0;
-    *raise_loss = lane_loss8(s, n, _mm256_add_ps(s->low, s->step), s->high);
-    *lower_loss = lane_loss8(s, n, s->low, _mm256_sub_ps(s->high, s->step));
-    return 1;
+    __m256 scale, bias;
+    lane_parameters8(s->low, s->high, &scale, &bias);
+    s->best = lanes ? lane_loss8(s, n, s->low, s->high, scale, bias) : _mm256_setzero_ps();
 }
 
 MTLM_AVX2 static void lane_search_step8(lane_search8 *s, __m256 raise_loss, __m256 lower_loss) {
@@ -468,11 +486,19 @@ MTLM_AVX2 static void lane_search_step8(lane_search8 *s, __m256 raise_loss, __m2
 
 MTLM_AVX2 static void search_blocks8(lane_search8 *s, size_t count, size_t n) {
     for (;;) {
-        __m256 raise[2], lower[2];
-        int live[2] = {0, 0};
-        for (size_t b = 0; b < count; b++) live[b] = lane_search_candidates8(&s[b], n, &raise[b], &lower[b]);
-        if (!live[0] && !live[1]) return;
-        for (size_t b = 0; b < count; b++) if (live[b]) lane_search_step8(&s[b], raise[b], lower[b]);
+        __m256 low[2 * LANE_BLOCKS], high[2 * LANE_BLOCKS], scale[2 * LANE_BLOCKS], bias[2 * LANE_BLOCKS], loss[2 * LANE_BLOCKS];
+        size_t live = 0;
+        for (size_t b = 0; b < count; b++) {
+            s[b].lanes &= MTLM_CMP8(_mm256_sub_ps(s[b].high, s[b].low), s[b].minimum_width, _CMP_GT_OQ);
+            if (!s[b].lanes) continue;
+            live |= 1u << b;
+            low[2 * b] = _mm256_add_ps(s[b].low, s[b].step), high[2 * b] = s[b].high;
+            low[2 * b + 1] = s[b].low, high[2 * b + 1] = _mm256_sub_ps(s[b].high, s[b].step);
+        }
+        if (!live) return;
+        for (size_t k = 0; k < 2 * count; k++) if (live >> (k / 2) & 1) lane_parameters8(low[k], high[k], &scale[k], &bias[k]);
+        for (size_t k = 0; k < 2 * count; k++) if (live >> (k / 2) & 1) loss[k] = lane_loss8(&s[k / 2], n, low[k], high[k], scale[k], bias[k]);
+        for (size_t b = 0; b < count; b++) if (live >> b & 1) lane_search_step8(&s[b], loss[2 * b], loss[2 * b + 1]);
     }
 }
 
@@ -536,25 +562,26 @@ MTLM_AVX2 static void lane_finish8(const lane_search8 *s, size_t n, size_t count
     }
 }
 
-static int has_avx2(void) { return mtlm_cpu_has(MTLM_CPU_AVX2 | MTLM_CPU_F16C); }
+static int has_avx2(void) { return mtlm_cpu_has(MTLM_CPU_AVX2 | MTLM_CPU_FMA | MTLM_CPU_F16C); }
 
-// Two transposed blocks of 8 rows and one block of packed levels.
-static size_t avx2_scratch_bytes(size_t n) { return 16 * n * sizeof(float) + 8 * ((n + 1) / 2); }
+// `blocks` transposed blocks of 8 rows and one block of packed levels.
+static size_t avx2_scratch_bytes(size_t n, size_t blocks) { return blocks * 8 * n * sizeof(float) + 8 * ((n + 1) / 2); }
 
-// Rows encoded 16 at a time, as two blocks of 8 searched together.
+// Rows encoded `group` blocks of 8 at a time, the blocks searched together.
 MTLM_AVX2 static long encode_avx2(const float *x, size_t rows, size_t n, uint8_t *out, size_t out_stride, int search, float *scratch,
-                                  double *errors) {
-    for (size_t first = 0; first < rows; first += 16) {
-        lane_search8 s[2];
-        size_t count[2] = {0, 0}, blocks = 0;
+                                  size_t group, double *errors) {
+    for (size_t first = 0; first < rows; first += 8 * group) {
+        lane_search8 s[LANE_BLOCKS];
+        size_t count[LANE_BLOCKS] = {0}, blocks = 0;
         long refused = -1;
-        for (; blocks < 2 && first + 8 * blocks < rows && refused < 0; blocks++) {
+        for (; blocks < group && first + 8 * blocks < rows && refused < 0; blocks++) {
             size_t begin = first + 8 * blocks;
             count[blocks] = rows - begin < 8 ? rows - begin : 8;
             long bad = lane_begin8(&s[blocks], x + begin * n, n, &count[blocks], scratch + 8 * n * blocks);
             if (bad >= 0) refused = (long)begin + bad;
         }
         if (search) {
+            prefetch_rows(x, rows, n, first + 8 * group, first + 16 * group);
             for (size_t b = 0; b < blocks; b++) {
                 unsigned rows_in = (1u << count[b]) - 1;
                 lane_search_begin8(&s[b], n, rows_in & MTLM_CMP8(s[b].high, s[b].low, _CMP_GT_OQ));
@@ -562,8 +589,8 @@ MTLM_AVX2 static long encode_avx2(const float *x, size_t rows, size_t n, uint8_t
             search_blocks8(s, blocks, n);
         }
         for (size_t b = 0; b < blocks; b++) {
-            lane_finish8(&s[b], n, count[b], search, (uint8_t *)(scratch + 16 * n), out + (first + 8 * b) * out_stride, out_stride,
-                         errors);
+            lane_finish8(&s[b], n, count[b], search, (uint8_t *)(scratch + 8 * group * n), out + (first + 8 * b) * out_stride,
+                         out_stride, errors);
         }
         if (refused >= 0) return refused;
     }
@@ -594,15 +621,17 @@ long mtlm_encode_int4_rows(const float *x, size_t rows, size_t n, uint8_t *out, 
     if (n == 0) return -1;
 #if defined(__x86_64__)
     // (Without memory for their scratch: the portable code.)
-    float *scratch = implementation >= 2 && has_avx512() ? malloc(avx512_scratch_bytes(n)) : NULL;
+    size_t group = lane_group(n, 16);
+    float *scratch = implementation >= 2 && has_avx512() ? malloc(avx512_scratch_bytes(n, group)) : NULL;
     if (scratch) {
-        long refused = encode_avx512(x, rows, n, out, out_stride, search, scratch, errors);
+        long refused = encode_avx512(x, rows, n, out, out_stride, search, scratch, group, errors);
         free(scratch);
         return refused;
     }
-    scratch = implementation >= 1 && has_avx2() ? malloc(avx2_scratch_bytes(n)) : NULL;
+    group = lane_group(n, 8);
+    scratch = implementation >= 1 && has_avx2() ? malloc(avx2_scratch_bytes(n, group)) : NULL;
     if (scratch) {
-        long refused = encode_avx2(x, rows, n, out, out_stride, search, scratch, errors);
+        long refused = encode_avx2(x, rows, n, out, out_stride, search, scratch, group, errors);
         free(scratch);
         return refused;
     }

@@ -134,12 +134,14 @@ struct QuantizeTests {
                 }
             }
         }
-        // Many rows in one call (searched 8 or 16 a block, two blocks together, with a partial
-        // last block): the same bytes as one at a time. (Paths 1 and 2 each fall back to the one
-        // below on a CPU without it.)
-        for columns in [1, 3, 16, 17, 33] {
+        // Many rows in one call (searched 8 or 16 a block, up to 8 blocks together — fewer for
+        // wide rows —, with a partial last group and a partial last block): the same bytes as one
+        // at a time. (Paths 1 and 2 each fall back to the one below on a CPU without it.)
+        for columns in [1, 3, 16, 17, 33, 700] {
             let edge = rows.filter { $0.count == columns }
-            let batch = (0..<75).map { $0 % 5 == 0 ? edge[$0 / 5 % edge.count] : (0..<columns).map { _ in uniform() * 2 - 1 } }
+            let batch = (0..<(columns > 40 ? 75 : 300)).map {
+                $0 % 5 == 0 && !edge.isEmpty ? edge[$0 / 5 % edge.count] : (0..<columns).map { _ in uniform() * 2 - 1 }
+            }
             let flat = batch.flatMap { $0 }, stride = (columns + 1) / 2 + 4
             for path: Int32 in [0, 1, 2] {
                 var together = [UInt8](repeating: 0, count: batch.count * stride), apart = together
@@ -172,13 +174,13 @@ struct QuantizeTests {
             }
         }
         // A row beyond float16's range in the first, second or third block of 8 (the first or
-        // second of 16): the rows before it are written, it and the rows after it are not; the
-        // same on every path.
-        for (path, badRow) in [Int32(0), 1, 2].flatMap({ path in [5, 11, 21].map { (path, $0) } }) {
-            var values = (0..<40 * 4).map { _ in uniform() }
+        // second of 16), in a later block of the first group, or in the second group: the rows
+        // before it are written, it and the rows after it are not; the same on every path.
+        for (path, badRow) in [Int32(0), 1, 2].flatMap({ path in [5, 11, 21, 100, 150].map { (path, $0) } }) {
+            var values = (0..<160 * 4).map { _ in uniform() }
             values[badRow * 4 + 2] = 70000
-            var out = [UInt8](repeating: 0xEE, count: 40 * 6)
-            let status = values.withUnsafeBufferPointer { x in out.withUnsafeMutableBytes { mtlm_encode_int4_rows(x.baseAddress!, 40, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 6, 1, path, nil) } }
+            var out = [UInt8](repeating: 0xEE, count: 160 * 6)
+            let status = values.withUnsafeBufferPointer { x in out.withUnsafeMutableBytes { mtlm_encode_int4_rows(x.baseAddress!, 160, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 6, 1, path, nil) } }
             var before = [UInt8](repeating: 0xEE, count: badRow * 6)
             values.withUnsafeBufferPointer { x in before.withUnsafeMutableBytes { _ = mtlm_encode_int4_rows(x.baseAddress!, badRow, 4, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), 6, 1, 0, nil) } }
             #expect(status == badRow, "path \(path), row \(badRow)")
