@@ -85,6 +85,15 @@ struct DiffCommand: ParsableCommand {
     }
 
     private func render(_ report: ModelDiffReport) -> String {
+        var lines = renderDifferences(report) + renderTensors(report) + renderTables(report) + renderPredictions(report)
+        lines.append("")
+        let nonFinite = report.tensors.contains { $0.nonFiniteA + $0.nonFiniteB > 0 }
+        lines.append(report.equal ? "models are equal within tolerance" : nonFinite ? "models differ (values that are NaN or Inf are never equal)" : "models differ")
+        return lines.joined(separator: "\n")
+    }
+
+    /// The architecture's and metadata's differences, and the tensors only one model has.
+    private func renderDifferences(_ report: ModelDiffReport) -> [String] {
         let e = TerminalText.escaped
         var lines: [String] = []
         if !report.architecture.isEmpty {
@@ -102,6 +111,14 @@ struct DiffCommand: ParsableCommand {
                 lines.append("only in \(e(model)): " + Self.kinds(names) + " (--tensors lists them)")
             }
         }
+        return lines
+    }
+
+    /// The common tensors that changed (a table, then the small ones' values), those holding
+    /// NaN or Inf, and the count of equal ones.
+    private func renderTensors(_ report: ModelDiffReport) -> [String] {
+        let e = TerminalText.escaped
+        var lines: [String] = []
         let changed = report.tensors.filter { !$0.equal }
         if !changed.isEmpty {
             lines.append("")
@@ -126,6 +143,13 @@ struct DiffCommand: ParsableCommand {
             lines.append("\(e(t.name)) holds NaN or Inf: \(t.nonFiniteA) values in \(e(a)), \(t.nonFiniteB) in \(e(b)) (never equal; mtl-model verify lists them)")
         }
         lines.append("\(report.tensors.count - changed.count) of \(report.tensors.count) common tensors equal within tolerance")
+        return lines
+    }
+
+    /// Each table's rows added, removed and changed, and the ids that changed most.
+    private func renderTables(_ report: ModelDiffReport) -> [String] {
+        let e = TerminalText.escaped
+        var lines: [String] = []
         if !report.tables.isEmpty {
             lines.append("")
             lines.append(Format.table(["table", "by", "rows", "added", "removed", "changed", "unchanged", "p50 change", "p99", "max"], report.tables.map { t in
@@ -145,22 +169,24 @@ struct DiffCommand: ParsableCommand {
                 }
             }
         }
-        if let predictions = report.predictions {
-            lines.append("")
-            lines.append("predictions on \(predictions.sampleCount) samples")
-            lines.append(Format.table(["task", "mean |Δp|", "p50", "p99", "max", "rank corr.", "top-k overlap", "auc a", "auc b", "Δauc 95% CI", "Δlogloss"],
-                                      predictions.tasks.map { t in
-                [t.task, Format.number(t.meanAbsoluteDeltaP), Format.number(t.p50AbsoluteDeltaP), Format.number(t.p99AbsoluteDeltaP),
-                 Format.number(t.maxAbsoluteDeltaP), Format.number(t.rankCorrelation),
-                 t.topK.map { "\(Format.number(t.topKOverlap)) (k = \($0))" } ?? "-", Format.number(t.before.auc), Format.number(t.after.auc),
-                 t.deltaAUCLow.map { "\(Format.number(t.deltaAUC)) [\(Format.number($0)), \(Format.number(t.deltaAUCHigh))]" } ?? "-",
-                 Format.number(t.deltaLogloss)]
-            }))
-        }
+        return lines
+    }
+
+    /// How the predictions of the two models differ on the samples given.
+    private func renderPredictions(_ report: ModelDiffReport) -> [String] {
+        guard let predictions = report.predictions else { return [] }
+        var lines: [String] = []
         lines.append("")
-        let nonFinite = report.tensors.contains { $0.nonFiniteA + $0.nonFiniteB > 0 }
-        lines.append(report.equal ? "models are equal within tolerance" : nonFinite ? "models differ (values that are NaN or Inf are never equal)" : "models differ")
-        return lines.joined(separator: "\n")
+        lines.append("predictions on \(predictions.sampleCount) samples")
+        lines.append(Format.table(["task", "mean |Δp|", "p50", "p99", "max", "rank corr.", "top-k overlap", "auc a", "auc b", "Δauc 95% CI", "Δlogloss"],
+                                  predictions.tasks.map { t in
+            [t.task, Format.number(t.meanAbsoluteDeltaP), Format.number(t.p50AbsoluteDeltaP), Format.number(t.p99AbsoluteDeltaP),
+             Format.number(t.maxAbsoluteDeltaP), Format.number(t.rankCorrelation),
+             t.topK.map { "\(Format.number(t.topKOverlap)) (k = \($0))" } ?? "-", Format.number(t.before.auc), Format.number(t.after.auc),
+             t.deltaAUCLow.map { "\(Format.number(t.deltaAUC)) [\(Format.number($0)), \(Format.number(t.deltaAUCHigh))]" } ?? "-",
+             Format.number(t.deltaLogloss)]
+        }))
+        return lines
     }
 }
 

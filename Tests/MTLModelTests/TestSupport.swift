@@ -75,7 +75,7 @@ func runProcess(_ executable: String, _ arguments: [String], stdin: String? = ni
     let scratch = TemporaryDirectory()
     let paths = (in: scratch.path("stdin"), out: scratch.path("stdout"), err: scratch.path("stderr"))
     try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: paths.in))
-    FileManager.default.createFile(atPath: paths.out, contents: nil)
+    _ = FileManager.default.createFile(atPath: paths.out, contents: nil)
     _ = FileManager.default.createFile(atPath: paths.err, contents: nil)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)

@@ -103,6 +103,25 @@ public struct ModelVerifier: Sendable {
     ///   keys tensor is inflated whole for that check.
     private func verifyFile(_ model: ModelFile) -> VerificationReport {
         let ordered = model.tensors.sorted { ($0.offset, $0.storedByteCount) < ($1.offset, $1.storedByteCount) }
+        let (stretches, stretchesOf) = Self.stretches(of: ordered)
+        let (keys, done) = check(stretches, keysTensors: ordered.filter { $0.role == .keys }, in: model)
+        var problems: [VerificationProblem] = []
+        var checked: UInt64 = 0
+        var cursor = model.footer.dataOffset
+        for (position, entry) in ordered.enumerated() {
+            problems += paddingProblems(model, from: cursor, to: entry.offset)
+            problems += tensorProblems(entry, stretches: stretchesOf[position].map { done[$0] }, keys: keys[entry.name], in: model)
+            checked += entry.storedByteCount
+            cursor = entry.offset + entry.storedByteCount
+        }
+        problems += paddingProblems(model, from: cursor, to: model.footer.manifestOffset)
+        problems += ModelStructure.problems(model.manifest)
+        return VerificationReport(file: model.path, formatVersion: model.version.description,
+                                  tensorCount: model.tensors.count, checkedByteCount: checked, problems: problems)
+    }
+
+    /// The stretches of the tensors' chunks (`ordered` by offset), and each tensor's range of them.
+    private static func stretches(of ordered: [TensorEntry]) -> (stretches: [Stretch], of: [Range<Int>]) {
         var stretches: [Stretch] = []
         var stretchesOf: [Range<Int>] = []
         for entry in ordered {
@@ -117,56 +136,46 @@ public struct ModelVerifier: Sendable {
             }
             stretchesOf.append(first..<stretches.count)
         }
-        // The duplicate checks of keys tensors come first: each is one long item, which the
-        // other threads overlap with checksum stretches.
-        let keysTensors = ordered.filter { $0.role == .keys }
+        return (stretches, stretchesOf)
+    }
+
+    /// The keys tensors' checks (by name) and the stretches' results, on `threadCount` threads.
+    /// The keys checks come first: each is one long item, which the other threads overlap with
+    /// checksum stretches.
+    private func check(_ stretches: [Stretch], keysTensors: [TensorEntry], in model: ModelFile)
+        -> (keys: [String: StretchResult], stretches: [StretchResult]) {
         let results = WorkResults<StretchResult>(count: keysTensors.count + stretches.count)
-        let work = stretches
-        DispatchQueue.concurrentPerform(iterations: min(threadCount, max(keysTensors.count + work.count, 1))) { _ in
+        DispatchQueue.concurrentPerform(iterations: min(threadCount, max(keysTensors.count + stretches.count, 1))) { _ in
             while let index = results.claim() {
                 if index < keysTensors.count {
                     results.set(index, StretchResult(duplicateKey: duplicateKey(keysTensors[index], in: model),
                                                      misplaced: misplacedKeys(keysTensors[index], in: model)))
                 } else {
-                    results.set(index, check(work[index - keysTensors.count], in: model))
+                    results.set(index, check(stretches[index - keysTensors.count], in: model))
                 }
             }
         }
-        let all = results.all
-        let done = Array(all[keysTensors.count...])
-        let duplicates = Dictionary(uniqueKeysWithValues: zip(keysTensors.map(\.name), all[..<keysTensors.count].map { $0?.duplicateKey }))
-        let misplaced = Dictionary(uniqueKeysWithValues: zip(keysTensors.map(\.name), all[..<keysTensors.count].map { $0?.misplaced }))
+        let all = results.all.map { $0! }  // every index was claimed and set
+        return (Dictionary(uniqueKeysWithValues: zip(keysTensors.map(\.name), all[..<keysTensors.count])), Array(all[keysTensors.count...]))
+    }
 
-        var problems: [VerificationProblem] = []
-        var checked: UInt64 = 0
-        var cursor = model.footer.dataOffset
-        for (position, entry) in ordered.enumerated() {
-            problems += paddingProblems(model, from: cursor, to: entry.offset)
-            var counts = ValueCounts()
-            var intact = true
-            for index in stretchesOf[position] {
-                problems += done[index]!.checksumProblems
-                intact = intact && done[index]!.checksumProblems.isEmpty
-                counts.merge(done[index]!.counts)
-            }
-            if intact {
-                model.markChecksumsVerified(entry.name)
-                problems += counts.problems(entry)
-                if let duplicate = duplicates[entry.name] ?? nil {
-                    problems.append(.init(kind: .keys, tensor: entry.name, byteOffset: nil, message: "duplicate key \(duplicate)"))
-                }
-                if let (count, row, key) = misplaced[entry.name] ?? nil {
-                    problems.append(.init(kind: .shards, tensor: entry.name, byteOffset: nil,
-                                          message: "\(count) key\(count == 1 ? "" : "s") outside this shard's buckets (the first: key \(Int64(bitPattern: key)) in row \(row)): a lookup would not find \(count == 1 ? "it" : "them") here"))
-                }
-            }
-            checked += entry.storedByteCount
-            cursor = entry.offset + entry.storedByteCount
+    /// One tensor's problems from its stretches' results and its keys check. Its values and keys
+    /// are judged only when its checksums hold (then marked verified for later readers).
+    private func tensorProblems(_ entry: TensorEntry, stretches: [StretchResult], keys: StretchResult?, in model: ModelFile) -> [VerificationProblem] {
+        var problems = stretches.flatMap(\.checksumProblems)
+        guard problems.isEmpty else { return problems }
+        var counts = ValueCounts()
+        for stretch in stretches { counts.merge(stretch.counts) }
+        model.markChecksumsVerified(entry.name)
+        problems += counts.problems(entry)
+        if let duplicate = keys?.duplicateKey {
+            problems.append(.init(kind: .keys, tensor: entry.name, byteOffset: nil, message: "duplicate key \(duplicate)"))
         }
-        problems += paddingProblems(model, from: cursor, to: model.footer.manifestOffset)
-        problems += ModelStructure.problems(model.manifest)
-        return VerificationReport(file: model.path, formatVersion: model.version.description,
-                                  tensorCount: model.tensors.count, checkedByteCount: checked, problems: problems)
+        if let (count, row, key) = keys?.misplaced {
+            problems.append(.init(kind: .shards, tensor: entry.name, byteOffset: nil,
+                                  message: "\(count) key\(count == 1 ? "" : "s") outside this shard's buckets (the first: key \(Int64(bitPattern: key)) in row \(row)): a lookup would not find \(count == 1 ? "it" : "them") here"))
+        }
+        return problems
     }
 
     /// Checksums and values of one stretch.
