@@ -137,91 +137,10 @@ extension Manifest {
         guard let architecturePointer = m.architecture else { throw .malformed("manifest has no architecture", at: baseOffset) }
         let architecture = try Architecture(cMessage: architecturePointer.pointee, decoder: decoder)
 
-        guard m.n_tensors <= limits.maxTensorCount else {
-            throw .malformed("manifest lists \(m.n_tensors) tensors, more than the limit of \(limits.maxTensorCount)", at: baseOffset)
-        }
-        var tensors: [TensorEntry] = []
-        tensors.reserveCapacity(m.n_tensors)
-        for index in 0..<m.n_tensors {
-            let t = m.tensors[index]!.pointee
-            let name = try decoder.string(t.name, "tensors[\(index)].name")
-            func fail(_ message: String) -> MTLModelError { .malformed(message, at: baseOffset, tensor: name) }
-            guard let dtype = DType(rawValue: t.dtype.rawValue) else {
-                throw fail("unknown dtype \(t.dtype.rawValue) (this reader knows \(DType.allCases.map(\.description).joined(separator: ", ")); the file may need a newer mtl-model)")
-            }
-            guard let role = TensorRole(rawValue: t.role.rawValue) else { throw fail("unknown tensor role \(t.role.rawValue)") }
-            guard let compression = Compression(rawValue: t.compression.rawValue) else {
-                throw fail("unknown compression \(t.compression.rawValue)")
-            }
-            guard t.n_shape <= limits.maxRank else { throw fail("rank \(t.n_shape) exceeds the limit of \(limits.maxRank)") }
-            tensors.append(TensorEntry(
-                name: name, dtype: dtype, shape: CDecoder.array(t.shape, t.n_shape), role: role,
-                offset: t.offset, storedByteCount: t.stored_byte_count, compression: compression,
-                chunkByteCount: t.chunk_byte_count,
-                chunkCRC32: CDecoder.array(t.chunk_crc32, t.n_chunk_crc32),
-                chunkStoredByteCounts: CDecoder.array(t.chunk_stored_byte_count, t.n_chunk_stored_byte_count)))
-        }
-
-        var metadata: [MetadataEntry] = []
-        var keys = Set<String>()
-        for index in 0..<m.n_metadata {
-            let entry = m.metadata[index]!.pointee
-            let key = try decoder.string(entry.key, "metadata[\(index)].key")
-            guard keys.insert(key).inserted else { throw .malformed("metadata key \"\(key)\" appears twice", at: baseOffset) }
-            metadata.append(MetadataEntry(key: key, value: try decoder.string(entry.value, "metadata[\(index)].value", maxBytes: limits.maxMetadataValueByteCount)))
-        }
-        var delta: DeltaManifest?
-        if let d = m.delta?.pointee {
-            guard let newProvenance = d.new_provenance?.pointee else { throw decoder.missing("delta.new_provenance") }
-            guard d.n_tensors <= limits.maxTensorCount else {
-                throw .malformed("delta lists \(d.n_tensors) tensors, more than the limit of \(limits.maxTensorCount)", at: baseOffset)
-            }
-            var entries: [DeltaManifest.Tensor] = []
-            for index in 0..<d.n_tensors {
-                let t = d.tensors[index]!.pointee
-                let name = try decoder.string(t.name, "delta.tensors[\(index)].name")
-                guard let dtype = DType(rawValue: t.dtype.rawValue), let role = TensorRole(rawValue: t.role.rawValue),
-                      let source = DeltaManifest.Source(rawValue: t.source.rawValue) else {
-                    throw .malformed("delta entry has an unknown dtype, role or source", at: baseOffset, tensor: name)
-                }
-                guard t.n_shape <= limits.maxRank else { throw .malformed("delta entry of rank \(t.n_shape)", at: baseOffset, tensor: name) }
-                entries.append(.init(name: name, dtype: dtype, shape: CDecoder.array(t.shape, t.n_shape), role: role, source: source))
-            }
-            delta = DeltaManifest(baseContentHash: d.base_content_hash, tensors: entries,
-                                  newProvenance: try decoder.provenance(newProvenance, "delta.new_provenance"))
-        }
-        var shards: ShardTable?
-        if let t = m.shards?.pointee {
-            guard t.n_tensors <= limits.maxTensorCount, t.n_files <= limits.maxShardCount else {
-                throw .malformed("shard table lists \(t.n_tensors) tensors and \(t.n_files) shards, more than the limits of \(limits.maxTensorCount) and \(limits.maxShardCount)", at: baseOffset)
-            }
-            var tensors: [ShardedTensor] = []
-            for index in 0..<t.n_tensors {
-                let s = t.tensors[index]!.pointee
-                let name = try decoder.string(s.name, "shards.tensors[\(index)].name")
-                guard let dtype = DType(rawValue: s.dtype.rawValue), let role = TensorRole(rawValue: s.role.rawValue) else {
-                    throw .malformed("sharded tensor has an unknown dtype or role", at: baseOffset, tensor: name)
-                }
-                guard s.n_shape <= limits.maxRank else { throw .malformed("sharded tensor of rank \(s.n_shape)", at: baseOffset, tensor: name) }
-                tensors.append(ShardedTensor(name: name, dtype: dtype, shape: CDecoder.array(s.shape, s.n_shape), role: role))
-            }
-            var files: [ShardFile] = []
-            for index in 0..<t.n_files {
-                let f = t.files[index]!.pointee
-                files.append(ShardFile(fileName: try decoder.string(f.file_name, "shards.files[\(index)].file_name"),
-                                       byteCount: f.byte_count, manifestHash: f.manifest_hash,
-                                       parts: try decoder.parts(f.parts, f.n_parts, "shards.files[\(index)].parts")))
-            }
-            shards = ShardTable(modelID: try decoder.modelID(t.model_id, "shards.model_id"), tensors: tensors, files: files)
-        }
-        var shard: ShardIdentity?
-        if let s = m.shard?.pointee {
-            shard = ShardIdentity(modelID: try decoder.modelID(s.model_id, "shard.model_id"), index: s.index, count: s.count,
-                                  rootFileName: try decoder.string(s.root_file_name, "shard.root_file_name"),
-                                  parts: try decoder.parts(s.parts, s.n_parts, "shard.parts"))
-        }
-        return Manifest(provenance: provenance, architecture: architecture, tensors: tensors, metadata: metadata, delta: delta,
-                        shards: shards, shard: shard)
+        return Manifest(provenance: provenance, architecture: architecture, tensors: try decoder.tensors(m), metadata: try decoder.metadata(m),
+                        delta: try m.delta.map { d throws(MTLModelError) in try decoder.delta(d.pointee) },
+                        shards: try m.shards.map { t throws(MTLModelError) in try decoder.shardTable(t.pointee) },
+                        shard: try m.shard.map { s throws(MTLModelError) in try decoder.shardIdentity(s.pointee) })
     }
 }
 
@@ -468,5 +387,98 @@ private struct CDecoder {
     static func array<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int) -> [T] {
         guard let pointer, count > 0 else { return [] }
         return Array(UnsafeBufferPointer(start: pointer, count: count))
+    }
+}
+
+/// The manifest's sections, each checked as it is decoded (`Manifest.decode`).
+extension CDecoder {
+    func tensors(_ m: Mtlm__V1__Manifest) throws(MTLModelError) -> [TensorEntry] {
+        guard m.n_tensors <= limits.maxTensorCount else {
+            throw .malformed("manifest lists \(m.n_tensors) tensors, more than the limit of \(limits.maxTensorCount)", at: baseOffset)
+        }
+        var tensors: [TensorEntry] = []
+        tensors.reserveCapacity(m.n_tensors)
+        for index in 0..<m.n_tensors {
+            let t = m.tensors[index]!.pointee
+            let name = try string(t.name, "tensors[\(index)].name")
+            func fail(_ message: String) -> MTLModelError { .malformed(message, at: baseOffset, tensor: name) }
+            guard let dtype = DType(rawValue: t.dtype.rawValue) else {
+                throw fail("unknown dtype \(t.dtype.rawValue) (this reader knows \(DType.allCases.map(\.description).joined(separator: ", ")); the file may need a newer mtl-model)")
+            }
+            guard let role = TensorRole(rawValue: t.role.rawValue) else { throw fail("unknown tensor role \(t.role.rawValue)") }
+            guard let compression = Compression(rawValue: t.compression.rawValue) else {
+                throw fail("unknown compression \(t.compression.rawValue)")
+            }
+            guard t.n_shape <= limits.maxRank else { throw fail("rank \(t.n_shape) exceeds the limit of \(limits.maxRank)") }
+            tensors.append(TensorEntry(
+                name: name, dtype: dtype, shape: CDecoder.array(t.shape, t.n_shape), role: role,
+                offset: t.offset, storedByteCount: t.stored_byte_count, compression: compression,
+                chunkByteCount: t.chunk_byte_count,
+                chunkCRC32: CDecoder.array(t.chunk_crc32, t.n_chunk_crc32),
+                chunkStoredByteCounts: CDecoder.array(t.chunk_stored_byte_count, t.n_chunk_stored_byte_count)))
+        }
+        return tensors
+    }
+
+    func metadata(_ m: Mtlm__V1__Manifest) throws(MTLModelError) -> [MetadataEntry] {
+        var metadata: [MetadataEntry] = []
+        var keys = Set<String>()
+        for index in 0..<m.n_metadata {
+            let entry = m.metadata[index]!.pointee
+            let key = try string(entry.key, "metadata[\(index)].key")
+            guard keys.insert(key).inserted else { throw .malformed("metadata key \"\(key)\" appears twice", at: baseOffset) }
+            metadata.append(MetadataEntry(key: key, value: try string(entry.value, "metadata[\(index)].value", maxBytes: limits.maxMetadataValueByteCount)))
+        }
+        return metadata
+    }
+
+    func delta(_ d: Mtlm__V1__Delta) throws(MTLModelError) -> DeltaManifest {
+        guard let newProvenance = d.new_provenance?.pointee else { throw missing("delta.new_provenance") }
+        guard d.n_tensors <= limits.maxTensorCount else {
+            throw .malformed("delta lists \(d.n_tensors) tensors, more than the limit of \(limits.maxTensorCount)", at: baseOffset)
+        }
+        var entries: [DeltaManifest.Tensor] = []
+        for index in 0..<d.n_tensors {
+            let t = d.tensors[index]!.pointee
+            let name = try string(t.name, "delta.tensors[\(index)].name")
+            guard let dtype = DType(rawValue: t.dtype.rawValue), let role = TensorRole(rawValue: t.role.rawValue),
+                  let source = DeltaManifest.Source(rawValue: t.source.rawValue) else {
+                throw .malformed("delta entry has an unknown dtype, role or source", at: baseOffset, tensor: name)
+            }
+            guard t.n_shape <= limits.maxRank else { throw .malformed("delta entry of rank \(t.n_shape)", at: baseOffset, tensor: name) }
+            entries.append(.init(name: name, dtype: dtype, shape: CDecoder.array(t.shape, t.n_shape), role: role, source: source))
+        }
+        return DeltaManifest(baseContentHash: d.base_content_hash, tensors: entries,
+                              newProvenance: try provenance(newProvenance, "delta.new_provenance"))
+    }
+
+    func shardTable(_ t: Mtlm__V1__ShardTable) throws(MTLModelError) -> ShardTable {
+        guard t.n_tensors <= limits.maxTensorCount, t.n_files <= limits.maxShardCount else {
+            throw .malformed("shard table lists \(t.n_tensors) tensors and \(t.n_files) shards, more than the limits of \(limits.maxTensorCount) and \(limits.maxShardCount)", at: baseOffset)
+        }
+        var tensors: [ShardedTensor] = []
+        for index in 0..<t.n_tensors {
+            let s = t.tensors[index]!.pointee
+            let name = try string(s.name, "shards.tensors[\(index)].name")
+            guard let dtype = DType(rawValue: s.dtype.rawValue), let role = TensorRole(rawValue: s.role.rawValue) else {
+                throw .malformed("sharded tensor has an unknown dtype or role", at: baseOffset, tensor: name)
+            }
+            guard s.n_shape <= limits.maxRank else { throw .malformed("sharded tensor of rank \(s.n_shape)", at: baseOffset, tensor: name) }
+            tensors.append(ShardedTensor(name: name, dtype: dtype, shape: CDecoder.array(s.shape, s.n_shape), role: role))
+        }
+        var files: [ShardFile] = []
+        for index in 0..<t.n_files {
+            let f = t.files[index]!.pointee
+            files.append(ShardFile(fileName: try string(f.file_name, "shards.files[\(index)].file_name"),
+                                   byteCount: f.byte_count, manifestHash: f.manifest_hash,
+                                   parts: try parts(f.parts, f.n_parts, "shards.files[\(index)].parts")))
+        }
+        return ShardTable(modelID: try modelID(t.model_id, "shards.model_id"), tensors: tensors, files: files)
+    }
+
+    func shardIdentity(_ s: Mtlm__V1__ShardIdentity) throws(MTLModelError) -> ShardIdentity {
+        return ShardIdentity(modelID: try modelID(s.model_id, "shard.model_id"), index: s.index, count: s.count,
+                              rootFileName: try string(s.root_file_name, "shard.root_file_name"),
+                              parts: try parts(s.parts, s.n_parts, "shard.parts"))
     }
 }
