@@ -12,7 +12,25 @@ extension Manifest {
         let message = arena.message(mtlm__v1__manifest__init)
         message.pointee.provenance = Self.cProvenance(provenance, arena)
         message.pointee.architecture = architecture.cMessage(arena)
-        (message.pointee.n_tensors, message.pointee.tensors) = arena.messages(tensors) { tensor in
+        (message.pointee.n_tensors, message.pointee.tensors) = Self.cTensors(tensors, arena)
+        (message.pointee.n_metadata, message.pointee.metadata) = arena.messages(metadata) { entry in
+            arena.message(mtlm__v1__metadata_entry__init) { m in
+                m.key = arena.string(entry.key)
+                m.value = arena.string(entry.value)
+            }
+        }
+        message.pointee.delta = delta.map { Self.cDelta($0, arena) }
+        message.pointee.shards = shards.map { Self.cShardTable($0, arena) }
+        message.pointee.shard = shard.map { Self.cShardIdentity($0, arena) }
+        let size = mtlm__v1__manifest__get_packed_size(message)
+        var bytes = [UInt8](repeating: 0, count: size)
+        let written = bytes.withUnsafeMutableBufferPointer { mtlm__v1__manifest__pack(message, $0.baseAddress!) }
+        precondition(written == size, "protobuf-c packed \(written) of \(size) bytes")
+        return bytes
+    }
+
+    fileprivate static func cTensors(_ tensors: [TensorEntry], _ arena: CArena) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__Tensor>?>?) {
+        arena.messages(tensors) { tensor in
             arena.message(mtlm__v1__tensor__init) { t in
                 t.name = arena.string(tensor.name)
                 t.dtype = Mtlm__V1__DType(rawValue: tensor.dtype.rawValue)
@@ -26,62 +44,54 @@ extension Manifest {
                 (t.n_chunk_stored_byte_count, t.chunk_stored_byte_count) = arena.array(tensor.chunkStoredByteCounts)
             }
         }
-        (message.pointee.n_metadata, message.pointee.metadata) = arena.messages(metadata) { entry in
-            arena.message(mtlm__v1__metadata_entry__init) { m in
-                m.key = arena.string(entry.key)
-                m.value = arena.string(entry.value)
-            }
-        }
-        if let delta {
-            message.pointee.delta = arena.message(mtlm__v1__delta__init) { d in
-                d.base_content_hash = delta.baseContentHash
-                d.new_provenance = Self.cProvenance(delta.newProvenance, arena)
-                (d.n_tensors, d.tensors) = arena.messages(delta.tensors) { tensor in
-                    arena.message(mtlm__v1__delta_tensor__init) { t in
-                        t.name = arena.string(tensor.name)
-                        t.dtype = Mtlm__V1__DType(rawValue: tensor.dtype.rawValue)
-                        (t.n_shape, t.shape) = arena.array(tensor.shape)
-                        t.role = Mtlm__V1__TensorRole(rawValue: tensor.role.rawValue)
-                        t.source = Mtlm__V1__DeltaSource(rawValue: tensor.source.rawValue)
-                    }
+    }
+
+    fileprivate static func cDelta(_ delta: DeltaManifest, _ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Delta> {
+        arena.message(mtlm__v1__delta__init) { d in
+            d.base_content_hash = delta.baseContentHash
+            d.new_provenance = Self.cProvenance(delta.newProvenance, arena)
+            (d.n_tensors, d.tensors) = arena.messages(delta.tensors) { tensor in
+                arena.message(mtlm__v1__delta_tensor__init) { t in
+                    t.name = arena.string(tensor.name)
+                    t.dtype = Mtlm__V1__DType(rawValue: tensor.dtype.rawValue)
+                    (t.n_shape, t.shape) = arena.array(tensor.shape)
+                    t.role = Mtlm__V1__TensorRole(rawValue: tensor.role.rawValue)
+                    t.source = Mtlm__V1__DeltaSource(rawValue: tensor.source.rawValue)
                 }
             }
         }
-        if let shards {
-            message.pointee.shards = arena.message(mtlm__v1__shard_table__init) { t in
-                t.model_id = arena.binary(shards.modelID)
-                (t.n_tensors, t.tensors) = arena.messages(shards.tensors) { tensor in
-                    arena.message(mtlm__v1__sharded_tensor__init) { s in
-                        s.name = arena.string(tensor.name)
-                        s.dtype = Mtlm__V1__DType(rawValue: tensor.dtype.rawValue)
-                        (s.n_shape, s.shape) = arena.array(tensor.shape)
-                        s.role = Mtlm__V1__TensorRole(rawValue: tensor.role.rawValue)
-                    }
+    }
+
+    fileprivate static func cShardTable(_ shards: ShardTable, _ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__ShardTable> {
+        arena.message(mtlm__v1__shard_table__init) { t in
+            t.model_id = arena.binary(shards.modelID)
+            (t.n_tensors, t.tensors) = arena.messages(shards.tensors) { tensor in
+                arena.message(mtlm__v1__sharded_tensor__init) { s in
+                    s.name = arena.string(tensor.name)
+                    s.dtype = Mtlm__V1__DType(rawValue: tensor.dtype.rawValue)
+                    (s.n_shape, s.shape) = arena.array(tensor.shape)
+                    s.role = Mtlm__V1__TensorRole(rawValue: tensor.role.rawValue)
                 }
-                (t.n_files, t.files) = arena.messages(shards.files) { file in
-                    arena.message(mtlm__v1__shard_file__init) { f in
-                        f.file_name = arena.string(file.fileName)
-                        f.byte_count = file.byteCount
-                        f.manifest_hash = file.manifestHash
-                        (f.n_parts, f.parts) = Self.cParts(file.parts, arena)
-                    }
+            }
+            (t.n_files, t.files) = arena.messages(shards.files) { file in
+                arena.message(mtlm__v1__shard_file__init) { f in
+                    f.file_name = arena.string(file.fileName)
+                    f.byte_count = file.byteCount
+                    f.manifest_hash = file.manifestHash
+                    (f.n_parts, f.parts) = Self.cParts(file.parts, arena)
                 }
             }
         }
-        if let shard {
-            message.pointee.shard = arena.message(mtlm__v1__shard_identity__init) { s in
-                s.model_id = arena.binary(shard.modelID)
-                s.index = shard.index
-                s.count = shard.count
-                s.root_file_name = arena.string(shard.rootFileName)
-                (s.n_parts, s.parts) = Self.cParts(shard.parts, arena)
-            }
+    }
+
+    fileprivate static func cShardIdentity(_ shard: ShardIdentity, _ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__ShardIdentity> {
+        arena.message(mtlm__v1__shard_identity__init) { s in
+            s.model_id = arena.binary(shard.modelID)
+            s.index = shard.index
+            s.count = shard.count
+            s.root_file_name = arena.string(shard.rootFileName)
+            (s.n_parts, s.parts) = Self.cParts(shard.parts, arena)
         }
-        let size = mtlm__v1__manifest__get_packed_size(message)
-        var bytes = [UInt8](repeating: 0, count: size)
-        let written = bytes.withUnsafeMutableBufferPointer { mtlm__v1__manifest__pack(message, $0.baseAddress!) }
-        precondition(written == size, "protobuf-c packed \(written) of \(size) bytes")
-        return bytes
     }
 
     fileprivate static func cParts(_ parts: [TablePart], _ arena: CArena) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__TablePart>?>?) {
