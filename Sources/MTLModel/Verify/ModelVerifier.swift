@@ -104,7 +104,7 @@ public struct ModelVerifier: Sendable {
     private func verifyFile(_ model: ModelFile) -> VerificationReport {
         let ordered = model.tensors.sorted { ($0.offset, $0.storedByteCount) < ($1.offset, $1.storedByteCount) }
         let (stretches, stretchesOf) = Self.stretches(of: ordered)
-        let (keys, done) = check(stretches, keysTensors: ordered.filter { $0.role == .keys }, in: model)
+        let (keys, done) = checkAll(stretches, keysTensors: ordered.filter { $0.role == .keys }, in: model)
         var problems: [VerificationProblem] = []
         var checked: UInt64 = 0
         var cursor = model.footer.dataOffset
@@ -142,7 +142,7 @@ public struct ModelVerifier: Sendable {
     /// The keys tensors' checks (by name) and the stretches' results, on `threadCount` threads.
     /// The keys checks come first: each is one long item, which the other threads overlap with
     /// checksum stretches.
-    private func check(_ stretches: [Stretch], keysTensors: [TensorEntry], in model: ModelFile)
+    private func checkAll(_ stretches: [Stretch], keysTensors: [TensorEntry], in model: ModelFile)
         -> (keys: [String: StretchResult], stretches: [StretchResult]) {
         let results = WorkResults<StretchResult>(count: keysTensors.count + stretches.count)
         DispatchQueue.concurrentPerform(iterations: min(threadCount, max(keysTensors.count + stretches.count, 1))) { _ in

@@ -37,6 +37,7 @@ extension SVGChart {
         }
 
         /// One box, below (and joined to) each of `above`.
+        @discardableResult
         mutating func box(_ lines: [String], below above: [Box], boxWidth: Double, fill: String, xCenter: Double = width / 2) -> Box {
             let box = row([lines], boxWidth: boxWidth, fill: fill, xCenter: xCenter)[0]
             above.forEach { edges.append(($0.bottom, box.top)) }
@@ -47,14 +48,14 @@ extension SVGChart {
     static func architecture(_ a: Architecture) -> SVGChart {
         var layout = Layout()
         let interaction = inputs(a, &layout)
-        var above = [interaction], width = a.bottomInputWidth
+        var above = [interaction], units = a.bottomInputWidth
         for (index, layer) in a.shared.enumerated() {
-            above = [layout.box(["shared.\(index): \(width) → \(layer.units), \(layer.activation.configName)" + (layer.batchNorm ? " + bn" : ""),
-                                 Self.count(Self.parameters(width, layer))], below: above, boxWidth: 300, fill: "#f1ecfb")]
-            width = layer.units
+            above = [layout.box(["shared.\(index): \(units) → \(layer.units), \(layer.activation.configName)" + (layer.batchNorm ? " + bn" : ""),
+                                 Self.count(Self.parameters(units, layer))], below: above, boxWidth: 300, fill: "#f1ecfb")]
+            units = layer.units
         }
-        let heads = towers(a, below: above, inputWidth: width, &layout)
-        _ = layout.box(["fusion: \(a.fusion.type.configName)", a.tasks.map(\.name).joined(separator: ", ")], below: heads, boxWidth: 300, fill: "#eef0f4")
+        let heads = towers(a, below: above, inputWidth: units, &layout)
+        layout.box(["fusion: \(a.fusion.type.configName)", a.tasks.map(\.name).joined(separator: ", ")], below: heads, boxWidth: 300, fill: "#eef0f4")
         return SVGChart(svg: drawn(layout))
     }
 
