@@ -284,7 +284,10 @@ struct TensorRewriter {
     /// `concurrentPerform`, and read by the writing thread only after it returns (which orders
     /// the workers' writes before the reads).
     fileprivate final class WindowBuffer: @unchecked Sendable {
-        var values: [Float]
+        /// The window's rows gathered as float32: allocated by the first window that gathers
+        /// (the hot path reads mapped float32 rows, and would only fault in and zero it).
+        var values: [Float] = []
+        let valueCount: Int
         var encoded: [UInt8]
         var sourceRows: [Int]
         var errors = ErrorSums()
@@ -292,7 +295,7 @@ struct TensorRewriter {
         var failure: (any Error)?
 
         init(rows: Int, columns: Int, rowBytes: Int) {
-            values = [Float](repeating: 0, count: rows * columns)
+            valueCount = rows * columns
             encoded = [UInt8](repeating: 0, count: rows * rowBytes)
             sourceRows = [Int](repeating: 0, count: rows)
         }
@@ -329,6 +332,7 @@ struct TensorRewriter {
                     }
                     return
                 }
+                if values.isEmpty { values = [Float](repeating: 0, count: valueCount) }
                 let kept = values.withUnsafeMutableBufferPointer { gather(range, stored, sourceRowBytes, entry, filter, into: $0.baseAddress!) }
                 let origins = sourceRows
                 count = kept
