@@ -13,6 +13,7 @@
 #include "mtlm_cpu.h"
 #include "mtlm_errors.h"
 #include "mtlm_half.h"
+#include "mtlm_transpose.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -280,42 +281,16 @@ MTLM_AVX512 static void search_blocks(lane_search *s, size_t count, size_t n) {
     }
 }
 
-// Columns [j, j + 16) of a block's rows (row r at x + r·n, rows from `count` on row 0 again)
-// into t (column c at t + 16·c), by 16 × 16 in registers: the compiler's own transposition
-// scattered each row (on Zen 4 6% of `quantize --embeddings int4` of rows of 16, end to end).
-MTLM_AVX512 static inline __attribute__((always_inline)) void transpose16(const float *x, size_t n, size_t count, size_t j, float *t) {
-    size_t columns = n - j < 16 ? n - j : 16;
-    __mmask16 in = (__mmask16)((1u << columns) - 1);
-    __m512 r[16], u[16];
-    for (size_t k = 0; k < 16; k++) r[k] = _mm512_maskz_loadu_ps(in, x + (k < count ? k : 0) * n + j);
-    // Within 128-bit lanes: pairs of rows interleaved, then pairs of pairs.
-    for (int k = 0; k < 16; k += 2) {
-        u[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
-        u[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
-    }
-    for (int k = 0; k < 16; k += 4) {
-        r[k] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[k]), _mm512_castps_pd(u[k + 2])));
-        r[k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[k]), _mm512_castps_pd(u[k + 2])));
-        r[k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[k + 1]), _mm512_castps_pd(u[k + 3])));
-        r[k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[k + 1]), _mm512_castps_pd(u[k + 3])));
-    }
-    // r[4q + i] now holds, in 128-bit lane L, column 4L + i of rows 4q..4q+3. Lanes across rows:
-    for (int i = 0; i < 4; i++) {
-        __m512 a = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88), b = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
-        __m512 c = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88), d = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
-        u[i] = _mm512_shuffle_f32x4(a, c, 0x88);
-        u[8 + i] = _mm512_shuffle_f32x4(a, c, 0xDD);
-        u[4 + i] = _mm512_shuffle_f32x4(b, d, 0x88);
-        u[12 + i] = _mm512_shuffle_f32x4(b, d, 0xDD);
-    }
-    for (size_t c = 0; c < columns; c++) _mm512_storeu_ps(t + 16 * c, u[c]);
-}
-
 // row_begin for a block's rows [0, *count), *count ≤ 16, transposed into t (16·n floats; lanes
 // beyond *count hold row 0 again, unused): returns -1, or the first row beyond float16's range
 // (then *count is the number of rows before it).
 MTLM_AVX512 static long lane_begin(lane_search *s, const float *x, size_t n, size_t *count, float *t) {
-    for (size_t j = 0; j < n; j += 16) transpose16(x, n, *count, j, t + 16 * j);
+    for (size_t j = 0; j < n; j += 16) {
+        size_t columns = n - j < 16 ? n - j : 16;
+        __m512 r[16];
+        mtlm_transpose16(x + j, n, *count, (__mmask16)((1u << columns) - 1), r);
+        for (size_t c = 0; c < columns; c++) _mm512_storeu_ps(t + 16 * (j + c), r[c]);
+    }
     // x < low ? x : low is min(x, low); x >= high ? x : high is max(high, x).
     __m512 low = _mm512_loadu_ps(t), high = low;
     for (size_t j = 1; j < n; j++) {
@@ -530,32 +505,13 @@ MTLM_AVX2 static void search_blocks8(lane_search8 *s, size_t count, size_t n) {
     }
 }
 
-// transpose16 for 8 rows: columns [j, j + 8) into t (column c at t + 8·c), by 8 × 8 in registers.
-MTLM_AVX2 static inline __attribute__((always_inline)) void transpose8(const float *x, size_t n, size_t count, size_t j, float *t) {
-    size_t columns = n - j < 8 ? n - j : 8;
-    __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)columns), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256 r[8], u[8];
-    for (size_t k = 0; k < 8; k++) r[k] = _mm256_maskload_ps(x + (k < count ? k : 0) * n + j, in);
-    for (int k = 0; k < 8; k += 2) {
-        u[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-        u[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-    }
-    // r[4q + i] then holds, in 128-bit lane L, column 4L + i of rows 4q..4q+3.
-    for (int k = 0; k < 8; k += 4) {
-        r[k] = _mm256_shuffle_ps(u[k], u[k + 2], 0x44);
-        r[k + 1] = _mm256_shuffle_ps(u[k], u[k + 2], 0xEE);
-        r[k + 2] = _mm256_shuffle_ps(u[k + 1], u[k + 3], 0x44);
-        r[k + 3] = _mm256_shuffle_ps(u[k + 1], u[k + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        u[i] = _mm256_permute2f128_ps(r[i], r[4 + i], 0x20);
-        u[4 + i] = _mm256_permute2f128_ps(r[i], r[4 + i], 0x31);
-    }
-    for (size_t c = 0; c < columns; c++) _mm256_storeu_ps(t + 8 * c, u[c]);
-}
-
 MTLM_AVX2 static long lane_begin8(lane_search8 *s, const float *x, size_t n, size_t *count, float *t) {
-    for (size_t j = 0; j < n; j += 8) transpose8(x, n, *count, j, t + 8 * j);
+    for (size_t j = 0; j < n; j += 8) {
+        size_t columns = n - j < 8 ? n - j : 8;
+        __m256 r[8];
+        mtlm_transpose8(x + j, n, *count, columns, r);
+        for (size_t c = 0; c < columns; c++) _mm256_storeu_ps(t + 8 * (j + c), r[c]);
+    }
     __m256 low = _mm256_loadu_ps(t), high = low;
     for (size_t j = 1; j < n; j++) {
         __m256 v = _mm256_loadu_ps(t + 8 * j);

@@ -1,6 +1,7 @@
 #include "mtlm_kernels.h"
 #include "mtlm_errors.h"
 #include "mtlm_cpu.h"
+#include "mtlm_transpose.h"
 
 #include <string.h>
 #if defined(__x86_64__)
@@ -304,33 +305,6 @@ static long quantize_int8_avx2(const float *x, size_t rows, size_t cols, uint8_t
 #if defined(__x86_64__)
 #define MTLM_INT8_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw")))
 
-// The 16 × 16 floats at src (row i at src + i·stride; `mask` the columns to load) transposed:
-// r[j] holds column j, row i in lane i.
-MTLM_INT8_AVX512 static inline void transpose16(const float *src, size_t stride, __mmask16 mask, __m512 r[16]) {
-    __m512 t[16], u[16], v[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(mask, src + i * stride);
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        v[i] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0x88);
-        v[i + 4] = _mm512_shuffle_f32x4(u[i], u[i + 4], 0xDD);
-        v[i + 8] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0x88);
-        v[i + 12] = _mm512_shuffle_f32x4(u[i + 8], u[i + 12], 0xDD);
-    }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(v[i], v[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(v[i], v[i + 8], 0xDD);
-    }
-}
-
 // One block of 16 rows of the AVX-512 path: x the rows (row r at x + r·cols; 16 of them, rows
 // beyond count repeating earlier ones, unused), t the same transposed (element j of row r at
 // t[16·j + r]). Rows [0, count) are encoded and their errors added; returns -1, or the first
@@ -433,7 +407,7 @@ MTLM_INT8_AVX512 static void transpose_block16(const float *block, size_t cols, 
     for (size_t j = 0; j < cols; j += 16) {
         size_t width = cols - j >= 16 ? 16 : 8;
         __m512 columns[16];
-        transpose16(block + j, cols, width == 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF, columns);
+        mtlm_transpose16(block + j, cols, 16, width == 16 ? (__mmask16)0xFFFF : (__mmask16)0x00FF, columns);
         for (size_t i = 0; i < width; i++) _mm512_storeu_ps(t + 16 * (j + i), columns[i]);
     }
 }
@@ -443,31 +417,10 @@ MTLM_INT8_AVX512 static void transpose_block16(const float *block, size_t cols, 
 #if defined(__x86_64__)
 #define MTLM_INT8_AVX2 __attribute__((target("avx2,fma")))
 
-// The 8 × 8 floats at src (row i at src + i·stride) transposed: r[j] holds column j, row i in
-// lane i.
-MTLM_INT8_AVX2 static inline void transpose8(const float *src, size_t stride, __m256 r[8]) {
-    __m256 t[8], u[8];
-    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * stride);
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
-}
-
 MTLM_INT8_AVX2 static void transpose_block8(const float *block, size_t cols, float *t) {
     for (size_t j = 0; j < cols; j += 8) {
         __m256 columns[8];
-        transpose8(block + j, cols, columns);
+        mtlm_transpose8(block + j, cols, 8, 8, columns);
         for (size_t i = 0; i < 8; i++) _mm256_storeu_ps(t + 8 * (j + i), columns[i]);
     }
 }
