@@ -235,9 +235,11 @@ MTLM_AVX512 static void lane_search_begin(lane_search *s, size_t n, __mmask16 la
     s->step = _mm512_div_ps(_mm512_sub_ps(s->high, s->low), _mm512_set1_ps(200.0f));
     s->minimum_width = _mm512_mul_ps(_mm512_sub_ps(s->high, s->low), _mm512_set1_ps(1.0f - 0.16f));
     s->lanes = lanes;
+    s->best = _mm512_setzero_ps();
+    if (!lanes) return;
     __m512 scale, bias;
     lane_parameters(s->low, s->high, &scale, &bias);
-    s->best = lanes ? lane_loss(s, n, s->low, s->high, scale, bias) : _mm512_setzero_ps();
+    s->best = lane_loss(s, n, s->low, s->high, scale, bias);
 }
 
 // Each searching row moves the end whose error is lower and keeps the best range seen; a row
@@ -467,9 +469,11 @@ MTLM_AVX2 static void lane_search_begin8(lane_search8 *s, size_t n, unsigned lan
     s->step = _mm256_div_ps(_mm256_sub_ps(s->high, s->low), _mm256_set1_ps(200.0f));
     s->minimum_width = _mm256_mul_ps(_mm256_sub_ps(s->high, s->low), _mm256_set1_ps(1.0f - 0.16f));
     s->lanes = lanes;
+    s->best = _mm256_setzero_ps();
+    if (!lanes) return;
     __m256 scale, bias;
     lane_parameters8(s->low, s->high, &scale, &bias);
-    s->best = lanes ? lane_loss8(s, n, s->low, s->high, scale, bias) : _mm256_setzero_ps();
+    s->best = lane_loss8(s, n, s->low, s->high, scale, bias);
 }
 
 MTLM_AVX2 static void lane_search_step8(lane_search8 *s, __m256 raise_loss, __m256 lower_loss) {

@@ -165,6 +165,8 @@ extension ModelFile {
                     }
                 }
             }
+            // A compressed tensor was inflated from its mapped chunks, read whole: released here.
+            if entry.compression != .none { file.release(entry.offset, entry.storedByteCount) }
             return
         }
         if entry.dtype == .float32, entry.compression == .none, entry.chunkCount > Self.stretchChunkCount {
