@@ -24,6 +24,7 @@ struct BatchNormFolding {
     /// - Parameter floats: the float32 values of a tensor of the model.
     init(_ source: Architecture, floats: (TensorName) throws -> [Float]) throws {
         architecture = source
+        // A layer's weights may be rewritten by two folds (its own norm and the norm before it).
         var cache: [TensorName: [Float]] = [:]
         func load(_ name: TensorName) throws -> [Float] {
             if let cached = cache[name] { return cached }
@@ -31,52 +32,22 @@ struct BatchNormFolding {
             cache[name] = loaded
             return loaded
         }
+        func rewrite(_ layer: AffineLayer, _ fold: ([Float], [Float]) -> ([Float], [Float])) throws {
+            let (weight, bias) = fold(try load(layer.weight), try load(layer.bias))
+            (cache[layer.weight], cache[layer.bias]) = (weight, bias)
+        }
 
         for layer in Self.layers(of: source) where layer.batchNorm {
             guard case .dense(let block, let index) = layer.layer else { continue }
-            let gamma = try load(.dense(block, index, .bnWeight)), beta = try load(.dense(block, index, .bnBias))
-            let mean = try load(.dense(block, index, .bnRunningMean)), variance = try load(.dense(block, index, .bnRunningVar))
-            var scale = [Double](repeating: 0, count: gamma.count), shift = scale
-            for o in gamma.indices {
-                let denominator = (Double(variance[o]) + source.bnEps).squareRoot()
-                guard denominator > 0, denominator.isFinite else {
-                    throw MTLModelError(.invalidArgument, "running_var + bn_eps is \(Double(variance[o]) + source.bnEps) at \(o): the norm cannot be folded",
-                                        location: .init(tensor: TensorName.dense(block, index, .bnRunningVar).description))
-                }
-                scale[o] = Double(gamma[o]) / denominator
-                shift[o] = Double(beta[o]) - Double(mean[o]) * scale[o]
-            }
-            var into: [AffineLayer] = []
+            let (scale, shift) = try Self.normAffine(block, index, eps: source.bnEps, load: load)
+            let into: [AffineLayer]
             switch source.layerOrder {
             case .linearBnAct:
-                // y = s⊙(Wx + b) + t: scale each output row of W and the bias.
-                var weight = try load(layer.layer.weight), bias = try load(layer.layer.bias)
-                let inputs = weight.count / bias.count
-                for o in bias.indices {
-                    for i in 0..<inputs { weight[o * inputs + i] = Float(Double(weight[o * inputs + i]) * scale[o]) }
-                    bias[o] = Float(Double(bias[o]) * scale[o] + shift[o])
-                }
-                cache[layer.layer.weight] = weight
-                cache[layer.layer.bias] = bias
                 into = [layer.layer]
+                try rewrite(layer.layer) { Self.scaledOutputs($0, $1, scale: scale, shift: shift) }
             case .linearActBn:
-                // Each reader computes W(s⊙x + t) + b = (W·diag(s))x + (b + W·t).
-                for reader in layer.readers {
-                    var weight = try load(reader.weight), bias = try load(reader.bias)
-                    let inputs = scale.count
-                    for o in bias.indices {
-                        var added = 0.0
-                        for i in 0..<inputs {
-                            let w = Double(weight[o * inputs + i])
-                            added += w * shift[i]
-                            weight[o * inputs + i] = Float(w * scale[i])
-                        }
-                        bias[o] = Float(Double(bias[o]) + added)
-                    }
-                    cache[reader.weight] = weight
-                    cache[reader.bias] = bias
-                    into.append(reader)
-                }
+                into = layer.readers
+                for reader in into { try rewrite(reader) { Self.absorbedInputs($0, $1, scale: scale, shift: shift) } }
             }
             for reader in into { for name in [reader.weight, reader.bias] { values[name.description] = cache[name] } }
             removedTensors += [DenseParameter.bnWeight, .bnBias, .bnRunningMean, .bnRunningVar].map { TensorName.dense(block, index, $0).description }
@@ -86,6 +57,51 @@ struct BatchNormFolding {
         for task in architecture.tasks.indices {
             for index in architecture.tasks[task].tower.indices { architecture.tasks[task].tower[index].batchNorm = false }
         }
+    }
+
+    /// The norm of a layer as `x ↦ s⊙x + t`: `s = γ / sqrt(σ² + ε)`, `t = β − s⊙μ`.
+    static func normAffine(_ block: DenseBlock, _ index: Int, eps: Double,
+                           load: (TensorName) throws -> [Float]) throws -> (scale: [Double], shift: [Double]) {
+        let gamma = try load(.dense(block, index, .bnWeight)), beta = try load(.dense(block, index, .bnBias))
+        let mean = try load(.dense(block, index, .bnRunningMean)), variance = try load(.dense(block, index, .bnRunningVar))
+        var scale = [Double](repeating: 0, count: gamma.count), shift = scale
+        for o in gamma.indices {
+            let denominator = (Double(variance[o]) + eps).squareRoot()
+            guard denominator > 0, denominator.isFinite else {
+                throw MTLModelError(.invalidArgument, "running_var + bn_eps is \(Double(variance[o]) + eps) at \(o): the norm cannot be folded",
+                                    location: .init(tensor: TensorName.dense(block, index, .bnRunningVar).description))
+            }
+            scale[o] = Double(gamma[o]) / denominator
+            shift[o] = Double(beta[o]) - Double(mean[o]) * scale[o]
+        }
+        return (scale, shift)
+    }
+
+    /// `linear_bn_act`: y = s⊙(Wx + b) + t, so each output row of W and the bias are scaled.
+    static func scaledOutputs(_ weight: [Float], _ bias: [Float], scale: [Double], shift: [Double]) -> ([Float], [Float]) {
+        var weight = weight, bias = bias
+        let inputs = weight.count / bias.count
+        for o in bias.indices {
+            for i in 0..<inputs { weight[o * inputs + i] = Float(Double(weight[o * inputs + i]) * scale[o]) }
+            bias[o] = Float(Double(bias[o]) * scale[o] + shift[o])
+        }
+        return (weight, bias)
+    }
+
+    /// `linear_act_bn`: a reader computes W(s⊙x + t) + b = (W·diag(s))x + (b + W·t).
+    static func absorbedInputs(_ weight: [Float], _ bias: [Float], scale: [Double], shift: [Double]) -> ([Float], [Float]) {
+        var weight = weight, bias = bias
+        let inputs = scale.count
+        for o in bias.indices {
+            var added = 0.0
+            for i in 0..<inputs {
+                let w = Double(weight[o * inputs + i])
+                added += w * shift[i]
+                weight[o * inputs + i] = Float(w * scale[i])
+            }
+            bias[o] = Float(Double(bias[o]) + added)
+        }
+        return (weight, bias)
     }
 
     /// An affine map of the model: a dense layer, or a task's head.

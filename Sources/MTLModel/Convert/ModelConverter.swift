@@ -197,34 +197,9 @@ public struct ModelConverter {
                 type: type, parameters: source.optimizer?.parameters.filter { type.parameterNames.contains($0.name) } ?? [])
         }
         architecture.loss?.frozen = false
-        var report = ConversionReport(form: "training")
-
-        // What each training-state group becomes, decided for the whole model; each file then
-        // writes its own tensors of it (`ModelStructure.localSpec`).
-        let keepSlots = source.optimizer?.type == type && model.has(.optimizerStep)
-        var fresh: [TensorName: Double] = [:]  // tensors made anew, with their value
-        var kept = Set(source.servingTensors.map(\.name))
-        for group in TrainingStateGroup.allCases {
-            let specs = architecture.trainingTensors(group)
-            if model.has(group) && (group == .optimizerSlots || group == .optimizerStep ? keepSlots : true) {
-                kept.formUnion(specs.map(\.name))
-                report.kept.append(group.rawValue)
-                continue
-            }
-            for spec in specs {
-                guard let value = Self.initialValue(of: spec, group: group, architecture: architecture, taskCount: source.tasks.count) else { continue }
-                fresh[spec.tensorName] = value
-                report.added.append(.init(name: spec.name, dtype: spec.dtype, shape: spec.shape, byteCount: spec.dtype.storedByteCount(shape: spec.shape)!,
-                                          initialValue: group == .lossLogVar ? nil : value))
-            }
-        }
-        // What the input had and the output does not take over (slots of another optimizer, a step replaced by a fresh one).
-        for entry in model.tensors where !kept.contains(entry.name) {
-            report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
-        }
-
+        let state = Self.trainingState(model, architecture, keepSlots: source.optimizer?.type == type && model.has(.optimizerStep))
         let rewrite = ShardedRewrite(model: model, options: writerOptions.limited(to: threadCount), architecture: architecture,
-                                     provenance: provenance(model, form: "training"), parts: nil) { [threadCount, kept, fresh] file, writer in
+                                     provenance: provenance(model, form: "training"), parts: nil) { [threadCount] file, writer in
             let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
             let local = { (spec: TensorSpec) in ModelStructure.localSpec(spec, in: file.manifest) }
             var changes: [QuantizationReport.TensorChange] = []
@@ -236,18 +211,46 @@ public struct ModelConverter {
             }
             for group in TrainingStateGroup.allCases {
                 for spec in architecture.trainingTensors(group).compactMap(local) {
-                    if kept.contains(spec.name) {
+                    if state.kept.contains(spec.name) {
                         try rewriter.write(file.entry(named: spec.name)!, as: spec.dtype)
-                    } else if fresh[spec.tensorName] != nil {
+                    } else if state.fresh[spec.tensorName] != nil {
                         try Self.writeFresh(spec, group: group, architecture: architecture, taskCount: source.tasks.count, writer: writer)
                     }
                 }
             }
             return changes
         }
-        return RewriteJob(rewrite: rewrite) { [report] outcome in
+        return RewriteJob(rewrite: rewrite) { [report = state.report] outcome in
             Self.completed(report, quantized: outcome.changes, architecture: architecture, input: model, written: outcome.tensors)
         }
+    }
+
+    /// What each training-state group becomes, decided for the whole model; each file then
+    /// writes its own tensors of it (`ModelStructure.localSpec`).
+    private static func trainingState(_ model: Model, _ architecture: Architecture, keepSlots: Bool)
+        -> (kept: Set<String>, fresh: [TensorName: Double], report: ConversionReport) {
+        var report = ConversionReport(form: "training")
+        var fresh: [TensorName: Double] = [:]  // tensors made anew, with their value
+        var kept = Set(model.architecture.servingTensors.map(\.name))
+        for group in TrainingStateGroup.allCases {
+            let specs = architecture.trainingTensors(group)
+            if model.has(group) && (group == .optimizerSlots || group == .optimizerStep ? keepSlots : true) {
+                kept.formUnion(specs.map(\.name))
+                report.kept.append(group.rawValue)
+                continue
+            }
+            for spec in specs {
+                guard let value = initialValue(of: spec, group: group, architecture: architecture, taskCount: model.architecture.tasks.count) else { continue }
+                fresh[spec.tensorName] = value
+                report.added.append(.init(name: spec.name, dtype: spec.dtype, shape: spec.shape, byteCount: spec.dtype.storedByteCount(shape: spec.shape)!,
+                                          initialValue: group == .lossLogVar ? nil : value))
+            }
+        }
+        // What the input had and the output does not take over (slots of another optimizer, a step replaced by a fresh one).
+        for entry in model.tensors where !kept.contains(entry.name) {
+            report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
+        }
+        return (kept, fresh, report)
     }
 
     private func provenance(_ model: Model, form: String) -> Provenance {

@@ -156,147 +156,40 @@ extension Manifest {
 
 extension Architecture {
     fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Architecture> {
-        func dense(_ layers: [DenseLayer]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__DenseLayer>?>?) {
-            arena.messages(layers) { layer in
-                arena.message(mtlm__v1__dense_layer__init) { d in
-                    d.units = UInt64(layer.units)
-                    d.activation = Mtlm__V1__Activation(rawValue: layer.activation.rawValue)
-                    d.batch_norm = layer.batchNorm ? 1 : 0
-                }
-            }
-        }
-        func named(_ values: [NamedValue]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__NamedValue>?>?) {
-            arena.messages(values) { value in
-                arena.message(mtlm__v1__named_value__init) { n in
-                    n.name = arena.string(value.name)
-                    n.value = value.value
-                }
-            }
-        }
-        return arena.message(mtlm__v1__architecture__init) { a in
+        arena.message(mtlm__v1__architecture__init) { a in
             a.embedding_dim = UInt64(embeddingDim)
             (a.n_groups, a.groups) = arena.strings(groups)
             a.groups_listed = groupsListed ? 1 : 0
-            (a.n_fields, a.fields) = arena.messages(fields) { field in
-                arena.message(mtlm__v1__field__init) { f in
-                    f.name = arena.string(field.name)
-                    f.vocab_size = UInt64(field.vocabSize)
-                    f.mapping = Mtlm__V1__Mapping(rawValue: field.mapping.rawValue)
-                    f.combiner = Mtlm__V1__Combiner(rawValue: field.combiner.rawValue)
-                    f.group = UInt32(field.group)
-                }
-            }
-            a.interaction = arena.message(mtlm__v1__interaction__init) { i in
-                i.intra = interaction.intra ? 1 : 0
-                i.half_factor = interaction.halfFactor ? 1 : 0
-                i.field_bias = interaction.fieldBias ? 1 : 0
-                i.dice_scale = interaction.diceScale
-            }
+            (a.n_fields, a.fields) = arena.messages(fields) { $0.cMessage(arena) }
+            a.interaction = interaction.cMessage(arena)
             a.linear = linear ? 1 : 0
             a.bottom_input = Mtlm__V1__BottomInput(rawValue: bottomInput.rawValue)
             a.layer_order = Mtlm__V1__LayerOrder(rawValue: layerOrder.rawValue)
             a.bn_eps = bnEps
-            (a.n_shared, a.shared) = dense(shared)
-            (a.n_tasks, a.tasks) = arena.messages(tasks) { task in
-                arena.message(mtlm__v1__task__init) { t in
-                    t.name = arena.string(task.name)
-                    (t.n_tower, t.tower) = dense(task.tower)
-                    t.use_linear = task.useLinear ? 1 : 0
-                    t.logit_offset = task.logitOffset
-                }
-            }
-            a.fusion = arena.message(mtlm__v1__fusion__init) { f in
-                f.type = Mtlm__V1__FusionType(rawValue: fusion.type.rawValue)
-                f.bucket = fusion.bucket
-                (f.n_weights, f.weights) = arena.array(fusion.weights)
-                (f.n_biases, f.biases) = arena.array(fusion.biases)
-                (f.n_exponents, f.exponents) = arena.array(fusion.exponents)
-            }
-            if let loss {
-                a.loss = arena.message(mtlm__v1__loss_weighting__init) { l in
-                    l.weighting = arena.string(loss.weighting)
-                    l.parameterization = arena.string(loss.parameterization)
-                    l.convention = arena.string(loss.convention)
-                    l.frozen = loss.frozen ? 1 : 0
-                    (l.n_values, l.values) = arena.array(loss.values)
-                    (l.n_weights, l.weights) = arena.array(loss.weights)
-                }
-            }
-            if let reweight {
-                a.reweight = arena.message(mtlm__v1__reweight__init) { r in
-                    r.scheme = arena.string(reweight.scheme)
-                    (r.n_parameters, r.parameters) = named(reweight.parameters)
-                }
-            }
-            if let optimizer {
-                a.optimizer = arena.message(mtlm__v1__optimizer__init) { o in
-                    o.type = Mtlm__V1__OptimizerType(rawValue: optimizer.type.rawValue)
-                    (o.n_parameters, o.parameters) = named(optimizer.parameters)
-                }
-            }
+            (a.n_shared, a.shared) = arena.messages(shared) { $0.cMessage(arena) }
+            (a.n_tasks, a.tasks) = arena.messages(tasks) { $0.cMessage(arena) }
+            a.fusion = fusion.cMessage(arena)
+            a.loss = loss?.cMessage(arena)
+            a.reweight = reweight?.cMessage(arena)
+            a.optimizer = optimizer?.cMessage(arena)
         }
     }
 
     fileprivate init(cMessage a: Mtlm__V1__Architecture, decoder: CDecoder) throws(MTLModelError) {
-        func dense(_ count: Int, _ items: UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__DenseLayer>?>?, _ path: String) throws(MTLModelError) -> [DenseLayer] {
-            var layers: [DenseLayer] = []
-            for index in 0..<count {
-                let d = items![index]!.pointee
-                layers.append(DenseLayer(units: try decoder.int(d.units, "\(path)[\(index)].units"),
-                                         activation: try decoder.enumValue(d.activation.rawValue, "\(path)[\(index)].activation"),
-                                         batchNorm: d.batch_norm != 0))
-            }
-            return layers
-        }
-        func named(_ count: Int, _ items: UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__NamedValue>?>?, _ path: String) throws(MTLModelError) -> [NamedValue] {
-            var values: [NamedValue] = []
-            for index in 0..<count {
-                let n = items![index]!.pointee
-                values.append(NamedValue(name: try decoder.string(n.name, "\(path).parameters[\(index)].name"), value: n.value))
-            }
-            return values
-        }
-
-        var groups: [String] = []
-        for index in 0..<a.n_groups { groups.append(try decoder.string(a.groups[index], "groups[\(index)]")) }
-        var fields: [Field] = []
-        for index in 0..<a.n_fields {
-            let f = a.fields[index]!.pointee
-            fields.append(Field(name: try decoder.string(f.name, "fields[\(index)].name"),
-                                vocabSize: try decoder.int(f.vocab_size, "fields[\(index)].vocab_size"),
-                                mapping: try decoder.enumValue(f.mapping.rawValue, "fields[\(index)].mapping"),
-                                combiner: try decoder.enumValue(f.combiner.rawValue, "fields[\(index)].combiner"),
-                                group: Int(f.group)))
-        }
+        let groups = try (0..<a.n_groups).map { index throws(MTLModelError) in try decoder.string(a.groups[index], "groups[\(index)]") }
+        let fields = try decoder.fields(a)
         guard let i = a.interaction?.pointee else { throw decoder.missing("interaction") }
-        var tasks: [Task] = []
-        for index in 0..<a.n_tasks {
-            let t = a.tasks[index]!.pointee
-            tasks.append(Task(name: try decoder.string(t.name, "tasks[\(index)].name"),
-                              tower: try dense(t.n_tower, t.tower, "tasks[\(index)].tower"),
-                              useLinear: t.use_linear != 0, logitOffset: t.logit_offset))
-        }
+        let tasks = try decoder.tasks(a)
         guard let f = a.fusion?.pointee else { throw decoder.missing("fusion") }
-        let fusion = Fusion(type: try decoder.enumValue(f.type.rawValue, "fusion.type"), bucket: f.bucket,
-                            weights: CDecoder.array(f.weights, f.n_weights), biases: CDecoder.array(f.biases, f.n_biases),
-                            exponents: CDecoder.array(f.exponents, f.n_exponents))
-        var loss: LossWeighting?
-        if let l = a.loss?.pointee {
-            loss = LossWeighting(weighting: try decoder.string(l.weighting, "loss.weighting"),
-                                 parameterization: try decoder.string(l.parameterization, "loss.parameterization"),
-                                 convention: try decoder.string(l.convention, "loss.convention"),
-                                 frozen: l.frozen != 0, values: CDecoder.array(l.values, l.n_values),
-                                 weights: CDecoder.array(l.weights, l.n_weights))
+        let fusion = try decoder.fusion(f)
+        let loss = try a.loss.map { l throws(MTLModelError) in try decoder.loss(l.pointee) }
+        let reweight = try a.reweight.map { r throws(MTLModelError) in
+            Reweight(scheme: try decoder.string(r.pointee.scheme, "reweight.scheme"),
+                     parameters: try decoder.namedValues(r.pointee.n_parameters, r.pointee.parameters, "reweight"))
         }
-        var reweight: Reweight?
-        if let r = a.reweight?.pointee {
-            reweight = Reweight(scheme: try decoder.string(r.scheme, "reweight.scheme"),
-                                parameters: try named(r.n_parameters, r.parameters, "reweight"))
-        }
-        var optimizer: Optimizer?
-        if let o = a.optimizer?.pointee {
-            optimizer = Optimizer(type: try decoder.enumValue(o.type.rawValue, "optimizer.type"),
-                                  parameters: try named(o.n_parameters, o.parameters, "optimizer"))
+        let optimizer = try a.optimizer.map { o throws(MTLModelError) in
+            Optimizer(type: try decoder.enumValue(o.pointee.type.rawValue, "optimizer.type"),
+                      parameters: try decoder.namedValues(o.pointee.n_parameters, o.pointee.parameters, "optimizer"))
         }
         self.init(embeddingDim: try decoder.int(a.embedding_dim, "embedding_dim"), groups: groups,
                   groupsListed: a.groups_listed != 0, fields: fields,
@@ -305,13 +198,110 @@ extension Architecture {
                   linear: a.linear != 0,
                   bottomInput: try decoder.enumValue(a.bottom_input.rawValue, "bottom_input"),
                   layerOrder: try decoder.enumValue(a.layer_order.rawValue, "layer_order"),
-                  bnEps: a.bn_eps, shared: try dense(a.n_shared, a.shared, "shared"), tasks: tasks,
+                  bnEps: a.bn_eps, shared: try decoder.denseLayers(a.n_shared, a.shared, "shared"), tasks: tasks,
                   fusion: fusion, loss: loss, reweight: reweight, optimizer: optimizer)
         do {
             try validate()
         } catch {
             throw MTLModelError(.malformed, "architecture in the manifest is invalid: \(error.message)",
                                 location: .init(byteOffset: decoder.baseOffset, key: error.location.key))
+        }
+    }
+}
+
+/// The architecture's messages, one function each (`Architecture.cMessage`).
+extension Architecture.Field {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Field> {
+        arena.message(mtlm__v1__field__init) { f in
+            f.name = arena.string(name)
+            f.vocab_size = UInt64(vocabSize)
+            f.mapping = Mtlm__V1__Mapping(rawValue: mapping.rawValue)
+            f.combiner = Mtlm__V1__Combiner(rawValue: combiner.rawValue)
+            f.group = UInt32(group)
+        }
+    }
+}
+
+extension Architecture.Interaction {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Interaction> {
+        arena.message(mtlm__v1__interaction__init) { i in
+            i.intra = intra ? 1 : 0
+            i.half_factor = halfFactor ? 1 : 0
+            i.field_bias = fieldBias ? 1 : 0
+            i.dice_scale = diceScale
+        }
+    }
+}
+
+extension Architecture.DenseLayer {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__DenseLayer> {
+        arena.message(mtlm__v1__dense_layer__init) { d in
+            d.units = UInt64(units)
+            d.activation = Mtlm__V1__Activation(rawValue: activation.rawValue)
+            d.batch_norm = batchNorm ? 1 : 0
+        }
+    }
+}
+
+extension Architecture.Task {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Task> {
+        arena.message(mtlm__v1__task__init) { t in
+            t.name = arena.string(name)
+            (t.n_tower, t.tower) = arena.messages(tower) { $0.cMessage(arena) }
+            t.use_linear = useLinear ? 1 : 0
+            t.logit_offset = logitOffset
+        }
+    }
+}
+
+extension Architecture.Fusion {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Fusion> {
+        arena.message(mtlm__v1__fusion__init) { f in
+            f.type = Mtlm__V1__FusionType(rawValue: type.rawValue)
+            f.bucket = bucket
+            (f.n_weights, f.weights) = arena.array(weights)
+            (f.n_biases, f.biases) = arena.array(biases)
+            (f.n_exponents, f.exponents) = arena.array(exponents)
+        }
+    }
+}
+
+extension Architecture.LossWeighting {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__LossWeighting> {
+        arena.message(mtlm__v1__loss_weighting__init) { l in
+            l.weighting = arena.string(weighting)
+            l.parameterization = arena.string(parameterization)
+            l.convention = arena.string(convention)
+            l.frozen = frozen ? 1 : 0
+            (l.n_values, l.values) = arena.array(values)
+            (l.n_weights, l.weights) = arena.array(weights)
+        }
+    }
+}
+
+extension Architecture.Reweight {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Reweight> {
+        arena.message(mtlm__v1__reweight__init) { r in
+            r.scheme = arena.string(scheme)
+            (r.n_parameters, r.parameters) = arena.messages(parameters) { $0.cMessage(arena) }
+        }
+    }
+}
+
+extension Architecture.Optimizer {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__Optimizer> {
+        arena.message(mtlm__v1__optimizer__init) { o in
+            o.type = Mtlm__V1__OptimizerType(rawValue: type.rawValue)
+            (o.n_parameters, o.parameters) = arena.messages(parameters) { $0.cMessage(arena) }
+        }
+    }
+}
+
+extension Architecture.NamedValue {
+    fileprivate func cMessage(_ arena: CArena) -> UnsafeMutablePointer<Mtlm__V1__NamedValue> {
+        arena.message(mtlm__v1__named_value__init) { n in
+            n.name = arena.string(name)
+            n.value = value
         }
     }
 }
@@ -490,5 +480,60 @@ extension CDecoder {
         return ShardIdentity(modelID: try modelID(s.model_id, "shard.model_id"), index: s.index, count: s.count,
                               rootFileName: try string(s.root_file_name, "shard.root_file_name"),
                               parts: try parts(s.parts, s.n_parts, "shard.parts"))
+    }
+}
+
+/// The architecture's repeated and nested messages (`Architecture.init(cMessage:decoder:)`).
+extension CDecoder {
+    func fields(_ a: Mtlm__V1__Architecture) throws(MTLModelError) -> [Architecture.Field] {
+        try (0..<a.n_fields).map { index throws(MTLModelError) in
+            let f = a.fields[index]!.pointee
+            return Architecture.Field(name: try string(f.name, "fields[\(index)].name"),
+                                      vocabSize: try int(f.vocab_size, "fields[\(index)].vocab_size"),
+                                      mapping: try enumValue(f.mapping.rawValue, "fields[\(index)].mapping"),
+                                      combiner: try enumValue(f.combiner.rawValue, "fields[\(index)].combiner"),
+                                      group: Int(f.group))
+        }
+    }
+
+    func tasks(_ a: Mtlm__V1__Architecture) throws(MTLModelError) -> [Architecture.Task] {
+        try (0..<a.n_tasks).map { index throws(MTLModelError) in
+            let t = a.tasks[index]!.pointee
+            return Architecture.Task(name: try string(t.name, "tasks[\(index)].name"),
+                                     tower: try denseLayers(t.n_tower, t.tower, "tasks[\(index)].tower"),
+                                     useLinear: t.use_linear != 0, logitOffset: t.logit_offset)
+        }
+    }
+
+    func denseLayers(_ count: Int, _ items: UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__DenseLayer>?>?,
+                     _ key: String) throws(MTLModelError) -> [Architecture.DenseLayer] {
+        try (0..<count).map { index throws(MTLModelError) in
+            let d = items![index]!.pointee
+            return Architecture.DenseLayer(units: try int(d.units, "\(key)[\(index)].units"),
+                                           activation: try enumValue(d.activation.rawValue, "\(key)[\(index)].activation"),
+                                           batchNorm: d.batch_norm != 0)
+        }
+    }
+
+    func namedValues(_ count: Int, _ items: UnsafeMutablePointer<UnsafeMutablePointer<Mtlm__V1__NamedValue>?>?,
+                     _ key: String) throws(MTLModelError) -> [Architecture.NamedValue] {
+        try (0..<count).map { index throws(MTLModelError) in
+            let n = items![index]!.pointee
+            return Architecture.NamedValue(name: try string(n.name, "\(key).parameters[\(index)].name"), value: n.value)
+        }
+    }
+
+    func fusion(_ f: Mtlm__V1__Fusion) throws(MTLModelError) -> Architecture.Fusion {
+        Architecture.Fusion(type: try enumValue(f.type.rawValue, "fusion.type"), bucket: f.bucket,
+                            weights: Self.array(f.weights, f.n_weights), biases: Self.array(f.biases, f.n_biases),
+                            exponents: Self.array(f.exponents, f.n_exponents))
+    }
+
+    func loss(_ l: Mtlm__V1__LossWeighting) throws(MTLModelError) -> Architecture.LossWeighting {
+        Architecture.LossWeighting(weighting: try string(l.weighting, "loss.weighting"),
+                                   parameterization: try string(l.parameterization, "loss.parameterization"),
+                                   convention: try string(l.convention, "loss.convention"),
+                                   frozen: l.frozen != 0, values: Self.array(l.values, l.n_values),
+                                   weights: Self.array(l.weights, l.n_weights))
     }
 }

@@ -33,16 +33,7 @@ public final class SafetensorsFile: @unchecked Sendable {
             if let advice = FileKind.sniff(file.bytes(0, min(file.byteCount, 4096)), byteCount: file.byteCount).adviceForCheckpoint(path: path) {
                 throw MTLModelError(.malformed, advice)
             }
-            guard file.byteCount >= 8 else {
-                throw MTLModelError.malformed("file is \(file.byteCount) bytes, too short for a safetensors header size", at: 0)
-            }
-            let headerSize = file.bytes(0, 8).loadUnaligned(as: UInt64.self).littleEndian
-            guard headerSize <= Self.maxHeaderByteCount else {
-                throw MTLModelError.malformed("header size \(headerSize) exceeds the limit of \(Self.maxHeaderByteCount)", at: 0)
-            }
-            guard headerSize <= file.byteCount - 8 else {
-                throw MTLModelError.malformed("header of \(headerSize) bytes runs past the end of the \(file.byteCount)-byte file", at: 0)
-            }
+            let headerSize = try Self.headerSize(file)
             dataStart = 8 + headerSize
             let header: JSONValue
             do {
@@ -51,40 +42,65 @@ public final class SafetensorsFile: @unchecked Sendable {
                 throw MTLModelError.malformed("header is not valid JSON: \(error.message)", at: 8)
             }
             guard case .object(let entries) = header else { throw MTLModelError.malformed("header is not a JSON object", at: 8) }
-            var metadata: [String: String] = [:]
             var tensors: [Tensor] = []
+            var metadata: [String: String] = [:]
             for (name, value) in entries {
                 if name == "__metadata__" {
-                    guard case .object(let items) = value else { throw MTLModelError.malformed("__metadata__ is not an object", at: 8) }
-                    for (key, item) in items {
-                        guard case .string(let text) = item else {
-                            throw MTLModelError.malformed("__metadata__ value of \"\(key)\" is not a string", at: 8)
-                        }
-                        metadata[key] = text
-                    }
-                    continue
+                    metadata = try Self.metadata(value)
+                } else {
+                    tensors.append(try Self.tensor(name, value))
                 }
-                tensors.append(try Self.tensor(name, value))
             }
             self.metadata = metadata
             // The rule safetensors converged on: sorted by offset, tensors tile the data buffer
             // exactly, with no hole and no overlap.
             tensors.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
-            let dataByteCount = file.byteCount - dataStart
-            var cursor: UInt64 = 0
-            for tensor in tensors {
-                guard tensor.begin == cursor else {
-                    throw MTLModelError.malformed(tensor.begin < cursor ? "data overlaps the previous tensor" : "hole of \(tensor.begin - cursor) bytes before this tensor's data",
-                                                  at: dataStart + min(tensor.begin, dataByteCount), tensor: tensor.name)
-                }
-                cursor = tensor.end
-            }
-            guard cursor == dataByteCount else {
-                throw MTLModelError.malformed("tensors cover \(cursor) bytes of a \(dataByteCount)-byte data buffer", at: dataStart + min(cursor, dataByteCount))
-            }
+            try Self.checkTiling(tensors, dataStart: dataStart, dataByteCount: file.byteCount - dataStart)
             self.tensors = tensors
         } catch {
             throw error.inFile(path)
+        }
+    }
+
+    /// The header's size, from the file's first 8 bytes, capped before anything is read.
+    private static func headerSize(_ file: MappedFile) throws(MTLModelError) -> UInt64 {
+        guard file.byteCount >= 8 else {
+            throw MTLModelError.malformed("file is \(file.byteCount) bytes, too short for a safetensors header size", at: 0)
+        }
+        let headerSize = file.bytes(0, 8).loadUnaligned(as: UInt64.self).littleEndian
+        guard headerSize <= Self.maxHeaderByteCount else {
+            throw MTLModelError.malformed("header size \(headerSize) exceeds the limit of \(Self.maxHeaderByteCount)", at: 0)
+        }
+        guard headerSize <= file.byteCount - 8 else {
+            throw MTLModelError.malformed("header of \(headerSize) bytes runs past the end of the \(file.byteCount)-byte file", at: 0)
+        }
+        return headerSize
+    }
+
+    private static func metadata(_ value: JSONValue) throws(MTLModelError) -> [String: String] {
+        guard case .object(let items) = value else { throw MTLModelError.malformed("__metadata__ is not an object", at: 8) }
+        var metadata: [String: String] = [:]
+        for (key, item) in items {
+            guard case .string(let text) = item else {
+                throw MTLModelError.malformed("__metadata__ value of \"\(key)\" is not a string", at: 8)
+            }
+            metadata[key] = text
+        }
+        return metadata
+    }
+
+    /// `tensors`, sorted by offset, must cover the data buffer exactly once.
+    private static func checkTiling(_ tensors: [Tensor], dataStart: UInt64, dataByteCount: UInt64) throws(MTLModelError) {
+        var cursor: UInt64 = 0
+        for tensor in tensors {
+            guard tensor.begin == cursor else {
+                throw MTLModelError.malformed(tensor.begin < cursor ? "data overlaps the previous tensor" : "hole of \(tensor.begin - cursor) bytes before this tensor's data",
+                                              at: dataStart + min(tensor.begin, dataByteCount), tensor: tensor.name)
+            }
+            cursor = tensor.end
+        }
+        guard cursor == dataByteCount else {
+            throw MTLModelError.malformed("tensors cover \(cursor) bytes of a \(dataByteCount)-byte data buffer", at: dataStart + min(cursor, dataByteCount))
         }
     }
 
