@@ -32,7 +32,7 @@ final class KeyedRuns: @unchecked Sendable {
     let runs: [Run]
     let count: Int
     private let capacity: Int
-    private let descriptor: Int32
+    private let file: TemporaryFile
 
     /// - Parameters: `counts` the rows of each of the shard's buckets, in order; `bucket` the
     ///   offset in the shard's range of a key's bucket, nil when the key is another shard's.
@@ -54,11 +54,9 @@ final class KeyedRuns: @unchecked Sendable {
         self.runs = runs
         count = total
         self.capacity = capacity
-        descriptor = try TemporaryFile.unlinked("shard", for: "a shard's rows")
+        file = try TemporaryFile("shard", for: "a shard's rows")
         try fill(keys, bucket: bucket)
     }
-
-    deinit { close(descriptor) }
 
     /// The one pass over the keys: each of the shard's rows appended to its run's region.
     private func fill(_ keys: RowSource, bucket: (UInt64) -> Int?) throws {
@@ -67,7 +65,7 @@ final class KeyedRuns: @unchecked Sendable {
         var written = runs.map { _ in 0 }
         let starts = runs.map(\.buckets.lowerBound)
         func flush(_ run: Int) throws {
-            try buffers[run].withUnsafeBytes { try write($0, at: (runs[run].offset + written[run]) * 8) }
+            try buffers[run].withUnsafeBytes { bytes in try file.write(bytes, at: (runs[run].offset + written[run]) * 8) }
             written[run] += buffers[run].count
             buffers[run].removeAll(keepingCapacity: true)
         }
@@ -89,25 +87,9 @@ final class KeyedRuns: @unchecked Sendable {
         for run in runs.indices where !buffers[run].isEmpty { try flush(run) }
     }
 
-    private func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            guard n > 0 else { throw MTLModelError(.io, "cannot write a shard's rows to a temporary file: \(String(cString: strerror(errno)))") }
-            done += n
-        }
-    }
-
     private func read(_ entries: Range<Int>) throws -> [UInt64] {
         var out = [UInt64](repeating: 0, count: entries.count)
-        try out.withUnsafeMutableBytes { buffer in
-            var done = 0
-            while done < buffer.count {
-                let n = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(entries.lowerBound * 8 + done))
-                guard n > 0 else { throw MTLModelError(.io, "cannot read a shard's rows back from a temporary file: \(String(cString: strerror(errno)))") }
-                done += n
-            }
-        }
+        try out.withUnsafeMutableBytes { buffer in try file.read(into: buffer, at: entries.lowerBound * 8) }
         return out
     }
 

@@ -12,30 +12,15 @@ import Foundation
 /// an unlinked temporary file mapped beside them past that (its pages released as they are
 /// read), so nothing is left behind even by a crash.
 final class KeyJoin {
-    private let storage: UnsafeMutablePointer<Int32>
-    let count: Int
-    private let mappedByteCount: Int
-    private var fileDescriptor: Int32 = -1
+    private let matches: ScratchArray<Int32>
+    var count: Int { matches.count }
 
     /// - Throws: on a duplicate key in B, or when the temporary file cannot be made.
     init(keysA: KeyColumn, keysB: KeyColumn, tensorB: String,
          indexBudget: Int = 40 << 20, memoryBudget: Int = 32 << 20, release: (_ table: Int, _ rows: Range<Int>) -> Void) throws {
-        count = keysA.count
-        let byteCount = max(count, 1) * 4
-        if byteCount <= memoryBudget {
-            storage = .allocate(capacity: max(count, 1))
-            mappedByteCount = 0
-        } else {
-            let fd = try TemporaryFile.unlinked("diff", for: "matching keys")
-            guard ftruncate(fd, off_t(byteCount)) == 0,
-                  let base = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
-                close(fd)
-                throw MTLModelError(.io, "cannot map \(byteCount) bytes of a temporary file for matching keys: \(String(cString: strerror(errno)))")
-            }
-            fileDescriptor = fd
-            storage = base.bindMemory(to: Int32.self, capacity: count)
-            mappedByteCount = byteCount
-        }
+        let matches = try ScratchArray<Int32>(count: keysA.count, memoryBudget: memoryBudget, name: "diff", for: "matching keys")
+        self.matches = matches
+        let count = keysA.count
         let window = Self.window
         try Self.forEachPartition(of: keysB, probeCount: keysA.count, indexBudget: indexBudget, release: { release(1, $0) }) { partition, partitions, index, gather in
             if let duplicate = index.duplicate {
@@ -43,7 +28,7 @@ final class KeyJoin {
             }
             for start in stride(from: 0, to: count, by: window) {
                 let rows = start..<min(start + window, count)
-                try gather(keysA, rows) { row, key, hash in storage[row] = index.row(of: key, hash: hash) }
+                try gather(keysA, rows) { row, key, hash in matches[row] = index.row(of: key, hash: hash) }
                 release(0, rows)
             }
         }
@@ -208,25 +193,11 @@ final class KeyJoin {
         }
     }
 
-    deinit {
-        if fileDescriptor >= 0 {
-            munmap(storage, mappedByteCount)
-            close(fileDescriptor)
-        } else {
-            storage.deallocate()
-        }
-    }
-
     /// The row of B matching row `row` of A, or −1.
-    subscript(row: Int) -> Int32 { storage[row] }
+    subscript(row: Int) -> Int32 { matches[row] }
 
     /// Drops the pages of matches already read (file-backed only).
-    func release(_ rows: Range<Int>) {
-        guard fileDescriptor >= 0 else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = rows.lowerBound * 4 / page * page, end = rows.upperBound * 4 / page * page
-        if end > start { madvise(UnsafeMutableRawPointer(storage) + start, end - start, MADV_DONTNEED) }
-    }
+    func release(_ rows: Range<Int>) { matches.release(rows) }
 
     /// The partition of a key: a multiplicative hash (one multiplication, where the index's
     /// hash takes several; skew only makes a partition's index larger, never wrong).
