@@ -313,3 +313,76 @@ size_t mtlm_gather_partition_using(int implementation, const void *keys, size_t 
     }
     return count;
 }
+
+// A batch's lookup pass over a keyed table (predict, eval): the keys whose hash's top `bits`
+// bits are set in the batch's filter of 2^bits bits, to be probed; nearly every key is
+// dropped here, 8 (AVX-512) or 4 (AVX2) at a time.
+static inline int in_filter(uint64_t hash, const uint64_t *filter, unsigned bits) {
+    uint64_t bit = hash >> (64 - bits);
+    return (int)((filter[bit >> 6] >> (bit & 63)) & 1);
+}
+
+#if defined(__x86_64__)
+// Whether a lane holds a hit is a coin toss a branch cannot learn (a third of the groups of 8
+// keys hold one when a batch has 4k ids: a branch per group cost 4× the rest), so every group
+// stores its hits' indices compressed to the front of a register, and the count advances by
+// them (`out` has room for n + 8).
+MTLM_KEYS_AVX512 static size_t filter_keys_avx512(const unsigned char *p, size_t n, const uint64_t *filter, unsigned bits, uint32_t *out, size_t *done) {
+    size_t count = 0, i = 0;
+    const __m512i one = _mm512_set1_epi64(1), low6 = _mm512_set1_epi64(63);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (; i + 8 <= n; i += 8) {
+        __m512i bit = _mm512_srli_epi64(mix8(_mm512_loadu_si512(p + 8 * i)), 64 - bits);
+        __m512i word = _mm512_i64gather_epi64(_mm512_srli_epi64(bit, 6), (const void *)filter, 8);
+        __mmask8 hit = _mm512_test_epi64_mask(_mm512_srlv_epi64(word, _mm512_and_si512(bit, low6)), one);
+        __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32((int)i));
+        _mm256_storeu_si256((__m256i *)(out + count), _mm512_castsi512_si256(_mm512_maskz_compress_epi32((__mmask16)hit, index)));
+        count += (size_t)__builtin_popcount(hit);
+    }
+    *done = i;
+    return count;
+}
+
+// The same on 4 lanes: the hits' indices moved to the front by a permutation looked up by the
+// 4-bit hit mask (AVX2 has no compress).
+MTLM_KEYS_AVX2 static size_t filter_keys_avx2(const unsigned char *p, size_t n, const uint64_t *filter, unsigned bits, uint32_t *out, size_t *done) {
+    static const int32_t front[16][4] = {  // front[mask]: the lanes set in mask, first
+        {0, 0, 0, 0}, {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {2, 0, 0, 0}, {0, 2, 0, 0}, {1, 2, 0, 0}, {0, 1, 2, 0},
+        {3, 0, 0, 0}, {0, 3, 0, 0}, {1, 3, 0, 0}, {0, 1, 3, 0}, {2, 3, 0, 0}, {0, 2, 3, 0}, {1, 2, 3, 0}, {0, 1, 2, 3},
+    };
+    size_t count = 0, i = 0;
+    const __m256i one = _mm256_set1_epi64x(1), low6 = _mm256_set1_epi64x(63);
+    for (; i + 4 <= n; i += 4) {
+        __m256i bit = _mm256_srli_epi64(mix4(_mm256_loadu_si256((const __m256i *)(p + 8 * i))), 64 - (int)bits);
+        __m256i word = _mm256_i64gather_epi64((const long long *)filter, _mm256_srli_epi64(bit, 6), 8);
+        __m256i set = _mm256_and_si256(_mm256_srlv_epi64(word, _mm256_and_si256(bit, low6)), one);
+        int hit = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_sub_epi64(_mm256_setzero_si256(), set)));
+        __m128i index = _mm_add_epi32(_mm_loadu_si128((const __m128i *)front[hit]), _mm_set1_epi32((int)i));
+        _mm_storeu_si128((__m128i *)(out + count), index);
+        count += (size_t)__builtin_popcount((unsigned)hit);
+    }
+    *done = i;
+    return count;
+}
+#endif
+
+size_t mtlm_filter_keys(const void *keys, size_t n, const uint64_t *filter, unsigned bits, uint32_t *out) {
+    return mtlm_filter_keys_using(2, keys, n, filter, bits, out);
+}
+
+size_t mtlm_filter_keys_using(int implementation, const void *keys, size_t n, const uint64_t *filter, unsigned bits, uint32_t *out) {
+    const unsigned char *p = keys;
+    size_t count = 0, i = 0;
+#if defined(__x86_64__)
+    int path = vector_path(implementation);
+    if (path == 2) count = filter_keys_avx512(p, n, filter, bits, out, &i);
+    if (path == 1) count = filter_keys_avx2(p, n, filter, bits, out, &i);
+#endif
+    // Branch-free, as in the partition gather: the index is written, the count advances for
+    // keys in the filter.
+    for (; i < n; i++) {
+        out[count] = (uint32_t)i;
+        count += (size_t)in_filter(mix(load_key(p + 8 * i)), filter, bits);
+    }
+    return count;
+}

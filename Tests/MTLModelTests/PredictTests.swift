@@ -394,4 +394,128 @@ struct PredictTests {
         let unknown = try runCLI(["eval", demo.training, demo.data, "--group-by", "nouser"])
         #expect(unknown.status == 2 && unknown.stderr.contains("no field named \"nouser\" (fields: user_id, item_id, tags, hour)"))
     }
+
+    /// MODEL.md's example (a keyed `item_id` table of 50k keys) and a batch of its keys, ids
+    /// it does not hold, and ids repeated within the batch.
+    static func keyedExample(_ directory: TemporaryDirectory) throws -> (model: String, batch: SampleBatch) {
+        let model = directory.path("example.mtlm")
+        #expect(try runCLI(["synth", TestPaths.packageRoot.appendingPathComponent("fixtures/configs/model-md-example.json").path, model, "--seed", "5"]).status == 0)
+        let keys = try ModelFile(path: model).withElements(of: "embedding.item_id.keys", as: UInt64.self) { Array($0) }
+        var random = SplitMix64(seed: 9)
+        var batch = SampleBatch(taskCount: 2)
+        for line in 0..<3000 {
+            let stored = keys[Int(random.next() % UInt64(keys.count))]
+            let id = line % 7 == 0 ? random.next() : line % 5 == 0 ? keys[line % 3] : stored
+            batch.beginSample(line: line + 1)
+            batch.appendLabel(Int8(line % 2)); batch.appendLabel(0)
+            batch.appendEntry(field: 1, id: id, value: 1)
+            batch.appendEntry(field: 0, id: random.next() % 1000, value: 1)
+            if line % 4 == 0 { batch.appendEntry(field: 1, id: keys[(line * 31) % keys.count], value: 0.5) }
+            batch.commitSample()
+        }
+        return (model, batch)
+    }
+
+    @Test("A keyed table indexed per batch (a sparse request, or a table past the index budget) predicts what its whole index does")
+    func keyedPerBatch() throws {
+        let directory = TemporaryDirectory()
+        let (model, batch) = try Self.keyedExample(directory)
+        var options = ModelFile.Options()
+        options.access = .sparse
+        let whole = try Predictor(model: Model(path: model), threadCount: 2)
+        #expect(!whole.indexesKeysPerBatch)
+        #expect(KeyedIndex.indexesWhole(keyCount: 50_000, sparse: false) && !KeyedIndex.indexesWhole(keyCount: 50_000, sparse: true))
+        #expect(!KeyedIndex.indexesWhole(keyCount: KeyedIndex.wholeIndexBudget / 24 + 1, sparse: false))
+        let expected = try whole.predict(batch)
+        #expect(expected.logits.contains { $0 != expected.logits[0] })
+        for threads in [1, 2] {
+            let perBatch = try Predictor(model: Model(ModelFile(path: model, options: options)), threadCount: threads)
+            #expect(perBatch.indexesKeysPerBatch)
+            let predicted = try perBatch.predict(batch)
+            #expect(predicted.logits == expected.logits && predicted.fused == expected.fused)
+            // A batch resolved for one model is resolved again for another.
+            var resolved = batch
+            try perBatch.resolveKeys(&resolved)
+            let again = try Predictor(model: Model(ModelFile(path: model, options: options)), threadCount: threads)
+            #expect(try again.predict(resolved).logits == expected.logits)
+        }
+        // The CLI on a small file (sparse, per batch) and on standard input (bulk, whole), in
+        // batches of 7: the same output.
+        let lines = (0..<batch.count).map { sample in
+            let entries = Int(batch.entryStart[sample])..<Int(batch.entryStart[sample + 1])
+            return "1,0 " + entries.map { "\(["user_id", "item_id"][Int(batch.entryField[$0])]):\(batch.entryID[$0]):\(batch.entryValue[$0])" }.joined(separator: " ")
+        }.prefix(400).joined(separator: "\n") + "\n"
+        try lines.write(toFile: directory.path("small.txt"), atomically: true, encoding: .utf8)
+        let fromFile = try runCLI(["predict", model, directory.path("small.txt"), "--batch-size", "7"])
+        let fromStandardInput = try runCLI(["predict", model, "-", "--batch-size", "7"], stdin: lines)
+        #expect(fromFile.status == 0 && fromFile.stdout == fromStandardInput.stdout && fromFile.stdout.count > 400 * 10)
+    }
+
+    @Test("A key stored twice: refused at load by a whole index; per batch, refused by a batch that holds it, not by one that does not")
+    func keyedDuplicatePerBatch() throws {
+        let directory = TemporaryDirectory()
+        let (model, _) = try Self.keyedExample(directory)
+        let source = try ModelFile(path: model)
+        let keys = try source.withElements(of: "embedding.item_id.keys", as: UInt64.self) { Array($0) }
+        let broken = directory.path("broken.mtlm")
+        let writer = try ModelWriter(path: broken)
+        for entry in source.tensors {
+            var bytes = try source.withTensorBytes(entry.name) { [UInt8]($0) }
+            if entry.name == "embedding.item_id.keys" {
+                bytes.withUnsafeMutableBytes { $0.storeBytes(of: keys[100], toByteOffset: 40_000 * 8, as: UInt64.self) }
+            }
+            try bytes.withUnsafeBytes { try writer.writeTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, bytes: $0) }
+        }
+        try writer.finish(architecture: source.architecture, provenance: Provenance(createdUnixSeconds: 0, source: "test"))
+        #expect { _ = try Predictor(model: Model(path: broken)) } throws: { error in
+            "\(error)".contains("duplicate key \(keys[100]) (again at row 40000)")
+        }
+        var options = ModelFile.Options()
+        options.access = .sparse
+        let perBatch = try Predictor(model: Model(ModelFile(path: broken, options: options)))
+        func batch(_ id: UInt64) -> SampleBatch {
+            var batch = SampleBatch(taskCount: 2)
+            batch.beginSample(line: 1)
+            batch.appendLabel(1); batch.appendLabel(0)
+            batch.appendEntry(field: 1, id: id, value: 1)
+            batch.commitSample()
+            return batch
+        }
+        #expect { _ = try perBatch.predict(batch(keys[100])) } throws: { error in
+            "\(error)".contains("duplicate key \(keys[100]) (again at row 40000)") && "\(error)".contains("embedding.item_id.keys")
+        }
+        #expect(try perBatch.predict(batch(keys[101])).count == 1)
+    }
+
+    @Test("The keys filter of a batch's pass: AVX-512, AVX2 and portable keep the same keys, those whose hash is in the filter, at every tail and alignment")
+    func keysFilterKernel() {
+        var random = SplitMix64(seed: 4)
+        for bits in [6, 7, 16, 20, 24] {
+            var filter = [UInt64](repeating: 0, count: 1 << (bits - 6))
+            for _ in 0..<max(1, (1 << bits) / 50) { let bit = random.next() >> UInt64(64 - bits); filter[Int(bit >> 6)] |= 1 << (bit & 63) }
+            for n in Array(0...40) + [1000, 4099] {
+                for offset in [0, 3] {
+                    var bytes = [UInt8](repeating: 0, count: n * 8 + offset)
+                    var keys: [UInt64] = []
+                    for i in 0..<n {
+                        // Keys in the filter, keys not in it, and the edges of the key space.
+                        let key = i % 13 == 0 ? [0, UInt64.max, 1 << 63][i % 3] : random.next()
+                        keys.append(key)
+                        bytes.withUnsafeMutableBytes { $0.storeBytes(of: key.littleEndian, toByteOffset: offset + 8 * i, as: UInt64.self) }
+                    }
+                    let expected = keys.indices.filter { i in
+                        let bit = SplitMix64.mix(keys[i]) >> UInt64(64 - bits)
+                        return filter[Int(bit >> 6)] & (1 << (bit & 63)) != 0
+                    }
+                    for implementation: Int32 in [0, 1, 2] {
+                        var out = [UInt32](repeating: 0, count: n + 8)
+                        let count = bytes.withUnsafeBytes { raw in
+                            mtlm_filter_keys_using(implementation, raw.baseAddress! + offset, n, filter, UInt32(bits), &out)
+                        }
+                        #expect(out.prefix(count).map(Int.init) == expected, "bits \(bits), n \(n), offset \(offset), path \(implementation)")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -49,6 +49,14 @@ int mtlm_find_duplicate_u64_using(int implementation, uint64_t *keys, size_t n, 
 void mtlm_count_partitions_using(int implementation, const void *keys, size_t n, size_t partitions, size_t *counts);
 size_t mtlm_gather_partition_using(int implementation, const void *keys, size_t n, size_t partitions, size_t partition, uint64_t *out);
 
+// The indices (ascending) of the n little-endian 64-bit keys, at any alignment, whose
+// SplitMix64 hash's top `bits` bits (6 ≤ bits ≤ 32) are a bit set in `filter` (2^bits bits,
+// bit b in word b / 64 at b % 64), written to `out` (room for n + 8) and counted: what a
+// batch's pass over a keyed table probes (n < 2^32). `_using` as above: the same indices on
+// every path.
+size_t mtlm_filter_keys(const void *keys, size_t n, const uint64_t *filter, unsigned bits, uint32_t *out);
+size_t mtlm_filter_keys_using(int implementation, const void *keys, size_t n, const uint64_t *filter, unsigned bits, uint32_t *out);
+
 // Starts writing the file's dirty pages in [offset, offset + length) to the disk without
 // waiting for it (Linux's sync_file_range; elsewhere nothing): advisory, -1 with errno on
 // failure.

@@ -14,13 +14,19 @@ public final class BatchPrefetcher: @unchecked Sendable {
     private var cancelled = false
     private let depth: Int
 
-    /// Starts reading `reader` in batches of `batchSize`. On the parsing thread, `handedOver`
+    /// Starts reading `reader` in batches of `batchSize`. On the parsing thread, `prepare`
+    /// completes each batch before it is queued (its error is the reader's), `handedOver`
     /// sees each batch once it is queued, and `idleWork` runs whenever the queue is full or the
     /// input has ended, a piece at a time (it returns false when it has nothing to do): a
     /// `PredictionStream` checks there the table chunks of the batches it has been given, so
     /// that the thread parses ahead first and checks with the time it has left.
-    public init(_ reader: DatasetReader, taskCount: Int, batchSize: Int, depth: Int = 2,
-                handedOver: (@Sendable (SampleBatch) -> Void)? = nil, idleWork: (@Sendable () -> Bool)? = nil) {
+    public convenience init(_ reader: DatasetReader, taskCount: Int, batchSize: Int, depth: Int = 2) {
+        self.init(reader, taskCount: taskCount, batchSize: batchSize, depth: depth, prepare: nil, handedOver: nil, idleWork: nil)
+    }
+
+    init(_ reader: DatasetReader, taskCount: Int, batchSize: Int, depth: Int = 2,
+         prepare: (@Sendable (inout SampleBatch) throws(MTLModelError) -> Void)?,
+         handedOver: (@Sendable (SampleBatch) -> Void)?, idleWork: (@Sendable () -> Bool)?) {
         self.depth = max(1, depth)
         let handoff = ReaderHandoff(reader)
         let thread = Thread { [self] in
@@ -28,6 +34,7 @@ public final class BatchPrefetcher: @unchecked Sendable {
             var batch = SampleBatch(taskCount: taskCount, capacity: batchSize)
             do throws(MTLModelError) {
                 while try reader.nextBatch(into: &batch, maxCount: batchSize) {
+                    try prepare?(&batch)
                     guard waitForRoom(idleWork) else { break }
                     ready.append(batch)
                     condition.broadcast()

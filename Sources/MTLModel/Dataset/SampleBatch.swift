@@ -13,6 +13,9 @@ public struct SampleBatch: Sendable {
     public private(set) var entryValue: [Float] = []
     /// The 1-based line number of each sample in its file.
     public private(set) var lineNumbers: [Int] = []
+    /// The rows of its ids in the keyed tables a predictor indexes per batch
+    /// (`Predictor.resolveKeys`), nil until then.
+    var keyedRows: BatchKeys?
 
     public init(taskCount: Int, capacity: Int = 1024) {
         self.taskCount = taskCount
@@ -33,6 +36,7 @@ public struct SampleBatch: Sendable {
         entryID.removeAll(keepingCapacity: true)
         entryValue.removeAll(keepingCapacity: true)
         lineNumbers.removeAll(keepingCapacity: true)
+        keyedRows = nil
     }
 
     // Building a sample: begin, add labels and entries, then commit or roll back.

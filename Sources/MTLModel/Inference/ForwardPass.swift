@@ -66,6 +66,8 @@ enum ForwardPass {
         let fields: UnsafeBufferPointer<Int32>
         let ids: UnsafeBufferPointer<UInt64>
         let values: UnsafeBufferPointer<Float>
+        /// The rows of the batch's ids in keyed tables indexed per batch.
+        let keyed: BatchKeys?
     }
 
     /// The forward pass over `samples`, stage by stage: look up rows, pool each sample's bags
@@ -76,7 +78,7 @@ enum ForwardPass {
         batch.entryField.withUnsafeBufferPointer { fields in
         batch.entryID.withUnsafeBufferPointer { ids in
         batch.entryValue.withUnsafeBufferPointer { values in
-            let entries = Entries(starts: starts, fields: fields, ids: ids, values: values)
+            let entries = Entries(starts: starts, fields: fields, ids: ids, values: values, keyed: batch.keyedRows)
             let firstEntry = lookUp(w, entries, samples, ws)
             for (r, sample) in samples.enumerated() {
                 ws.linearTerm[r] = pool(w, entries, sample: sample, firstEntry: firstEntry, ws)
@@ -104,7 +106,7 @@ enum ForwardPass {
         ws.entryRows.withUnsafeMutableBufferPointer { rows in
             for i in 0..<entryCount {
                 let f = Int(e.fields[firstEntry + i])
-                var row = fields[f].row(of: e.ids[firstEntry + i])
+                var row = fields[f].row(of: e.ids[firstEntry + i], e.keyed)
                 if row >= 0, ws.checksChunks, let problem = fields[f].embedding.checks?.check(row: row) ?? fields[f].linear?.checks?.check(row: row) {
                     ws.failure = ws.failure ?? problem  // the batch fails; the row is not read
                     row = -1

@@ -54,13 +54,14 @@ final class ModelWeights: @unchecked Sendable {
         var linear: TableView?
         var keys: KeyedIndex?
 
-        /// The row of `id`, or -1 when out of vocabulary.
+        /// The row of `id`, or -1 when out of vocabulary; `batch`: the rows of the batch's ids
+        /// in tables indexed per batch (`SampleBatch.keyedRows`).
         @inline(__always)
-        func row(of id: UInt64) -> Int {
+        func row(of id: UInt64, _ batch: BatchKeys?) -> Int {
             switch mapping {
             case .direct: return id < UInt64(rowCount) ? Int(id) : -1
             case .modulo: return Int(id % UInt64(rowCount))
-            case .keyed: return keys!.row(of: id)
+            case .keyed: return keys!.row(of: id, batch)
             }
         }
     }
@@ -113,7 +114,7 @@ final class ModelWeights: @unchecked Sendable {
         let loader = WeightLoader(model)
         var complete = false
         defer { if !complete { loader.discard() } }
-        fields = try arch.fields.map { try loader.field($0, linear: arch.linear) }
+        fields = try arch.fields.enumerated().map { try loader.field($1, at: $0, linear: arch.linear) }
         linearBias = arch.linear ? try loader.array(.linearBias)[0] : 0
         pairs = Self.pairs(try loader.array(.pairWeight), groupCount: arch.groupCount)
         intraWeights = arch.interaction.intra ? try loader.array(.intraWeight) : nil
@@ -149,7 +150,7 @@ final class ModelWeights: @unchecked Sendable {
         var decoded = [Float](repeating: 0, count: k)
         for e in Int(batch.entryStart[sample])..<Int(batch.entryStart[sample + 1]) {
             let f = Int(batch.entryField[e])
-            let row = fields[f].row(of: batch.entryID[e])
+            let row = fields[f].row(of: batch.entryID[e], batch.keyedRows)
             guard row >= 0 else { continue }
             let field = architecture.fields[f].name
             let tables = [(TensorName.embedding(field), fields[f].embedding)] + (fields[f].linear.map { [(TensorName.linear(field), $0)] } ?? [])

@@ -37,6 +37,7 @@ public final class PredictionStream {
         self.checks = checks
         checking = predictor.checksTablesOnAccess
         batches = BatchPrefetcher(reader, taskCount: predictor.architecture.tasks.count, batchSize: batchSize,
+                                  prepare: predictor.indexesKeysPerBatch ? predictor.resolveKeys : nil,
                                   handedOver: checking ? checks.add : nil, idleWork: checking ? checks.work : nil)
     }
 

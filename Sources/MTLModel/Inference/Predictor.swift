@@ -54,14 +54,37 @@ public final class Predictor: @unchecked Sendable {
     ///   naming the table row that holds a NaN or Inf, or, when every weight it used is finite,
     ///   saying that they overflow float32.
     public func predict(_ batch: SampleBatch) throws(MTLModelError) -> Predictions {
+        var batch = batch
+        try resolveKeys(&batch)
         let output = try compute(batch, checkingChunks: true)
         try checkFinite(output, of: batch)
         return output
     }
 
-    /// The forward pass over `batch`, its blocks split across the threads. Not checking
-    /// chunks: the predictions are a guess until `confirm` has passed (`PredictionStream`).
+    /// Whether some keyed table is indexed per batch (`KeyedIndex`): each batch's ids in it
+    /// are then found first (`resolveKeys`).
+    var indexesKeysPerBatch: Bool { weights.fields.contains { $0.keys.map { !$0.isWhole } ?? false } }
+
+    /// Finds the rows of `batch`'s ids in the keyed tables indexed per batch: one pass over
+    /// each such table's keys (a `PredictionStream` does it on its parsing thread).
+    ///
+    /// - Throws: when a keys chunk fails its checksum, or a key the batch holds is stored twice.
+    func resolveKeys(_ batch: inout SampleBatch) throws(MTLModelError) {
+        guard indexesKeysPerBatch, batch.keyedRows?.owner !== weights else { return }
+        do {
+            batch.keyedRows = try BatchKeys(batch, weights: weights)
+        } catch let error as MTLModelError {
+            throw error
+        } catch {
+            throw MTLModelError(.io, "\(error)", file: weights.model.path)
+        }
+    }
+
+    /// The forward pass over `batch` (its keys resolved), its blocks split across the threads.
+    /// Not checking chunks: the predictions are a guess until `confirm` has passed
+    /// (`PredictionStream`).
     func compute(_ batch: SampleBatch, checkingChunks: Bool) throws(MTLModelError) -> Predictions {
+        precondition(!indexesKeysPerBatch || batch.keyedRows?.owner === weights, "a batch's keyed ids are resolved before it is computed")
         var output = Predictions(taskCount: architecture.tasks.count, count: batch.count)
         // A table chunk that fails its checksum when a lookup first touches it (one thread's).
         nonisolated(unsafe) var failure: MTLModelError?
@@ -127,7 +150,7 @@ public final class Predictor: @unchecked Sendable {
             for e in entries {
                 let f = Int(batch.entryField[e])
                 guard fields[f].embedding.checks != nil || fields[f].linear?.checks != nil else { continue }
-                let row = fields[f].row(of: batch.entryID[e])
+                let row = fields[f].row(of: batch.entryID[e], batch.keyedRows)
                 guard row >= 0 else { continue }
                 if let problem = fields[f].embedding.checks?.check(row: row) ?? fields[f].linear?.checks?.check(row: row) { return problem }
             }

@@ -72,12 +72,15 @@ final class WeightLoader {
         return ModelWeights.TableChecks(single: nil, split: Unmanaged.passUnretained(split), rowByteCount: rowByteCount)
     }
 
-    /// A field's tables and, for a keyed field, its index of keys.
-    func field(_ field: Architecture.Field, linear: Bool) throws -> ModelWeights.FieldWeights {
+    /// A field's tables and, for a keyed field, its index of keys (whole, or per batch for a
+    /// large table or a model mapped sparsely: `KeyedIndex`).
+    func field(_ field: Architecture.Field, at position: Int, linear: Bool) throws -> ModelWeights.FieldWeights {
         var keys: KeyedIndex?
         if field.mapping == .keyed {
+            let tensor = model.tensor(.keys(field.name))
+            let whole = KeyedIndex.indexesWhole(keyCount: tensor.rowCount, sparse: model.file.file.isSparse)
             do {
-                keys = try KeyedIndex(model.tensor(.keys(field.name)))
+                keys = try KeyedIndex(tensor, field: position, whole: whole)
             } catch let error as MTLModelError {
                 throw error.file == nil ? error.inFile(model.path) : error
             }

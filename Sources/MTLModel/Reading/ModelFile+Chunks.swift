@@ -11,8 +11,10 @@ struct ChunkVisit {
 
 extension ModelFile {
     /// Pages of the mapping released after each window of this many stored bytes, so a
-    /// streaming pass over a tensor of any size keeps a bounded resident set.
+    /// streaming pass over a tensor of any size keeps a bounded resident set; a file mapped
+    /// sparsely (a few samples' lookups) keeps less: 4 MiB.
     static let releaseWindowByteCount: UInt64 = 64 << 20
+    static let sparseReleaseWindowByteCount: UInt64 = 4 << 20
 
     /// Visits every chunk of `entry` in order, in bounded memory: uncompressed chunks are the
     /// mapped bytes, compressed ones are inflated into one reused buffer, and mapped pages
@@ -43,15 +45,16 @@ extension ModelFile {
     }
 
     /// Visits the stored bytes of each chunk (compressed or not), releasing mapped pages every
-    /// 64 MiB.
+    /// 64 MiB (4 MiB when mapped sparsely).
     func visitStoredChunks(of entry: TensorEntry,
                            _ body: (_ index: Int, _ offset: UInt64, _ stored: UnsafeRawBufferPointer) throws -> Void) rethrows {
+        let window = file.isSparse ? Self.sparseReleaseWindowByteCount : Self.releaseWindowByteCount
         var windowStart = entry.offset
         for (index, range) in entry.storedRanges().enumerated() {
             let offset = entry.offset + range.lowerBound
             try body(index, offset, file.bytes(offset, UInt64(range.count)))
             let end = offset + UInt64(range.count)
-            if end - windowStart >= Self.releaseWindowByteCount {
+            if end - windowStart >= window {
                 file.release(windowStart, end - windowStart)
                 windowStart = end
             }
