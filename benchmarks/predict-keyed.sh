@@ -21,13 +21,14 @@ json.dump(config, open(sys.argv[2], "w"))
 PY
   "$bin" synth "$work/keyed.json" "$work/keyed.mtlm" --seed 1 >/dev/null
 fi
-PYTHONPATH="$root/python" "$python" - "$bin" "${OLD_BIN:-}" "$work" <<'PY'
-import os, statistics, subprocess, sys, time
+# The samples are written by one process and timed by another: a child's max RSS counts the
+# process it was forked from, here the 64 MB of keys the writer reads.
+PYTHONPATH="$root/python" "$python" - "$work" <<'PY'
+import sys
 import numpy as np
 import mtl_model
-binary, old, work = sys.argv[1:4]
-model = work + "/keyed.mtlm"
-keys = np.asarray(mtl_model.load(model)["embedding.item_id.keys"]).view(np.uint64)
+work = sys.argv[1]
+keys = np.asarray(mtl_model.load(work + "/keyed.mtlm")["embedding.item_id.keys"]).view(np.uint64)
 rng = np.random.default_rng(7)
 def write_samples(path, count):
     items = keys[rng.integers(0, len(keys), count)]
@@ -36,9 +37,14 @@ def write_samples(path, count):
         for i in range(count):
             f.write("%d,0 user_id:%d item_id:%d tags:%d hour:%d\n" % (
                 i % 2, rng.integers(100_000), items[i], rng.integers(2000), rng.integers(24)))
+write_samples(work + "/keyed-10.txt", 10)
+write_samples(work + "/keyed-100k.txt", 100_000)
+PY
+"$python" - "$bin" "${OLD_BIN:-}" "$work" <<'PY'
+import os, statistics, subprocess, sys, time
+binary, old, work = sys.argv[1:4]
+model = work + "/keyed.mtlm"
 small, large = work + "/keyed-10.txt", work + "/keyed-100k.txt"
-write_samples(small, 10)
-write_samples(large, 100_000)
 subprocess.run(["cat", model], stdout=subprocess.DEVNULL, check=True)  # page cache warm
 def timed(args):
     start = time.perf_counter()
