@@ -40,18 +40,14 @@ def write_samples(path, count):
 write_samples(work + "/keyed-10.txt", 10)
 write_samples(work + "/keyed-100k.txt", 100_000)
 PY
-"$python" - "$bin" "${OLD_BIN:-}" "$work" <<'PY'
-import os, statistics, subprocess, sys, time
-binary, old, work = sys.argv[1:4]
+"$python" - "$bin" "${OLD_BIN:-}" "$work" "$root" <<'PY'
+import statistics, subprocess, sys
+binary, old, work, root = sys.argv[1:5]
+sys.path.insert(0, root + "/benchmarks")
+from peers import timed_process as timed  # (wall seconds, max RSS in MiB)
 model = work + "/keyed.mtlm"
 small, large = work + "/keyed-10.txt", work + "/keyed-100k.txt"
 subprocess.run(["cat", model], stdout=subprocess.DEVNULL, check=True)  # page cache warm
-def timed(args):
-    start = time.perf_counter()
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(p.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, args
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
 binaries = [("this build", binary)] + ([("OLD_BIN", old)] if old else [])
 for name, data, threads in [("10 samples", small, 1), ("100k samples", large, 1), ("100k samples", large, 2)]:
     results = {label: [] for label, _ in binaries}

@@ -22,8 +22,9 @@ public struct Predictions: Sendable {
 }
 
 /// Computes MODEL.md's forward pass for a model: the weights are used in place (mapped)
-/// when they are stored as uncompressed float32, keyed tables get an id → row index built
-/// once, dense layers are evaluated in batches, and a batch is split across threads.
+/// when they are stored as uncompressed float32, keyed tables get an id → row index (built
+/// once, or batch by batch for a large table or a small request: `KeyedIndex`), dense layers
+/// are evaluated in batches, and a batch is split across threads.
 ///
 /// `@unchecked Sendable`: the weights are immutable, and the spare workspaces are taken and
 /// given back only under `lock`.
