@@ -173,11 +173,40 @@ def normalize(config):
     top = _Object(config, "")
     embedding_dim = top.integer("embedding_dim", 1, MAX_WIDTH)
     groups_listed = top.value("groups") is not None
+    groups = _groups(top)
+    fields = _fields(top, groups if groups_listed else None)
+    if not groups_listed:
+        groups = [field["name"] for field in fields]
+    interaction = _interaction(top)
+    out = {"embedding_dim": embedding_dim}
+    if groups_listed:
+        out["groups"] = groups
+    out.update({"fields": fields, "interaction": interaction, "linear": top.boolean("linear", False),
+                "bottom_input": top.choice("bottom_input", BOTTOM_INPUTS, "interaction"),
+                "layer_order": top.choice("layer_order", LAYER_ORDERS, "linear_bn_act"),
+                "bn_eps": top.number("bn_eps", 1e-5), "shared": _dense(top.list("shared") or [], "shared")})
+    out["tasks"] = _tasks(top)
+    out["fusion"] = _fusion(top, len(out["tasks"]))
+    for key, read in (("loss", _loss), ("reweight", _reweight), ("optimizer", _optimizer)):
+        if top.value(key) is not None:
+            out[key] = read(top.value(key), len(out["tasks"]))
+    top.reject_unknown()
+    _validate(out, groups)
+    return out
+
+
+def _groups(top):
     groups = []
     for index, item in enumerate(top.list("groups") or []):
         if not isinstance(item, str):
             raise config_error("groups[%d]" % index, "expected a string, found %s" % _type_name(item))
         groups.append(item)
+    return groups
+
+
+def _fields(top, groups):
+    """The fields with their defaults; `groups`: the groups list, None when the config has none
+    (each field is then its own group)."""
     field_items = top.list("fields")
     if field_items is None:
         raise top.missing("fields")
@@ -189,27 +218,26 @@ def normalize(config):
                  "mapping": f.choice("mapping", MAPPINGS, "modulo"), "combiner": f.choice("combiner", COMBINERS, "sum"),
                  "group": f.string("group", name)}
         f.reject_unknown()
-        if groups_listed:
+        if groups is not None:
             if field["group"] not in groups:
                 raise config_error(f.key_path("group"), 'group "%s" is not in the groups list' % field["group"])
         elif field["group"] != name:
             raise config_error(f.key_path("group"), 'group "%s" is not listed (the config has no groups list)' % field["group"])
         fields.append(field)
-    if not groups_listed:
-        groups = [field["name"] for field in fields]
-    interaction = {"intra": False, "half_factor": False, "field_bias": False, "dice_scale": 1.0}
-    if top.value("interaction") is not None:
-        i = _Object(top.value("interaction"), "interaction")
-        interaction = {"intra": i.boolean("intra", False), "half_factor": i.boolean("half_factor", False),
-                       "field_bias": i.boolean("field_bias", False), "dice_scale": i.number("dice_scale", 1.0)}
-        i.reject_unknown()
-    out = {"embedding_dim": embedding_dim}
-    if groups_listed:
-        out["groups"] = groups
-    out.update({"fields": fields, "interaction": interaction, "linear": top.boolean("linear", False),
-                "bottom_input": top.choice("bottom_input", BOTTOM_INPUTS, "interaction"),
-                "layer_order": top.choice("layer_order", LAYER_ORDERS, "linear_bn_act"),
-                "bn_eps": top.number("bn_eps", 1e-5), "shared": _dense(top.list("shared") or [], "shared")})
+    return fields
+
+
+def _interaction(top):
+    if top.value("interaction") is None:
+        return {"intra": False, "half_factor": False, "field_bias": False, "dice_scale": 1.0}
+    i = _Object(top.value("interaction"), "interaction")
+    interaction = {"intra": i.boolean("intra", False), "half_factor": i.boolean("half_factor", False),
+                   "field_bias": i.boolean("field_bias", False), "dice_scale": i.number("dice_scale", 1.0)}
+    i.reject_unknown()
+    return interaction
+
+
+def _tasks(top):
     task_items = top.list("tasks")
     if task_items is None:
         raise top.missing("tasks")
@@ -219,14 +247,7 @@ def normalize(config):
         tasks.append({"name": t.string("name"), "tower": _dense(t.list("tower") or [], t.key_path("tower")),
                       "use_linear": t.boolean("use_linear", False), "logit_offset": t.number("logit_offset", 0.0)})
         t.reject_unknown()
-    out["tasks"] = tasks
-    out["fusion"] = _fusion(top, len(tasks))
-    for key, read in (("loss", _loss), ("reweight", _reweight), ("optimizer", _optimizer)):
-        if top.value(key) is not None:
-            out[key] = read(top.value(key), len(tasks))
-    top.reject_unknown()
-    _validate(out, groups)
-    return out
+    return tasks
 
 
 def _dense(items, path):
@@ -416,11 +437,7 @@ def to_proto(c, message):
 def from_proto(a):
     """The normalized config of a manifest's `Architecture` message, every rule checked (a
     hostile manifest gets the errors a hostile config gets)."""
-    def enum(kind, value, path):
-        names = _ENUMS[kind][1]
-        if value not in names:
-            raise config_error(path, "unknown enum value %d" % value)
-        return names[value]
+    enum = _enum_name
 
     def dense(layers, path):
         return [{"units": d.units, "activation": enum("activation", d.activation, "%s[%d].activation" % (path, i)),
@@ -449,23 +466,9 @@ def from_proto(a):
               "shared": dense(a.shared, "shared"),
               "tasks": [{"name": t.name, "tower": dense(t.tower, "tasks[%d].tower" % n), "use_linear": t.use_linear,
                          "logit_offset": t.logit_offset} for n, t in enumerate(a.tasks)]})
-    fusion = {"type": enum("fusion", a.fusion.type, "fusion.type")}
-    # Every list present is given to normalize(), which refuses those the type does not take.
-    if a.fusion.bucket or fusion["type"] == "lexicographic":
-        fusion["bucket"] = a.fusion.bucket
-    for key in ("weights", "biases", "exponents"):
-        if len(getattr(a.fusion, key)):
-            fusion[key] = list(getattr(a.fusion, key))
-    c["fusion"] = fusion
+    c["fusion"] = _fusion_from_proto(a.fusion)
     if a.HasField("loss"):
-        loss = {"weighting": a.loss.weighting, "frozen": a.loss.frozen}
-        for key in ("parameterization", "convention"):
-            if getattr(a.loss, key):
-                loss[key] = getattr(a.loss, key)
-        for key in ("values", "weights"):
-            if len(getattr(a.loss, key)):
-                loss[key] = list(getattr(a.loss, key))
-        c["loss"] = loss
+        c["loss"] = _loss_from_proto(a.loss)
     if a.HasField("reweight"):
         c["reweight"] = _named({"scheme": a.reweight.scheme}, a.reweight.parameters, "reweight")
     if a.HasField("optimizer"):
@@ -473,6 +476,35 @@ def from_proto(a):
     normalized = normalize(c)
     _check_weighted_lists(c, normalized)
     return normalized
+
+
+def _enum_name(kind, value, path):
+    names = _ENUMS[kind][1]
+    if value not in names:
+        raise config_error(path, "unknown enum value %d" % value)
+    return names[value]
+
+
+def _fusion_from_proto(f):
+    fusion = {"type": _enum_name("fusion", f.type, "fusion.type")}
+    # Every list present is given to normalize(), which refuses those the type does not take.
+    if f.bucket or fusion["type"] == "lexicographic":
+        fusion["bucket"] = f.bucket
+    for key in ("weights", "biases", "exponents"):
+        if len(getattr(f, key)):
+            fusion[key] = list(getattr(f, key))
+    return fusion
+
+
+def _loss_from_proto(l):
+    loss = {"weighting": l.weighting, "frozen": l.frozen}
+    for key in ("parameterization", "convention"):
+        if getattr(l, key):
+            loss[key] = getattr(l, key)
+    for key in ("values", "weights"):
+        if len(getattr(l, key)):
+            loss[key] = list(getattr(l, key))
+    return loss
 
 
 def _named(section, parameters, path):
