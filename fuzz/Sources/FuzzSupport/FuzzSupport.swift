@@ -28,9 +28,16 @@ public struct Bytes {
     public mutating func value() -> Int { next() ?? 0 }
 }
 
-/// The predictor over `data` in batches of 64, and diff against `base` both ways.
+/// The predictor over `data` in batches of 64 — the model as a large request maps it (keyed
+/// tables indexed whole) and as a small one does (mapped sparsely, keyed tables looked up
+/// batch by batch) —, and diff against `base` both ways.
 public func exercise(_ model: Model, base: Model, data: String) {
-    if let predictor = try? Predictor(model: model), let reader = try? DatasetReader(path: data, architecture: model.architecture, skipInvalid: true) {
+    var sparse = ModelFile.Options()
+    sparse.access = .sparse
+    let small = try? Model(path: model.path, options: sparse)
+    for model in [model] + (small.map { [$0] } ?? []) {
+        guard let predictor = try? Predictor(model: model),
+              let reader = try? DatasetReader(path: data, architecture: model.architecture, skipInvalid: true) else { continue }
         var batch = SampleBatch(taskCount: model.architecture.tasks.count)
         while (try? reader.nextBatch(into: &batch, maxCount: 64)) == true { _ = try? predictor.predict(batch) }
     }
