@@ -57,6 +57,23 @@ struct InspectCommand: ParsableCommand {
     }
 
     private func render(_ summary: ModelSummary, architecture: Architecture) -> String {
+        var lines = Self.provenanceLines(summary)
+        lines.append("")
+        lines.append("architecture")
+        lines += architecture.descriptionLines.map { "  " + $0 }
+        lines.append("")
+        let sectionRows = summary.sections.map { section in
+            [section.section.rawValue, "\(section.tensorCount)", "\(section.parameterCount)", Format.bytes(section.byteCount)]
+        }
+        lines.append(Format.table(["section", "tensors", "parameters", "bytes"], sectionRows))
+        lines.append("total model parameters \(summary.parameterCount) in \(summary.tensorCount) tensors")
+        if let list = summary.shards { lines += shardLines(list, summary, architecture) }
+        if let rows = summary.tensors { lines += ["", tensorTable(rows)] }
+        return lines.joined(separator: "\n")
+    }
+
+    /// File, format, producer, lineage, form and metadata.
+    private static func provenanceLines(_ summary: ModelSummary) -> [String] {
         let e = TerminalText.escaped
         var lines: [String] = []
         lines.append("file          \(e(summary.file)) (\(Format.bytes(summary.fileByteCount)))")
@@ -76,41 +93,36 @@ struct InspectCommand: ParsableCommand {
         for entry in summary.metadata {
             lines.append("metadata      \(e(entry.key)) = \(e(entry.value))")
         }
-        lines.append("")
-        lines.append("architecture")
-        lines += architecture.descriptionLines.map { "  " + $0 }
-        lines.append("")
-        let sectionRows = summary.sections.map { section in
-            [section.section.rawValue, "\(section.tensorCount)", "\(section.parameterCount)", Format.bytes(section.byteCount)]
-        }
-        lines.append(Format.table(["section", "tensors", "parameters", "bytes"], sectionRows))
-        lines.append("total model parameters \(summary.parameterCount) in \(summary.tensorCount) tensors")
-        if let list = summary.shards {
-            let total = list.reduce(summary.fileByteCount) { $0 + $1.byteCount }
-            lines.append("sharded       \(list.count) shards beside the root, \(Format.bytes(total)) with the root (mtl-model verify checks them)")
-            if shards {
-                let fields = architecture.fields.map(\.name)
-                lines.append("")
-                lines.append(Format.table(["shard", "bytes"] + fields.map { "\($0) rows" }, list.map { shard in
-                    [e(shard.file), Format.bytes(shard.byteCount)] + shard.rows.map(String.init)
-                }))
-            }
-        }
-        if let rows = summary.tensors {
+        return lines
+    }
+
+    /// The shards' total, and with `--shards` each shard's size and rows.
+    private func shardLines(_ list: [ModelSummary.ShardSummary], _ summary: ModelSummary, _ architecture: Architecture) -> [String] {
+        let total = list.reduce(summary.fileByteCount) { $0 + $1.byteCount }
+        var lines = ["sharded       \(list.count) shards beside the root, \(Format.bytes(total)) with the root (mtl-model verify checks them)"]
+        if shards {
+            let fields = architecture.fields.map(\.name)
             lines.append("")
-            if stats {
-                lines.append(Format.table(["tensor", "dtype", "min", "max", "mean", "std", "zeros", "nan", "inf"], rows.map { row in
-                    let s = row.statistics!
-                    return [e(row.name), row.dtype.description, Format.number(s.min), Format.number(s.max), Format.number(s.mean),
-                            Format.number(s.std), Format.number(s.zeroFraction), "\(s.nanCount)", "\(s.infCount)"]
-                }))
-            } else {
-                lines.append(Format.table(["tensor", "dtype", "shape", "role", "bytes", "offset", "compression"], rows.map { row in
-                    [e(row.name), row.dtype.description, "[" + row.shape.map(String.init).joined(separator: ", ") + "]",
-                     row.role.description, "\(row.storedByteCount)", "\(row.offset)", row.compression.description]
-                }))
-            }
+            lines.append(Format.table(["shard", "bytes"] + fields.map { "\($0) rows" }, list.map { shard in
+                [TerminalText.escaped(shard.file), Format.bytes(shard.byteCount)] + shard.rows.map(String.init)
+            }))
         }
-        return lines.joined(separator: "\n")
+        return lines
+    }
+
+    /// The tensor table: with `--stats` each tensor's statistics, else its directory entry.
+    private func tensorTable(_ rows: [ModelSummary.Tensor]) -> String {
+        let e = TerminalText.escaped
+        if stats {
+            return Format.table(["tensor", "dtype", "min", "max", "mean", "std", "zeros", "nan", "inf"], rows.map { row in
+                let s = row.statistics!
+                return [e(row.name), row.dtype.description, Format.number(s.min), Format.number(s.max), Format.number(s.mean),
+                        Format.number(s.std), Format.number(s.zeroFraction), "\(s.nanCount)", "\(s.infCount)"]
+            })
+        }
+        return Format.table(["tensor", "dtype", "shape", "role", "bytes", "offset", "compression"], rows.map { row in
+            [e(row.name), row.dtype.description, "[" + row.shape.map(String.init).joined(separator: ", ") + "]",
+             row.role.description, "\(row.storedByteCount)", "\(row.offset)", row.compression.description]
+        })
     }
 }
