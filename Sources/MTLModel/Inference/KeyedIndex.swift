@@ -93,9 +93,9 @@ struct KeyedIndex: Sendable {
 
 /// The rows of the ids one batch holds in each table indexed per batch (`KeyedIndex`): the
 /// batch's distinct ids of the field, then one pass over the table's keys that records the row
-/// of each of them (a 64 Kibit filter on the keys' hashes skips the probe for nearly every key
-/// the batch does not hold). Immutable once built: the parsing thread builds it, the threads
-/// computing the batch and checking its chunks read it.
+/// of each of them (a filter of 256 bits an id on the keys' hashes, `mtlm_filter_keys`, skips
+/// the probe for all but 1/256 of the keys the batch does not hold). Immutable once built: the
+/// parsing thread builds it, the threads computing the batch and checking its chunks read it.
 ///
 /// A key stored twice is refused when the batch holds it; a duplicate among ids no sample of
 /// the batch holds does not change any prediction, and `verify` finds it.

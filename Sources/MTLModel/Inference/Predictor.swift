@@ -51,7 +51,8 @@ public final class Predictor: @unchecked Sendable {
     /// Predicts every sample of `batch`.
     ///
     /// - Throws: when a table chunk a lookup touches fails its checksum (checked the first time
-    ///   any lookup touches it), or when a sample's prediction is not finite (never a NaN score with success):
+    ///   any lookup touches it), a keyed table looked up per batch stores an id of the batch
+    ///   twice, or when a sample's prediction is not finite (never a NaN score with success):
     ///   naming the table row that holds a NaN or Inf, or, when every weight it used is finite,
     ///   saying that they overflow float32.
     public func predict(_ batch: SampleBatch) throws(MTLModelError) -> Predictions {
