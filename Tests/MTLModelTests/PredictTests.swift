@@ -451,6 +451,27 @@ struct PredictTests {
         #expect(fromFile.status == 0 && fromFile.stdout == fromStandardInput.stdout && fromFile.stdout.count > 400 * 10)
     }
 
+    @Test("Keys stored compressed (zlib chunks) in two keyed fields: looked up per batch (a small file) and whole (standard input), the same predictions")
+    func keyedPerBatchCompressed() throws {
+        let directory = TemporaryDirectory()
+        let model = TestPaths.fixture("v1.0/edge-cases-training-zlib.mtlm")
+        let file = try ModelFile(path: model)
+        #expect(file.entry(named: "embedding.item_id.keys")?.compression == .zlib)
+        let users = try file.withElements(of: "embedding.user_id.keys", as: UInt64.self) { Array($0) }
+        let items = try file.withElements(of: "embedding.item_id.keys", as: UInt64.self) { Array($0) }
+        var random = SplitMix64(seed: 3)
+        let lines = (0..<300).map { n in
+            let user = n % 5 == 0 ? random.next() : users[Int(random.next() % UInt64(users.count))]
+            let item = items[Int(random.next() % UInt64(items.count))], other = items[Int(random.next() % UInt64(items.count))]
+            return "\(n % 2),\(n / 2 % 2),0 user_id:\(user) item_id:\(item):0.5 item_id:\(other) ctx:\(n % 3)"
+        }.joined(separator: "\n") + "\n"
+        try lines.write(toFile: directory.path("small.txt"), atomically: true, encoding: .utf8)
+        let fromFile = try runCLI(["predict", model, directory.path("small.txt"), "--batch-size", "7"])
+        let fromStandardInput = try runCLI(["predict", model, "-"], stdin: lines)
+        #expect(fromFile.status == 0 && fromFile.stdout == fromStandardInput.stdout, "\(fromFile.stderr)")
+        #expect(Set(fromFile.stdout.split(separator: "\n")).count > 250)  // not one row for all
+    }
+
     @Test("A key stored twice: refused at load by a whole index; per batch, refused by a batch that holds it, not by one that does not")
     func keyedDuplicatePerBatch() throws {
         let directory = TemporaryDirectory()
