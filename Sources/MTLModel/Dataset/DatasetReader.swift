@@ -114,20 +114,39 @@ public final class DatasetReader {
 
     /// Moves the unconsumed bytes to the front and reads more, growing the buffer for a long line.
     private func refill() throws(MTLModelError) {
+        try compactAndGrow()
+        while true {
+            let count = try readMore()
+            if count == 0 { atEOF = true }
+            end += count
+            if !kindChecked && end > 0 {
+                kindChecked = true
+                if try startInflating() { continue }
+            }
+            return
+        }
+    }
+
+    /// Moves the unread bytes to the buffer's start, and doubles the buffer when a line fills it.
+    private func compactAndGrow() throws(MTLModelError) {
         let pending = end - start
         if start > 0 && pending > 0 { memmove(buffer, buffer + start, pending) }
         start = 0
         end = pending
-        if end == capacity {
-            guard capacity < Self.maxLineByteCount else {
-                throw MTLModelError(.malformed, "line longer than \(Self.maxLineByteCount) bytes", file: displayPath, location: .init(line: lineNumber + 1))
-            }
-            let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity * 2 + 1)
-            bigger.update(from: buffer, count: end)
-            buffer.deallocate()
-            buffer = bigger
-            capacity *= 2
+        guard end == capacity else { return }
+        guard capacity < Self.maxLineByteCount else {
+            throw MTLModelError(.malformed, "line longer than \(Self.maxLineByteCount) bytes", file: displayPath, location: .init(line: lineNumber + 1))
         }
+        let bigger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity * 2 + 1)
+        bigger.update(from: buffer, count: end)
+        buffer.deallocate()
+        buffer = bigger
+        capacity *= 2
+    }
+
+    /// Reads (or inflates) into the buffer's free space; 0 at the end. Advances the progress
+    /// by the bytes of the file as stored (compressed, for a gzip file).
+    private func readMore() throws(MTLModelError) -> Int {
         while true {
             let count: Int
             if let gzip {
@@ -136,39 +155,35 @@ public final class DatasetReader {
                 } catch {
                     throw error.inFile(displayPath)
                 }
-            } else {
-                count = read(fd, buffer + end, capacity - end)
+                Progress.advance(Int(gzip.compressedOffset - progressOffset))
+                progressOffset = gzip.compressedOffset
+                return count
             }
+            count = read(fd, buffer + end, capacity - end)
             if count < 0 {
                 if errno == EINTR { continue }
                 throw MTLModelError(.io, "read failed: \(String(cString: strerror(errno)))", file: displayPath)
             }
-            if count == 0 { atEOF = true }
-            end += count
-            // Progress in bytes of the file as stored (compressed, for a gzip file).
-            if let gzip {
-                Progress.advance(Int(gzip.compressedOffset - progressOffset))
-                progressOffset = gzip.compressedOffset
-            } else {
-                Progress.advance(count)
-            }
-            if !kindChecked && end > 0 {
-                kindChecked = true
-                let prefix = UnsafeRawBufferPointer(start: buffer, count: min(end, 4096))
-                let kind = FileKind.sniff(prefix)
-                if kind == .gzip {
-                    // What was read is the start of the compressed stream: inflate from it on.
-                    gzip = try GzipStream(fd: fd, prefix: UnsafeRawBufferPointer(start: buffer, count: end))
-                    end = 0
-                    atEOF = false
-                    continue
-                }
-                if let advice = kind.adviceForDataset(path: path) {
-                    throw MTLModelError(.malformed, advice, file: displayPath)
-                }
-            }
-            return
+            Progress.advance(count)
+            return count
         }
+    }
+
+    /// The first bytes read: a gzip stream is inflated from them on (true: read again), and a
+    /// file of another kind (a model, a checkpoint) is named as such.
+    private func startInflating() throws(MTLModelError) -> Bool {
+        let kind = FileKind.sniff(UnsafeRawBufferPointer(start: buffer, count: min(end, 4096)))
+        if kind == .gzip {
+            // What was read is the start of the compressed stream: inflate from it on.
+            gzip = try GzipStream(fd: fd, prefix: UnsafeRawBufferPointer(start: buffer, count: end))
+            end = 0
+            atEOF = false
+            return true
+        }
+        if let advice = kind.adviceForDataset(path: path) {
+            throw MTLModelError(.malformed, advice, file: displayPath)
+        }
+        return false
     }
 
     private struct LineError: Error {
