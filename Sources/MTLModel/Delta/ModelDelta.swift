@@ -117,45 +117,13 @@ public enum ModelDelta {
     static func writeChanges(base: ModelFile, new: ModelFile, into writer: ModelWriter, summary: inout Summary) throws -> [DeltaManifest.Tensor] {
         var entries: [DeltaManifest.Tensor] = []
         for entry in new.tensors {
+            let old = base.entry(named: entry.name)
             // Progress: the new tensor and its base, read once each.
-            defer { Progress.advance(Int(entry.storedByteCount + (base.entry(named: entry.name)?.storedByteCount ?? 0))) }
-            var source = DeltaManifest.Source.full
+            defer { Progress.advance(Int(entry.storedByteCount + (old?.storedByteCount ?? 0))) }
             try new.requireValid(entry)
-            if let old = base.entry(named: entry.name) { try base.requireValid(old) }
-            try new.withTensorBytes(entry.name) { newBytes in
-                if let old = base.entry(named: entry.name), old.dtype == entry.dtype {
-                    // Both tensors are compared in windows whose mapped pages are released
-                    // once compared: two tables larger than memory stay out of the resident set.
-                    let release = { (bytes: Range<Int>) in
-                        for (file, tensor) in [(base, old), (new, entry)] where tensor.compression == .none && bytes.upperBound <= Int(tensor.byteCount) {
-                            file.file.release(tensor.offset + UInt64(bytes.lowerBound), UInt64(bytes.count))
-                        }
-                    }
-                    defer { base.file.release(old.offset, old.storedByteCount) }
-                    if old.shape == entry.shape, try base.withTensorBytes(old.name, { changedRows(old: $0, new: newBytes, rowBytes: 1, first: true, release: release).isEmpty }) {
-                        source = .base
-                        return
-                    }
-                    if let rowBytes = rowByteCount(entry.dtype, entry.shape), !entry.shape.isEmpty, old.shape.dropFirst() == entry.shape.dropFirst() {
-                        let changed = try base.withTensorBytes(old.name) { oldBytes in
-                            changedRows(old: oldBytes, new: newBytes, rowBytes: rowBytes, release: release)
-                        }
-                        if Double(changed.count * (rowBytes + 8)) < patchFraction * Double(newBytes.count) {
-                            try writePatch(entry, changed, newBytes, rowBytes: rowBytes, writer: writer, release: release)
-                            summary.storedRowCount += changed.count
-                            source = .rows
-                            return
-                        }
-                    }
-                }
-                // Stored whole: written in windows, each released once written.
-                try writer.beginTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role)
-                for start in stride(from: 0, to: newBytes.count, by: 64 << 20) {
-                    let end = min(start + (64 << 20), newBytes.count)
-                    try writer.write(UnsafeRawBufferPointer(rebasing: newBytes[start..<end]))
-                    if entry.compression == .none { new.file.release(entry.offset + UInt64(start), UInt64(end - start)) }
-                }
-                try writer.endTensor()
+            if let old { try base.requireValid(old) }
+            let source = try new.withTensorBytes(entry.name) { newBytes in
+                try writeChange(entry, newBytes, old: old, base: base, new: new, writer: writer, summary: &summary)
             }
             new.file.release(entry.offset, entry.storedByteCount)
             switch source {
@@ -166,6 +134,45 @@ public enum ModelDelta {
             entries.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role, source: source))
         }
         return entries
+    }
+
+    /// Writes what the delta holds of tensor `entry` of `new` (its bytes `newBytes`): nothing
+    /// when the base holds it identically, its changed rows when they are few enough, else the
+    /// whole tensor; returns which.
+    private static func writeChange(_ entry: TensorEntry, _ newBytes: UnsafeRawBufferPointer, old: TensorEntry?, base: ModelFile, new: ModelFile,
+                                    writer: ModelWriter, summary: inout Summary) throws -> DeltaManifest.Source {
+        if let old, old.dtype == entry.dtype {
+            // Both tensors are compared in windows whose mapped pages are released
+            // once compared: two tables larger than memory stay out of the resident set.
+            let release = { (bytes: Range<Int>) in
+                for (file, tensor) in [(base, old), (new, entry)] where tensor.compression == .none && bytes.upperBound <= Int(tensor.byteCount) {
+                    file.file.release(tensor.offset + UInt64(bytes.lowerBound), UInt64(bytes.count))
+                }
+            }
+            defer { base.file.release(old.offset, old.storedByteCount) }
+            if old.shape == entry.shape, try base.withTensorBytes(old.name, { changedRows(old: $0, new: newBytes, rowBytes: 1, first: true, release: release).isEmpty }) {
+                return .base
+            }
+            if let rowBytes = rowByteCount(entry.dtype, entry.shape), !entry.shape.isEmpty, old.shape.dropFirst() == entry.shape.dropFirst() {
+                let changed = try base.withTensorBytes(old.name) { oldBytes in
+                    changedRows(old: oldBytes, new: newBytes, rowBytes: rowBytes, release: release)
+                }
+                if Double(changed.count * (rowBytes + 8)) < patchFraction * Double(newBytes.count) {
+                    try writePatch(entry, changed, newBytes, rowBytes: rowBytes, writer: writer, release: release)
+                    summary.storedRowCount += changed.count
+                    return .rows
+                }
+            }
+        }
+        // Stored whole: written in windows, each released once written.
+        try writer.beginTensor(entry.name, dtype: entry.dtype, shape: entry.shape, role: entry.role)
+        for start in stride(from: 0, to: newBytes.count, by: 64 << 20) {
+            let end = min(start + (64 << 20), newBytes.count)
+            try writer.write(UnsafeRawBufferPointer(rebasing: newBytes[start..<end]))
+            if entry.compression == .none { new.file.release(entry.offset + UInt64(start), UInt64(end - start)) }
+        }
+        try writer.endTensor()
+        return .full
     }
 
     /// Indices of the rows of `new` that the base does not hold identically at the same index
