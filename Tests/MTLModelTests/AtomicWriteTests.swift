@@ -306,4 +306,17 @@ struct AtomicWriteTests {
         #expect(AtomicOutputFile.processIsGone(pid))
         #expect(!AtomicOutputFile.processIsGone(getpid()))
     }
+
+    @Test("A temporary file reads back what was written at its offsets; a read past its end is an error, not a wait")
+    func temporaryFile() throws {
+        let file = try TemporaryFile("test", for: "test rows")
+        let bytes = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try bytes.withUnsafeBytes { try file.write($0, at: 100) }
+        var back = [UInt8](repeating: 0, count: 10_000)
+        try back.withUnsafeMutableBytes { try file.read(into: $0, at: 100) }
+        #expect(back == bytes)
+        #expect { try back.withUnsafeMutableBytes { try file.read(into: $0, at: 5_000) } } throws: { error in
+            "\(error)".contains("cannot read test rows back from a temporary file")
+        }
+    }
 }

@@ -245,7 +245,7 @@ public final class AtomicOutputFile {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(MTLModelError) {
-        try writeFully(bytes, file: messagePath) { done in write(fd, bytes.baseAddress! + done, bytes.count - done) }
+        try transferFully(bytes.count, failure: { ioError("write failed") }) { done in write(fd, bytes.baseAddress! + done, bytes.count - done) }
     }
 
     private func ioError(_ what: String) -> MTLModelError {
@@ -262,20 +262,8 @@ struct PlacedWrites: Sendable {
     let messagePath: String
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(MTLModelError) {
-        try writeFully(bytes, file: messagePath) { done in pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-    }
-}
-
-/// Calls `write(done)` (the bytes written so far) until all of `bytes` are written: a short
-/// write goes on, an interrupted one is retried.
-private func writeFully(_ bytes: UnsafeRawBufferPointer, file: String, _ write: (Int) -> Int) throws(MTLModelError) {
-    var done = 0
-    while done < bytes.count {
-        let result = write(done)
-        if result < 0 {
-            if errno == EINTR { continue }
-            throw MTLModelError(.io, "write failed: \(String(cString: strerror(errno)))", file: file)
+        try transferFully(bytes.count, failure: { MTLModelError(.io, "write failed: \(String(cString: strerror(errno)))", file: messagePath) }) { done in
+            pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
         }
-        done += result
     }
 }

@@ -30,20 +30,14 @@ final class TemporaryFile {
     deinit { close(descriptor) }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(MTLModelError) {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            guard n > 0 else { throw failure("cannot write \(purpose) to a temporary file") }
-            done += n
+        try transferFully(bytes.count, failure: { failure("cannot write \(purpose) to a temporary file") }) { done in
+            pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
         }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(MTLModelError) {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
-            guard n > 0 else { throw failure("cannot read \(purpose) back from a temporary file") }
-            done += n
+        try transferFully(buffer.count, failure: { failure("cannot read \(purpose) back from a temporary file") }) { done in
+            pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
         }
     }
 
