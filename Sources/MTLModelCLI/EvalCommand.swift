@@ -24,13 +24,15 @@ struct EvalCommand: ParsableCommand {
         let reader = try dataset.forEachBatch(opened: { predictor in
             evaluator = Evaluator(taskNames: predictor.architecture.tasks.map(\.name), groupField: try groupField(predictor.architecture))
         }) { batch, predictions, _ in
-            evaluator!.add(batch, predictions)
+            try evaluator!.add(batch, predictions)
         }
         let names = try evaluator?.taskNames ?? ModelFile(path: dataset.model).architecture.tasks.map(\.name)
-        let metrics = evaluator?.metrics() ?? names.map { TaskMetrics(task: $0, samples: 0, positives: 0) }
+        let evaluation = try evaluator?.finish()
+        let metrics = evaluation?.metrics ?? names.map { TaskMetrics(task: $0, samples: 0, positives: 0) }
         let sampleCount = evaluator?.sampleCount ?? 0
         if let html {
-            try EvalReport.make(model: dataset.model, data: dataset.data, evaluator: evaluator, metrics: metrics, sampleCount: sampleCount).write(to: html)
+            try EvalReport.make(model: dataset.model, data: dataset.data, evaluation: evaluation, grouped: groupBy != nil, metrics: metrics,
+                                sampleCount: sampleCount).write(to: html)
         }
         if json {
             try Terminal.json(Output(sampleCount: sampleCount, skippedLineCount: reader.skippedLineCount, tasks: metrics))

@@ -1,35 +1,11 @@
-import Foundation
-
 /// The ROC curve of one task: (false positive rate, true positive rate) from the highest score
 /// down, tied scores taken together (one diagonal step), at most `maxPoints` points kept
-/// (evenly by rank: a chart cannot show more).
+/// (evenly by rank: a chart cannot show more; (0, 0) and (1, 1) always among them). Made by
+/// `Evaluator.finish`.
 public struct ROCCurve: Sendable, Codable, Hashable {
+    public static let maxPoints = 512
     public var falsePositiveRates: [Double]
     public var truePositiveRates: [Double]
-
-    /// nil without both classes.
-    public init?(scores: [Double], labels: [Bool], maxPoints: Int = 512) {
-        let positives = labels.reduce(0) { $0 + ($1 ? 1 : 0) }, negatives = labels.count - positives
-        guard positives > 0, negatives > 0 else { return nil }
-        let order = scores.indices.sorted { scores[$0] > scores[$1] }
-        var fpr = [0.0], tpr = [0.0]
-        var truePositives = 0, falsePositives = 0, start = 0
-        while start < order.count {
-            var end = start
-            while end < order.count && scores[order[end]] == scores[order[start]] {
-                if labels[order[end]] { truePositives += 1 } else { falsePositives += 1 }
-                end += 1
-            }
-            fpr.append(Double(falsePositives) / Double(negatives))
-            tpr.append(Double(truePositives) / Double(positives))
-            start = end
-        }
-        // Every step-th point and the last, (0, 0) and (1, 1) always among them.
-        let step = max(1, (fpr.count - 1 + maxPoints - 2) / max(1, maxPoints - 1))
-        let kept = Array(stride(from: 0, to: fpr.count - 1, by: step)) + [fpr.count - 1]
-        falsePositiveRates = kept.map { fpr[$0] }
-        truePositiveRates = kept.map { tpr[$0] }
-    }
 }
 
 /// A reliability diagram of one task: the samples sorted by predicted probability and cut into
@@ -46,28 +22,32 @@ public struct ReliabilityDiagram: Sendable, Codable, Hashable {
         public var positiveRate: Double
     }
 
+    public static let binCount = 10
     public var bins: [Bin]
-
-    public init(probabilities: [Double], labels: [Bool], binCount: Int = 10) {
-        let order = probabilities.indices.sorted { probabilities[$0] < probabilities[$1] }
-        let count = order.count
-        bins = (0..<min(binCount, count)).map { b in
-            let members = order[(b * count / min(binCount, count))..<((b + 1) * count / min(binCount, count))]
-            let sum = members.reduce(0.0) { $0 + probabilities[$1] }, positives = members.reduce(0) { $0 + (labels[$1] ? 1 : 0) }
-            return Bin(lower: probabilities[members.first!], upper: probabilities[members.last!], count: members.count,
-                       meanPrediction: sum / Double(members.count), positiveRate: Double(positives) / Double(members.count))
-        }
-    }
 }
 
-extension Evaluator {
-    /// Task `t`'s ROC curve; nil without both classes.
-    public func roc(task t: Int) -> ROCCurve? {
-        ROCCurve(scores: logits(task: t).map(Double.init), labels: labels(task: t))
+/// A reliability diagram's bins from `count` predictions fed in ascending order: bin b holds
+/// ranks b·count/bins ..< (b + 1)·count/bins (fewer bins than 10 only with fewer samples).
+struct ReliabilityBinning {
+    private let count: Int, binCount: Int
+    private var rank = 0, first = 0.0, last = 0.0, sum = 0.0, positives = 0
+    private(set) var bins: [ReliabilityDiagram.Bin] = []
+
+    init(count: Int) {
+        (self.count, binCount) = (count, min(ReliabilityDiagram.binCount, count))
     }
 
-    /// Task `t`'s reliability diagram.
-    public func reliability(task t: Int) -> ReliabilityDiagram {
-        ReliabilityDiagram(probabilities: logits(task: t).map { 1 / (1 + exp(-Double($0))) }, labels: labels(task: t))
+    mutating func add(probability: Double, positive: Bool) {
+        let start = bins.count * count / binCount, end = (bins.count + 1) * count / binCount
+        if rank == start { (first, sum, positives) = (probability, 0, 0) }
+        sum += probability
+        if positive { positives += 1 }
+        last = probability
+        rank += 1
+        if rank == end {
+            let size = end - start
+            bins.append(.init(lower: first, upper: last, count: size, meanPrediction: sum / Double(size),
+                              positiveRate: Double(positives) / Double(size)))
+        }
     }
 }

@@ -29,34 +29,57 @@ public struct TaskMetrics: Sendable, Codable, Hashable {
     }
 }
 
-/// Accumulates predictions and labels batch by batch and computes per-task metrics.
+/// What `Evaluator.finish` found: per task its metrics, ROC curve (nil without both classes)
+/// and reliability diagram.
+public struct Evaluation: Sendable {
+    public var metrics: [TaskMetrics]
+    public var roc: [ROCCurve?]
+    public var reliability: [ReliabilityDiagram]
+}
+
+/// Accumulates predictions and labels batch by batch and computes per-task metrics, in
+/// bounded memory whatever the dataset's size.
 ///
 /// Logloss and AUC are computed from the logits, in double precision: a probability rounded
 /// to float saturates at 0 or 1 (turning a finite loss into a clipped one) and ties samples
-/// whose scores differ.
-///
-/// - Complexity: keeps 13 bytes per labelled sample and task (the exact AUC needs a sort).
-public struct Evaluator: Sendable {
+/// whose scores differ. Sums (logloss, mean prediction) are taken sample by sample as the
+/// batches come; what needs an order (the exact AUC, the group AUC, the curves) goes to
+/// `ExternalSorter`s of 8 or 16 bytes a labelled sample and task, which spill sorted runs to
+/// a temporary file beyond `memoryBudget` bytes in all and merge them when read.
+public final class Evaluator {
     public let taskNames: [String]
     /// The field whose first id in a sample is its group (`groupAUC`); nil: no groups.
     public let groupField: Int?
-    private var logits: [[Float]]
-    /// Per task, each labelled sample's group id (nil: the sample has no id of the field).
-    private var groups: [[UInt64?]]
-    private var fused: [[Double]]
-    private var labels: [[Bool]]
+    /// Per task: each labelled sample's logit with its label (`ScoreKey.labelled`).
+    private let scores: [ExternalSorter<UInt64>]
+    /// Per task: the fused score's key with the label.
+    private let fusedScores: [ExternalSorter<KeyPair>]
+    /// Per task (with a group field): the group id with the labelled logit.
+    private let groupScores: [ExternalSorter<KeyPair>]
+    private var sums: [LossSums]
     public private(set) var sampleCount = 0
 
-    public init(taskNames: [String], groupField: Int? = nil) {
+    /// What the sorters keep in memory in all before they spill: 64 MiB.
+    public static let defaultMemoryBudget = 64 << 20
+
+    public init(taskNames: [String], groupField: Int? = nil, memoryBudget: Int = defaultMemoryBudget) {
         self.taskNames = taskNames
         self.groupField = groupField
-        groups = Array(repeating: [], count: groupField == nil ? 0 : taskNames.count)
-        logits = Array(repeating: [], count: taskNames.count)
-        fused = Array(repeating: [], count: taskNames.count)
-        labels = Array(repeating: [], count: taskNames.count)
+        let share = memoryBudget / max(1, taskNames.count * (groupField == nil ? 2 : 3))
+        scores = taskNames.map { ExternalSorter(name: "eval-\($0)", for: "the scores of task \($0)", memoryBudget: share) }
+        fusedScores = taskNames.map { ExternalSorter(name: "eval-fused-\($0)", for: "the fused scores of task \($0)", memoryBudget: share) }
+        groupScores = groupField == nil ? [] : taskNames.map {
+            ExternalSorter(name: "eval-groups-\($0)", for: "the scores by group of task \($0)", memoryBudget: share)
+        }
+        sums = Array(repeating: LossSums(), count: taskNames.count)
     }
 
-    public mutating func add(_ batch: SampleBatch, _ predictions: Predictions) {
+    /// How many sorted runs went to temporary files (0: the dataset fitted in memory).
+    public var spilledRunCount: Int {
+        scores.reduce(0) { $0 + $1.runCount } + (fusedScores + groupScores).reduce(0) { $0 + $1.runCount }
+    }
+
+    public func add(_ batch: SampleBatch, _ predictions: Predictions) throws(MTLModelError) {
         let taskCount = taskNames.count
         for sample in 0..<batch.count {
             let group = groupField.flatMap { field in
@@ -65,60 +88,90 @@ public struct Evaluator: Sendable {
             for t in 0..<taskCount {
                 let label = batch.labels[sample * taskCount + t]
                 guard label >= 0 else { continue }
-                logits[t].append(predictions.logits[sample * taskCount + t])
-                fused[t].append(predictions.fused[sample])
-                labels[t].append(label == 1)
-                if groupField != nil { groups[t].append(group) }
+                let logit = predictions.logits[sample * taskCount + t], positive = label == 1
+                sums[t].add(logit: Double(logit), positive: positive)
+                let score = ScoreKey.labelled(logit, positive: positive)
+                try scores[t].append(score)
+                try fusedScores[t].append(KeyPair(high: ScoreKey.ordered(predictions.fused[sample]), low: positive ? 1 : 0))
+                if let group { try groupScores[t].append(KeyPair(high: group, low: score)) }
             }
         }
         sampleCount += batch.count
     }
 
-    /// The logits and labels kept for task `t`, in sample order.
-    func logits(task t: Int) -> [Float] { logits[t] }
-    func labels(task t: Int) -> [Bool] { labels[t] }
-
-    public func metrics() -> [TaskMetrics] {
-        taskNames.indices.map { t in
-            let n = labels[t].count
-            let positives = labels[t].reduce(0) { $0 + ($1 ? 1 : 0) }
-            var metrics = TaskMetrics(task: taskNames[t], samples: n, positives: positives)
-            guard n > 0 else { return metrics }
-            var loss = 0.0, sumPrediction = 0.0
-            for i in 0..<n {
-                // −log σ(x) = softplus(−x) and −log(1 − σ(x)) = softplus(x): exact for any logit.
-                let x = Double(logits[t][i])
-                loss += Self.softplus(labels[t][i] ? -x : x)
-                sumPrediction += 1 / (1 + exp(-x))
+    /// Every task's metrics and curves (reads the sorted scores: two passes over each task's
+    /// logits, one over its fused scores and one over its groups).
+    public func finish() throws(MTLModelError) -> Evaluation {
+        var evaluation = Evaluation(metrics: [], roc: [], reliability: [])
+        for t in taskNames.indices {
+            let n = sums[t].count
+            var metrics = TaskMetrics(task: taskNames[t], samples: n, positives: sums[t].positives)
+            var reliability = ReliabilityBinning(count: n)
+            var ranks = RankSum(), ties = TieGroups()
+            try scores[t].forEachSorted { value in
+                ties.add(value >> 1, positive: value & 1 == 1) { ranks.add($0) }
+                reliability.add(probability: 1 / (1 + exp(-Double(ScoreKey.logit(value)))), positive: value & 1 == 1)
             }
-            metrics.logloss = loss / Double(n)
-            metrics.meanPrediction = sumPrediction / Double(n)
-            metrics.meanLabel = Double(positives) / Double(n)
-            if positives > 0 { metrics.calibration = metrics.meanPrediction! / metrics.meanLabel! }
-            metrics.auc = Self.auc(logits[t].map(Double.init), labels[t])
-            metrics.fusedAUC = Self.auc(fused[t], labels[t])
-            if groupField != nil { (metrics.groupAUC, metrics.groupAUCGroups, metrics.groupAUCSamples) = groupAUC(task: t) }
-            return metrics
+            ties.finish { ranks.add($0) }
+            if n > 0 {
+                sums[t].fill(&metrics)
+                metrics.auc = ranks.auc
+                metrics.fusedAUC = try fusedAUC(task: t)
+                if groupField != nil { (metrics.groupAUC, metrics.groupAUCGroups, metrics.groupAUCSamples) = try groupAUC(task: t) }
+            }
+            evaluation.metrics.append(metrics)
+            evaluation.roc.append(try roc(task: t, ranks))
+            evaluation.reliability.append(ReliabilityDiagram(bins: reliability.bins))
         }
+        return evaluation
+    }
+
+    private func fusedAUC(task t: Int) throws(MTLModelError) -> Double? {
+        var ranks = RankSum(), ties = TieGroups()
+        try fusedScores[t].forEachSorted { pair in ties.add(pair.high, positive: pair.low == 1) { ranks.add($0) } }
+        ties.finish { ranks.add($0) }
+        return ranks.auc
     }
 
     /// The AUC within each group holding both classes, weighted by its samples; the groups and
     /// samples counted. Samples without a group are left out.
-    private func groupAUC(task t: Int) -> (Double?, Int, Int) {
-        let order = groups[t].indices.filter { groups[t][$0] != nil }.sorted { groups[t][$0]! < groups[t][$1]! }
-        var weighted = 0.0, groupCount = 0, sampleCount = 0, start = 0
-        while start < order.count {
-            var end = start
-            while end < order.count && groups[t][order[end]] == groups[t][order[start]] { end += 1 }
-            let members = order[start..<end]
-            if let auc = Self.auc(members.map { Double(logits[t][$0]) }, members.map { labels[t][$0] }) {
-                weighted += auc * Double(members.count)
+    private func groupAUC(task t: Int) throws(MTLModelError) -> (Double?, Int, Int) {
+        var weighted = 0.0, groupCount = 0, sampleCount = 0
+        var group: UInt64?, ranks = RankSum(), ties = TieGroups()
+        func endGroup() {
+            ties.finish { ranks.add($0) }
+            if let auc = ranks.auc {
+                weighted += auc * Double(ranks.count)
                 groupCount += 1
-                sampleCount += members.count
+                sampleCount += ranks.count
             }
-            start = end
+            (ranks, ties) = (RankSum(), TieGroups())
         }
+        try groupScores[t].forEachSorted { pair in
+            if pair.high != group { endGroup(); group = pair.high }
+            ties.add(pair.low >> 1, positive: pair.low & 1 == 1) { ranks.add($0) }
+        }
+        endGroup()
         return (sampleCount == 0 ? nil : weighted / Double(sampleCount), groupCount, sampleCount)
+    }
+
+    /// The ROC curve from the highest score down, at most `ROCCurve.maxPoints` points evenly by
+    /// rank: a second pass over the sorted logits (ascending), which keeps the points whose
+    /// index from the top is a multiple of the step, then turns them around.
+    private func roc(task t: Int, _ ranks: RankSum) throws(MTLModelError) -> ROCCurve? {
+        guard ranks.auc != nil else { return nil }
+        let distinct = ranks.groups, maxPoints = ROCCurve.maxPoints
+        let step = max(1, (distinct + maxPoints - 2) / max(1, maxPoints - 1))
+        var falsePositiveRates: [Double] = [], truePositiveRates: [Double] = [], ties = TieGroups()
+        func keep(_ group: TieGroups.Group) {
+            let fromTop = distinct - group.index
+            guard fromTop % step == 0 || group.index == 0 else { return }
+            falsePositiveRates.append(Double(ranks.negatives - group.negativesBelow) / Double(ranks.negatives))
+            truePositiveRates.append(Double(ranks.positives - group.positivesBelow) / Double(ranks.positives))
+        }
+        try scores[t].forEachSorted { value in ties.add(value >> 1, positive: value & 1 == 1, ended: keep) }
+        ties.finish(keep)
+        return ROCCurve(falsePositiveRates: [0] + falsePositiveRates.reversed(), truePositiveRates: [0] + truePositiveRates.reversed())
     }
 
     static func softplus(_ x: Double) -> Double {
@@ -128,12 +181,39 @@ public struct Evaluator: Sendable {
     /// The ROC AUC by the rank-sum (Mann–Whitney) formula, tied scores sharing their average
     /// rank; nil unless both classes are present.
     public static func auc(_ scores: [Double], _ labels: [Bool]) -> Double? {
-        let positives = labels.reduce(0) { $0 + ($1 ? 1 : 0) }
-        let negatives = labels.count - positives
-        guard positives > 0, negatives > 0 else { return nil }
-        let ranks = PairedAUC.midranks(scores)
-        let rankSum = labels.indices.reduce(0.0) { $0 + (labels[$1] ? ranks[$1] : 0) }
-        let p = Double(positives)
-        return (rankSum - p * (p + 1) / 2) / (p * Double(negatives))
+        var ranks = RankSum(), ties = TieGroups()
+        for i in scores.indices.sorted(by: { scores[$0] < scores[$1] }) {
+            ties.add(ScoreKey.ordered(scores[i]), positive: labels[i]) { ranks.add($0) }
+        }
+        ties.finish { ranks.add($0) }
+        return ranks.auc
     }
+}
+
+/// One task's sums over its labelled samples, in sample order.
+private struct LossSums {
+    var count = 0, positives = 0, loss = 0.0, prediction = 0.0
+
+    mutating func add(logit x: Double, positive: Bool) {
+        count += 1
+        if positive { positives += 1 }
+        // −log σ(x) = softplus(−x) and −log(1 − σ(x)) = softplus(x): exact for any logit.
+        loss += Evaluator.softplus(positive ? -x : x)
+        prediction += 1 / (1 + exp(-x))
+    }
+
+    func fill(_ metrics: inout TaskMetrics) {
+        metrics.logloss = loss / Double(count)
+        metrics.meanPrediction = prediction / Double(count)
+        metrics.meanLabel = Double(positives) / Double(count)
+        if positives > 0 { metrics.calibration = metrics.meanPrediction! / metrics.meanLabel! }
+    }
+}
+
+/// Two keys sorted as one: the first, then the second.
+struct KeyPair: Comparable, BitwiseCopyable {
+    var high: UInt64
+    var low: UInt64
+
+    static func < (a: KeyPair, b: KeyPair) -> Bool { a.high != b.high ? a.high < b.high : a.low < b.low }
 }

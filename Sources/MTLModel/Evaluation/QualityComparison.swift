@@ -58,36 +58,52 @@ public struct QualityComparison: Sendable, Codable {
         let predictorA = try Predictor(model: before, threadCount: threadCount)
         let predictorB = try Predictor(model: after, threadCount: threadCount)
         let names = before.architecture.tasks.map(\.name)
-        var evaluatorA = Evaluator(taskNames: names), evaluatorB = Evaluator(taskNames: names)
+        let evaluatorA = Evaluator(taskNames: names), evaluatorB = Evaluator(taskNames: names)
         let reader = try DatasetReader(path: data, architecture: before.architecture, skipInvalid: skipInvalid)
         let batches = BatchPrefetcher(reader, taskCount: names.count, batchSize: batchSize)
         defer { batches.cancel() }
-        var probabilitiesA: [[Float]] = Array(repeating: [], count: names.count), probabilitiesB = probabilitiesA
+        var samples = Array(repeating: PairedSamples(), count: names.count)
         while let batch = try batches.next() {
             let a = try predictorA.predict(batch), b = try predictorB.predict(batch)
-            evaluatorA.add(batch, a)
-            evaluatorB.add(batch, b)
-            for sample in 0..<batch.count {
-                for t in names.indices {
-                    probabilitiesA[t].append(a.probabilities[sample * names.count + t])
-                    probabilitiesB[t].append(b.probabilities[sample * names.count + t])
-                }
-            }
+            try evaluatorA.add(batch, a)
+            try evaluatorB.add(batch, b)
+            for t in names.indices { samples[t].add(batch, a, b, task: t, of: names.count) }
         }
-        let metricsA = evaluatorA.metrics(), metricsB = evaluatorB.metrics()
+        let evaluationA = try evaluatorA.finish(), evaluationB = try evaluatorB.finish()
         let tasks = names.indices.map { t -> Task in
-            let paired = PairedAUC.compare(evaluatorA.logits(task: t).map(Double.init), evaluatorB.logits(task: t).map(Double.init),
-                                           labels: evaluatorA.labels(task: t))
-            let a = metricsA[t], b = metricsB[t]
+            let paired = PairedAUC.compare(samples[t].logitsA.map(Double.init), samples[t].logitsB.map(Double.init), labels: samples[t].labels)
+            let a = evaluationA.metrics[t], b = evaluationB.metrics[t]
             var task = Task(task: names[t], before: a, after: b, deltaAUC: paired?.delta, deltaAUCLow: paired?.low, deltaAUCHigh: paired?.high,
                             deltaLogloss: a.logloss.flatMap { la in b.logloss.map { $0 - la } },
                             deltaCalibration: a.calibration.flatMap { ca in b.calibration.map { $0 - ca } })
-            task.addShift(probabilitiesA[t], probabilitiesB[t])
-            task.reliabilityBefore = evaluatorA.reliability(task: t)
-            task.reliabilityAfter = evaluatorB.reliability(task: t)
+            task.addShift(samples[t].probabilitiesA, samples[t].probabilitiesB)
+            task.reliabilityBefore = evaluationA.reliability[t]
+            task.reliabilityAfter = evaluationB.reliability[t]
             return task
         }
         return QualityComparison(sampleCount: evaluatorA.sampleCount, skippedLineCount: reader.skippedLineCount, tasks: tasks)
+    }
+}
+
+/// One task's predictions by both models, kept whole for the paired statistics (DeLong's
+/// test, rank correlation, the top-k overlap, the quantiles of |Δp|): every sample's
+/// probabilities (8 bytes) and every labelled sample's logits and label (9 more), in memory:
+/// `quantize --eval` and `convert --eval` take gate datasets, not whole test logs.
+private struct PairedSamples {
+    var probabilitiesA: [Float] = [], probabilitiesB: [Float] = []
+    var logitsA: [Float] = [], logitsB: [Float] = []
+    var labels: [Bool] = []
+
+    mutating func add(_ batch: SampleBatch, _ a: Predictions, _ b: Predictions, task t: Int, of taskCount: Int) {
+        for sample in 0..<batch.count {
+            let i = sample * taskCount + t
+            probabilitiesA.append(a.probabilities[i])
+            probabilitiesB.append(b.probabilities[i])
+            guard batch.labels[i] >= 0 else { continue }
+            logitsA.append(a.logits[i])
+            logitsB.append(b.logits[i])
+            labels.append(batch.labels[i] == 1)
+        }
     }
 }
 

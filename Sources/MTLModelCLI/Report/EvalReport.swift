@@ -3,10 +3,9 @@ import MTLModel
 /// `eval --html`: the metrics table, then per task its ROC curve and reliability diagram (the
 /// calibration bins with their counts), and the fused score's AUC against each task's labels.
 enum EvalReport {
-    static func make(model: String, data: String, evaluator: Evaluator?, metrics: [TaskMetrics], sampleCount: Int) -> HTMLReport {
+    static func make(model: String, data: String, evaluation: Evaluation?, grouped: Bool, metrics: [TaskMetrics], sampleCount: Int) -> HTMLReport {
         var report = HTMLReport(title: "Evaluation", subtitle: "\(model) on \(data): \(sampleCount) samples")
         report.heading("Metrics per task")
-        let grouped = evaluator?.groupField != nil
         report.table(["task", "samples", "positives", "AUC", "logloss", "mean prediction", "mean label", "calibration", "fused score AUC"]
                         + (grouped ? ["group AUC", "groups with both classes", "their samples"] : []),
                      metrics.map { m in
@@ -18,9 +17,9 @@ enum EvalReport {
             report.paragraph("Group AUC: the AUC within each group (the samples sharing the group field's first id) that holds both classes, "
                              + "weighted by its samples — the metric of ranking within a user.")
         }
-        guard let evaluator else { return report }
+        guard let evaluation else { return report }
         for (t, m) in metrics.enumerated() {
-            let (roc, reliability) = (evaluator.roc(task: t), evaluator.reliability(task: t))
+            let (roc, reliability) = (evaluation.roc[t], evaluation.reliability[t])
             report.heading("Task \(m.task)")
             var charts: [SVGChart] = []
             if let roc {

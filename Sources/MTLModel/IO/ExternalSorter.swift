@@ -1,0 +1,125 @@
+/// Values sorted in bounded memory, for metrics that need a whole dataset in order (the exact
+/// AUC of a test set larger than memory): appended into a buffer of at most `memoryBudget`
+/// bytes; a full buffer is sorted and written to a `TemporaryFile` as a run; reading merges the
+/// runs, each through its share of the budget. Nothing is written while everything fits.
+/// Readable any number of times (`forEachSorted`), not appendable once read.
+final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
+    private let name: String, purpose: String
+    /// Values a run holds: the budget over the element's size.
+    private let runCapacity: Int
+    private var buffer: [Element] = []
+    private var file: TemporaryFile?
+    /// Each run's values, as element positions in `file`.
+    private var runs: [Range<Int>] = []
+    private var readOnce = false
+    private(set) var count = 0
+
+    /// `name` and `purpose` name the temporary file and say in errors what it holds.
+    init(name: String, for purpose: String, memoryBudget: Int) {
+        (self.name, self.purpose) = (name, purpose)
+        runCapacity = max(4096, memoryBudget / MemoryLayout<Element>.stride)
+    }
+
+    /// How many runs were written to the temporary file (0: everything fits in memory).
+    var runCount: Int { runs.count }
+
+    func append(_ value: Element) throws(MTLModelError) {
+        precondition(!readOnce, "an ExternalSorter is not appended to once read")
+        if buffer.count == runCapacity { try spill() }
+        // Grown by hand: doubling past the budget would take up to twice it.
+        if buffer.count == buffer.capacity { buffer.reserveCapacity(min(runCapacity, max(1024, 2 * buffer.count))) }
+        buffer.append(value)
+        count += 1
+    }
+
+    /// Calls `body` with every value in ascending order.
+    func forEachSorted(_ body: (Element) -> Void) throws(MTLModelError) {
+        if runs.isEmpty {
+            if !readOnce { buffer.sort() }
+            readOnce = true
+            buffer.forEach(body)
+            return
+        }
+        if !buffer.isEmpty { try spill() }
+        buffer = []
+        readOnce = true
+        try merge(body)
+    }
+
+    private func spill() throws(MTLModelError) {
+        buffer.sort()
+        if file == nil { file = try TemporaryFile(name, for: purpose) }
+        let start = runs.last?.upperBound ?? 0
+        // `withUnsafeBytes` rethrows untyped: its error is carried out by hand.
+        var failure: MTLModelError?
+        buffer.withUnsafeBytes { bytes in
+            do throws(MTLModelError) { try file!.write(bytes, at: start * MemoryLayout<Element>.stride) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        runs.append(start..<(start + buffer.count))
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// A k-way merge of the runs through a binary heap of their heads.
+    private func merge(_ body: (Element) -> Void) throws(MTLModelError) {
+        let share = max(512, runCapacity / runs.count)
+        let readers = runs.map { RunReader(run: $0, capacity: share) }
+        var heap: [(value: Element, run: Int)] = []
+        heap.reserveCapacity(readers.count)
+        for r in readers.indices {
+            if let value = try readers[r].next(file!) { heap.append((value, r)) }
+        }
+        // Bottom-up heap construction, then pop the smallest and refill from its run.
+        for i in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(&heap, i) }
+        while let top = heap.first {
+            body(top.value)
+            if let value = try readers[top.run].next(file!) {
+                heap[0] = (value, top.run)
+            } else {
+                heap[0] = heap[heap.count - 1]
+                heap.removeLast()
+            }
+            if !heap.isEmpty { siftDown(&heap, 0) }
+        }
+    }
+
+    private func siftDown(_ heap: inout [(value: Element, run: Int)], _ start: Int) {
+        var i = start
+        while true {
+            let left = 2 * i + 1, right = left + 1
+            var smallest = i
+            if left < heap.count && heap[left].value < heap[smallest].value { smallest = left }
+            if right < heap.count && heap[right].value < heap[smallest].value { smallest = right }
+            if smallest == i { return }
+            heap.swapAt(i, smallest)
+            i = smallest
+        }
+    }
+
+    /// One run read back a slice at a time.
+    private final class RunReader {
+        private var remaining: Range<Int>
+        private let slice: UnsafeMutableBufferPointer<Element>
+        private var position = 0, filled = 0
+
+        init(run: Range<Int>, capacity: Int) {
+            remaining = run
+            slice = .allocate(capacity: min(capacity, max(run.count, 1)))
+        }
+
+        deinit { slice.deallocate() }
+
+        func next(_ file: TemporaryFile) throws(MTLModelError) -> Element? {
+            if position == filled {
+                guard !remaining.isEmpty else { return nil }
+                filled = min(slice.count, remaining.count)
+                let bytes = UnsafeMutableRawBufferPointer(start: slice.baseAddress, count: filled * MemoryLayout<Element>.stride)
+                try file.read(into: bytes, at: remaining.lowerBound * MemoryLayout<Element>.stride)
+                remaining = (remaining.lowerBound + filled)..<remaining.upperBound
+                position = 0
+            }
+            defer { position += 1 }
+            return slice[position]
+        }
+    }
+}
