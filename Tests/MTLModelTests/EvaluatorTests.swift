@@ -73,6 +73,39 @@ struct EvaluatorTests {
         #expect(try evaluator.finish().metrics == evaluation.metrics)
     }
 
+    @Test("Spilled or not, DeLong's interval and the prediction shift (|Δp| quantiles, rank correlation, top-k overlap, joint bins) are the in-memory reference's",
+          arguments: [0, 64 << 20])
+    func pairedStatisticsEqualReference(budget: Int) throws {
+        var generator = SeededGenerator(seed: 5)
+        let count = 20_000
+        // Probabilities on a grid of 500 (ties), B a noisy copy of A; logits on a grid with a
+        // signal; about 5% unlabelled.
+        let a = (0..<count).map { _ in Float(Int.random(in: 1..<500, using: &generator)) / 1000 }
+        let b = a.map { max(0, $0 + Float(Int.random(in: -20...20, using: &generator)) / 1000) }
+        let labels: [Int8] = (0..<count).map { _ in Int.random(in: 0..<20, using: &generator) == 0 ? -1 : Int8.random(in: 0...1, using: &generator) }
+        let logitsA = labels.map { Double(Int.random(in: -100..<100, using: &generator)) / 20 + ($0 == 1 ? 0.4 : 0) }
+        let logitsB = zip(logitsA, labels).map { $0 + ($1 == 1 ? 0.1 : 0) + Double(Int.random(in: -2...2, using: &generator)) / 20 }
+        let paired = PairedAUC(memoryBudget: budget), shift = PredictionShift(memoryBudget: budget)
+        for i in 0..<count {
+            try shift.add(a[i], b[i])
+            if labels[i] >= 0 { try paired.add(logitsA[i], logitsB[i], positive: labels[i] == 1) }
+        }
+        let labelled = labels.indices.filter { labels[$0] >= 0 }
+        let want = try #require(PairedReference.compare(labelled.map { logitsA[$0] }, labelled.map { logitsB[$0] }, labels: labelled.map { labels[$0] == 1 }))
+        let got = try #require(try paired.result())
+        #expect(got == want)
+        #expect(got.delta > 0 && got.low < got.delta && got.delta < got.high)
+        let metrics = TaskMetrics(task: "t", samples: 0, positives: 0)
+        var task = QualityComparison.Task(task: "t", before: metrics, after: metrics), reference = task
+        try shift.fill(&task)
+        PairedReference.addShift(&reference, a, b)
+        #expect(task.deltaPHistogram == reference.deltaPHistogram && task.jointCounts == reference.jointCounts && task.jointRange == reference.jointRange)
+        #expect(task.meanAbsoluteDeltaP == reference.meanAbsoluteDeltaP && task.p50AbsoluteDeltaP == reference.p50AbsoluteDeltaP)
+        #expect(task.p99AbsoluteDeltaP == reference.p99AbsoluteDeltaP && task.maxAbsoluteDeltaP == reference.maxAbsoluteDeltaP)
+        #expect(task.rankCorrelation == reference.rankCorrelation && task.topK == 200 && task.topKOverlap == reference.topKOverlap)
+        #expect(task.rankCorrelation! > 0.9 && task.rankCorrelation! < 1 && task.topKOverlap! > 0.1 && task.topKOverlap! < 1)
+    }
+
     @Test("A task whose labels hold one class, or none: no AUC and no ROC curve, its other metrics as they are")
     func oneClass() throws {
         var batch = SampleBatch(taskCount: 2)
@@ -198,16 +231,77 @@ struct EvaluationReference {
     static func auc(_ scores: [Double], _ labels: [Bool]) -> Double? {
         let positives = labels.filter { $0 }.count, negatives = labels.count - positives
         guard positives > 0, negatives > 0 else { return nil }
-        let order = scores.indices.sorted { scores[$0] < scores[$1] }
-        var ranks = [Double](repeating: 0, count: scores.count), i = 0
-        while i < order.count {
-            var j = i
-            while j + 1 < order.count && scores[order[j + 1]] == scores[order[i]] { j += 1 }
-            for k in i...j { ranks[order[k]] = Double(i + j) / 2 + 1 }
-            i = j + 1
-        }
+        let ranks = PairedReference.midranks(scores)
         let rankSum = labels.indices.reduce(0.0) { $0 + (labels[$1] ? ranks[$1] : 0) }
         let p = Double(positives)
         return (rankSum - p * (p + 1) / 2) / (p * Double(negatives))
+    }
+}
+
+/// DeLong's test and the prediction shift as they were: every sample in memory, mid-ranks by
+/// an index sort. The top k are the k highest, ties by the higher index (as the streams do).
+enum PairedReference {
+    static func compare(_ a: [Double], _ b: [Double], labels: [Bool]) -> PairedAUC.Result? {
+        let positives = labels.indices.filter { labels[$0] }, negatives = labels.indices.filter { !labels[$0] }
+        let m = Double(positives.count), n = Double(negatives.count)
+        guard m > 0, n > 0 else { return nil }
+        func components(_ scores: [Double]) -> (auc: Double, v10: [Double], v01: [Double]) {
+            let x = positives.map { scores[$0] }, y = negatives.map { scores[$0] }
+            let tx = midranks(x), ty = midranks(y), tz = midranks(x + y)
+            let v10 = (0..<x.count).map { (tz[$0] - tx[$0]) / n }
+            let v01 = (0..<y.count).map { 1 - (tz[x.count + $0] - ty[$0]) / m }
+            return (v10.reduce(0, +) / m, v10, v01)
+        }
+        let ca = components(a), cb = components(b)
+        func covariance(_ p: [Double], _ q: [Double]) -> Double {
+            guard p.count > 1 else { return 0 }
+            let mp = p.reduce(0, +) / Double(p.count), mq = q.reduce(0, +) / Double(q.count)
+            return zip(p, q).reduce(0) { $0 + ($1.0 - mp) * ($1.1 - mq) } / Double(p.count - 1)
+        }
+        let variance = (covariance(ca.v10, ca.v10) + covariance(cb.v10, cb.v10) - 2 * covariance(ca.v10, cb.v10)) / m
+            + (covariance(ca.v01, ca.v01) + covariance(cb.v01, cb.v01) - 2 * covariance(ca.v01, cb.v01)) / n
+        let se = max(variance, 0).squareRoot(), delta = cb.auc - ca.auc
+        return .init(aucA: ca.auc, aucB: cb.auc, delta: delta, standardError: se, low: delta - 1.959964 * se, high: delta + 1.959964 * se)
+    }
+
+    static func addShift(_ task: inout QualityComparison.Task, _ a: [Float], _ b: [Float]) {
+        let deltas = zip(a, b).map { Double(abs($1 - $0)) }.sorted()
+        let edges = QualityComparison.deltaPHistogramEdges
+        var histogram = [Int](repeating: 0, count: edges.count + 2)
+        for delta in deltas { histogram[delta == 0 ? 0 : 1 + (edges.firstIndex { delta < $0 } ?? edges.count)] += 1 }
+        task.deltaPHistogram = histogram
+        let largest = Double(max(a.max() ?? 0, b.max() ?? 0))
+        let range = largest >= 0.1 ? min(1, (largest * 10).rounded(.up) / 10) : max(1e-6, pow(10, (log10(max(largest, 1e-7))).rounded(.up)))
+        let bins = QualityComparison.jointBinCount
+        var joint = [[Int]](repeating: [Int](repeating: 0, count: bins), count: bins)
+        for (p, q) in zip(a, b) { joint[min(bins - 1, Int(Double(p) / range * Double(bins)))][min(bins - 1, Int(Double(q) / range * Double(bins)))] += 1 }
+        (task.jointCounts, task.jointRange) = (joint, range)
+        task.meanAbsoluteDeltaP = deltas.reduce(0, +) / Double(deltas.count)
+        task.p50AbsoluteDeltaP = deltas[(deltas.count - 1) / 2]
+        task.p99AbsoluteDeltaP = deltas[min(deltas.count - 1, Int((Double(deltas.count - 1) * 0.99).rounded(.up)))]
+        task.maxAbsoluteDeltaP = deltas.last
+        let ranksA = midranks(a.map(Double.init)), ranksB = midranks(b.map(Double.init)), mean = Double(a.count + 1) / 2
+        var covariance = 0.0, varianceA = 0.0, varianceB = 0.0
+        for i in a.indices {
+            covariance += (ranksA[i] - mean) * (ranksB[i] - mean)
+            varianceA += (ranksA[i] - mean) * (ranksA[i] - mean)
+            varianceB += (ranksB[i] - mean) * (ranksB[i] - mean)
+        }
+        task.rankCorrelation = varianceA == 0 || varianceB == 0 ? (varianceA == varianceB ? 1 : 0) : covariance / (varianceA * varianceB).squareRoot()
+        let k = max(1, a.count / 100)
+        func top(_ p: [Float]) -> Set<Int> { Set(p.indices.sorted { (p[$0], $0) > (p[$1], $1) }.prefix(k)) }
+        (task.topK, task.topKOverlap) = (k, Double(top(a).intersection(top(b)).count) / Double(k))
+    }
+
+    static func midranks(_ values: [Double]) -> [Double] {
+        let order = values.indices.sorted { values[$0] < values[$1] }
+        var ranks = [Double](repeating: 0, count: values.count), i = 0
+        while i < order.count {
+            var j = i
+            while j + 1 < order.count && values[order[j + 1]] == values[order[i]] { j += 1 }
+            for k in i...j { ranks[order[k]] = Double(i + j) / 2 + 1 }
+            i = j + 1
+        }
+        return ranks
     }
 }

@@ -1,12 +1,18 @@
 import Foundation
 
 /// DeLong's test for two correlated AUCs (two models scoring the same samples), computed
-/// with Sun & Xu's fast algorithm from mid-ranks.
+/// with Sun & Xu's fast algorithm from mid-ranks, in bounded memory.
 ///
 /// DeLong, DeLong, Clarke-Pearson (1988), "Comparing the areas under two or more correlated
 /// receiver operating characteristic curves"; Sun, Xu (2014), "Fast implementation of
 /// DeLong's algorithm".
-public enum PairedAUC {
+///
+/// A positive's component V10 is the share of negatives scored below it (ties count half), a
+/// negative's V01 the share of positives scored above it: each depends on the sample's place
+/// among the scores only, so each model's components come from its scores in order
+/// (`RankedValues`), and the covariances of the two models' components from joining them
+/// sample by sample.
+public final class PairedAUC {
     public struct Result: Sendable, Hashable, Codable {
         public var aucA: Double
         public var aucB: Double
@@ -18,43 +24,63 @@ public enum PairedAUC {
         public var high: Double
     }
 
-    /// - Returns: nil unless both classes are present.
-    public static func compare(_ a: [Double], _ b: [Double], labels: [Bool]) -> Result? {
-        let positives = labels.indices.filter { labels[$0] }
-        let negatives = labels.indices.filter { !labels[$0] }
-        let m = Double(positives.count), n = Double(negatives.count)
-        guard m > 0, n > 0 else { return nil }
-        func components(_ scores: [Double]) -> (auc: Double, v10: [Double], v01: [Double]) {
-            let x = positives.map { scores[$0] }, y = negatives.map { scores[$0] }
-            let tx = midranks(x), ty = midranks(y), tz = midranks(x + y)
-            let v10 = (0..<x.count).map { (tz[$0] - tx[$0]) / n }
-            let v01 = (0..<y.count).map { 1 - (tz[x.count + $0] - ty[$0]) / m }
-            return (v10.reduce(0, +) / m, v10, v01)
-        }
-        let ca = components(a), cb = components(b)
-        func covariance(_ p: [Double], _ q: [Double]) -> Double {
-            guard p.count > 1 else { return 0 }
-            let mp = p.reduce(0, +) / Double(p.count), mq = q.reduce(0, +) / Double(q.count)
-            return zip(p, q).reduce(0) { $0 + ($1.0 - mp) * ($1.1 - mq) } / Double(p.count - 1)
-        }
-        let variance = (covariance(ca.v10, ca.v10) + covariance(cb.v10, cb.v10) - 2 * covariance(ca.v10, cb.v10)) / m
-            + (covariance(ca.v01, ca.v01) + covariance(cb.v01, cb.v01) - 2 * covariance(ca.v01, cb.v01)) / n
-        let se = max(variance, 0).squareRoot()
-        let delta = cb.auc - ca.auc
-        return Result(aucA: ca.auc, aucB: cb.auc, delta: delta, standardError: se, low: delta - 1.959964 * se, high: delta + 1.959964 * se)
+    /// Per model: the score's ordered key, the sample's index above its label.
+    private let scores: [ExternalSorter<KeyPair>]
+    private let memoryBudget: Int
+    private var positives = 0, negatives = 0
+
+    init(memoryBudget: Int) {
+        self.memoryBudget = memoryBudget
+        scores = ["A", "B"].map { ExternalSorter(name: "delong-\($0)", for: "the labelled scores of model \($0)", memoryBudget: memoryBudget / 2) }
     }
 
-    /// 1-based ranks, ties sharing their average rank.
-    static func midranks(_ values: [Double]) -> [Double] {
-        let order = values.indices.sorted { values[$0] < values[$1] }
-        var ranks = [Double](repeating: 0, count: values.count)
-        var i = 0
-        while i < order.count {
-            var j = i
-            while j + 1 < order.count && values[order[j + 1]] == values[order[i]] { j += 1 }
-            for k in i...j { ranks[order[k]] = Double(i + j) / 2 + 1 }
-            i = j + 1
+    func add(_ a: Double, _ b: Double, positive: Bool) throws(MTLModelError) {
+        let low = UInt64(positives + negatives) << 1 | (positive ? 1 : 0)
+        try scores[0].append(KeyPair(high: ScoreKey.ordered(a), low: low))
+        try scores[1].append(KeyPair(high: ScoreKey.ordered(b), low: low))
+        if positive { positives += 1 } else { negatives += 1 }
+    }
+
+    /// nil unless both classes are present.
+    func result() throws(MTLModelError) -> Result? {
+        let m = Double(positives), n = Double(negatives)
+        guard positives > 0, negatives > 0 else { return nil }
+        let components = try scores.map { sorted throws(MTLModelError) in
+            try RankedValues.byIndex(sorted, name: "delong", for: "DeLong's components", memoryBudget: memoryBudget / 2) { place in
+                (place.positive ? (Double(place.below.negatives) + Double(place.tied.negatives) / 2) / n
+                                : 1 - (Double(place.below.positives) + Double(place.tied.positives) / 2) / m, place.positive)
+            }
         }
-        return ranks
+        // The means first (sums in sample order), then the covariances about them.
+        var means: [(v10: Double, v01: Double)] = []
+        for values in components {
+            var v10 = 0.0, v01 = 0.0
+            try values.forEachSorted { if $0.flag { v10 += $0.value } else { v01 += $0.value } }
+            means.append((v10 / m, v01 / n))
+        }
+        var s10 = (aa: 0.0, bb: 0.0, ab: 0.0), s01 = s10
+        let a = try components[0].sorted(), b = try components[1].sorted()
+        while let x = try a.next(), let y = try b.next() {
+            if x.flag {
+                let p = x.value - means[0].v10, q = y.value - means[1].v10
+                s10 = (s10.aa + p * p, s10.bb + q * q, s10.ab + p * q)
+            } else {
+                let p = x.value - means[0].v01, q = y.value - means[1].v01
+                s01 = (s01.aa + p * p, s01.bb + q * q, s01.ab + p * q)
+            }
+        }
+        func covariance(_ sum: Double, _ count: Int) -> Double { count > 1 ? sum / Double(count - 1) : 0 }
+        let variance = (covariance(s10.aa, positives) + covariance(s10.bb, positives) - 2 * covariance(s10.ab, positives)) / m
+            + (covariance(s01.aa, negatives) + covariance(s01.bb, negatives) - 2 * covariance(s01.ab, negatives)) / n
+        let se = max(variance, 0).squareRoot()
+        let delta = means[1].v10 - means[0].v10
+        return Result(aucA: means[0].v10, aucB: means[1].v10, delta: delta, standardError: se, low: delta - 1.959964 * se, high: delta + 1.959964 * se)
+    }
+
+    /// - Returns: nil unless both classes are present.
+    public static func compare(_ a: [Double], _ b: [Double], labels: [Bool]) throws(MTLModelError) -> Result? {
+        let paired = PairedAUC(memoryBudget: 64 << 20)
+        for i in labels.indices { try paired.add(a[i], b[i], positive: labels[i]) }
+        return try paired.result()
     }
 }

@@ -12,6 +12,11 @@ enum ScoreKey {
         return bits & (1 << 63) != 0 ? ~bits : bits | (1 << 63)
     }
 
+    /// The value of a Double's `ordered` key.
+    static func value(_ key: UInt64) -> Double {
+        Double(bitPattern: key & (1 << 63) != 0 ? key & ~(1 << 63) : ~key)
+    }
+
     /// A logit's key above its label's bit: labelled scores sort by score, ties negatives first.
     static func labelled(_ logit: Float, positive: Bool) -> UInt64 {
         UInt64(ordered(logit)) << 1 | (positive ? 1 : 0)
