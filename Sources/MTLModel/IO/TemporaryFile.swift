@@ -13,6 +13,8 @@ final class TemporaryFile {
     private let descriptor: Int32
     /// What it holds, for messages: "matching keys", "a shard's rows".
     let purpose: String
+    /// Where it is (`TMPDIR`), for messages: a full or missing directory is the user's to change.
+    private let directory: String
 
     /// A new unlinked file named after `name`; `purpose` says in errors what it is for.
     init(_ name: String, for purpose: String) throws(MTLModelError) {
@@ -20,23 +22,23 @@ final class TemporaryFile {
         var template = Array("\(directory)/mtl-model-\(name)-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         guard fd >= 0 else {
-            throw MTLModelError(.io, "cannot create a temporary file in \(directory) for \(purpose): \(String(cString: strerror(errno)))")
+            throw MTLModelError(.io, "cannot create a temporary file in \(directory) (TMPDIR) for \(purpose): \(String(cString: strerror(errno)))")
         }
         unlink(template)
         descriptor = fd
-        self.purpose = purpose
+        (self.purpose, self.directory) = (purpose, directory)
     }
 
     deinit { close(descriptor) }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(MTLModelError) {
-        try transferFully(bytes.count, failure: { failure("cannot write \(purpose) to a temporary file") }) { done in
+        try transferFully(bytes.count, failure: { failure("cannot write \(purpose) to a temporary file in \(directory) (TMPDIR)") }) { done in
             pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
         }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(MTLModelError) {
-        try transferFully(buffer.count, failure: { failure("cannot read \(purpose) back from a temporary file") }) { done in
+        try transferFully(buffer.count, failure: { failure("cannot read \(purpose) back from a temporary file in \(directory) (TMPDIR)") }) { done in
             pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
         }
     }
@@ -46,7 +48,7 @@ final class TemporaryFile {
     fileprivate func map(_ byteCount: Int) throws(MTLModelError) -> UnsafeMutableRawPointer {
         guard ftruncate(descriptor, off_t(byteCount)) == 0,
               let base = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, 0), base != MAP_FAILED else {
-            throw failure("cannot map \(byteCount) bytes of a temporary file for \(purpose)")
+            throw failure("cannot map \(byteCount) bytes of a temporary file in \(directory) (TMPDIR) for \(purpose)")
         }
         return base
     }
