@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import CKernels
 @testable import MTLModel
 
 /// The evaluator sorts in bounded memory (`ExternalSorter`): the same metrics and curves
@@ -36,6 +37,28 @@ struct EvaluatorTests {
         var none = 0
         try ExternalSorter<UInt64>(name: "test", for: "test values", memoryBudget: 0).forEachSorted { _ in none += 1 }
         #expect(none == 0)
+    }
+
+    @Test("The radix sort of a run gives the comparison sort's order: 4-, 8-, 16- and 24-byte records, empty, one, all equal, keys differing in one byte only")
+    func radixSort() throws {
+        var generator = SeededGenerator(seed: 3)
+        func check<T: RadixSortable & Comparable>(_ values: [T]) {
+            var sorted = values
+            let keys = T.radixKeyBytes, count = sorted.count
+            #expect(sorted.withUnsafeMutableBytes { mtlm_radix_sort($0.baseAddress, count, MemoryLayout<T>.stride, keys, keys.count) } == 0)
+            #expect(sorted == values.sorted())
+        }
+        for count in [0, 1, 2, 255, 4099] {
+            check((0..<count).map { _ in UInt32.random(in: 0...UInt32.max, using: &generator) })
+            check((0..<count).map { _ in UInt64.random(in: 0...UInt64.max, using: &generator) })
+            check((0..<count).map { _ in UInt64.random(in: 0..<4, using: &generator) << 56 })  // the top byte only
+            check((0..<count).map { _ in KeyPair(high: .random(in: 0..<3, using: &generator), low: .random(in: 0...UInt64.max, using: &generator)) })
+            check([KeyPair](repeating: KeyPair(high: 7, low: 9), count: count))
+            let values = (0..<count).map { _ in
+                RankedValues.Value(index: .random(in: 0..<(1 << 40), using: &generator), value: 0, score: 0, flag: false)
+            }
+            check(values)
+        }
     }
 
     @Test("Scores as ordered keys: the order of the floats, −0 as +0, a logit's key read back")

@@ -107,12 +107,12 @@ public final class Evaluator {
             let n = sums[t].count
             var metrics = TaskMetrics(task: taskNames[t], samples: n, positives: sums[t].positives)
             var reliability = ReliabilityBinning(count: n)
-            var ranks = RankSum(), ties = TieGroups()
+            var ranks = RankSum()
             try scores[t].forEachSorted { value in
-                ties.add(value >> 1, positive: value & 1 == 1) { ranks.add($0) }
+                ranks.add(value >> 1, positive: value & 1 == 1)
                 reliability.add(probability: 1 / (1 + exp(-Double(ScoreKey.logit(value)))), positive: value & 1 == 1)
             }
-            ties.finish { ranks.add($0) }
+            ranks.finish()
             if n > 0 {
                 sums[t].fill(&metrics)
                 metrics.auc = ranks.auc
@@ -127,9 +127,9 @@ public final class Evaluator {
     }
 
     private func fusedAUC(task t: Int) throws(MTLModelError) -> Double? {
-        var ranks = RankSum(), ties = TieGroups()
-        try fusedScores[t].forEachSorted { pair in ties.add(pair.high, positive: pair.low == 1) { ranks.add($0) } }
-        ties.finish { ranks.add($0) }
+        var ranks = RankSum()
+        try fusedScores[t].forEachSorted { pair in ranks.add(pair.high, positive: pair.low == 1) }
+        ranks.finish()
         return ranks.auc
     }
 
@@ -137,19 +137,19 @@ public final class Evaluator {
     /// samples counted. Samples without a group are left out.
     private func groupAUC(task t: Int) throws(MTLModelError) -> (Double?, Int, Int) {
         var weighted = 0.0, groupCount = 0, sampleCount = 0
-        var group: UInt64?, ranks = RankSum(), ties = TieGroups()
+        var group: UInt64?, ranks = RankSum()
         func endGroup() {
-            ties.finish { ranks.add($0) }
+            ranks.finish()
             if let auc = ranks.auc {
                 weighted += auc * Double(ranks.count)
                 groupCount += 1
                 sampleCount += ranks.count
             }
-            (ranks, ties) = (RankSum(), TieGroups())
+            ranks = RankSum()
         }
         try groupScores[t].forEachSorted { pair in
             if pair.high != group { endGroup(); group = pair.high }
-            ties.add(pair.low >> 1, positive: pair.low & 1 == 1) { ranks.add($0) }
+            ranks.add(pair.low >> 1, positive: pair.low & 1 == 1)
         }
         endGroup()
         return (sampleCount == 0 ? nil : weighted / Double(sampleCount), groupCount, sampleCount)
@@ -169,8 +169,10 @@ public final class Evaluator {
             falsePositiveRates.append(Double(ranks.negatives - group.negativesBelow) / Double(ranks.negatives))
             truePositiveRates.append(Double(ranks.positives - group.positivesBelow) / Double(ranks.positives))
         }
-        try scores[t].forEachSorted { value in ties.add(value >> 1, positive: value & 1 == 1, ended: keep) }
-        ties.finish(keep)
+        try scores[t].forEachSorted { value in
+            if let group = ties.add(value >> 1, positive: value & 1 == 1) { keep(group) }
+        }
+        if let group = ties.finish() { keep(group) }
         return ROCCurve(falsePositiveRates: [0] + falsePositiveRates.reversed(), truePositiveRates: [0] + truePositiveRates.reversed())
     }
 
@@ -181,11 +183,9 @@ public final class Evaluator {
     /// The ROC AUC by the rank-sum (Mann–Whitney) formula, tied scores sharing their average
     /// rank; nil unless both classes are present.
     public static func auc(_ scores: [Double], _ labels: [Bool]) -> Double? {
-        var ranks = RankSum(), ties = TieGroups()
-        for i in scores.indices.sorted(by: { scores[$0] < scores[$1] }) {
-            ties.add(ScoreKey.ordered(scores[i]), positive: labels[i]) { ranks.add($0) }
-        }
-        ties.finish { ranks.add($0) }
+        var ranks = RankSum()
+        for i in scores.indices.sorted(by: { scores[$0] < scores[$1] }) { ranks.add(ScoreKey.ordered(scores[i]), positive: labels[i]) }
+        ranks.finish()
         return ranks.auc
     }
 }
@@ -216,4 +216,8 @@ struct KeyPair: Comparable, BitwiseCopyable {
     var low: UInt64
 
     static func < (a: KeyPair, b: KeyPair) -> Bool { a.high != b.high ? a.high < b.high : a.low < b.low }
+}
+
+extension KeyPair: RadixSortable {
+    static let radixKeyBytes = keyBytes(at: MemoryLayout<KeyPair>.offset(of: \.low)!, size: 8) + keyBytes(at: MemoryLayout<KeyPair>.offset(of: \.high)!, size: 8)
 }

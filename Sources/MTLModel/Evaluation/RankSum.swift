@@ -29,8 +29,8 @@ enum ScoreKey {
     }
 }
 
-/// Labelled scores fed in ascending order, cut into groups of equal scores (ties): each group
-/// is handed on when the next score differs, or at `finish`.
+/// Labelled scores fed in ascending order, cut into groups of equal scores (ties): a group
+/// ends when the next score differs, or at `finish`.
 struct TieGroups {
     struct Group {
         /// The group's place among the groups, from the lowest score.
@@ -43,33 +43,46 @@ struct TieGroups {
     private var key: UInt64?
     private var current = Group()
 
-    mutating func add(_ key: UInt64, positive: Bool, ended: (Group) -> Void) {
-        if key != self.key {
-            finish(ended)
-            self.key = key
-        }
+    /// The group this score ended, if it differs from the one before.
+    mutating func add(_ key: UInt64, positive: Bool) -> Group? {
+        let ended = key != self.key ? finish() : nil
+        self.key = key
         if positive { current.positives += 1 } else { current.negatives += 1 }
+        return ended
     }
 
-    /// Hands on the group being filled, if any.
-    mutating func finish(_ ended: (Group) -> Void) {
-        guard key != nil else { return }
-        ended(current)
-        current = Group(index: current.index + 1, positivesBelow: current.positivesBelow + current.positives,
-                        negativesBelow: current.negativesBelow + current.negatives)
-        key = nil
+    /// Ends the group being filled, if any.
+    mutating func finish() -> Group? {
+        guard key != nil else { return nil }
+        defer {
+            current = Group(index: current.index + 1, positivesBelow: current.positivesBelow + current.positives,
+                            negativesBelow: current.negativesBelow + current.negatives)
+            key = nil
+        }
+        return current
     }
 }
 
-/// The ROC AUC by the rank-sum (Mann–Whitney) formula from groups of tied scores in ascending
-/// order, each sharing its average rank. The sum is of half-integers, exact below 2^53.
+/// The ROC AUC by the rank-sum (Mann–Whitney) formula from labelled scores fed in ascending
+/// order, tied scores sharing their average rank. The sum is of half-integers, exact below
+/// 2^53.
 struct RankSum {
+    private var ties = TieGroups()
     private(set) var positives = 0, negatives = 0, groups = 0
     private var sum = 0.0
 
     var count: Int { positives + negatives }
 
-    mutating func add(_ group: TieGroups.Group) {
+    mutating func add(_ key: UInt64, positive: Bool) {
+        if let group = ties.add(key, positive: positive) { count(group) }
+    }
+
+    /// Counts the last group: call once, after the last score.
+    mutating func finish() {
+        if let group = ties.finish() { count(group) }
+    }
+
+    private mutating func count(_ group: TieGroups.Group) {
         let first = positives + negatives, size = group.positives + group.negatives
         sum += Double(group.positives) * (Double(2 * first + size - 1) / 2 + 1)
         positives += group.positives
@@ -77,7 +90,7 @@ struct RankSum {
         groups += 1
     }
 
-    /// nil unless both classes are present.
+    /// After `finish`; nil unless both classes are present.
     var auc: Double? {
         guard positives > 0, negatives > 0 else { return nil }
         let p = Double(positives)

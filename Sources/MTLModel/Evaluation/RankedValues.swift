@@ -18,6 +18,7 @@ struct RankedValues {
         static func == (a: Value, b: Value) -> Bool { a.index == b.index }
     }
 
+
     /// Where a sample stands: the samples of lower scores and those tied with it, by label,
     /// and its position (0-based) in the order, ties by index.
     struct Place {
@@ -32,21 +33,15 @@ struct RankedValues {
     static func byIndex(_ samples: ExternalSorter<KeyPair>, name: String, for purpose: String, memoryBudget: Int,
                         value: (Place) -> (Double, Bool)) throws(MTLModelError) -> ExternalSorter<Value> {
         let groups = ExternalSorter<KeyPair>(name: name, for: purpose, memoryBudget: memoryBudget / 4)
-        var key: UInt64?, tied = (positives: 0, negatives: 0), groupIndex: UInt64 = 0
-        func endGroup() throws(MTLModelError) {
-            guard key != nil else { return }
-            try groups.append(KeyPair(high: groupIndex, low: UInt64(tied.positives) << 32 | UInt64(tied.negatives)))
-            groupIndex += 1
+        func count(_ group: TieGroups.Group) throws(MTLModelError) {
+            try groups.append(KeyPair(high: UInt64(group.index), low: UInt64(group.positives) << 32 | UInt64(group.negatives)))
         }
+        var ties = TieGroups()
         let first = try samples.sorted()
         while let sample = try first.next() {
-            if sample.high != key {
-                try endGroup()
-                (key, tied) = (sample.high, (0, 0))
-            }
-            if sample.low & 1 == 1 { tied.positives += 1 } else { tied.negatives += 1 }
+            if let group = ties.add(sample.high, positive: sample.low & 1 == 1) { try count(group) }
         }
-        try endGroup()
+        if let group = ties.finish() { try count(group) }
         let values = ExternalSorter<Value>(name: name, for: purpose, memoryBudget: memoryBudget)
         let second = try samples.sorted(), counts = try groups.sorted()
         var place = Place(positive: false, below: (0, 0), tied: (0, 0), position: 0, score: 0), left = 0
@@ -64,4 +59,8 @@ struct RankedValues {
         }
         return values
     }
+}
+
+extension RankedValues.Value: RadixSortable {
+    static let radixKeyBytes = keyBytes(at: MemoryLayout<Self>.offset(of: \.index)!, size: 8)
 }

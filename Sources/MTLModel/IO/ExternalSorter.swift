@@ -1,3 +1,5 @@
+import CKernels
+
 /// Values sorted in bounded memory, for metrics that need a whole dataset in order (the exact
 /// AUC of a test set larger than memory): appended into a buffer of at most `memoryBudget`
 /// bytes; a full buffer is sorted and written to a `TemporaryFile` as a run; reading merges the
@@ -18,7 +20,9 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
     /// `name` and `purpose` name the temporary file and say in errors what it holds.
     init(name: String, for purpose: String, memoryBudget: Int) {
         (self.name, self.purpose) = (name, purpose)
-        runCapacity = max(4096, memoryBudget / MemoryLayout<Element>.stride)
+        // A radix sort takes a scratch copy of the run: half the budget each.
+        let share = Element.self is any RadixSortable.Type ? memoryBudget / 2 : memoryBudget
+        runCapacity = max(4096, share / MemoryLayout<Element>.stride)
     }
 
     /// How many runs were written to the temporary file (0: everything fits in memory).
@@ -43,7 +47,7 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
     /// be read in step).
     func sorted() throws(MTLModelError) -> SortedReader {
         if runs.isEmpty {
-            if !readOnce { buffer.sort() }
+            if !readOnce { sortBuffer() }
             readOnce = true
             return SortedReader(buffer)
         }
@@ -53,8 +57,19 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
         return try SortedReader(merging: runs, of: file!, share: max(512, runCapacity / runs.count))
     }
 
-    private func spill() throws(MTLModelError) {
+    /// By the key's bytes where the element says which they are (`RadixSortable`: several
+    /// times faster than comparing), else by comparisons.
+    private func sortBuffer() {
+        if let radix = Element.self as? any RadixSortable.Type {
+            let keyBytes = radix.radixKeyBytes, count = buffer.count
+            let sorted = buffer.withUnsafeMutableBytes { mtlm_radix_sort($0.baseAddress, count, MemoryLayout<Element>.stride, keyBytes, keyBytes.count) == 0 }
+            if sorted { return }
+        }
         buffer.sort()
+    }
+
+    private func spill() throws(MTLModelError) {
+        sortBuffer()
         if file == nil { file = try TemporaryFile(name, for: purpose) }
         let start = runs.last?.upperBound ?? 0
         // `withUnsafeBytes` rethrows untyped: its error is carried out by hand.
@@ -149,4 +164,23 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
             return slice[position]
         }
     }
+}
+
+/// A value whose order is that of some of its bytes read as one little-endian integer: their
+/// offsets, least significant first (`mtlm_radix_sort`).
+protocol RadixSortable: BitwiseCopyable {
+    static var radixKeyBytes: [UInt8] { get }
+}
+
+extension RadixSortable {
+    /// The bytes of the field at `offset` of `size` bytes, as a key's offsets.
+    static func keyBytes(at offset: Int, size: Int) -> [UInt8] { (offset..<(offset + size)).map { UInt8($0) } }
+}
+
+extension UInt32: RadixSortable {
+    static let radixKeyBytes = keyBytes(at: 0, size: 4)
+}
+
+extension UInt64: RadixSortable {
+    static let radixKeyBytes = keyBytes(at: 0, size: 8)
 }
