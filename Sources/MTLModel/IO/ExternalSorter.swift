@@ -7,7 +7,7 @@ import CKernels
 /// Readable any number of times (`forEachSorted`), not appendable once read.
 final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
     private let name: String, purpose: String
-    /// Values a run holds: the budget over the element's size.
+    /// Values a run holds: the budget (half of it for a radix sort) over the element's size.
     private let runCapacity: Int
     // Unchecked: an exclusivity check per value appended or read was a fifth of a merge's time.
     @exclusivity(unchecked) private var buffer: [Element] = []
