@@ -92,6 +92,34 @@ public struct ModelConverter {
     /// The rewrite `toServing` makes, file by file (`TaskPlan` runs it shard by shard).
     public func servingJob(_ model: Model, options: ServingOptions) throws -> RewriteJob<ConversionReport> {
         try options.quantization?.check(model.architecture)
+        let (architecture, report, folding, pruning) = try servingForm(model, options: options)
+        let removed = Set(folding?.removedTensors ?? [])
+        let rewrite = ShardedRewrite(model: model, options: writerOptions.limited(to: threadCount), architecture: architecture,
+                                     provenance: provenance(model, form: "serving"), parts: pruning?.parts) { [threadCount] file, writer in
+            let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
+            var changes: [QuantizationReport.TensorChange] = []
+            for entry in file.tensors where !entry.role.isTrainingState && !removed.contains(entry.name) {
+                let target = options.quantization?.target(for: entry) ?? entry.dtype
+                if let values = folding?.values[entry.name] {
+                    try rewriter.write(entry, values: values, as: target)
+                } else if let change = try rewriter.write(entry, as: target, keeping: pruning?.filter(entry.name, in: file)) {
+                    changes.append(change)
+                }
+            }
+            return changes
+        }
+        var job = RewriteJob(rewrite: rewrite) { [report] outcome in
+            Self.completed(report, quantized: outcome.changes, architecture: architecture, input: model, written: outcome.tensors)
+        }
+        job.steps = servingSteps(model, options: options)
+        return job
+    }
+
+    /// The serving form's architecture (loss weighting frozen at the learned values, batch norm
+    /// folded, tables pruned, as asked) and the report of what goes: folded and pruned tables,
+    /// the training state and the folded layers' tensors.
+    private func servingForm(_ model: Model, options: ServingOptions) throws
+        -> (Architecture, ConversionReport, BatchNormFolding?, Pruning?) {
         let source = model.architecture
         var report = ConversionReport(form: "serving")
         var architecture = source
@@ -121,25 +149,7 @@ public struct ModelConverter {
         for entry in model.tensors where entry.role.isTrainingState || removed.contains(entry.name) {
             report.removed.append(.init(name: entry.name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteCount))
         }
-        let rewrite = ShardedRewrite(model: model, options: writerOptions.limited(to: threadCount), architecture: architecture,
-                                     provenance: provenance(model, form: "serving"), parts: pruning?.parts) { [threadCount] file, writer in
-            let rewriter = TensorRewriter(model: file, writer: writer, threadCount: threadCount)
-            var changes: [QuantizationReport.TensorChange] = []
-            for entry in file.tensors where !entry.role.isTrainingState && !removed.contains(entry.name) {
-                let target = options.quantization?.target(for: entry) ?? entry.dtype
-                if let values = folding?.values[entry.name] {
-                    try rewriter.write(entry, values: values, as: target)
-                } else if let change = try rewriter.write(entry, as: target, keeping: pruning?.filter(entry.name, in: file)) {
-                    changes.append(change)
-                }
-            }
-            return changes
-        }
-        var job = RewriteJob(rewrite: rewrite) { [report] outcome in
-            Self.completed(report, quantized: outcome.changes, architecture: architecture, input: model, written: outcome.tensors)
-        }
-        job.steps = servingSteps(model, options: options)
-        return job
+        return (architecture, report, folding, pruning)
     }
 
     /// The steps of `toServing` with `options`, each alone: folding, pruning, each table's
