@@ -34,6 +34,10 @@ struct RankedValues {
                         value: (Place) -> (Double, Bool)) throws(MTLModelError) -> ExternalSorter<Value> {
         let groups = ExternalSorter<KeyPair>(name: name, for: purpose, memoryBudget: memoryBudget / 4)
         func count(_ group: TieGroups.Group) throws(MTLModelError) {
+            // Each class's count in 32 bits: 4G samples of one score would be beyond them.
+            guard group.positives >> 32 == 0 && group.negatives >> 32 == 0 else {
+                throw MTLModelError(.unsupported, "\(purpose): more than \(UInt32.max) samples share one score")
+            }
             try groups.append(KeyPair(high: UInt64(group.index), low: UInt64(group.positives) << 32 | UInt64(group.negatives)))
         }
         var ties = TieGroups()
