@@ -27,7 +27,7 @@ struct EvalCommand: ParsableCommand {
             try evaluator!.add(batch, predictions)
         }
         let names = try evaluator?.taskNames ?? ModelFile(path: dataset.model).architecture.tasks.map(\.name)
-        let evaluation = try evaluator?.finish()
+        let evaluation = try evaluator?.finish(roc: html != nil)
         let metrics = evaluation?.metrics ?? names.map { TaskMetrics(task: $0, samples: 0, positives: 0) }
         let sampleCount = evaluator?.sampleCount ?? 0
         if let html {

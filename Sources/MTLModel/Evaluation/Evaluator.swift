@@ -29,8 +29,8 @@ public struct TaskMetrics: Sendable, Codable, Hashable {
     }
 }
 
-/// What `Evaluator.finish` found: per task its metrics, ROC curve (nil without both classes)
-/// and reliability diagram.
+/// What `Evaluator.finish` found: per task its metrics, ROC curve (nil without both classes,
+/// or when not asked for) and reliability diagram.
 public struct Evaluation: Sendable {
     public var metrics: [TaskMetrics]
     public var roc: [ROCCurve?]
@@ -99,9 +99,10 @@ public final class Evaluator {
         sampleCount += batch.count
     }
 
-    /// Every task's metrics and curves (reads the sorted scores: two passes over each task's
-    /// logits, one over its fused scores and one over its groups).
-    public func finish() throws(MTLModelError) -> Evaluation {
+    /// Every task's metrics and curves (reads the sorted scores: a pass over each task's
+    /// logits, a second one for the ROC curve if `roc`, one over its fused scores and one over
+    /// its groups).
+    public func finish(roc: Bool = true) throws(MTLModelError) -> Evaluation {
         var evaluation = Evaluation(metrics: [], roc: [], reliability: [])
         for t in taskNames.indices {
             let n = sums[t].count
@@ -120,7 +121,7 @@ public final class Evaluator {
                 if groupField != nil { (metrics.groupAUC, metrics.groupAUCGroups, metrics.groupAUCSamples) = try groupAUC(task: t) }
             }
             evaluation.metrics.append(metrics)
-            evaluation.roc.append(try roc(task: t, ranks))
+            evaluation.roc.append(roc ? try rocCurve(task: t, ranks) : nil)
             evaluation.reliability.append(ReliabilityDiagram(bins: reliability.bins))
         }
         return evaluation
@@ -158,7 +159,7 @@ public final class Evaluator {
     /// The ROC curve from the highest score down, at most `ROCCurve.maxPoints` points evenly by
     /// rank: a second pass over the sorted logits (ascending), which keeps the points whose
     /// index from the top is a multiple of the step, then turns them around.
-    private func roc(task t: Int, _ ranks: RankSum) throws(MTLModelError) -> ROCCurve? {
+    private func rocCurve(task t: Int, _ ranks: RankSum) throws(MTLModelError) -> ROCCurve? {
         guard ranks.auc != nil else { return nil }
         let distinct = ranks.groups, maxPoints = ROCCurve.maxPoints
         let step = max(1, (distinct + maxPoints - 2) / max(1, maxPoints - 1))
@@ -208,16 +209,4 @@ private struct LossSums {
         metrics.meanLabel = Double(positives) / Double(count)
         if positives > 0 { metrics.calibration = metrics.meanPrediction! / metrics.meanLabel! }
     }
-}
-
-/// Two keys sorted as one: the first, then the second.
-struct KeyPair: Comparable, BitwiseCopyable {
-    var high: UInt64
-    var low: UInt64
-
-    static func < (a: KeyPair, b: KeyPair) -> Bool { a.high != b.high ? a.high < b.high : a.low < b.low }
-}
-
-extension KeyPair: RadixSortable {
-    static let radixKeyBytes = keyBytes(at: MemoryLayout<KeyPair>.offset(of: \.low)!, size: 8) + keyBytes(at: MemoryLayout<KeyPair>.offset(of: \.high)!, size: 8)
 }

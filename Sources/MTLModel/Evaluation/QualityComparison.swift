@@ -77,7 +77,8 @@ public struct QualityComparison: Sendable, Codable {
                 }
             }
         }
-        let evaluationA = try evaluatorA.finish(), evaluationB = try evaluatorB.finish()
+        // No ROC curves: a comparison reports the reliability bins only.
+        let evaluationA = try evaluatorA.finish(roc: false), evaluationB = try evaluatorB.finish(roc: false)
         let tasks = try names.indices.map { t throws(MTLModelError) -> Task in
             let interval = try paired[t].result()
             let a = evaluationA.metrics[t], b = evaluationB.metrics[t]

@@ -184,3 +184,15 @@ extension UInt32: RadixSortable {
 extension UInt64: RadixSortable {
     static let radixKeyBytes = keyBytes(at: 0, size: 8)
 }
+
+/// Two keys sorted as one: the first, then the second.
+struct KeyPair: Comparable, BitwiseCopyable {
+    var high: UInt64
+    var low: UInt64
+
+    static func < (a: KeyPair, b: KeyPair) -> Bool { a.high != b.high ? a.high < b.high : a.low < b.low }
+}
+
+extension KeyPair: RadixSortable {
+    static let radixKeyBytes = keyBytes(at: MemoryLayout<KeyPair>.offset(of: \.low)!, size: 8) + keyBytes(at: MemoryLayout<KeyPair>.offset(of: \.high)!, size: 8)
+}
