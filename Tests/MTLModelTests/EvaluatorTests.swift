@@ -39,14 +39,27 @@ struct EvaluatorTests {
         #expect(none == 0)
     }
 
-    @Test("The radix sort of a run gives the comparison sort's order: 4-, 8-, 16- and 24-byte records, empty, one, all equal, keys differing in one byte only")
+    /// A 12-byte record (the scatter's size of no special case) keyed by two of its fields, the
+    /// third its place in the input: sorted by all three, the order a stable sort gives.
+    struct Twelve: RadixSortable, Comparable {
+        var low: UInt32, high: UInt32, place: UInt32
+        static let radixKeyBytes = keyBytes(at: 0, size: 8)
+        static func < (a: Twelve, b: Twelve) -> Bool { (a.high, a.low, a.place) < (b.high, b.low, b.place) }
+    }
+
+    @Test("The radix sort of a run gives the comparison sort's order: 4-, 8-, 12-, 16- and 24-byte records, empty, one, all equal, keys differing in one byte only, scratch given or not")
     func radixSort() throws {
         var generator = SeededGenerator(seed: 3)
         func check<T: RadixSortable & Comparable>(_ values: [T]) {
-            var sorted = values
-            let keys = T.radixKeyBytes, count = sorted.count
-            #expect(sorted.withUnsafeMutableBytes { mtlm_radix_sort($0.baseAddress, count, MemoryLayout<T>.stride, keys, keys.count) } == 0)
-            #expect(sorted == values.sorted())
+            for given in [false, true] {
+                var sorted = values
+                var scratch = values
+                let keys = T.radixKeyBytes, count = sorted.count
+                let status = sorted.withUnsafeMutableBytes { records in
+                    scratch.withUnsafeMutableBytes { mtlm_radix_sort(records.baseAddress, count, MemoryLayout<T>.stride, keys, keys.count, given ? $0.baseAddress : nil) }
+                }
+                #expect(status == 0 && sorted == values.sorted(), "\(T.self), \(count) records, scratch given: \(given)")
+            }
         }
         for count in [0, 1, 2, 255, 4099] {
             check((0..<count).map { _ in UInt32.random(in: 0...UInt32.max, using: &generator) })
@@ -58,6 +71,7 @@ struct EvaluatorTests {
                 RankedValues.Value(index: .random(in: 0..<(1 << 40), using: &generator), value: 0, score: 0, flag: false)
             }
             check(values)
+            check((0..<count).map { Twelve(low: .random(in: 0..<3, using: &generator), high: .random(in: 0..<50, using: &generator), place: UInt32($0)) })
         }
     }
 

@@ -170,7 +170,8 @@ typedef struct {
 } mtlm_stats;
 void mtlm_stats_f32(const float *x, size_t n, mtlm_stats *out);
 // Sorts n records of `stride` bytes by the bytes at `key_bytes` (least significant first:
-// a little-endian integer's offsets in order), stably, with a scratch copy of the records.
-// 0, or -1 when the scratch cannot be allocated (the records are then as they were).
-int mtlm_radix_sort(void *records, size_t n, size_t stride, const uint8_t *key_bytes, size_t key_byte_count);
+// a little-endian integer's offsets in order), stably, through `scratch` (n * stride bytes; NULL:
+// allocated and freed here). 0, or -1 when memory cannot be allocated (the records are then as
+// they were).
+int mtlm_radix_sort(void *records, size_t n, size_t stride, const uint8_t *key_bytes, size_t key_byte_count, void *scratch);
 #endif

@@ -1,4 +1,5 @@
 import CKernels
+import Synchronization
 
 /// Values sorted in bounded memory, for metrics that need a whole dataset in order (the exact
 /// AUC of a test set larger than memory): appended into a buffer of at most `memoryBudget`
@@ -62,7 +63,9 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
     private func sortBuffer() {
         if let radix = Element.self as? any RadixSortable.Type {
             let keyBytes = radix.radixKeyBytes, count = buffer.count
-            let sorted = buffer.withUnsafeMutableBytes { mtlm_radix_sort($0.baseAddress, count, MemoryLayout<Element>.stride, keyBytes, keyBytes.count) == 0 }
+            let sorted = buffer.withUnsafeMutableBytes { records in
+                RunScratch.with(byteCount: records.count) { mtlm_radix_sort(records.baseAddress, count, MemoryLayout<Element>.stride, keyBytes, keyBytes.count, $0) == 0 }
+            }
             if sorted { return }
         }
         buffer.sort()
@@ -88,21 +91,29 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
         private let values: [Element]
         @exclusivity(unchecked) private var position = 0
         private let file: TemporaryFile?
-        private let readers: [RunReader]
+        /// The runs' readers, in memory of their own: a class per run in an array cost a retain
+        /// and a release per value merged.
+        private let readers: UnsafeMutableBufferPointer<RunReader>
         @exclusivity(unchecked) private var heap: [(value: Element, run: Int)] = []
 
         fileprivate init(_ values: [Element]) {
-            (self.values, file, readers) = (values, nil, [])
+            (self.values, file, readers) = (values, nil, .allocate(capacity: 0))
         }
 
         fileprivate init(merging runs: [Range<Int>], of file: TemporaryFile, share: Int) throws(MTLModelError) {
             (values, self.file) = ([], file)
-            readers = runs.map { RunReader(run: $0, capacity: share) }
+            readers = .allocate(capacity: runs.count)
+            _ = readers.initialize(from: runs.map { RunReader(run: $0, capacity: share) })
             heap.reserveCapacity(readers.count)
             for r in readers.indices {
                 if let value = try readers[r].next(file) { heap.append((value, r)) }
             }
             for i in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
+        }
+
+        deinit {
+            for r in readers.indices { readers[r].deallocate() }
+            readers.deallocate()
         }
 
         func next() throws(MTLModelError) -> Element? {
@@ -137,21 +148,21 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
         }
     }
 
-    /// One run read back a slice at a time.
-    fileprivate final class RunReader {
-        @exclusivity(unchecked) private var remaining: Range<Int>
+    /// One run read back a slice at a time (its slice freed by `deallocate`).
+    fileprivate struct RunReader {
+        private var remaining: Range<Int>
         private let slice: UnsafeMutableBufferPointer<Element>
-        @exclusivity(unchecked) private var position = 0
-        @exclusivity(unchecked) private var filled = 0
+        private var position = 0
+        private var filled = 0
 
         init(run: Range<Int>, capacity: Int) {
             remaining = run
             slice = .allocate(capacity: min(capacity, max(run.count, 1)))
         }
 
-        deinit { slice.deallocate() }
+        func deallocate() { slice.deallocate() }
 
-        func next(_ file: TemporaryFile) throws(MTLModelError) -> Element? {
+        mutating func next(_ file: TemporaryFile) throws(MTLModelError) -> Element? {
             if position == filled {
                 guard !remaining.isEmpty else { return nil }
                 filled = min(slice.count, remaining.count)
@@ -163,6 +174,37 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
             defer { position += 1 }
             return slice[position]
         }
+    }
+}
+
+/// The radix sorts' scratch copy of a run, one for the process, kept between sorts: allocated
+/// for each run, its pages were faulted in and zeroed again every time (a tenth of a sort), and
+/// kept by each sorter, every sorter's run would be held twice (60 MiB more for `quantize
+/// --eval`). A sort that finds it taken (another thread's) allocates its own.
+enum RunScratch {
+    private struct Buffer: @unchecked Sendable { let bytes: UnsafeMutableRawBufferPointer }
+    private static let spare = Mutex<Buffer?>(nil)
+
+    static func with<R>(byteCount: Int, _ body: (UnsafeMutableRawPointer?) -> R) -> R {
+        var taken = spare.withLock { spare -> Buffer? in
+            defer { spare = nil }
+            return spare
+        }
+        if let buffer = taken, buffer.bytes.count < byteCount {
+            buffer.bytes.deallocate()
+            taken = nil
+        }
+        let buffer = taken ?? Buffer(bytes: .allocate(byteCount: max(byteCount, 1), alignment: 16))
+        defer {
+            // The larger of this one and one another thread put back meanwhile is kept.
+            let dropped = spare.withLock { spare -> Buffer? in
+                if let kept = spare, kept.bytes.count >= buffer.bytes.count { return buffer }
+                defer { spare = buffer }
+                return spare
+            }
+            dropped?.bytes.deallocate()
+        }
+        return body(buffer.bytes.baseAddress)
     }
 }
 
