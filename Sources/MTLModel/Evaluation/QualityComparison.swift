@@ -65,18 +65,25 @@ public struct QualityComparison: Sendable, Codable {
         let reader = try DatasetReader(path: data, architecture: before.architecture, skipInvalid: skipInvalid)
         let batches = BatchPrefetcher(reader, taskCount: names.count, batchSize: batchSize)
         defer { batches.cancel() }
+        // The scores go to the evaluators and the paired statistics on a thread of their own
+        // while the next batch is predicted (on one thread, they were half of the time).
+        let consumer = SerialWorker()
+        defer { consumer.cancel() }
         while let batch = try batches.next() {
             let a = try predictorA.predict(batch), b = try predictorB.predict(batch)
-            try evaluatorA.add(batch, a)
-            try evaluatorB.add(batch, b)
-            for sample in 0..<batch.count {
-                for t in names.indices {
-                    let i = sample * names.count + t
-                    try shifts[t].add(a.probabilities[i], b.probabilities[i])
-                    if batch.labels[i] >= 0 { try paired[t].add(Double(a.logits[i]), Double(b.logits[i]), positive: batch.labels[i] == 1) }
+            try consumer.submit { () throws(MTLModelError) in
+                try evaluatorA.add(batch, a)
+                try evaluatorB.add(batch, b)
+                for sample in 0..<batch.count {
+                    for t in names.indices {
+                        let i = sample * names.count + t
+                        try shifts[t].add(a.probabilities[i], b.probabilities[i])
+                        if batch.labels[i] >= 0 { try paired[t].add(Double(a.logits[i]), Double(b.logits[i]), positive: batch.labels[i] == 1) }
+                    }
                 }
             }
         }
+        try consumer.finish()
         // No ROC curves: a comparison reports the reliability bins only.
         let evaluationA = try evaluatorA.finish(roc: false), evaluationB = try evaluatorB.finish(roc: false)
         let tasks = try names.indices.map { t throws(MTLModelError) -> Task in
