@@ -57,62 +57,85 @@ public struct QualityComparison: Sendable, Codable {
         }
         let predictorA = try Predictor(model: before, threadCount: threadCount)
         let predictorB = try Predictor(model: after, threadCount: threadCount)
-        let names = before.architecture.tasks.map(\.name)
-        // 128 MiB of sorted scores in all: a quarter for each evaluator, half for the paired statistics.
-        let evaluatorA = Evaluator(taskNames: names, memoryBudget: 32 << 20), evaluatorB = Evaluator(taskNames: names, memoryBudget: 32 << 20)
-        let share = (64 << 20) / names.count / 2
-        let paired = names.map { _ in PairedAUC(memoryBudget: share) }, shifts = names.map { _ in PredictionShift(memoryBudget: share) }
+        let statistics = PairedStatistics(taskNames: before.architecture.tasks.map(\.name))
         let reader = try DatasetReader(path: data, architecture: before.architecture, skipInvalid: skipInvalid)
-        let batches = BatchPrefetcher(reader, taskCount: names.count, batchSize: batchSize)
+        let batches = BatchPrefetcher(reader, taskCount: statistics.taskNames.count, batchSize: batchSize)
         defer { batches.cancel() }
-        // The scores go to the evaluators and the paired statistics on a thread of their own
-        // while the next batch is predicted (on one thread, they were half of the time).
-        let consumer = SerialWorker()
-        defer { consumer.cancel() }
+        // Each batch's scores are recorded on a thread of their own while the next batch is
+        // predicted (recording was a sixth of the CPU time, on the thread that predicts).
+        let recorder = SerialWorker()
+        defer { recorder.cancel() }
         while let batch = try batches.next() {
             let a = try predictorA.predict(batch), b = try predictorB.predict(batch)
-            try consumer.submit { () throws(MTLModelError) in
-                try evaluatorA.add(batch, a)
-                try evaluatorB.add(batch, b)
-                for sample in 0..<batch.count {
-                    for t in names.indices {
-                        let i = sample * names.count + t
-                        try shifts[t].add(a.probabilities[i], b.probabilities[i])
-                        if batch.labels[i] >= 0 { try paired[t].add(Double(a.logits[i]), Double(b.logits[i]), positive: batch.labels[i] == 1) }
-                    }
-                }
+            try recorder.submit { () throws(MTLModelError) in try statistics.add(batch, a, b) }
+        }
+        try recorder.finish()
+        let tasks = try statistics.finish(threadCount: threadCount)
+        return QualityComparison(sampleCount: statistics.sampleCount, skippedLineCount: reader.skippedLineCount, tasks: tasks)
+    }
+}
+
+/// What a comparison accumulates of two models' scores: each model's evaluation, and per task
+/// DeLong's paired test and the prediction shift.
+private final class PairedStatistics {
+    typealias Task = QualityComparison.Task
+    let taskNames: [String]
+    private let evaluatorA: Evaluator, evaluatorB: Evaluator
+    private let paired: [PairedAUC], shifts: [PredictionShift]
+
+    init(taskNames: [String]) {
+        self.taskNames = taskNames
+        // 128 MiB of sorted scores in all: a quarter for each evaluator, half for the paired statistics.
+        (evaluatorA, evaluatorB) = (Evaluator(taskNames: taskNames, memoryBudget: 32 << 20), Evaluator(taskNames: taskNames, memoryBudget: 32 << 20))
+        let share = (64 << 20) / taskNames.count / 2
+        paired = taskNames.map { _ in PairedAUC(memoryBudget: share) }
+        shifts = taskNames.map { _ in PredictionShift(memoryBudget: share) }
+    }
+
+    var sampleCount: Int { evaluatorA.sampleCount }
+
+    func add(_ batch: SampleBatch, _ a: Predictions, _ b: Predictions) throws(MTLModelError) {
+        try evaluatorA.add(batch, a)
+        try evaluatorB.add(batch, b)
+        let taskCount = taskNames.count
+        for sample in 0..<batch.count {
+            for t in 0..<taskCount {
+                let i = sample * taskCount + t
+                try shifts[t].add(a.probabilities[i], b.probabilities[i])
+                if batch.labels[i] >= 0 { try paired[t].add(Double(a.logits[i]), Double(b.logits[i]), positive: batch.labels[i] == 1) }
             }
         }
-        try consumer.finish()
-        // Each model's evaluation and each task's paired statistics and shift are independent
-        // reads of their own sorted scores: on `threadCount` threads (on one, they were half of
-        // a comparison's time).
+    }
+
+    /// Each task's comparison. Each model's evaluation and each task's paired statistics and
+    /// shift are independent reads of their own sorted scores: on `threadCount` threads (one
+    /// after another, they were half of a comparison's time).
+    func finish(threadCount: Int) throws(MTLModelError) -> [Task] {
         enum Part: Sendable { case evaluation(Evaluation), interval(PairedAUC.Result?), shift(Task) }
-        let parts = try Concurrently.map(2 + 2 * names.count, threadCount: threadCount) { job throws(MTLModelError) -> Part in
+        let count = taskNames.count
+        let parts = try Concurrently.map(2 + 2 * count, threadCount: threadCount) { job throws(MTLModelError) -> Part in
             switch job {
             // No ROC curves: a comparison reports the reliability bins only.
             case 0: return .evaluation(try evaluatorA.finish(roc: false))
             case 1: return .evaluation(try evaluatorB.finish(roc: false))
-            case let j where j < 2 + names.count: return .interval(try paired[j - 2].result())
+            case let j where j < 2 + count: return .interval(try paired[j - 2].result())
             case let j:
-                let blank = TaskMetrics(task: names[j - 2 - names.count], samples: 0, positives: 0)
+                let blank = TaskMetrics(task: taskNames[j - 2 - count], samples: 0, positives: 0)
                 var task = Task(task: blank.task, before: blank, after: blank)
-                try shifts[j - 2 - names.count].fill(&task)
+                try shifts[j - 2 - count].fill(&task)
                 return .shift(task)
             }
         }
-        guard case .evaluation(let evaluationA) = parts[0], case .evaluation(let evaluationB) = parts[1] else { preconditionFailure() }
-        let tasks = names.indices.map { t -> Task in
-            guard case .interval(let interval) = parts[2 + t], case .shift(var task) = parts[2 + names.count + t] else { preconditionFailure() }
+        guard case .evaluation(let evaluationA) = parts[0], case .evaluation(let evaluationB) = parts[1] else { preconditionFailure("jobs 0 and 1 evaluate") }
+        return (0..<count).map { t -> Task in
+            guard case .interval(let interval) = parts[2 + t], case .shift(var task) = parts[2 + count + t] else { preconditionFailure("a task's jobs") }
             let a = evaluationA.metrics[t], b = evaluationB.metrics[t]
             (task.before, task.after) = (a, b)
             (task.deltaAUC, task.deltaAUCLow, task.deltaAUCHigh) = (interval?.delta, interval?.low, interval?.high)
             task.deltaLogloss = a.logloss.flatMap { la in b.logloss.map { $0 - la } }
             task.deltaCalibration = a.calibration.flatMap { ca in b.calibration.map { $0 - ca } }
-            task.reliabilityBefore = evaluationA.reliability[t]
-            task.reliabilityAfter = evaluationB.reliability[t]
+            (task.reliabilityBefore, task.reliabilityAfter) = (evaluationA.reliability[t], evaluationB.reliability[t])
             return task
         }
-        return QualityComparison(sampleCount: evaluatorA.sampleCount, skippedLineCount: reader.skippedLineCount, tasks: tasks)
     }
 }
