@@ -36,13 +36,45 @@ struct StepAttributionTests {
         let pruned = try runCLI(["convert", demo.training, directory.path("pruned.mtlm"), "--to", "serving", "--prune-unseen",
                                  "--eval", demo.data, "--json"])
         #expect(pruned.status == 0, "\(pruned.stderr)")
+        // (The step's comparison read the input's predictions back from the first comparison's;
+        // this one computed them: the whole comparison is the same.)
         let alone = steps["prune unseen rows"]!["comparison"] as! [String: Any]
         for task in ["ctr", "follow"] {
             #expect(Self.deltaAUC(alone, task) == Self.deltaAUC(pruned.json!["evaluation"] as! [String: Any], task))
         }
+        #expect(NSDictionary(dictionary: alone) == NSDictionary(dictionary: pruned.json!["evaluation"] as! [String: Any]))
         #expect(Self.deltaAUC(alone, "follow") < -0.001)
         // Nothing of the steps, nor the output, is left.
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path("")).filter { $0.hasPrefix(".") || $0 == "serving.mtlm" } == [])
+    }
+
+    @Test("A comparison reading the input's predictions back is the one computing them; data that changed in between is an error")
+    func referenceReadBack() throws {
+        let directory = TemporaryDirectory()
+        guard let demo = try importedDemo(into: directory) else { return }
+        let input = try Model(path: demo.serving)
+        let step = directory.path("int8.mtlm")
+        #expect(try runCLI(["quantize", demo.serving, step, "--embeddings", "int8"]).status == 0)
+        let reference = ReferenceScores(input)
+        let first = try QualityComparison.compare(reference, try Model(path: demo.training), data: demo.data)
+        #expect(reference.isRecorded && first.sampleCount > 10_000)
+        let readBack = try QualityComparison.compare(reference, try Model(path: step), data: demo.data, batchSize: 4096)
+        let computed = try QualityComparison.compare(input, try Model(path: step), data: demo.data)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        #expect(try encoder.encode(readBack) == encoder.encode(computed))
+        // The same data cut short, or read in other batches: the read-back predictions are not its.
+        let lines = try String(contentsOfFile: demo.data, encoding: .utf8).split(separator: "\n")
+        let shorter = directory.path("shorter.txt")
+        try (lines.dropLast(100).joined(separator: "\n") + "\n").write(toFile: shorter, atomically: true, encoding: .utf8)
+        for (data, batchSize) in [(shorter, 4096), (demo.data, 1000)] {
+            #expect {
+                _ = try QualityComparison.compare(reference, try Model(path: step), data: data, batchSize: batchSize)
+            } throws: { error in
+                let message = (error as? MTLModelError)?.description ?? ""
+                return message.contains("the data changed while it was being scored") && message.contains(data)
+            }
+        }
     }
 
     @Test("the README's deploy command passes on the demo model")

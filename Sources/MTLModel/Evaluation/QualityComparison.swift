@@ -50,14 +50,24 @@ public struct QualityComparison: Sendable, Codable {
     ///   for both), or on any error of the data.
     public static func compare(_ before: Model, _ after: Model, data: String, skipInvalid: Bool = false,
                                threadCount: Int = 1, batchSize: Int = 4096) throws -> QualityComparison {
+        try compare(ReferenceScores(before), after, data: data, skipInvalid: skipInvalid, threadCount: threadCount, batchSize: batchSize)
+    }
+
+    /// The same with the reference model's side kept for the next comparisons on the same data
+    /// (`reference`: its predictions and evaluation computed by the first, read back by the next).
+    static func compare(_ reference: ReferenceScores, _ after: Model, data: String, skipInvalid: Bool = false,
+                        threadCount: Int = 1, batchSize: Int = 4096) throws -> QualityComparison {
+        let before = reference.model
         guard before.architecture.fields.map(\.name) == after.architecture.fields.map(\.name),
               before.architecture.tasks.map(\.name) == after.architecture.tasks.map(\.name) else {
             throw MTLModelError(.invalidArgument, "comparing predictions needs both models to have the same fields and tasks, in the same order",
                                 file: after.path)
         }
-        let predictorA = try Predictor(model: before, threadCount: threadCount)
+        let replaying = reference.isRecorded
+        if !replaying { reference.startRecording() }
+        let predictorA = replaying ? nil : try Predictor(model: before, threadCount: threadCount)
         let predictorB = try Predictor(model: after, threadCount: threadCount)
-        let statistics = PairedStatistics(taskNames: before.architecture.tasks.map(\.name))
+        let statistics = PairedStatistics(taskNames: before.architecture.tasks.map(\.name), evaluationA: reference.evaluation)
         let reader = try DatasetReader(path: data, architecture: before.architecture, skipInvalid: skipInvalid)
         let batches = BatchPrefetcher(reader, taskCount: statistics.taskNames.count, batchSize: batchSize)
         defer { batches.cancel() }
@@ -65,12 +75,22 @@ public struct QualityComparison: Sendable, Codable {
         // predicted (recording was a sixth of the CPU time, on the thread that predicts).
         let recorder = SerialWorker()
         defer { recorder.cancel() }
+        var replayed = 0
         while let batch = try batches.next() {
-            let a = try predictorA.predict(batch), b = try predictorB.predict(batch)
+            let a: Predictions
+            if let predictorA {
+                a = try predictorA.predict(batch)
+                try reference.record(a)
+            } else {
+                a = try reference.replay(batch, at: &replayed, data: data)
+            }
+            let b = try predictorB.predict(batch)
             try recorder.submit { () throws(MTLModelError) in try statistics.add(batch, a, b) }
         }
+        if replaying { try reference.finishReplay(at: replayed, data: data) }
         try recorder.finish()
-        let tasks = try statistics.finish(threadCount: threadCount)
+        let (tasks, evaluationA) = try statistics.finish(threadCount: threadCount)
+        if !replaying { reference.finishRecording(evaluationA) }
         return QualityComparison(sampleCount: statistics.sampleCount, skippedLineCount: reader.skippedLineCount, tasks: tasks)
     }
 }
@@ -80,22 +100,25 @@ public struct QualityComparison: Sendable, Codable {
 private final class PairedStatistics {
     typealias Task = QualityComparison.Task
     let taskNames: [String]
-    private let evaluatorA: Evaluator, evaluatorB: Evaluator
+    /// Model A's evaluator, unless its evaluation is known (`ReferenceScores`).
+    private let evaluatorA: Evaluator?, evaluatorB: Evaluator
+    private let evaluationA: Evaluation?
     private let paired: [PairedAUC], shifts: [PredictionShift]
 
-    init(taskNames: [String]) {
-        self.taskNames = taskNames
+    init(taskNames: [String], evaluationA: Evaluation?) {
+        (self.taskNames, self.evaluationA) = (taskNames, evaluationA)
         // 128 MiB of sorted scores in all: a quarter for each evaluator, half for the paired statistics.
-        (evaluatorA, evaluatorB) = (Evaluator(taskNames: taskNames, memoryBudget: 32 << 20), Evaluator(taskNames: taskNames, memoryBudget: 32 << 20))
+        evaluatorA = evaluationA == nil ? Evaluator(taskNames: taskNames, memoryBudget: 32 << 20) : nil
+        evaluatorB = Evaluator(taskNames: taskNames, memoryBudget: 32 << 20)
         let share = (64 << 20) / taskNames.count / 2
         paired = taskNames.map { _ in PairedAUC(memoryBudget: share) }
         shifts = taskNames.map { _ in PredictionShift(memoryBudget: share) }
     }
 
-    var sampleCount: Int { evaluatorA.sampleCount }
+    var sampleCount: Int { evaluatorB.sampleCount }
 
     func add(_ batch: SampleBatch, _ a: Predictions, _ b: Predictions) throws(MTLModelError) {
-        try evaluatorA.add(batch, a)
+        try evaluatorA?.add(batch, a)
         try evaluatorB.add(batch, b)
         let taskCount = taskNames.count
         for sample in 0..<batch.count {
@@ -107,16 +130,16 @@ private final class PairedStatistics {
         }
     }
 
-    /// Each task's comparison. Each model's evaluation and each task's paired statistics and
-    /// shift are independent reads of their own sorted scores: on `threadCount` threads (one
-    /// after another, they were half of a comparison's time).
-    func finish(threadCount: Int) throws(MTLModelError) -> [Task] {
+    /// Each task's comparison, and model A's evaluation. Each model's evaluation and each task's
+    /// paired statistics and shift are independent reads of their own sorted scores: on
+    /// `threadCount` threads (one after another, they were half of a comparison's time).
+    func finish(threadCount: Int) throws(MTLModelError) -> (tasks: [Task], evaluationA: Evaluation) {
         enum Part: Sendable { case evaluation(Evaluation), interval(PairedAUC.Result?), shift(Task) }
         let count = taskNames.count
         let parts = try Concurrently.map(2 + 2 * count, threadCount: threadCount) { job throws(MTLModelError) -> Part in
             switch job {
             // No ROC curves: a comparison reports the reliability bins only.
-            case 0: return .evaluation(try evaluatorA.finish(roc: false))
+            case 0: return .evaluation(try evaluatorA?.finish(roc: false) ?? evaluationA!)
             case 1: return .evaluation(try evaluatorB.finish(roc: false))
             case let j where j < 2 + count: return .interval(try paired[j - 2].result())
             case let j:
@@ -127,7 +150,7 @@ private final class PairedStatistics {
             }
         }
         guard case .evaluation(let evaluationA) = parts[0], case .evaluation(let evaluationB) = parts[1] else { preconditionFailure("jobs 0 and 1 evaluate") }
-        return (0..<count).map { t -> Task in
+        let tasks = (0..<count).map { t -> Task in
             guard case .interval(let interval) = parts[2 + t], case .shift(var task) = parts[2 + count + t] else { preconditionFailure("a task's jobs") }
             let a = evaluationA.metrics[t], b = evaluationB.metrics[t]
             (task.before, task.after) = (a, b)
@@ -137,5 +160,6 @@ private final class PairedStatistics {
             (task.reliabilityBefore, task.reliabilityAfter) = (evaluationA.reliability[t], evaluationB.reliability[t])
             return task
         }
+        return (tasks, evaluationA)
     }
 }

@@ -36,9 +36,11 @@ public struct QualityGate: Sendable {
     public func check(_ before: Model, against pending: PendingOutput, steps: [StepAttribution.Variant] = []) throws -> Outcome {
         var outcome = Outcome()
         if let data {
-            outcome.comparison = try QualityComparison.compare(before, try Model(path: pending.path), data: data, threadCount: threadCount)
+            // The input's predictions are computed once, for every comparison.
+            let reference = ReferenceScores(before)
+            outcome.comparison = try QualityComparison.compare(reference, try Model(path: pending.path), data: data, threadCount: threadCount)
             if steps.count > 1 {
-                outcome.attribution = try StepAttribution.measure(before, variants: steps, beside: pending.target, gate: self)
+                outcome.attribution = try StepAttribution.measure(reference, variants: steps, beside: pending.target, gate: self)
             }
         }
         let failures = outcome.comparison.map(failures) ?? []

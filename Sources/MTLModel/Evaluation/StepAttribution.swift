@@ -33,10 +33,10 @@ public struct StepAttribution: Sendable, Codable {
         }
     }
 
-    /// Scores each of `variants` against `model` on `gate`'s data.
+    /// Scores each of `variants` against the input (`reference`) on `gate`'s data.
     ///
     /// - Parameter output: the command's output, beside which each step's model is written.
-    static func measure(_ model: Model, variants: [Variant], beside output: String, gate: QualityGate) throws -> StepAttribution {
+    static func measure(_ reference: ReferenceScores, variants: [Variant], beside output: String, gate: QualityGate) throws -> StepAttribution {
         guard let data = gate.data else { return StepAttribution(steps: []) }
         let directory = (output as NSString).deletingLastPathComponent
         let name = (output as NSString).lastPathComponent
@@ -44,7 +44,7 @@ public struct StepAttribution: Sendable, Codable {
             let scratch = (directory.isEmpty ? "" : directory + "/") + ".\(name).step-\(index + 1).mtlm"
             let pending = try PendingOutput(target: scratch)
             try variant.write(pending)
-            let comparison = try QualityComparison.compare(model, try Model(path: pending.path), data: data, threadCount: gate.threadCount)
+            let comparison = try QualityComparison.compare(reference, try Model(path: pending.path), data: data, threadCount: gate.threadCount)
             return Step(name: variant.name, comparison: comparison, failures: gate.failures(comparison))
         })
     }
