@@ -60,6 +60,9 @@ struct StepAttributionTests {
         #expect(reference.isRecorded && first.sampleCount > 10_000)
         let readBack = try QualityComparison.compare(reference, try Model(path: step), data: demo.data, batchSize: 4096)
         let computed = try QualityComparison.compare(input, try Model(path: step), data: demo.data)
+        let lone = ReferenceScores(input, recording: false)  // what a lone comparison uses: nothing written
+        _ = try QualityComparison.compare(lone, try Model(path: step), data: demo.data)
+        #expect(!lone.isRecorded)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         #expect(try encoder.encode(readBack) == encoder.encode(computed))

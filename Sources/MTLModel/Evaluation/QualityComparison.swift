@@ -50,7 +50,7 @@ public struct QualityComparison: Sendable, Codable {
     ///   for both), or on any error of the data.
     public static func compare(_ before: Model, _ after: Model, data: String, skipInvalid: Bool = false,
                                threadCount: Int = 1, batchSize: Int = 4096) throws -> QualityComparison {
-        try compare(ReferenceScores(before), after, data: data, skipInvalid: skipInvalid, threadCount: threadCount, batchSize: batchSize)
+        try compare(ReferenceScores(before, recording: false), after, data: data, skipInvalid: skipInvalid, threadCount: threadCount, batchSize: batchSize)
     }
 
     /// The same with the reference model's side kept for the next comparisons on the same data

@@ -37,7 +37,7 @@ public struct QualityGate: Sendable {
         var outcome = Outcome()
         if let data {
             // The input's predictions are computed once, for every comparison.
-            let reference = ReferenceScores(before)
+            let reference = ReferenceScores(before, recording: steps.count > 1)
             outcome.comparison = try QualityComparison.compare(reference, try Model(path: pending.path), data: data, threadCount: threadCount)
             if steps.count > 1 {
                 outcome.attribution = try StepAttribution.measure(reference, variants: steps, beside: pending.target, gate: self)

@@ -10,6 +10,8 @@ import Foundation
 final class ReferenceScores {
     let model: Model
     private let taskCount: Int
+    /// Whether the predictions are written at all (a lone comparison has no next one).
+    private let recording: Bool
     private var tape: TemporaryFile?
     /// The bytes the first complete comparison wrote; nil until one has ended.
     private var recordedByteCount: Int?
@@ -17,13 +19,13 @@ final class ReferenceScores {
     /// The reference model's evaluation, once a comparison has ended.
     private(set) var evaluation: Evaluation?
 
-    init(_ model: Model) {
-        self.model = model
+    init(_ model: Model, recording: Bool = true) {
+        (self.model, self.recording) = (model, recording)
         taskCount = model.architecture.tasks.count
     }
 
     /// Whether a comparison has recorded every batch (the next ones read them back).
-    var isRecorded: Bool { recordedByteCount != nil && evaluation != nil }
+    var isRecorded: Bool { recording && recordedByteCount != nil && evaluation != nil }
 
     /// Starts writing a comparison's predictions from the beginning.
     func startRecording() {
@@ -32,6 +34,7 @@ final class ReferenceScores {
     }
 
     func record(_ predictions: Predictions) throws {
+        guard recording else { return }
         if tape == nil { tape = try TemporaryFile("reference", for: "the reference model's predictions") }
         var header = UInt64(predictions.count)
         try withUnsafeBytes(of: &header) { bytes in try tape!.write(bytes, at: writeOffset) }
