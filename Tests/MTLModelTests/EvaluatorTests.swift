@@ -8,7 +8,7 @@ import CKernels
 /// sample in memory (`EvaluationReference`, the evaluator as it was before).
 @Suite("eval in bounded memory")
 struct EvaluatorTests {
-    @Test("ExternalSorter: sorted runs merged give every value in order, any number of times; nothing spilled while it fits")
+    @Test("ExternalSorter: sorted runs merged give every value in order, any number of times; nothing spilled while it fits; moved to disk, the same")
     func externalSorter() throws {
         var generator = SeededGenerator(seed: 7)
         let values = (0..<50_000).map { _ in UInt64.random(in: 0..<3_000, using: &generator) }
@@ -28,6 +28,21 @@ struct EvaluatorTests {
             }
         }
         #expect(spilling.runCount == 13 && fitting.runCount == 0)
+        // Moved to disk (kept for later reads without holding memory): the same values, one run.
+        try fitting.moveToDisk()
+        try spilling.moveToDisk()
+        #expect(fitting.runCount == 1 && spilling.runCount == 13)
+        for sorter in [spilling, fitting] {
+            var read: [UInt64] = []
+            try sorter.forEachSorted { read.append($0) }
+            #expect(read == values.sorted())
+        }
+        let unread = ExternalSorter<UInt64>(name: "test", for: "test values", memoryBudget: 1 << 20)
+        for value in values { try unread.append(value) }
+        try unread.moveToDisk()
+        var sortedOnce: [UInt64] = []
+        try unread.forEachSorted { sortedOnce.append($0) }
+        #expect(unread.runCount == 1 && sortedOnce == values.sorted())
         let pairs = ExternalSorter<KeyPair>(name: "test", for: "test pairs", memoryBudget: 0)
         let pairValues = (0..<10_000).map { _ in KeyPair(high: .random(in: 0..<10, using: &generator), low: .random(in: 0..<5, using: &generator)) }
         for pair in pairValues { try pairs.append(pair) }

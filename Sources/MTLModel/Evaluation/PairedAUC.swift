@@ -28,15 +28,18 @@ public final class PairedAUC {
     private let scores: [ExternalSorter<KeyPair>]
     private let memoryBudget: Int
     private var positives = 0, negatives = 0
+    /// Model A's components in sample order: given (a reference model's, from an earlier
+    /// comparison on the same data: A's scores are then not kept), or once `result` has run.
+    private(set) var componentsA: ExternalSorter<RankedValues.Value>?
 
-    init(memoryBudget: Int) {
-        self.memoryBudget = memoryBudget
+    init(memoryBudget: Int, componentsA: ExternalSorter<RankedValues.Value>? = nil) {
+        (self.memoryBudget, self.componentsA) = (memoryBudget, componentsA)
         scores = ["A", "B"].map { ExternalSorter(name: "delong-\($0)", for: "the labelled scores of model \($0)", memoryBudget: memoryBudget / 2) }
     }
 
     func add(_ a: Double, _ b: Double, positive: Bool) throws(MTLModelError) {
         let low = UInt64(positives + negatives) << 1 | (positive ? 1 : 0)
-        try scores[0].append(KeyPair(high: ScoreKey.ordered(a), low: low))
+        if componentsA == nil { try scores[0].append(KeyPair(high: ScoreKey.ordered(a), low: low)) }
         try scores[1].append(KeyPair(high: ScoreKey.ordered(b), low: low))
         if positive { positives += 1 } else { negatives += 1 }
     }
@@ -45,12 +48,14 @@ public final class PairedAUC {
     func result() throws(MTLModelError) -> Result? {
         let m = Double(positives), n = Double(negatives)
         guard positives > 0, negatives > 0 else { return nil }
-        let components = try scores.map { sorted throws(MTLModelError) in
+        func components(_ sorted: ExternalSorter<KeyPair>) throws(MTLModelError) -> ExternalSorter<RankedValues.Value> {
             try RankedValues.byIndex(sorted, name: "delong", for: "DeLong's components", memoryBudget: memoryBudget / 2) { place in
                 (place.positive ? (Double(place.below.negatives) + Double(place.tied.negatives) / 2) / n
                                 : 1 - (Double(place.below.positives) + Double(place.tied.positives) / 2) / m, place.positive)
             }
         }
+        if componentsA == nil { componentsA = try components(scores[0]) }
+        let components = [componentsA!, try components(scores[1])]
         // The means first (sums in sample order), then the covariances about them.
         var means: [(v10: Double, v01: Double)] = []
         for values in components {

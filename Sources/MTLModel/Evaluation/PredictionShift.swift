@@ -11,9 +11,13 @@ final class PredictionShift {
     private let memoryBudget: Int
     private var count = 0
     private var largest: Float = 0
+    /// Model A's mid-ranks and top-k flags in sample order: given (a reference model's, from an
+    /// earlier comparison on the same data: A's probabilities are then not kept), or once
+    /// `fill` has run.
+    private(set) var ranksA: ExternalSorter<RankedValues.Value>?
 
-    init(memoryBudget: Int) {
-        self.memoryBudget = memoryBudget
+    init(memoryBudget: Int, ranksA: ExternalSorter<RankedValues.Value>? = nil) {
+        (self.memoryBudget, self.ranksA) = (memoryBudget, ranksA)
         probabilities = ["A", "B"].map {
             ExternalSorter(name: "shift-\($0)", for: "the probabilities of model \($0)", memoryBudget: memoryBudget / 3)
         }
@@ -21,7 +25,7 @@ final class PredictionShift {
     }
 
     func add(_ a: Float, _ b: Float) throws(MTLModelError) {
-        try probabilities[0].append(KeyPair(high: ScoreKey.ordered(Double(a)), low: UInt64(count) << 1))
+        if ranksA == nil { try probabilities[0].append(KeyPair(high: ScoreKey.ordered(Double(a)), low: UInt64(count) << 1)) }
         try probabilities[1].append(KeyPair(high: ScoreKey.ordered(Double(b)), low: UInt64(count) << 1))
         // A non-negative float's bits are in its order.
         try deltas.append(abs(b - a).bitPattern)
@@ -38,11 +42,13 @@ final class PredictionShift {
         let largest = Double(largest)
         let range = largest >= 0.1 ? min(1, (largest * 10).rounded(.up) / 10) : max(1e-6, pow(10, (log10(max(largest, 1e-7))).rounded(.up)))
         let bins = QualityComparison.jointBinCount, k = max(1, count / 100)
-        let ranks = try probabilities.map { sorted throws(MTLModelError) in
+        func ranks(_ sorted: ExternalSorter<KeyPair>) throws(MTLModelError) -> ExternalSorter<RankedValues.Value> {
             try RankedValues.byIndex(sorted, name: "shift", for: "the probabilities' ranks", memoryBudget: memoryBudget / 3) { place in
                 (Double(2 * place.below.negatives + place.tied.negatives - 1) / 2 + 1, place.position >= count - k)
             }
         }
+        if ranksA == nil { ranksA = try ranks(probabilities[0]) }
+        let ranks = [ranksA!, try ranks(probabilities[1])]
         var joint = [[Int]](repeating: [Int](repeating: 0, count: bins), count: bins)
         let mean = Double(count + 1) / 2
         var covariance = 0.0, varianceA = 0.0, varianceB = 0.0, overlap = 0

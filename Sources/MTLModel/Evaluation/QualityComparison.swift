@@ -67,7 +67,7 @@ public struct QualityComparison: Sendable, Codable {
         if !replaying { reference.startRecording() }
         let predictorA = replaying ? nil : try Predictor(model: before, threadCount: threadCount)
         let predictorB = try Predictor(model: after, threadCount: threadCount)
-        let statistics = PairedStatistics(taskNames: before.architecture.tasks.map(\.name), evaluationA: reference.evaluation)
+        let statistics = PairedStatistics(taskNames: before.architecture.tasks.map(\.name), reference: replaying ? reference : nil)
         let reader = try DatasetReader(path: data, architecture: before.architecture, skipInvalid: skipInvalid)
         let batches = BatchPrefetcher(reader, taskCount: statistics.taskNames.count, batchSize: batchSize)
         defer { batches.cancel() }
@@ -90,7 +90,7 @@ public struct QualityComparison: Sendable, Codable {
         if replaying { try reference.finishReplay(at: replayed, data: data) }
         try recorder.finish()
         let (tasks, evaluationA) = try statistics.finish(threadCount: threadCount)
-        if !replaying { reference.finishRecording(evaluationA) }
+        if !replaying { try reference.finishRecording(evaluationA, components: statistics.componentsA, ranks: statistics.ranksA) }
         return QualityComparison(sampleCount: statistics.sampleCount, skippedLineCount: reader.skippedLineCount, tasks: tasks)
     }
 }
@@ -105,15 +105,21 @@ private final class PairedStatistics {
     private let evaluationA: Evaluation?
     private let paired: [PairedAUC], shifts: [PredictionShift]
 
-    init(taskNames: [String], evaluationA: Evaluation?) {
-        (self.taskNames, self.evaluationA) = (taskNames, evaluationA)
+    /// - Parameter reference: model A's side of an earlier comparison on the same data (its
+    ///   evaluation, components and ranks are then not computed again).
+    init(taskNames: [String], reference: ReferenceScores?) {
+        (self.taskNames, evaluationA) = (taskNames, reference?.evaluation)
         // 128 MiB of sorted scores in all: a quarter for each evaluator, half for the paired statistics.
         evaluatorA = evaluationA == nil ? Evaluator(taskNames: taskNames, memoryBudget: 32 << 20) : nil
         evaluatorB = Evaluator(taskNames: taskNames, memoryBudget: 32 << 20)
         let share = (64 << 20) / taskNames.count / 2
-        paired = taskNames.map { _ in PairedAUC(memoryBudget: share) }
-        shifts = taskNames.map { _ in PredictionShift(memoryBudget: share) }
+        paired = taskNames.indices.map { PairedAUC(memoryBudget: share, componentsA: reference?.components[$0]) }
+        shifts = taskNames.indices.map { PredictionShift(memoryBudget: share, ranksA: reference?.ranks[$0]) }
     }
+
+    /// Model A's side per task, once `finish` has run (what a `ReferenceScores` keeps).
+    var componentsA: [ExternalSorter<RankedValues.Value>?] { paired.map(\.componentsA) }
+    var ranksA: [ExternalSorter<RankedValues.Value>?] { shifts.map(\.ranksA) }
 
     var sampleCount: Int { evaluatorB.sampleCount }
 

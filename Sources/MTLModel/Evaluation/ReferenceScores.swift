@@ -18,6 +18,10 @@ final class ReferenceScores {
     private var writeOffset = 0
     /// The reference model's evaluation, once a comparison has ended.
     private(set) var evaluation: Evaluation?
+    /// Per task, the reference model's DeLong components and its probabilities' ranks in
+    /// sample order (on disk), once a comparison has ended.
+    private(set) var components: [ExternalSorter<RankedValues.Value>?] = []
+    private(set) var ranks: [ExternalSorter<RankedValues.Value>?] = []
 
     init(_ model: Model, recording: Bool = true) {
         (self.model, self.recording) = (model, recording)
@@ -30,7 +34,7 @@ final class ReferenceScores {
     /// Starts writing a comparison's predictions from the beginning.
     func startRecording() {
         writeOffset = 0
-        (recordedByteCount, evaluation) = (nil, nil)
+        (recordedByteCount, evaluation, components, ranks) = (nil, nil, [], [])
     }
 
     func record(_ predictions: Predictions) throws {
@@ -44,8 +48,13 @@ final class ReferenceScores {
         try write(predictions.fused)
     }
 
-    /// The comparison that recorded has ended with `evaluation` of the reference model.
-    func finishRecording(_ evaluation: Evaluation) {
+    /// The comparison that recorded has ended with `evaluation` of the reference model, and
+    /// per task its components and ranks (written to disk: kept, they hold no memory).
+    func finishRecording(_ evaluation: Evaluation, components: [ExternalSorter<RankedValues.Value>?],
+                         ranks: [ExternalSorter<RankedValues.Value>?]) throws {
+        guard recording else { return }
+        for sorter in components + ranks { try sorter?.moveToDisk() }
+        (self.components, self.ranks) = (components, ranks)
         (recordedByteCount, self.evaluation) = (writeOffset, evaluation)
     }
 

@@ -58,6 +58,16 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
         return try SortedReader(merging: runs, of: file!, share: max(512, runCapacity / runs.count))
     }
 
+    /// Writes the values still in memory to the temporary file and frees their buffer: a sorter
+    /// kept for later reads (`ReferenceScores`) holds no memory meanwhile.
+    func moveToDisk() throws(MTLModelError) {
+        guard runs.isEmpty, let buffer, buffer.count > 0 else { return }
+        if !readOnce { sortBuffer() }
+        try writeRun(buffer)
+        self.buffer = nil
+        readOnce = true
+    }
+
     /// By the key's bytes where the element says which they are (`RadixSortable`: several
     /// times faster than comparing), else by comparisons.
     private func sortBuffer() {
@@ -75,12 +85,16 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
 
     private func spill() throws(MTLModelError) {
         sortBuffer()
+        try writeRun(buffer!)
+        buffer!.removeAll()
+    }
+
+    /// Appends the sorted values of `run` to the temporary file as a run.
+    private func writeRun(_ run: RunBuffer<Element>) throws(MTLModelError) {
         if file == nil { file = try TemporaryFile(name, for: purpose) }
         let start = runs.last?.upperBound ?? 0
-        let run = buffer!
         try file!.write(UnsafeRawBufferPointer(run.values), at: start * MemoryLayout<Element>.stride)
         runs.append(start..<(start + run.count))
-        run.removeAll()
     }
 
     /// The values in memory in order, or a k-way merge of the runs through a binary heap of
