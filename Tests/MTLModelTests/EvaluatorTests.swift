@@ -37,12 +37,16 @@ struct EvaluatorTests {
             try sorter.forEachSorted { read.append($0) }
             #expect(read == values.sorted())
         }
-        let unread = ExternalSorter<UInt64>(name: "test", for: "test values", memoryBudget: 1 << 20)
-        for value in values { try unread.append(value) }
-        try unread.moveToDisk()
-        var sortedOnce: [UInt64] = []
-        try unread.forEachSorted { sortedOnce.append($0) }
-        #expect(unread.runCount == 1 && sortedOnce == values.sorted())
+        // Not read yet, fitting or spilled (with a partial run in memory): moved, then appended to.
+        for (budget, runs) in [(1 << 20, 2), (0, 14)] {
+            let unread = ExternalSorter<UInt64>(name: "test", for: "test values", memoryBudget: budget)
+            for value in values { try unread.append(value) }
+            try unread.moveToDisk()
+            for value in values.prefix(100) { try unread.append(value) }
+            var sortedOnce: [UInt64] = []
+            try unread.forEachSorted { sortedOnce.append($0) }
+            #expect(unread.runCount == runs && sortedOnce == (values + values.prefix(100)).sorted(), "budget \(budget)")
+        }
         let pairs = ExternalSorter<KeyPair>(name: "test", for: "test pairs", memoryBudget: 0)
         let pairValues = (0..<10_000).map { _ in KeyPair(high: .random(in: 0..<10, using: &generator), low: .random(in: 0..<5, using: &generator)) }
         for pair in pairValues { try pairs.append(pair) }

@@ -61,11 +61,11 @@ final class ExternalSorter<Element: BitwiseCopyable & Comparable> {
     /// Writes the values still in memory to the temporary file and frees their buffer: a sorter
     /// kept for later reads (`ReferenceScores`) holds no memory meanwhile.
     func moveToDisk() throws(MTLModelError) {
-        guard runs.isEmpty, let buffer, buffer.count > 0 else { return }
+        guard let buffer, buffer.count > 0 else { return }
+        // Read in memory, it is sorted already; else it is a run like any other.
         if !readOnce { sortBuffer() }
         try writeRun(buffer)
         self.buffer = nil
-        readOnce = true
     }
 
     /// By the key's bytes where the element says which they are (`RadixSortable`: several
