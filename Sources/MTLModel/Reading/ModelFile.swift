@@ -233,23 +233,19 @@ public final class ModelFile: @unchecked Sendable {
         -> [(error: MTLModelError?, state: State)] {
         let ranges = entry.storedRanges()
         let stretches = stride(from: 0, to: ranges.count, by: Self.stretchChunkCount).map { $0..<min($0 + Self.stretchChunkCount, ranges.count) }
-        let results = WorkResults<(error: MTLModelError?, state: State)>(count: stretches.count)
         let threads = max(1, threadCount ?? ProcessInfo.processInfo.activeProcessorCount)
-        DispatchQueue.concurrentPerform(iterations: min(threads, stretches.count)) { _ in
-            while let next = results.claim() {
-                var state = initial
-                var error: MTLModelError?
-                let chunks = stretches[next]
-                let start = entry.offset + ranges[chunks.lowerBound].lowerBound, end = entry.offset + ranges[chunks.upperBound - 1].upperBound
-                for chunk in chunks where error == nil {
-                    let offset = entry.offset + ranges[chunk].lowerBound
-                    error = body(&state, chunk, offset, file.bytes(offset, UInt64(ranges[chunk].count)))
-                }
-                file.release(start, end - start)
-                results.set(next, (error, state))
+        return Concurrently.map(stretches.count, threadCount: threads) { next -> (error: MTLModelError?, state: State) in
+            var state = initial
+            var error: MTLModelError?
+            let chunks = stretches[next]
+            let start = entry.offset + ranges[chunks.lowerBound].lowerBound, end = entry.offset + ranges[chunks.upperBound - 1].upperBound
+            for chunk in chunks where error == nil {
+                let offset = entry.offset + ranges[chunk].lowerBound
+                error = body(&state, chunk, offset, file.bytes(offset, UInt64(ranges[chunk].count)))
             }
+            file.release(start, end - start)
+            return (error, state)
         }
-        return results.all.map { $0! }
     }
 
     /// The checksums and value counts of an uncompressed tensor of whole elements, stretches
